@@ -1,0 +1,123 @@
+/**
+ * The backfill: every table not copied yet is copied under one exported snapshot, several
+ * at a time, largest first (so the longest copy starts earliest).
+ */
+import PQueue from 'p-queue';
+import type pg from 'pg';
+import type { TablePlan } from '../catalog/tables.js';
+import type { Metrics } from '../health/metrics.js';
+import type { Logger } from '../log.js';
+import { formatLsn, type Lsn } from '../lsn.js';
+import { displayTable } from '../pg/ident.js';
+import { openSourceReader, openTargetWriter } from '../pg/sessions.js';
+import { MARK_COPYING } from '../sql/state.js';
+import { copyTable } from './copy.js';
+
+export interface BackfillOptions {
+  sourceUrl: string;
+  targetUrl: string;
+  plans: TablePlan[];
+  snapshotName: string;
+  copyLsn: Lsn;
+  jobs: number;
+  log: Logger;
+  metrics: Metrics;
+  signal: AbortSignal;
+  progressIntervalMs?: number;
+}
+
+interface Progress {
+  table: string;
+  estimated: number;
+  rows: number;
+  bytes: number;
+  startedAt: number;
+}
+
+export async function runBackfill(opts: BackfillOptions): Promise<void> {
+  const { log, metrics } = opts;
+  const plans = [...opts.plans].sort((a, b) => b.source.bytes - a.source.bytes);
+  const queue = new PQueue({ concurrency: Math.max(1, opts.jobs) });
+  const clients = new Set<pg.Client>();
+  const active = new Map<string, Progress>();
+  let failure: unknown = null;
+
+  const closeAll = () => {
+    for (const c of clients) void c.end().catch(() => {});
+  };
+  const onAbort = () => {
+    queue.clear();
+    closeAll();
+  };
+  opts.signal.addEventListener('abort', onAbort, { once: true });
+
+  // Progress at a steady pace, per table, with percent and ETA; never per row.
+  const ticker = setInterval(() => {
+    for (const p of active.values()) {
+      const seconds = (Date.now() - p.startedAt) / 1000;
+      const rate = seconds > 0 ? p.rows / seconds : 0;
+      const pct = p.estimated > 0 ? Math.min(99.9, (100 * p.rows) / p.estimated) : null;
+      const eta = rate > 0 && p.estimated > p.rows ? Math.round((p.estimated - p.rows) / rate) : null;
+      log.info(
+        { table: p.table, rows: p.rows, bytes: p.bytes, percent: pct === null ? null : Number(pct.toFixed(1)), rowsPerSec: Math.round(rate), etaSeconds: eta },
+        'copying',
+      );
+    }
+  }, opts.progressIntervalMs ?? 10_000);
+  ticker.unref();
+
+  const copyOne = async (plan: TablePlan) => {
+    if (failure !== null || opts.signal.aborted) return;
+    const table = displayTable(plan);
+    const tlog = log.child({ table, lsn: formatLsn(opts.copyLsn) });
+    const source = await openSourceReader(opts.sourceUrl, 'walbridge copy');
+    clients.add(source);
+    let target: pg.Client | null = null;
+    try {
+      target = await openTargetWriter(opts.targetUrl, 'walbridge copy');
+      clients.add(target);
+      await target.query(MARK_COPYING, [plan.schema, plan.name, formatLsn(opts.copyLsn)]);
+      metrics.backfillTables.dec({ state: 'pending' });
+      metrics.backfillTables.inc({ state: 'copying' });
+      metrics.backfillRowsEstimated.set({ table }, plan.source.estimatedRows);
+      const progress: Progress = { table, estimated: plan.source.estimatedRows, rows: 0, bytes: 0, startedAt: Date.now() };
+      active.set(table, progress);
+      tlog.info({ estimatedRows: plan.source.estimatedRows, bytes: plan.source.bytes }, 'copy started');
+      const done = await copyTable(source, target, plan, opts.snapshotName, opts.copyLsn, (d) => {
+        progress.rows += d.rows;
+        progress.bytes += d.bytes;
+        metrics.backfillRows.inc({ table }, d.rows);
+        metrics.backfillBytes.inc({ table }, d.bytes);
+      });
+      active.delete(table);
+      metrics.backfillTables.dec({ state: 'copying' });
+      metrics.backfillTables.inc({ state: 'copied' });
+      const seconds = (Date.now() - progress.startedAt) / 1000;
+      tlog.info({ rows: done.rows, bytes: done.bytes, seconds, rowsPerSec: Math.round(done.rows / Math.max(seconds, 0.001)) }, 'copy finished');
+    } catch (err) {
+      active.delete(table);
+      if (failure === null) {
+        failure = err;
+        queue.clear();
+        closeAll();
+      }
+    } finally {
+      for (const c of [source, target]) {
+        if (c) {
+          clients.delete(c);
+          await c.end().catch(() => {});
+        }
+      }
+    }
+  };
+
+  try {
+    for (const plan of plans) void queue.add(() => copyOne(plan));
+    await queue.onIdle();
+  } finally {
+    clearInterval(ticker);
+    opts.signal.removeEventListener('abort', onAbort);
+  }
+  if (failure !== null) throw failure;
+  if (opts.signal.aborted) throw new Error('backfill stopped');
+}

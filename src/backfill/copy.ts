@@ -1,0 +1,101 @@
+/**
+ * Copy one table: `COPY ... TO STDOUT` on the source, under the exported snapshot, streamed
+ * byte for byte into `COPY ... FROM STDIN` on the target. No row is decoded in JavaScript.
+ * The target side is one transaction that also marks the table copied, so a copy that is
+ * cut off leaves nothing behind and is simply started again.
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type pg from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import type { TablePlan } from '../catalog/tables.js';
+import { WalbridgeError } from '../errors.js';
+import { displayTable, quoteIdent, quoteLiteral, quoteTable } from '../pg/ident.js';
+import { formatLsn, type Lsn } from '../lsn.js';
+import { tableHasRows } from '../sql/catalog.js';
+import { MARK_COPIED } from '../sql/state.js';
+
+export interface CopyProgress {
+  rows: number;
+  bytes: number;
+}
+
+/** Counts rows (newlines: COPY text escapes the ones inside values) and bytes as they pass. */
+class CopyCounter extends Transform {
+  rows = 0;
+  bytes = 0;
+  constructor(private readonly onProgress: (delta: CopyProgress) => void) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    let rows = 0;
+    let i = chunk.indexOf(10);
+    while (i !== -1) {
+      rows++;
+      i = chunk.indexOf(10, i + 1);
+    }
+    this.rows += rows;
+    this.bytes += chunk.length;
+    this.onProgress({ rows, bytes: chunk.length });
+    cb(null, chunk);
+  }
+}
+
+export function copyOutSql(plan: TablePlan): string {
+  const cols = plan.copyColumns.map((c) => quoteIdent(c.name)).join(', ');
+  // A partitioned table cannot be COPY'd directly; its rows are read through the root.
+  return plan.source.kind === 'p'
+    ? `COPY (SELECT ${cols} FROM ${quoteTable(plan)}) TO STDOUT`
+    : `COPY ${quoteTable(plan)} (${cols}) TO STDOUT`;
+}
+
+export function copyInSql(plan: TablePlan): string {
+  // COPY FROM writes identity columns as given, like OVERRIDING SYSTEM VALUE, and leaves
+  // generated columns to the target.
+  const cols = plan.copyColumns.map((c) => quoteIdent(c.name)).join(', ');
+  return `COPY ${quoteTable(plan)} (${cols}) FROM STDIN`;
+}
+
+/**
+ * Copy `plan` from `source` (a fresh session) to `target` (a fresh session with
+ * session_replication_role = replica) under `snapshotName`; mark it copied at `copyLsn`.
+ */
+export async function copyTable(
+  source: pg.ClientBase,
+  target: pg.ClientBase,
+  plan: TablePlan,
+  snapshotName: string,
+  copyLsn: Lsn,
+  onProgress: (delta: CopyProgress) => void,
+): Promise<CopyProgress> {
+  await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  try {
+    await source.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(snapshotName)}`);
+  } catch (err) {
+    await source.query('ROLLBACK').catch(() => {});
+    throw new WalbridgeError('slot', `the copy snapshot is gone (${err instanceof Error ? err.message : String(err)})`, {
+      cause: err,
+      transient: true,
+      hint: 'walbridge takes a new snapshot for the tables not copied yet; nothing to do.',
+    });
+  }
+  await target.query('BEGIN');
+  try {
+    const { rows } = await target.query<{ has_rows: boolean }>(tableHasRows(quoteTable(plan)));
+    if (rows[0]?.has_rows) {
+      throw new WalbridgeError('state', `target table ${displayTable(plan)} already holds rows, but walbridge has not copied it`, {
+        hint: `Empty it on the target (TRUNCATE ${quoteTable(plan)};) if those rows are not needed, then start again.`,
+      });
+    }
+    const counter = new CopyCounter(onProgress);
+    await pipeline(source.query(copyTo(copyOutSql(plan))), counter, target.query(copyFrom(copyInSql(plan))));
+    await target.query(MARK_COPIED, [plan.schema, plan.name, formatLsn(copyLsn), counter.rows, counter.bytes]);
+    await target.query('COMMIT');
+    await source.query('COMMIT');
+    return { rows: counter.rows, bytes: counter.bytes };
+  } catch (err) {
+    await target.query('ROLLBACK').catch(() => {});
+    await source.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}

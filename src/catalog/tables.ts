@@ -1,0 +1,208 @@
+/**
+ * What walbridge knows about each selected table: its columns on both sides, its key,
+ * whether it can be published safely. Built once at start from the two catalogs.
+ */
+import type pg from 'pg';
+import { WalbridgeError } from '../errors.js';
+import { displayTable, quoteIdent, quoteTable, type TableName } from '../pg/ident.js';
+import { EXISTING_SCHEMAS, LIST_COLUMNS, LIST_TABLES } from '../sql/catalog.js';
+import { selectTables, type SelectionInput } from './select.js';
+
+export interface Column {
+  name: string;
+  /** format_type() with typmod, e.g. `numeric(20,6)`, `order_status[]`, `character varying(40)`. */
+  type: string;
+  typeOid: number;
+  isArray: boolean;
+  notNull: boolean;
+  generated: boolean;
+  /** '' none, 'a' GENERATED ALWAYS AS IDENTITY, 'd' BY DEFAULT. */
+  identity: '' | 'a' | 'd';
+}
+
+export interface SourceTable extends TableName {
+  oid: number;
+  kind: 'r' | 'p';
+  replicaIdentity: 'd' | 'n' | 'f' | 'i';
+  primaryKey: string[];
+  leavesWithoutIdentity: string[];
+  estimatedRows: number;
+  bytes: number;
+}
+
+/** A selected table with both sides' columns resolved. */
+export interface TablePlan extends TableName {
+  source: SourceTable;
+  sourceColumns: Column[];
+  targetColumns: Column[];
+  /** Columns walbridge writes: on the source, not generated (pgoutput never sends generated ones). */
+  copyColumns: Column[];
+  /** Target key used to find a row for UPDATE/DELETE; empty means match on all columns (REPLICA IDENTITY FULL without a key). */
+  targetKey: string[];
+}
+
+interface TableRow {
+  oid: string;
+  schema: string;
+  name: string;
+  kind: 'r' | 'p';
+  replica_identity: 'd' | 'n' | 'f' | 'i';
+  primary_key: string[];
+  leaves_without_identity: string[];
+  estimated_rows: string;
+  bytes: string;
+}
+
+interface ColumnRow {
+  schema: string;
+  name: string;
+  column: string;
+  type: string;
+  type_oid: string;
+  is_array: boolean;
+  not_null: boolean;
+  generated: boolean;
+  identity: '' | 'a' | 'd';
+}
+
+export async function listSourceTables(source: pg.ClientBase, schemas: string[]): Promise<SourceTable[]> {
+  const { rows } = await source.query<TableRow>(LIST_TABLES, [schemas]);
+  return rows.map((r) => ({
+    oid: Number(r.oid),
+    schema: r.schema,
+    name: r.name,
+    kind: r.kind,
+    replicaIdentity: r.replica_identity,
+    primaryKey: r.primary_key,
+    leavesWithoutIdentity: r.leaves_without_identity,
+    estimatedRows: Number(r.estimated_rows),
+    bytes: Number(r.bytes),
+  }));
+}
+
+export async function listColumns(client: pg.ClientBase, tables: TableName[]): Promise<Map<string, Column[]>> {
+  const { rows } = await client.query<ColumnRow>(LIST_COLUMNS, [tables.map((t) => t.schema), tables.map((t) => t.name)]);
+  const out = new Map<string, Column[]>();
+  for (const r of rows) {
+    const key = displayTable(r);
+    const list = out.get(key) ?? [];
+    list.push({
+      name: r.column,
+      type: r.type,
+      typeOid: Number(r.type_oid),
+      isArray: r.is_array,
+      notNull: r.not_null,
+      generated: r.generated,
+      identity: r.identity,
+    });
+    out.set(key, list);
+  }
+  return out;
+}
+
+/** Resolve the configured selection on the source; unknown schemas or filters are errors. */
+export async function resolveSelection(source: pg.ClientBase, sel: SelectionInput): Promise<SourceTable[]> {
+  const { rows: existing } = await source.query<{ name: string }>(EXISTING_SCHEMAS, [sel.schemas]);
+  const missing = sel.schemas.filter((s) => !existing.some((e) => e.name === s));
+  if (missing.length > 0) {
+    throw new WalbridgeError('config', `schema ${missing.map((s) => `"${s}"`).join(', ')} does not exist on the source`, {
+      hint: 'Fix WALBRIDGE_SCHEMAS (a comma list such as public,auth).',
+    });
+  }
+  const all = await listSourceTables(source, sel.schemas);
+  const { selected, unmatchedIncludes, unmatchedExcludes } = selectTables(all, sel);
+  const unknown = [...unmatchedIncludes.map((g) => `WALBRIDGE_TABLES: ${g}`), ...unmatchedExcludes.map((g) => `WALBRIDGE_EXCLUDE_TABLES: ${g}`)];
+  if (unknown.length > 0) {
+    throw new WalbridgeError('config', `these table filters match no table of ${sel.schemas.join(', ')} on the source:\n  - ${unknown.join('\n  - ')}`, {
+      hint: 'Write filters as schema.table (globs with * allowed) and check the spelling; names are case-sensitive.',
+    });
+  }
+  if (selected.length === 0) {
+    throw new WalbridgeError('config', `no table selected: schemas ${sel.schemas.join(', ')} hold no table matching the filters`, {
+      hint: 'Check WALBRIDGE_SCHEMAS, WALBRIDGE_TABLES and WALBRIDGE_EXCLUDE_TABLES.',
+    });
+  }
+  return selected;
+}
+
+/**
+ * Publishing a table without a usable replica identity makes the *application's* UPDATE and
+ * DELETE on it fail. walbridge never changes the source's tables itself: it stops and lets
+ * the user choose.
+ */
+export function assertReplicaIdentities(tables: SourceTable[]): void {
+  const bad = tables.filter((t) => t.leavesWithoutIdentity.length > 0);
+  if (bad.length === 0) return;
+  const lines = bad.map((t) => {
+    const leaves = t.kind === 'p' ? ` (partitions: ${t.leavesWithoutIdentity.join(', ')})` : '';
+    return `${displayTable(t)}${leaves}`;
+  });
+  const first = bad[0] as SourceTable;
+  throw new WalbridgeError(
+    'source',
+    `${bad.length} selected table(s) have neither a primary key nor a replica identity:\n  - ${lines.join('\n  - ')}\n` +
+      'Publishing them would make the application\'s UPDATE and DELETE on them fail on the source.',
+    {
+      hint:
+        'For each table choose one: add a primary key or unique index (ALTER TABLE ... REPLICA IDENTITY USING INDEX ...); ' +
+        `or run ALTER TABLE ${quoteTable(first)} REPLICA IDENTITY FULL yourself (every UPDATE/DELETE then logs the whole old row); ` +
+        `or leave it out with WALBRIDGE_EXCLUDE_TABLES=${displayTable(first)}. walbridge never changes your source tables.`,
+    },
+  );
+}
+
+/**
+ * Join each selected source table with the target's definition. Missing tables or
+ * columns, and type differences, stop the start with the DDL or setting that fixes them.
+ */
+export async function planTables(source: pg.ClientBase, target: pg.ClientBase, tables: SourceTable[]): Promise<TablePlan[]> {
+  const [srcCols, dstCols] = await Promise.all([listColumns(source, tables), listColumns(target, tables)]);
+  const problems: string[] = [];
+  const plans: TablePlan[] = [];
+  for (const t of tables) {
+    const key = displayTable(t);
+    const sourceColumns = srcCols.get(key) ?? [];
+    const targetColumns = dstCols.get(key);
+    if (!targetColumns) {
+      problems.push(`table ${key} does not exist on the target: create it there (for example with pg_dump --schema-only --table '${key}' on the source)`);
+      continue;
+    }
+    for (const sc of sourceColumns) {
+      if (sc.generated) continue;
+      const tc = targetColumns.find((c) => c.name === sc.name);
+      if (!tc) {
+        problems.push(`column ${key}.${sc.name} is missing on the target: ALTER TABLE ${quoteTable(t)} ADD COLUMN ${quoteIdent(sc.name)} ${sc.type};`);
+      } else if (tc.generated) {
+        problems.push(`column ${key}.${sc.name} is generated on the target but not on the source: make it a plain column on the target`);
+      } else if (tc.type !== sc.type) {
+        problems.push(
+          `column ${key}.${sc.name} is ${sc.type} on the source but ${tc.type} on the target: ` +
+            `values would be reinterpreted; ALTER TABLE ${quoteTable(t)} ALTER COLUMN ${quoteIdent(sc.name)} TYPE ${sc.type}; on the target, or exclude the table`,
+        );
+      }
+    }
+    for (const tc of targetColumns) {
+      const sc = sourceColumns.find((c) => c.name === tc.name);
+      if (!sc && tc.notNull && !tc.generated && tc.identity === '') {
+        // A NOT NULL column the source cannot fill would fail every copied row.
+        problems.push(`column ${key}.${tc.name} exists only on the target and is NOT NULL: drop it or give it a default`);
+      }
+    }
+    const copyColumns = sourceColumns.filter((c) => !c.generated);
+    plans.push({
+      schema: t.schema,
+      name: t.name,
+      source: t,
+      sourceColumns,
+      targetColumns,
+      copyColumns,
+      targetKey: t.primaryKey,
+    });
+  }
+  if (problems.length > 0) {
+    throw new WalbridgeError('schema', `the target's tables do not match the source:\n  - ${problems.join('\n  - ')}`, {
+      hint: 'Run the statements above on the target (or exclude the tables with WALBRIDGE_EXCLUDE_TABLES), then start again.',
+    });
+  }
+  return plans;
+}

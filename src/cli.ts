@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+/**
+ * The `walbridge` command. Connection strings come from the environment only
+ * (SOURCE_DATABASE_URL, TARGET_DATABASE_URL): never from flags, which end up in shell
+ * history and process listings.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { runCommand } from './commands/run.js';
+import type { ConfigOverrides } from './config.js';
+
+const list = (v: string) =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+
+function positiveInt(v: string): number {
+  if (!/^\d+$/.test(v) || Number(v) < 1) throw new InvalidArgumentError('expected a positive whole number');
+  return Number(v);
+}
+
+const program = new Command();
+program
+  .name('walbridge')
+  .description(
+    'Move a live Postgres database (e.g. Supabase) to another Postgres (e.g. Railway) with no downtime:\n' +
+      'a consistent copy, then exactly-once logical replication until cutover.',
+  )
+  .addHelpText(
+    'after',
+    `
+Environment:
+  SOURCE_DATABASE_URL       direct connection URL of the database to migrate from (required)
+  TARGET_DATABASE_URL       URL of the database to migrate to (required; falls back to DATABASE_URL)
+  WALBRIDGE_SCHEMAS         comma list of schemas to migrate (default: public)
+  WALBRIDGE_TABLES          only these schema.table names (globs with * allowed)
+  WALBRIDGE_EXCLUDE_TABLES  leave these schema.table names out (globs allowed)
+  WALBRIDGE_SLOT            replication slot name on the source (default: walbridge)
+  WALBRIDGE_PUBLICATION     publication name on the source (default: walbridge)
+  WALBRIDGE_COPY_JOBS       tables copied at once (default: 4)
+  PORT                      HTTP port for /healthz, /readyz, /metrics (default: 8080)
+  LOG_LEVEL                 fatal, error, warn, info, debug, trace (default: info)`,
+  );
+
+program
+  .command('run')
+  .description('run the migration daemon: copy, then stream changes until stopped (same as node dist/daemon.js)')
+  .addOption(new Option('--schemas <list>', 'schemas to migrate (overrides WALBRIDGE_SCHEMAS)').argParser(list))
+  .addOption(new Option('--tables <list>', 'only these schema.table globs (overrides WALBRIDGE_TABLES)').argParser(list))
+  .addOption(new Option('--exclude-tables <list>', 'leave out these schema.table globs').argParser(list))
+  .option('--slot <name>', 'replication slot name (overrides WALBRIDGE_SLOT)')
+  .option('--publication <name>', 'publication name (overrides WALBRIDGE_PUBLICATION)')
+  .addOption(new Option('--port <port>', 'HTTP port (overrides PORT)').argParser(positiveInt))
+  .addOption(new Option('--copy-jobs <n>', 'tables copied at once').argParser(positiveInt))
+  .option('--log-level <level>', 'log level (overrides LOG_LEVEL)')
+  .option('--exit-on-error', 'exit with status 1 on a permanent error instead of waiting in phase "error"')
+  .action(async (opts: Record<string, unknown>) => {
+    const overrides: ConfigOverrides = {};
+    if (opts.schemas) overrides.schemas = opts.schemas as string[];
+    if (opts.tables) overrides.includeTables = opts.tables as string[];
+    if (opts.excludeTables) overrides.excludeTables = opts.excludeTables as string[];
+    if (opts.slot) overrides.slotName = opts.slot as string;
+    if (opts.publication) overrides.publicationName = opts.publication as string;
+    if (opts.port) overrides.port = opts.port as number;
+    if (opts.copyJobs) overrides.copyJobs = opts.copyJobs as number;
+    if (opts.logLevel) overrides.logLevel = opts.logLevel as ConfigOverrides['logLevel'];
+    const code = await runCommand(process.env, { overrides, exitOnError: opts.exitOnError === true ? true : undefined });
+    process.exit(code);
+  });
+
+await program.parseAsync(process.argv);

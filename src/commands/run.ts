@@ -1,0 +1,58 @@
+/**
+ * `walbridge run` / `node dist/daemon.js`: the long-running service.
+ */
+import { loadConfig, type ConfigOverrides } from '../config.js';
+import { describeError, WalbridgeError } from '../errors.js';
+import { Metrics } from '../health/metrics.js';
+import { startHealthServer } from '../health/server.js';
+import { createLogger } from '../log.js';
+import { newLiveStatus } from '../pipeline/status.js';
+import { supervise } from '../pipeline/supervise.js';
+import { onShutdown } from '../shutdown.js';
+
+export interface RunOptions {
+  overrides?: ConfigOverrides;
+  exitOnError?: boolean;
+}
+
+export async function runCommand(env: NodeJS.ProcessEnv, opts: RunOptions = {}): Promise<number> {
+  let config;
+  try {
+    config = loadConfig(env, opts.overrides);
+  } catch (err) {
+    const d = describeError(err);
+    const log = createLogger(env.LOG_LEVEL && /^[a-z]+$/.test(env.LOG_LEVEL) ? env.LOG_LEVEL : 'info');
+    log.fatal({ err }, d.message);
+    if (err instanceof WalbridgeError && err.hint) process.stderr.write(`${d.message}\n${err.hint}\n`);
+    else process.stderr.write(`${d.message}\n`);
+    return 2;
+  }
+  const log = createLogger(config.logLevel);
+  const metrics = new Metrics();
+  const status = newLiveStatus();
+  const controller = new AbortController();
+  const exitOnError = opts.exitOnError ?? /^(1|true|yes)$/i.test(env.WALBRIDGE_EXIT_ON_ERROR ?? '');
+
+  let server;
+  try {
+    server = await startHealthServer({ port: config.port, metrics, status, log });
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    log.fatal({ err }, `cannot listen on PORT ${config.port}${code === 'EADDRINUSE' ? ': the port is in use' : ''}`);
+    process.stderr.write(`cannot listen on PORT ${config.port} (${code ?? String(err)}): set PORT to a free port\n`);
+    return 2;
+  }
+  const unregister = onShutdown(log, () => controller.abort());
+  log.info(
+    { schemas: config.schemas, slot: config.slotName, publication: config.publicationName, copyJobs: config.copyJobs },
+    'walbridge starting',
+  );
+  try {
+    const code = await supervise({ config, log, metrics, status, signal: controller.signal, exitOnError });
+    log.info({ exitCode: code }, 'walbridge stopped');
+    return code;
+  } finally {
+    unregister();
+    await server.close();
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * Configuration is a pure function of the environment (and command-line overrides), so it
+ * can be tested and so nothing reads `process.env` at module load. Every bad value is
+ * reported at once, each with what to set instead. Connection strings are validated but
+ * never echoed back.
+ */
+import { z } from 'zod';
+import { WalbridgeError } from './errors.js';
+import { registerSecret } from './redact.js';
+
+export interface Config {
+  sourceUrl: string;
+  targetUrl: string;
+  /** Schemas whose tables are migrated. */
+  schemas: string[];
+  /** `schema.table` globs; when set, only matching tables are migrated. */
+  includeTables: string[] | null;
+  /** `schema.table` globs removed from the selection. */
+  excludeTables: string[];
+  slotName: string;
+  publicationName: string;
+  port: number;
+  logLevel: LogLevel;
+  /** Tables copied at the same time during the backfill. */
+  copyJobs: number;
+  /** Target-side apply batching: commit after this many changes or this many ms. */
+  applyBatchChanges: number;
+  applyBatchMs: number;
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Overrides from command-line flags; same meaning as the env variables they shadow. */
+export type ConfigOverrides = Partial<
+  Pick<Config, 'sourceUrl' | 'targetUrl' | 'schemas' | 'includeTables' | 'excludeTables' | 'slotName' | 'publicationName' | 'port' | 'logLevel' | 'copyJobs'>
+>;
+
+const SUPABASE_POOLER_HOST = /\.pooler\.supabase\.com$/i;
+
+function postgresUrl(varName: string) {
+  return z.string().superRefine((value, ctx) => {
+    let u: URL;
+    try {
+      u = new URL(value);
+    } catch {
+      ctx.addIssue({
+        code: 'custom',
+        message: `${varName} is not a URL. Set it to postgresql://USER:PASSWORD@HOST:5432/DATABASE`,
+      });
+      return;
+    }
+    if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') {
+      ctx.addIssue({
+        code: 'custom',
+        message: `${varName} must start with postgresql:// (got ${u.protocol}//)`,
+      });
+      return;
+    }
+    if (!u.hostname) {
+      ctx.addIssue({ code: 'custom', message: `${varName} has no host name` });
+    }
+    if (SUPABASE_POOLER_HOST.test(u.hostname) || (u.hostname.endsWith('supabase.com') && u.port === '6543')) {
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          `${varName} points at Supabase's connection pooler (${u.hostname}:${u.port || '5432'}), which does not carry ` +
+          'logical replication. Use the direct connection instead: Supabase dashboard → Connect → "Direct connection", ' +
+          'host db.<project-ref>.supabase.co, port 5432, user postgres.',
+      });
+    }
+  });
+}
+
+const listOf = (s: string | undefined): string[] =>
+  (s ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x.length > 0);
+
+const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
+
+const envSchema = z.object({
+  SOURCE_DATABASE_URL: z
+    .string({ error: 'SOURCE_DATABASE_URL is required: the direct connection URL of the database to migrate from' })
+    .min(1, 'SOURCE_DATABASE_URL is empty: set it to the direct connection URL of the database to migrate from')
+    .pipe(postgresUrl('SOURCE_DATABASE_URL')),
+  TARGET_DATABASE_URL: z
+    .string({ error: 'TARGET_DATABASE_URL (or DATABASE_URL) is required: the URL of the database to migrate to' })
+    .min(1, 'TARGET_DATABASE_URL is empty: set it to the URL of the database to migrate to')
+    .pipe(postgresUrl('TARGET_DATABASE_URL')),
+  WALBRIDGE_SCHEMAS: z.string().default('public'),
+  WALBRIDGE_TABLES: z.string().optional(),
+  WALBRIDGE_EXCLUDE_TABLES: z.string().optional(),
+  WALBRIDGE_SLOT: z
+    .string()
+    .default('walbridge')
+    .refine((s) => SLOT_NAME.test(s), {
+      message: 'WALBRIDGE_SLOT must be 1-63 characters of lower-case letters, digits and underscores (a replication slot name)',
+    }),
+  WALBRIDGE_PUBLICATION: z
+    .string()
+    .default('walbridge')
+    .refine((s) => s.length > 0 && Buffer.byteLength(s) <= 63 && !s.includes('\0'), {
+      message: 'WALBRIDGE_PUBLICATION must be a name of 1-63 bytes',
+    }),
+  PORT: z
+    .string()
+    .default('8080')
+    .refine((s) => /^\d+$/.test(s) && Number(s) >= 1 && Number(s) <= 65535, {
+      message: 'PORT must be a whole number from 1 to 65535',
+    })
+    .transform(Number),
+  LOG_LEVEL: z.enum(LOG_LEVELS, { error: `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+  WALBRIDGE_COPY_JOBS: z
+    .string()
+    .default('4')
+    .refine((s) => /^\d+$/.test(s) && Number(s) >= 1 && Number(s) <= 64, {
+      message: 'WALBRIDGE_COPY_JOBS must be a whole number from 1 to 64',
+    })
+    .transform(Number),
+  WALBRIDGE_APPLY_BATCH_CHANGES: z
+    .string()
+    .default('5000')
+    .refine((s) => /^\d+$/.test(s) && Number(s) >= 1, { message: 'WALBRIDGE_APPLY_BATCH_CHANGES must be a positive whole number' })
+    .transform(Number),
+  WALBRIDGE_APPLY_BATCH_MS: z
+    .string()
+    .default('200')
+    .refine((s) => /^\d+$/.test(s) && Number(s) >= 1, { message: 'WALBRIDGE_APPLY_BATCH_MS must be a positive whole number' })
+    .transform(Number),
+});
+
+/** `schema.table` with optional `*` globs in either part. */
+const TABLE_PATTERN = /^[^.]+\.[^.]+$/;
+
+export function loadConfig(env: Record<string, string | undefined>, overrides: ConfigOverrides = {}): Config {
+  const input = {
+    ...env,
+    SOURCE_DATABASE_URL: overrides.sourceUrl ?? emptyToUndefined(env.SOURCE_DATABASE_URL),
+    TARGET_DATABASE_URL:
+      overrides.targetUrl ?? emptyToUndefined(env.TARGET_DATABASE_URL) ?? emptyToUndefined(env.DATABASE_URL),
+    WALBRIDGE_SLOT: overrides.slotName ?? emptyToUndefined(env.WALBRIDGE_SLOT),
+    WALBRIDGE_PUBLICATION: overrides.publicationName ?? emptyToUndefined(env.WALBRIDGE_PUBLICATION),
+    PORT: overrides.port !== undefined ? String(overrides.port) : emptyToUndefined(env.PORT),
+    LOG_LEVEL: overrides.logLevel ?? emptyToUndefined(env.LOG_LEVEL),
+    WALBRIDGE_COPY_JOBS: overrides.copyJobs !== undefined ? String(overrides.copyJobs) : emptyToUndefined(env.WALBRIDGE_COPY_JOBS),
+    WALBRIDGE_SCHEMAS: overrides.schemas?.join(',') ?? emptyToUndefined(env.WALBRIDGE_SCHEMAS),
+  };
+  const parsed = envSchema.safeParse(input);
+  const problems: string[] = [];
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push(issue.message);
+  }
+
+  const includeTables = overrides.includeTables ?? (env.WALBRIDGE_TABLES ? listOf(env.WALBRIDGE_TABLES) : null);
+  const excludeTables = overrides.excludeTables ?? listOf(env.WALBRIDGE_EXCLUDE_TABLES);
+  for (const [name, list] of [
+    ['WALBRIDGE_TABLES', includeTables ?? []],
+    ['WALBRIDGE_EXCLUDE_TABLES', excludeTables],
+  ] as const) {
+    for (const p of list) {
+      if (!TABLE_PATTERN.test(p)) {
+        problems.push(`${name}: "${p}" is not schema.table (globs with * are allowed, e.g. public.mirt_*)`);
+      }
+    }
+  }
+  if (includeTables !== null && includeTables.length === 0) {
+    problems.push('WALBRIDGE_TABLES is set but lists no table; unset it to migrate every table of WALBRIDGE_SCHEMAS');
+  }
+
+  if (!parsed.success || problems.length > 0) {
+    throw new WalbridgeError('config', `invalid configuration:\n  - ${problems.join('\n  - ')}`, {
+      hint: 'Fix the variables above (on Railway: the service\'s Variables tab) and start again.',
+    });
+  }
+  const v = parsed.data;
+  const schemas = listOf(v.WALBRIDGE_SCHEMAS);
+  if (schemas.length === 0) {
+    throw new WalbridgeError('config', 'invalid configuration:\n  - WALBRIDGE_SCHEMAS lists no schema', {
+      hint: 'Set WALBRIDGE_SCHEMAS to a comma list such as public,auth, or unset it for public.',
+    });
+  }
+  if (sameDatabase(v.SOURCE_DATABASE_URL, v.TARGET_DATABASE_URL)) {
+    throw new WalbridgeError(
+      'config',
+      'invalid configuration:\n  - SOURCE_DATABASE_URL and TARGET_DATABASE_URL name the same database',
+      { hint: 'Point TARGET_DATABASE_URL at the new database (for example Railway\'s DATABASE_URL).' },
+    );
+  }
+  for (const url of [v.SOURCE_DATABASE_URL, v.TARGET_DATABASE_URL]) registerSecret(passwordOf(url));
+
+  return {
+    sourceUrl: v.SOURCE_DATABASE_URL,
+    targetUrl: v.TARGET_DATABASE_URL,
+    schemas,
+    includeTables,
+    excludeTables,
+    slotName: v.WALBRIDGE_SLOT,
+    publicationName: v.WALBRIDGE_PUBLICATION,
+    port: v.PORT,
+    logLevel: v.LOG_LEVEL,
+    copyJobs: v.WALBRIDGE_COPY_JOBS,
+    applyBatchChanges: v.WALBRIDGE_APPLY_BATCH_CHANGES,
+    applyBatchMs: v.WALBRIDGE_APPLY_BATCH_MS,
+  };
+}
+
+function emptyToUndefined(s: string | undefined): string | undefined {
+  return s === undefined || s.trim() === '' ? undefined : s.trim();
+}
+
+function passwordOf(url: string): string | undefined {
+  try {
+    const p = new URL(url).password;
+    return p ? decodeURIComponent(p) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Same host, port and database name: a cheap early check; the pipeline also compares system identifiers. */
+function sameDatabase(a: string, b: string): boolean {
+  try {
+    const ua = new URL(a);
+    const ub = new URL(b);
+    const db = (u: URL) => decodeURIComponent(u.pathname.replace(/^\//, '')) || decodeURIComponent(u.username) || 'postgres';
+    return (
+      ua.hostname.toLowerCase() === ub.hostname.toLowerCase() && (ua.port || '5432') === (ub.port || '5432') && db(ua) === db(ub)
+    );
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * Prometheus metrics. Names are fixed (dashboards and alerts use them) and live here only.
+ * Labels carry table names and phases, never connection details.
+ */
+import client from 'prom-client';
+
+export const PHASES = ['preflight', 'backfill', 'streaming', 'cutover', 'done', 'standby', 'error'] as const;
+export type Phase = (typeof PHASES)[number];
+
+export class Metrics {
+  readonly registry = new client.Registry();
+
+  readonly phase = new client.Gauge({
+    name: 'walbridge_phase',
+    help: 'Current phase of the pipeline: 1 for the current one, 0 for the others.',
+    labelNames: ['phase'],
+    registers: [this.registry],
+  });
+  readonly backfillRows = new client.Counter({
+    name: 'walbridge_backfill_rows_total',
+    help: 'Rows copied by the backfill, per table.',
+    labelNames: ['table'],
+    registers: [this.registry],
+  });
+  readonly backfillBytes = new client.Counter({
+    name: 'walbridge_backfill_bytes_total',
+    help: 'Bytes of COPY data copied by the backfill, per table.',
+    labelNames: ['table'],
+    registers: [this.registry],
+  });
+  readonly backfillRowsEstimated = new client.Gauge({
+    name: 'walbridge_backfill_rows_estimated',
+    help: "Rows the source's statistics estimate per table (the backfill's denominator).",
+    labelNames: ['table'],
+    registers: [this.registry],
+  });
+  readonly backfillTables = new client.Gauge({
+    name: 'walbridge_backfill_tables',
+    help: 'Tables per copy state (pending, copying, copied).',
+    labelNames: ['state'],
+    registers: [this.registry],
+  });
+  readonly applyTransactions = new client.Counter({
+    name: 'walbridge_apply_transactions_total',
+    help: 'Source transactions applied to the target.',
+    registers: [this.registry],
+  });
+  readonly applyChanges = new client.Counter({
+    name: 'walbridge_apply_changes_total',
+    help: 'Row changes applied to the target, per table and operation.',
+    labelNames: ['table', 'op'],
+    registers: [this.registry],
+  });
+  readonly spooledBytes = new client.Counter({
+    name: 'walbridge_spool_bytes_total',
+    help: 'Bytes of change stream written to the spool on the target while the backfill ran.',
+    registers: [this.registry],
+  });
+  readonly lagBytes = new client.Gauge({
+    name: 'walbridge_replication_lag_bytes',
+    help: "Source's current WAL position minus the last position applied on the target.",
+    registers: [this.registry],
+  });
+  readonly lagSeconds = new client.Gauge({
+    name: 'walbridge_replication_lag_seconds',
+    help: "Now minus the last applied commit's time; 0 when caught up.",
+    registers: [this.registry],
+  });
+  readonly retainedWalBytes = new client.Gauge({
+    name: 'walbridge_source_retained_wal_bytes',
+    help: 'WAL the replication slot holds back on the source.',
+    registers: [this.registry],
+  });
+  readonly slotActive = new client.Gauge({
+    name: 'walbridge_slot_active',
+    help: '1 while a walsender streams from the slot.',
+    registers: [this.registry],
+  });
+  readonly errors = new client.Counter({
+    name: 'walbridge_errors_total',
+    help: 'Errors by kind (transient ones are retried).',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  });
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    if (opts.defaultMetrics ?? true) client.collectDefaultMetrics({ register: this.registry });
+    this.setPhase('preflight');
+  }
+
+  setPhase(current: Phase): void {
+    for (const p of PHASES) this.phase.set({ phase: p }, p === current ? 1 : 0);
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * pino JSON lines. Child loggers carry `component`, `table` and `lsn`. Every string that
+ * reaches a log line passes through `redactSecrets`, so a driver error that quotes a
+ * connection string cannot leak a password.
+ */
+import { pino, type Logger, type LoggerOptions } from 'pino';
+import { redactSecrets } from './redact.js';
+import { describeError } from './errors.js';
+
+export type { Logger };
+
+function scrub(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return redactSecrets(value);
+  // Errors are left whole for the `err` serializer, which redacts them itself.
+  if (depth > 4 || value === null || typeof value !== 'object' || value instanceof Error) return value;
+  if (Array.isArray(value)) return value.map((v) => scrub(v, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    out[k] = /password|secret|token|url$/i.test(k) && typeof v === 'string' ? '***' : scrub(v, depth + 1);
+  }
+  return out;
+}
+
+function serializeError(err: unknown): Record<string, unknown> {
+  const d = describeError(err);
+  const e = err as { code?: unknown; stack?: unknown; cause?: unknown };
+  const out: Record<string, unknown> = { kind: d.kind, message: d.message };
+  if (d.hint) out.hint = d.hint;
+  if (typeof e?.code === 'string') out.code = e.code;
+  if (typeof e?.stack === 'string') out.stack = redactSecrets(e.stack);
+  if (e?.cause !== undefined && e.cause !== err) {
+    out.cause = describeError(e.cause).message;
+  }
+  return out;
+}
+
+export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
+  const options: LoggerOptions = {
+    level,
+    base: { service: 'walbridge' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    serializers: { err: serializeError, error: serializeError },
+    formatters: {
+      level: (label) => ({ level: label }),
+      log: (obj) => scrub(obj) as Record<string, unknown>,
+    },
+    hooks: {
+      logMethod(args, method) {
+        const cleaned = args.map((a) => (typeof a === 'string' ? redactSecrets(a) : a)) as Parameters<typeof method>;
+        method.apply(this, cleaned);
+      },
+    },
+  };
+  return destination ? pino(options, destination) : pino(options);
+}

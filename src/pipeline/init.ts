@@ -1,0 +1,122 @@
+/**
+ * First start: record the intent on the target, create the publication and then the slot
+ * (in that order: pgoutput reads the publication through the slot's historic snapshot, so a
+ * publication younger than the slot "does not exist" for it), and record the slot's
+ * consistent point as every table's copy LSN.
+ *
+ * An interrupted initialisation (phase 'init') is redone from the start: the slot's
+ * exported snapshot died with the connection that made it.
+ */
+import type pg from 'pg';
+import type { TablePlan } from '../catalog/tables.js';
+import { WalbridgeError, sqlState } from '../errors.js';
+import type { Logger } from '../log.js';
+import { formatLsn } from '../lsn.js';
+import { ReplicationConnection, type CreatedSlot, type SystemIdentity } from '../pg/replication.js';
+import { createPublication, DROP_SLOT, dropPublication as dropPublicationSql, setPublicationTables } from '../sql/source.js';
+import { INSERT_PIPELINE, START_BACKFILL, UPSERT_TABLE } from '../sql/state.js';
+import { ensureStateSchema, withTransaction, type PipelineState } from '../state/store.js';
+import { checkNamesFree, checkTargetTablesEmpty, findPublication, findSlot } from './checks.js';
+
+export interface InitContext {
+  sourceUrl: string;
+  slotName: string;
+  publicationName: string;
+  control: pg.Client;
+  catalog: pg.Client;
+  identity: SystemIdentity;
+  plans: TablePlan[];
+  log: Logger;
+}
+
+/** The exported snapshot: valid while `conn` stays open and idle. */
+export interface ExportedSnapshot {
+  conn: ReplicationConnection;
+  slot: CreatedSlot;
+}
+
+export async function initialize(ctx: InitContext, existing: PipelineState | null): Promise<ExportedSnapshot> {
+  const { control, catalog, log } = ctx;
+  const fresh = existing === null;
+  if (fresh) {
+    await checkTargetTablesEmpty(control, ctx.plans);
+    await checkNamesFree(catalog, ctx.slotName, ctx.publicationName);
+    await withTransaction(control, async () => {
+      await ensureStateSchema(control);
+      await control.query(INSERT_PIPELINE, [ctx.identity.systemId, ctx.identity.database, ctx.slotName, ctx.publicationName]);
+    });
+  }
+  let createdPublication = false;
+  let snapshot: ExportedSnapshot | null = null;
+  try {
+    const pub = await findPublication(catalog, ctx.publicationName);
+    if (pub) {
+      await catalog.query(setPublicationTables(ctx.publicationName, ctx.plans));
+    } else {
+      await catalog.query(createPublication(ctx.publicationName, ctx.plans));
+      createdPublication = true;
+    }
+    log.info({ publication: ctx.publicationName, tables: ctx.plans.length }, 'publication ready');
+
+    const leftover = await findSlot(catalog, ctx.slotName);
+    if (leftover) {
+      // Ours (the recorded intent says so), from an initialisation that was cut off.
+      if (leftover.active) {
+        throw new WalbridgeError('slot', `slot ${ctx.slotName} is in use by another connection (pid ${leftover.active_pid})`, {
+          transient: true,
+          hint: 'Another walbridge instance may still be starting; this one retries.',
+        });
+      }
+      await catalog.query(DROP_SLOT, [ctx.slotName]);
+    }
+    const conn = await ReplicationConnection.open(ctx.sourceUrl, 'walbridge snapshot');
+    try {
+      await conn.identifySystem(ctx.sourceUrl);
+      const slot = await conn.createSlot(ctx.slotName, { temporary: false });
+      snapshot = { conn, slot };
+    } catch (err) {
+      await conn.close();
+      throw explainSlotCreateError(err, ctx.slotName);
+    }
+    const consistent = formatLsn(snapshot.slot.consistentPoint);
+    log.info({ slot: ctx.slotName, lsn: consistent }, 'replication slot created; copying under its snapshot');
+    await withTransaction(control, async () => {
+      for (const p of ctx.plans) {
+        await control.query(UPSERT_TABLE, [p.schema, p.name, consistent, p.source.estimatedRows, p.source.bytes]);
+      }
+      await control.query(START_BACKFILL, [consistent]);
+    });
+    return snapshot;
+  } catch (err) {
+    if (snapshot) await snapshot.conn.close();
+    if (fresh && !(err instanceof WalbridgeError && err.transient)) {
+      // Leave nothing behind for a start that cannot succeed as configured.
+      await undoInitialize(ctx, createdPublication).catch((e: unknown) => log.warn({ err: e }, 'could not undo a failed initialisation'));
+    }
+    throw err;
+  }
+}
+
+async function undoInitialize(ctx: InitContext, dropPublication: boolean): Promise<void> {
+  const slot = await findSlot(ctx.catalog, ctx.slotName);
+  if (slot && !slot.active) await ctx.catalog.query(DROP_SLOT, [ctx.slotName]);
+  if (dropPublication) await ctx.catalog.query(dropPublicationSql(ctx.publicationName));
+  await ctx.control.query('DROP SCHEMA IF EXISTS walbridge CASCADE');
+}
+
+function explainSlotCreateError(err: unknown, slotName: string): Error {
+  const code = sqlState(err);
+  const msg = err instanceof Error ? err.message : String(err);
+  if (code === '53400') {
+    return new WalbridgeError('source', `no free replication slot on the source: ${msg}`, {
+      cause: err,
+      hint:
+        'Drop an unused slot (SELECT slot_name, active FROM pg_replication_slots;) or raise max_replication_slots. ' +
+        'On Supabase the limit is small and Realtime may hold one.',
+    });
+  }
+  if (code === '42710') {
+    return new WalbridgeError('slot', `replication slot ${slotName} was created by someone else meanwhile`, { cause: err, transient: true });
+  }
+  return err instanceof Error ? err : new Error(msg);
+}

@@ -1,0 +1,65 @@
+/**
+ * Keeps the pipeline running: transient failures (a restarted server, a dropped
+ * connection, a slot still held by the instance being replaced) are retried with capped,
+ * jittered backoff; permanent ones are reported with their fix in phase `error`, and
+ * retried slowly so that once the operator fixes the cause walbridge carries on by itself.
+ */
+import type { Config } from '../config.js';
+import { describeError, isTransient } from '../errors.js';
+import type { Metrics } from '../health/metrics.js';
+import type { Logger } from '../log.js';
+import { abortableDelay, runPipeline } from './run.js';
+import type { LiveStatus } from './status.js';
+
+export interface SuperviseOptions {
+  config: Config;
+  log: Logger;
+  metrics: Metrics;
+  status: LiveStatus;
+  signal: AbortSignal;
+  /** Exit with an error instead of waiting in phase `error` (one-shot runs, tests). */
+  exitOnError: boolean;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  errorRetryMs?: number;
+}
+
+/** Resolves with the process exit code. */
+export async function supervise(opts: SuperviseOptions): Promise<number> {
+  const { log, metrics, status, signal } = opts;
+  const minBackoff = opts.minBackoffMs ?? 500;
+  const maxBackoff = opts.maxBackoffMs ?? 30_000;
+  let attempt = 0;
+  for (;;) {
+    const startedAt = Date.now();
+    try {
+      await runPipeline({ config: opts.config, log, metrics, status, signal });
+      if (signal.aborted) return 0;
+      if (status.phase === 'done') return 0;
+      // The pipeline only returns on its own when stopped; anything else is a bug, retry.
+      throw new Error('pipeline stopped unexpectedly');
+    } catch (err) {
+      if (signal.aborted) {
+        log.info({ err }, 'stopped while failing');
+        return 0;
+      }
+      const d = describeError(err);
+      metrics.errors.inc({ kind: d.kind });
+      status.lastError = { kind: d.kind, message: d.message, hint: d.hint, at: new Date().toISOString() };
+      if (Date.now() - startedAt > 60_000) attempt = 0; // it ran fine for a while: start backoff over
+      if (isTransient(err)) {
+        attempt++;
+        const ceiling = Math.min(maxBackoff, minBackoff * 2 ** Math.min(attempt, 16));
+        const delay = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+        log.warn({ err, retryInMs: delay, attempt }, `transient failure, retrying: ${d.message}`);
+        if (!(await abortableDelay(delay, signal))) return 0;
+        continue;
+      }
+      log.error({ err, hint: d.hint }, `walbridge cannot continue: ${d.message}${d.hint ? ` — fix: ${d.hint}` : ''}`);
+      status.phase = 'error';
+      metrics.setPhase('error');
+      if (opts.exitOnError) return 1;
+      if (!(await abortableDelay(opts.errorRetryMs ?? 60_000, signal))) return 0;
+    }
+  }
+}

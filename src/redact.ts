@@ -1,0 +1,44 @@
+/**
+ * Secrets never leave the process: every string that may carry a connection URL or
+ * password (log lines, error messages, the status page) goes through `redactSecrets`.
+ */
+
+const URL_USERINFO = /\b(postgres(?:ql)?|https?|redis):\/\/([^:/?#@\s]+):([^@/?#\s]*)@/gi;
+const PASSWORD_PARAM = /\b(password|pass|pwd|sslpassword|token|apikey|service_role_key)=([^&\s;'"]+)/gi;
+
+/** Values known to be secret at run time (passwords parsed from the configured URLs). */
+const knownSecrets = new Set<string>();
+
+export function registerSecret(secret: string | undefined | null): void {
+  if (secret && secret.length >= 3) {
+    knownSecrets.add(secret);
+    try {
+      const enc = encodeURIComponent(secret);
+      if (enc !== secret) knownSecrets.add(enc);
+    } catch {
+      // lone surrogates cannot be encoded; the raw form is registered already
+    }
+  }
+}
+
+export function redactSecrets(text: string): string {
+  let out = text.replace(URL_USERINFO, '$1://$2:***@').replace(PASSWORD_PARAM, '$1=***');
+  for (const s of knownSecrets) {
+    if (out.includes(s)) out = out.split(s).join('***');
+  }
+  return out;
+}
+
+/** A connection URL as it may be shown: no password, no query string secrets. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    for (const key of [...u.searchParams.keys()]) {
+      if (/pass|secret|token|key/i.test(key)) u.searchParams.set(key, '***');
+    }
+    return u.toString();
+  } catch {
+    return redactSecrets(url);
+  }
+}

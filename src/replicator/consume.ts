@@ -1,0 +1,66 @@
+/**
+ * The loop that reads the change stream into a sink (the spool during the backfill, the
+ * applier afterwards). Its priorities, in order: stop when asked; commit and acknowledge
+ * when a batch is due or the stream goes quiet; take the next message. The position
+ * acknowledged to the source is always the sink's durable one.
+ */
+import { WalbridgeError } from '../errors.js';
+import type { Lsn } from '../lsn.js';
+import { ENDED, TIMEOUT, type WalStream, type XLogData } from './stream.js';
+
+export interface StreamSink {
+  handle(x: XLogData): Promise<void>;
+  /** The server has sent everything before `lsn`. */
+  noteIdlePosition(lsn: Lsn): void;
+  readonly flushDue: boolean;
+  /** Nothing received is waiting to be made durable. */
+  readonly idle: boolean;
+  /** True between a transaction's BEGIN and COMMIT. */
+  readonly inTransaction: boolean;
+  /** Make everything complete durable; returns the durable LSN. */
+  flush(): Promise<Lsn>;
+  /** Drop what is not durable (the source sends it again). */
+  abandon(): Promise<void>;
+}
+
+export interface ConsumeOptions {
+  /** How long to wait for the next message before committing what is pending. */
+  idleFlushMs: number;
+  signal: AbortSignal;
+  /** Checked between messages; returning true ends the loop after a final flush. */
+  until?: () => boolean;
+}
+
+export async function consumeStream(stream: WalStream, sink: StreamSink, opts: ConsumeOptions): Promise<void> {
+  const commit = async () => {
+    const durable = await sink.flush();
+    stream.confirm(durable);
+  };
+  try {
+    for (;;) {
+      if (opts.signal.aborted) break;
+      if (opts.until?.() && !sink.inTransaction) break;
+      const m = await stream.next(opts.idleFlushMs);
+      if (m === TIMEOUT) {
+        if (!sink.idle && !sink.inTransaction) await commit();
+        continue;
+      }
+      if (m === ENDED) {
+        throw new WalbridgeError('connection', 'the source ended the change stream', { transient: true });
+      }
+      if (m.kind === 'keepalive') {
+        sink.noteIdlePosition(m.walEnd);
+        if (!sink.idle && !sink.inTransaction) await commit();
+        continue;
+      }
+      await sink.handle(m);
+      if (sink.flushDue) await commit();
+    }
+    // Stopping: keep what is complete, drop a transaction cut in the middle.
+    if (!sink.inTransaction) await commit();
+    else await sink.abandon();
+  } catch (err) {
+    await sink.abandon().catch(() => {});
+    throw err;
+  }
+}

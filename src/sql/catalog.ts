@@ -1,0 +1,73 @@
+/**
+ * Catalog queries, shared by source and target. Kept apart from control flow so the
+ * SQL can be read (and run by hand in psql) on its own.
+ */
+
+/** Ordinary and partitioned tables of the given schemas; partitions are reached through their root. */
+export const LIST_TABLES = `
+SELECT c.oid::int8::text                          AS oid,
+       n.nspname                                  AS schema,
+       c.relname                                  AS name,
+       c.relkind                                  AS kind,
+       c.relreplident                             AS replica_identity,
+       COALESCE((SELECT array_agg(a.attname::text ORDER BY k.ord)
+                   FROM pg_index i
+                   CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                  WHERE i.indrelid = c.oid AND i.indisprimary), '{}')  AS primary_key,
+       -- Tables whose UPDATE/DELETE would fail once published: no usable replica identity.
+       -- For a partitioned table the leaves decide, since DML runs on them.
+       ARRAY(SELECT l.oid::regclass::text
+               FROM pg_partition_tree(c.oid) pt
+               JOIN pg_class l ON l.oid = pt.relid
+              WHERE pt.isleaf
+                AND NOT (
+                      l.relreplident = 'f'
+                   OR (l.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = l.oid AND i.indisprimary))
+                   OR (l.relreplident = 'i' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = l.oid AND i.indisreplident))
+                ))                                 AS leaves_without_identity,
+       COALESCE((SELECT sum(GREATEST(l.reltuples, 0))::int8
+                   FROM pg_partition_tree(c.oid) pt JOIN pg_class l ON l.oid = pt.relid
+                  WHERE pt.isleaf), 0)::text      AS estimated_rows,
+       COALESCE((SELECT sum(pg_table_size(pt.relid))::int8
+                   FROM pg_partition_tree(c.oid) pt WHERE pt.isleaf), 0)::text AS bytes
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = ANY($1::text[])
+   AND c.relkind IN ('r', 'p')
+   AND NOT c.relispartition
+ ORDER BY n.nspname, c.relname`;
+
+export const EXISTING_SCHEMAS = `SELECT nspname AS name FROM pg_namespace WHERE nspname = ANY($1::text[])`;
+
+/** Columns of the tables given by schema/name pairs, in attnum order. */
+export const LIST_COLUMNS = `
+SELECT n.nspname                             AS schema,
+       c.relname                             AS name,
+       a.attname                             AS column,
+       a.attnum                              AS num,
+       format_type(a.atttypid, a.atttypmod)  AS type,
+       a.atttypid::int8::text                AS type_oid,
+       t.typcategory = 'A'                   AS is_array,
+       a.attnotnull                          AS not_null,
+       a.attgenerated <> ''                  AS generated,
+       a.attidentity                         AS identity
+  FROM unnest($1::text[], $2::text[]) AS sel(schema, name)
+  JOIN pg_namespace n ON n.nspname = sel.schema
+  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = sel.name
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  JOIN pg_type t ON t.oid = a.atttypid
+ ORDER BY n.nspname, c.relname, a.attnum`;
+
+/** Which of the given tables hold at least one row (target emptiness check before a first copy). */
+export const tableHasRows = (quotedTable: string) => `SELECT EXISTS (SELECT 1 FROM ${quotedTable}) AS has_rows`;
+
+export const SERVER_INFO = `
+SELECT current_setting('server_version_num')::int AS version_num,
+       current_database()                         AS database,
+       current_setting('wal_level')               AS wal_level,
+       pg_encoding_to_char(d.encoding)            AS encoding
+  FROM pg_database d WHERE d.datname = current_database()`;
+
+/** Used to refuse a source and target that are the same cluster; may be denied to non-superusers. */
+export const SYSTEM_IDENTIFIER = `SELECT system_identifier::text AS system_id FROM pg_control_system()`;

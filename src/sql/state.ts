@@ -1,0 +1,127 @@
+/**
+ * walbridge's own state, kept on the target in schema `walbridge`. Everything that makes a
+ * restart safe lives here and is written in the same target transactions as the data it
+ * describes: a table's copy and its `copied` mark commit together; applied changes and
+ * `applied_lsn` commit together; spooled changes and `spooled_lsn` commit together.
+ */
+
+export const STATE_SCHEMA = 'walbridge';
+
+export const CREATE_STATE = `
+CREATE SCHEMA IF NOT EXISTS walbridge;
+
+CREATE TABLE IF NOT EXISTS walbridge.pipeline (
+  id                  int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+  source_system_id    text NOT NULL,
+  source_database     text NOT NULL,
+  slot_name           text NOT NULL,
+  publication_name    text NOT NULL,
+  -- 'init': publication/slot being created; 'backfill': copying (changes go to the spool);
+  -- 'catchup': applying the spool; 'streaming'; 'done' after cutover.
+  phase               text NOT NULL,
+  consistent_lsn      pg_lsn,
+  -- End LSN of the last source transaction applied (or a position with nothing left before it).
+  applied_lsn         pg_lsn,
+  applied_commit_time timestamptz,
+  -- End LSN of the last source transaction whose messages are all in walbridge.spool.
+  spooled_lsn         pg_lsn,
+  -- Last spool row of a complete transaction; rows after it belong to one that was cut off.
+  spool_committed_id  int8 NOT NULL DEFAULT 0,
+  created_at          timestamptz NOT NULL DEFAULT now(),
+  updated_at          timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS walbridge.tables (
+  schema_name       text NOT NULL,
+  table_name        text NOT NULL,
+  -- 'pending' -> 'copying' -> 'copied'
+  state             text NOT NULL,
+  -- A change to this table is applied only if its transaction committed at or after copy_lsn.
+  copy_lsn          pg_lsn,
+  rows_estimated    int8,
+  bytes_estimated   int8,
+  rows_copied       int8 NOT NULL DEFAULT 0,
+  bytes_copied      int8 NOT NULL DEFAULT 0,
+  copy_started_at   timestamptz,
+  copy_finished_at  timestamptz,
+  PRIMARY KEY (schema_name, table_name)
+);
+
+-- pgoutput messages received while the copy runs, in arrival order, applied after it.
+CREATE TABLE IF NOT EXISTS walbridge.spool (
+  id    int8 PRIMARY KEY,
+  lsn   pg_lsn NOT NULL,
+  data  bytea NOT NULL
+);
+`;
+
+export const SELECT_PIPELINE = `
+SELECT source_system_id, source_database, slot_name, publication_name, phase,
+       consistent_lsn::text, applied_lsn::text, spooled_lsn::text, spool_committed_id::text,
+       applied_commit_time
+  FROM walbridge.pipeline WHERE id = 1`;
+
+export const STATE_EXISTS = `SELECT to_regclass('walbridge.pipeline') IS NOT NULL AS exists`;
+
+export const INSERT_PIPELINE = `
+INSERT INTO walbridge.pipeline (source_system_id, source_database, slot_name, publication_name, phase)
+VALUES ($1, $2, $3, $4, 'init')`;
+
+export const SET_PHASE = `UPDATE walbridge.pipeline SET phase = $1, updated_at = now() WHERE id = 1`;
+
+export const START_BACKFILL = `
+UPDATE walbridge.pipeline
+   SET phase = 'backfill', consistent_lsn = $1::pg_lsn, applied_lsn = $1::pg_lsn, spooled_lsn = $1::pg_lsn,
+       updated_at = now()
+ WHERE id = 1`;
+
+export const UPSERT_TABLE = `
+INSERT INTO walbridge.tables (schema_name, table_name, state, copy_lsn, rows_estimated, bytes_estimated)
+VALUES ($1, $2, 'pending', $3::pg_lsn, $4, $5)
+ON CONFLICT (schema_name, table_name) DO UPDATE
+   SET rows_estimated = EXCLUDED.rows_estimated, bytes_estimated = EXCLUDED.bytes_estimated`;
+
+export const SELECT_TABLES = `
+SELECT schema_name, table_name, state, copy_lsn::text, rows_estimated::text, bytes_estimated::text,
+       rows_copied::text, bytes_copied::text, copy_started_at, copy_finished_at
+  FROM walbridge.tables ORDER BY schema_name, table_name`;
+
+export const MARK_COPYING = `
+UPDATE walbridge.tables SET state = 'copying', copy_lsn = $3::pg_lsn, copy_started_at = now(), copy_finished_at = NULL
+ WHERE schema_name = $1 AND table_name = $2`;
+
+export const MARK_COPIED = `
+UPDATE walbridge.tables
+   SET state = 'copied', copy_lsn = $3::pg_lsn, rows_copied = $4, bytes_copied = $5, copy_finished_at = now()
+ WHERE schema_name = $1 AND table_name = $2`;
+
+/** A copy that was cut off rolled back with its data; it starts over under a new snapshot. */
+export const RESET_UNFINISHED_COPIES = `UPDATE walbridge.tables SET state = 'pending' WHERE state = 'copying'`;
+
+export const RECORD_APPLIED = `
+UPDATE walbridge.pipeline
+   SET applied_lsn = $1::pg_lsn, applied_commit_time = COALESCE($2::timestamptz, applied_commit_time), updated_at = now()
+ WHERE id = 1 AND applied_lsn <= $1::pg_lsn`;
+
+export const RECORD_SPOOLED = `
+UPDATE walbridge.pipeline
+   SET spooled_lsn = $1::pg_lsn, spool_committed_id = $2, updated_at = now()
+ WHERE id = 1 AND spooled_lsn <= $1::pg_lsn`;
+
+/** Rows of a transaction whose end never reached the spool: it will be received again. */
+export const DISCARD_PARTIAL_SPOOL = `DELETE FROM walbridge.spool WHERE id > $1`;
+
+export const SPOOL_MAX_ID = `SELECT COALESCE(max(id), 0)::text AS max_id FROM walbridge.spool`;
+
+export const COPY_INTO_SPOOL = `COPY walbridge.spool (id, lsn, data) FROM STDIN`;
+
+export const READ_SPOOL = `SELECT s.id::text AS id, s.data FROM walbridge.spool s WHERE s.id > $1 ORDER BY s.id LIMIT $2`;
+
+export const CLEAR_SPOOL = `TRUNCATE walbridge.spool`;
+
+/**
+ * Single writer: the session that holds this lock is the only one that copies or applies.
+ * A second instance (Railway starts a new deploy before stopping the old one) waits.
+ */
+export const TRY_WRITER_LOCK = `SELECT pg_try_advisory_lock(hashtext('walbridge'), hashtext($1)) AS locked`;
+export const RELEASE_WRITER_LOCK = `SELECT pg_advisory_unlock(hashtext('walbridge'), hashtext($1))`;

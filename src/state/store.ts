@@ -1,0 +1,118 @@
+/**
+ * Reading and writing walbridge's recorded state on the target (schema `walbridge`).
+ */
+import type pg from 'pg';
+import { parseLsnOrNull, type Lsn } from '../lsn.js';
+import * as q from '../sql/state.js';
+
+export type PipelinePhase = 'init' | 'backfill' | 'catchup' | 'streaming' | 'done';
+export type CopyState = 'pending' | 'copying' | 'copied';
+
+export interface PipelineState {
+  sourceSystemId: string;
+  sourceDatabase: string;
+  slotName: string;
+  publicationName: string;
+  phase: PipelinePhase;
+  consistentLsn: Lsn | null;
+  appliedLsn: Lsn | null;
+  appliedCommitTime: Date | null;
+  spooledLsn: Lsn | null;
+  spoolCommittedId: bigint;
+}
+
+export interface TableState {
+  schema: string;
+  name: string;
+  state: CopyState;
+  copyLsn: Lsn | null;
+  rowsEstimated: number | null;
+  bytesEstimated: number | null;
+  rowsCopied: number;
+  bytesCopied: number;
+  copyStartedAt: Date | null;
+  copyFinishedAt: Date | null;
+}
+
+export async function ensureStateSchema(client: pg.ClientBase): Promise<void> {
+  await client.query(q.CREATE_STATE);
+}
+
+export async function stateExists(client: pg.ClientBase): Promise<boolean> {
+  const { rows } = await client.query<{ exists: boolean }>(q.STATE_EXISTS);
+  return rows[0]?.exists === true;
+}
+
+export async function loadPipeline(client: pg.ClientBase): Promise<PipelineState | null> {
+  if (!(await stateExists(client))) return null;
+  const { rows } = await client.query<{
+    source_system_id: string;
+    source_database: string;
+    slot_name: string;
+    publication_name: string;
+    phase: PipelinePhase;
+    consistent_lsn: string | null;
+    applied_lsn: string | null;
+    spooled_lsn: string | null;
+    spool_committed_id: string;
+    applied_commit_time: Date | null;
+  }>(q.SELECT_PIPELINE);
+  const r = rows[0];
+  if (!r) return null;
+  return {
+    sourceSystemId: r.source_system_id,
+    sourceDatabase: r.source_database,
+    slotName: r.slot_name,
+    publicationName: r.publication_name,
+    phase: r.phase,
+    consistentLsn: parseLsnOrNull(r.consistent_lsn),
+    appliedLsn: parseLsnOrNull(r.applied_lsn),
+    appliedCommitTime: r.applied_commit_time,
+    spooledLsn: parseLsnOrNull(r.spooled_lsn),
+    spoolCommittedId: BigInt(r.spool_committed_id),
+  };
+}
+
+export async function loadTables(client: pg.ClientBase): Promise<TableState[]> {
+  if (!(await stateExists(client))) return [];
+  const { rows } = await client.query<{
+    schema_name: string;
+    table_name: string;
+    state: CopyState;
+    copy_lsn: string | null;
+    rows_estimated: string | null;
+    bytes_estimated: string | null;
+    rows_copied: string;
+    bytes_copied: string;
+    copy_started_at: Date | null;
+    copy_finished_at: Date | null;
+  }>(q.SELECT_TABLES);
+  return rows.map((r) => ({
+    schema: r.schema_name,
+    name: r.table_name,
+    state: r.state,
+    copyLsn: parseLsnOrNull(r.copy_lsn),
+    rowsEstimated: r.rows_estimated === null ? null : Number(r.rows_estimated),
+    bytesEstimated: r.bytes_estimated === null ? null : Number(r.bytes_estimated),
+    rowsCopied: Number(r.rows_copied),
+    bytesCopied: Number(r.bytes_copied),
+    copyStartedAt: r.copy_started_at,
+    copyFinishedAt: r.copy_finished_at,
+  }));
+}
+
+export async function setPhase(client: pg.ClientBase, phase: PipelinePhase): Promise<void> {
+  await client.query(q.SET_PHASE, [phase]);
+}
+
+export async function withTransaction<T>(client: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
+  await client.query('BEGIN');
+  try {
+    const out = await fn();
+    await client.query('COMMIT');
+    return out;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}
