@@ -36,6 +36,7 @@ export async function consumeStream(stream: WalStream, sink: StreamSink, opts: C
     const durable = await sink.flush();
     stream.confirm(durable);
   };
+  let lastKeepaliveRequest = 0;
   try {
     for (;;) {
       if (opts.signal.aborted) break;
@@ -43,6 +44,12 @@ export async function consumeStream(stream: WalStream, sink: StreamSink, opts: C
       const m = await stream.next(opts.idleFlushMs);
       if (m === TIMEOUT) {
         if (!sink.idle && !sink.inTransaction) await commit();
+        else if (sink.idle && Date.now() - lastKeepaliveRequest >= 1000) {
+          // Quiet stream: ask where the source is, so the recorded position (and the lag
+          // shown to operators) reaches the source's current WAL position within a second.
+          lastKeepaliveRequest = Date.now();
+          stream.requestKeepalive();
+        }
         continue;
       }
       if (m === ENDED) {

@@ -1,0 +1,129 @@
+/**
+ * Runs the built daemon (`node dist/daemon.js`, exactly what Railway runs) as a child
+ * process, keeps every line it prints, and lets a test wait for a log line, kill it with
+ * any signal, and read its exit.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { waitFor } from '../harness/lsn.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const DAEMON = path.join(ROOT, 'dist', 'daemon.js');
+export const CLI = path.join(ROOT, 'dist', 'cli.js');
+
+export interface LogLine {
+  level?: string;
+  msg?: string;
+  [k: string]: unknown;
+}
+
+export interface DaemonProcess {
+  readonly child: ChildProcess;
+  readonly port: number;
+  /** Every line printed on stdout and stderr, in order. */
+  readonly output: string[];
+  /** stdout lines that parsed as JSON log records. */
+  logs(): LogLine[];
+  waitForLog(pred: (l: LogLine) => boolean, what: string, timeoutMs?: number): Promise<LogLine>;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  kill(signal: NodeJS.Signals): void;
+  /** SIGTERM, then wait for the exit. */
+  stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const a = srv.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of running) c.kill('SIGKILL');
+});
+
+export async function startDaemon(env: Record<string, string>, opts: { script?: string; args?: string[] } = {}): Promise<DaemonProcess> {
+  const port = env.PORT ? Number(env.PORT) : await freePort();
+  const child = spawn(process.execPath, [opts.script ?? DAEMON, ...(opts.args ?? [])], {
+    env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', ...env, PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  const output: string[] = [];
+  const parsed: LogLine[] = [];
+  const onData = (stream: 'out' | 'err') => {
+    let rest = '';
+    return (chunk: Buffer) => {
+      rest += chunk.toString('utf8');
+      const lines = rest.split('\n');
+      rest = lines.pop() ?? '';
+      for (const line of lines) {
+        output.push(line);
+        if (process.env.WALBRIDGE_TEST_ECHO) process.stderr.write(`[daemon ${stream}] ${line}\n`);
+        if (stream === 'out' && line.startsWith('{')) {
+          try {
+            parsed.push(JSON.parse(line) as LogLine);
+          } catch {
+            // not a log record
+          }
+        }
+      }
+    };
+  };
+  child.stdout?.on('data', onData('out'));
+  child.stderr?.on('data', onData('err'));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => {
+      running.delete(child);
+      resolve({ code, signal });
+    });
+  });
+  const d: DaemonProcess = {
+    child,
+    port,
+    output,
+    logs: () => parsed,
+    async waitForLog(pred, what, timeoutMs = 60_000) {
+      let found: LogLine | undefined;
+      let gone = false;
+      void exited.then(() => {
+        gone = true;
+      });
+      await waitFor(
+        () => {
+          found = parsed.find(pred);
+          if (!found && gone) throw new Error(`daemon exited before ${what}; last output:\n${output.slice(-15).join('\n')}`);
+          return found !== undefined;
+        },
+        { timeoutMs, what, intervalMs: 25 },
+      );
+      return found as LogLine;
+    },
+    exited,
+    kill: (signal) => {
+      child.kill(signal);
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
+  return d;
+}
+
+/** Every error-level line, for assertion messages. */
+export function errorsOf(d: DaemonProcess): string {
+  return d
+    .logs()
+    .filter((l) => l.level === 'error' || l.level === 'fatal' || l.level === 'warn')
+    .map((l) => `${l.level}: ${l.msg ?? ''} ${JSON.stringify(l.err ?? '')}`)
+    .join('\n');
+}
