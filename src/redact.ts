@@ -4,7 +4,9 @@
  */
 
 const URL_USERINFO = /\b(postgres(?:ql)?|https?|redis):\/\/([^:/?#@\s]+):([^@/?#\s]*)@/gi;
-const PASSWORD_PARAM = /\b(password|pass|pwd|sslpassword|token|apikey|service_role_key)=([^&\s;'"]+)/gi;
+// key=value secrets as libpq and env files write them: password=x, password = 'two words', PGPASSWORD=x.
+const PASSWORD_PARAM =
+  /\b(\w*password|pass|pwd|token|apikey|api_key|service_role_key|secret)(\s*[=:]\s*)('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^&\s;'",}]+)/gi;
 
 /** Values known to be secret at run time (passwords parsed from the configured URLs). */
 const knownSecrets = new Set<string>();
@@ -22,11 +24,12 @@ export function registerSecret(secret: string | undefined | null): void {
 }
 
 export function redactSecrets(text: string): string {
-  let out = text.replace(URL_USERINFO, '$1://$2:***@').replace(PASSWORD_PARAM, '$1=***');
+  let out = text;
+  // Known secrets first: a password with a raw '@' would otherwise be cut in two by the URL pattern.
   for (const s of knownSecrets) {
     if (out.includes(s)) out = out.split(s).join('***');
   }
-  return out;
+  return out.replace(URL_USERINFO, '$1://$2:***@').replace(PASSWORD_PARAM, '$1$2***');
 }
 
 /** A connection URL as it may be shown: no password, no query string secrets. */

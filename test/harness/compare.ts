@@ -2,7 +2,7 @@
  * Content comparison the way a user would check a migration: every row, every column, in
  * primary-key order, as Postgres itself prints it.
  *
- * Each side is read with `COPY (SELECT t::text FROM tbl t ORDER BY pk) TO STDOUT` in a session
+ * Each side is read with `COPY (SELECT ROW(t.*)::text FROM tbl t ORDER BY pk) TO STDOUT` in a session
  * whose output settings are pinned (ISO dates in UTC, exact floats, hex bytea, postgres
  * intervals), so two servers of different major versions print identical data identically and
  * anything that differs is a real difference. Both streams are consumed in lockstep, so a large
@@ -72,7 +72,7 @@ async function orderByClause(c: pg.Client, qualified: string): Promise<string> {
       ORDER BY k.ord`,
     [qualified],
   );
-  if (r.rows.length === 0) return '(t::text) COLLATE "C"';
+  if (r.rows.length === 0) return '(ROW(t.*)::text) COLLATE "C"';
   return r.rows.map((row) => `t.${pg.escapeIdentifier(row.attname)}${row.collatable ? ' COLLATE "C"' : ''}`).join(', ');
 }
 
@@ -131,7 +131,8 @@ async function compareOne(src: pg.Client, tgt: pg.Client, table: string): Promis
   // The key is taken from the source (or the target if only it has the table) and used on both
   // sides, so both streams come out in the same order.
   const orderBy = await orderByClause(srcHas ? src : tgt, qualified);
-  const sql = `COPY (SELECT t::text FROM ${qualified} t ORDER BY ${orderBy}) TO STDOUT`;
+  // ROW(t.*), not t::text: in a table with a column named "t", t::text is that column.
+  const sql = `COPY (SELECT ROW(t.*)::text FROM ${qualified} t ORDER BY ${orderBy}) TO STDOUT`;
   const srcStream = srcHas ? src.query(copyTo(sql)) : undefined;
   const tgtStream = tgtHas ? tgt.query(copyTo(sql)) : undefined;
   const a: Reader = srcStream ? new LineReader(srcStream) : EMPTY_READER;

@@ -345,7 +345,7 @@ describe('malformed input', () => {
       assert.doesNotThrow(() => decodePgoutput(full));
       for (let len = 0; len < full.length; len++) {
         const prefix = full.subarray(0, len);
-        assert.throws(() => decodePgoutput(prefix), undefined, `'${String.fromCharCode(full[0] ?? 0)}' cut at ${len}/${full.length}`);
+        assert.throws(() => decodePgoutput(prefix), Error, `'${String.fromCharCode(full[0] ?? 0)}' cut at ${len}/${full.length}`);
       }
     }
   });
