@@ -98,7 +98,6 @@ describe('redactSecrets', () => {
 
   test(
     "a registered password with a raw '@' is removed whole from a URL",
-
     () => {
       // `new URL` (and so pg and loadConfig) read the password as everything up to the last '@'.
       const pw = 'at@sign99';
@@ -180,7 +179,6 @@ describe('logger', () => {
 
   test(
     'an Error logged directly: no password in the line, even a registered one',
-
     () => {
       const pw = 'DirectErrPw-31';
       registerSecret(pw); // as loadConfig does at start-up
@@ -213,7 +211,6 @@ describe('logger', () => {
 
   test(
     'deeply nested objects and %j/%o arguments lose the password',
-
     () => {
       const { log, lines } = capture();
       log.info({ a: { b: { c: { d: { e: { dsn: SOURCE_URL } } } } } }, 'deep');

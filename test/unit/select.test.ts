@@ -148,7 +148,6 @@ describe('selectTables', () => {
   // pattern meant for one schema (or one table name) selects a table of another.
   test(
     '`*` does not move the boundary between schema and table',
-
     () => {
       // Table `t` in schema `public.x` is not a table of schema `public`.
       assert.deepEqual(pick([t('public.x', 't'), t('public', 'u')], { schemas: ['public', 'public.x'], includeTables: ['public.*'] }).selected, [
