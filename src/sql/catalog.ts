@@ -5,38 +5,49 @@
 
 /** Ordinary and partitioned tables of the given schemas; partitions are reached through their root. */
 export const LIST_TABLES = `
-SELECT c.oid::int8::text                          AS oid,
-       n.nspname                                  AS schema,
-       c.relname                                  AS name,
-       c.relkind                                  AS kind,
-       c.relreplident                             AS replica_identity,
+WITH selected AS (
+  SELECT c.oid, n.nspname, c.relname, c.relkind, c.relreplident
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = ANY($1::text[])
+     AND c.relkind IN ('r', 'p')
+     AND NOT c.relispartition
+),
+-- The tables that hold the rows: a partitioned table's leaf partitions, or the table itself
+-- (pg_partition_tree returns nothing for a table that is not partitioned).
+leaves AS (
+  SELECT s.oid AS root, pt.relid AS leaf
+    FROM selected s CROSS JOIN LATERAL pg_partition_tree(s.oid) pt
+   WHERE s.relkind = 'p' AND pt.isleaf
+  UNION ALL
+  SELECT s.oid, s.oid FROM selected s WHERE s.relkind = 'r'
+)
+SELECT s.oid::int8::text                          AS oid,
+       s.nspname                                  AS schema,
+       s.relname                                  AS name,
+       s.relkind                                  AS kind,
+       s.relreplident                             AS replica_identity,
        COALESCE((SELECT array_agg(a.attname::text ORDER BY k.ord)
                    FROM pg_index i
                    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
                    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-                  WHERE i.indrelid = c.oid AND i.indisprimary), '{}')  AS primary_key,
+                  WHERE i.indrelid = s.oid AND i.indisprimary), '{}')  AS primary_key,
        -- Tables whose UPDATE/DELETE would fail once published: no usable replica identity.
        -- For a partitioned table the leaves decide, since DML runs on them.
        ARRAY(SELECT l.oid::regclass::text
-               FROM pg_partition_tree(c.oid) pt
-               JOIN pg_class l ON l.oid = pt.relid
-              WHERE pt.isleaf
+               FROM leaves lv JOIN pg_class l ON l.oid = lv.leaf
+              WHERE lv.root = s.oid
                 AND NOT (
                       l.relreplident = 'f'
                    OR (l.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = l.oid AND i.indisprimary))
                    OR (l.relreplident = 'i' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = l.oid AND i.indisreplident))
                 ))                                 AS leaves_without_identity,
        COALESCE((SELECT sum(GREATEST(l.reltuples, 0))::int8
-                   FROM pg_partition_tree(c.oid) pt JOIN pg_class l ON l.oid = pt.relid
-                  WHERE pt.isleaf), 0)::text      AS estimated_rows,
-       COALESCE((SELECT sum(pg_table_size(pt.relid))::int8
-                   FROM pg_partition_tree(c.oid) pt WHERE pt.isleaf), 0)::text AS bytes
-  FROM pg_class c
-  JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = ANY($1::text[])
-   AND c.relkind IN ('r', 'p')
-   AND NOT c.relispartition
- ORDER BY n.nspname, c.relname`;
+                   FROM leaves lv JOIN pg_class l ON l.oid = lv.leaf WHERE lv.root = s.oid), 0)::text AS estimated_rows,
+       COALESCE((SELECT sum(pg_table_size(lv.leaf))::int8
+                   FROM leaves lv WHERE lv.root = s.oid), 0)::text AS bytes
+  FROM selected s
+ ORDER BY s.nspname, s.relname`;
 
 export const EXISTING_SCHEMAS = `SELECT nspname AS name FROM pg_namespace WHERE nspname = ANY($1::text[])`;
 
