@@ -1,0 +1,20 @@
+# walbridge: build on the official Node 20 image, run with production dependencies only.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Test-only packages (embedded PostgreSQL servers) are devDependencies: not installed here.
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/dist ./dist
+USER node
+EXPOSE 8080
+# node directly (not npm start) so SIGTERM reaches the daemon and it stops cleanly.
+CMD ["node", "dist/daemon.js"]
