@@ -5,7 +5,7 @@
 import type pg from 'pg';
 import { WalbridgeError } from '../errors.js';
 import { displayTable, quoteIdent, quoteTable, type TableName } from '../pg/ident.js';
-import { EXISTING_SCHEMAS, LIST_COLUMNS, LIST_TABLES } from '../sql/catalog.js';
+import { EXISTING_SCHEMAS, LIST_COLUMNS, LIST_TABLES, TABLES_WITH_SECONDARY_UNIQUE } from '../sql/catalog.js';
 import { selectTables, type SelectionInput } from './select.js';
 
 export interface Column {
@@ -39,6 +39,8 @@ export interface TablePlan extends TableName {
   copyColumns: Column[];
   /** Target key used to find a row for UPDATE/DELETE; empty means match on all columns (REPLICA IDENTITY FULL without a key). */
   targetKey: string[];
+  /** The target table has a unique or exclusion constraint besides its primary key. */
+  hasSecondaryUnique: boolean;
 }
 
 interface TableRow {
@@ -156,7 +158,12 @@ export function assertReplicaIdentities(tables: SourceTable[]): void {
  * columns, and type differences, stop the start with the DDL or setting that fixes them.
  */
 export async function planTables(source: pg.ClientBase, target: pg.ClientBase, tables: SourceTable[]): Promise<TablePlan[]> {
-  const [srcCols, dstCols] = await Promise.all([listColumns(source, tables), listColumns(target, tables)]);
+  const [srcCols, dstCols, uniques] = await Promise.all([
+    listColumns(source, tables),
+    listColumns(target, tables),
+    target.query<{ schema: string; name: string }>(TABLES_WITH_SECONDARY_UNIQUE, [tables.map((t) => t.schema), tables.map((t) => t.name)]),
+  ]);
+  const withUnique = new Set(uniques.rows.map(displayTable));
   const problems: string[] = [];
   const plans: TablePlan[] = [];
   for (const t of tables) {
@@ -197,6 +204,7 @@ export async function planTables(source: pg.ClientBase, target: pg.ClientBase, t
       targetColumns,
       copyColumns,
       targetKey: t.primaryKey,
+      hasSecondaryUnique: withUnique.has(key),
     });
   }
   if (problems.length > 0) {

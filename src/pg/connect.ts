@@ -16,6 +16,8 @@ export type Side = 'source' | 'target';
 /** Session settings that make every value's text form portable between servers. */
 const PORTABLE_OUTPUT =
   '-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3 -c timezone=UTC -c bytea_output=hex ' +
+  // Apply statements carry values as '...' literals: backslashes must be plain characters.
+  '-c standard_conforming_strings=on ' +
   // Supabase sets statement timeouts on some roles; a copy or a long apply must not be cut off.
   '-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0';
 

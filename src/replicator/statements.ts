@@ -1,8 +1,13 @@
 /**
- * SQL text for applying changes on the target. Each shape takes one text[] per column and
- * unnests them, so a batch of any size is one round trip with a fixed parameter list (and
- * can be a prepared statement). Values arrive as text and are cast by the target's own
- * input functions: `u.c0::numeric(20,6)`; no value is ever parsed in JavaScript.
+ * SQL text for applying changes on the target.
+ *
+ * Values are written into the statement as quoted literals and cast by the target's own input
+ * functions (`'123.450'::numeric(20,6)`): no value is ever parsed in JavaScript, and a whole
+ * batch of statements — from BEGIN to COMMIT — travels to the target in one simple-query
+ * round trip (node-postgres cannot pipeline parameterised statements, and a round trip per
+ * statement is what made naive apply slow). Literals are safe because every target session
+ * runs with standard_conforming_strings = on and Postgres text cannot contain NUL: doubling
+ * the single quotes is the whole escaping.
  */
 import { quoteIdent, quoteTable, type TableName } from '../pg/ident.js';
 
@@ -12,34 +17,38 @@ export interface ColumnRef {
   type: string;
 }
 
-const arrays = (n: number, from = 1) => Array.from({ length: n }, (_, i) => `$${i + from}::text[]`).join(', ');
+export type Value = string | null;
 
-export function insertRows(table: TableName, cols: ColumnRef[], overridingSystemValue: boolean): string {
+export function literal(v: Value): string {
+  return v === null ? 'NULL' : `'${v.replace(/'/g, "''")}'`;
+}
+
+function valuesList(rows: Value[][]): string {
+  return rows.map((r) => `(${r.map(literal).join(', ')})`).join(', ');
+}
+
+/** `rows[i]` holds one value per column of `cols`. */
+export function insertRows(table: TableName, cols: ColumnRef[], rows: Value[][], overridingSystemValue: boolean): string {
+  if (cols.length === 0) return rows.map(() => `INSERT INTO ${quoteTable(table)} DEFAULT VALUES`).join(';\n');
   const names = cols.map((c) => quoteIdent(c.name)).join(', ');
   const aliases = cols.map((_, i) => `c${i}`).join(', ');
-  const casts = cols.map((c, i) => `u.c${i}::${c.type}`).join(', ');
+  const casts = cols.map((c, i) => `v.c${i}::${c.type}`).join(', ');
   const overriding = overridingSystemValue ? ' OVERRIDING SYSTEM VALUE' : '';
-  return (
-    `INSERT INTO ${quoteTable(table)} (${names})${overriding} ` +
-    `SELECT ${casts} FROM unnest(${arrays(cols.length)}) AS u(${aliases})`
-  );
+  return `INSERT INTO ${quoteTable(table)} (${names})${overriding} SELECT ${casts} FROM (VALUES ${valuesList(rows)}) AS v(${aliases})`;
 }
 
-/** Parameters: key columns first, then the SET columns. */
-export function updateRowsByKey(table: TableName, key: ColumnRef[], set: ColumnRef[]): string {
+/** `rows[i]` holds the key values, then the SET values. */
+export function updateRowsByKey(table: TableName, key: ColumnRef[], set: ColumnRef[], rows: Value[][]): string {
   const aliases = [...key.map((_, i) => `k${i}`), ...set.map((_, i) => `s${i}`)].join(', ');
-  const assignments = set.map((c, i) => `${quoteIdent(c.name)} = u.s${i}::${c.type}`).join(', ');
-  const where = key.map((c, i) => `t.${quoteIdent(c.name)} = u.k${i}::${c.type}`).join(' AND ');
-  return (
-    `UPDATE ${quoteTable(table)} AS t SET ${assignments} ` +
-    `FROM unnest(${arrays(key.length + set.length)}) AS u(${aliases}) WHERE ${where}`
-  );
+  const assignments = set.map((c, i) => `${quoteIdent(c.name)} = v.s${i}::${c.type}`).join(', ');
+  const where = key.map((c, i) => `t.${quoteIdent(c.name)} = v.k${i}::${c.type}`).join(' AND ');
+  return `UPDATE ${quoteTable(table)} AS t SET ${assignments} FROM (VALUES ${valuesList(rows)}) AS v(${aliases}) WHERE ${where}`;
 }
 
-export function deleteRowsByKey(table: TableName, key: ColumnRef[]): string {
+export function deleteRowsByKey(table: TableName, key: ColumnRef[], rows: Value[][]): string {
   const aliases = key.map((_, i) => `k${i}`).join(', ');
-  const where = key.map((c, i) => `t.${quoteIdent(c.name)} = u.k${i}::${c.type}`).join(' AND ');
-  return `DELETE FROM ${quoteTable(table)} AS t USING unnest(${arrays(key.length)}) AS u(${aliases}) WHERE ${where}`;
+  const where = key.map((c, i) => `t.${quoteIdent(c.name)} = v.k${i}::${c.type}`).join(' AND ');
+  return `DELETE FROM ${quoteTable(table)} AS t USING (VALUES ${valuesList(rows)}) AS v(${aliases}) WHERE ${where}`;
 }
 
 /**
@@ -47,21 +56,23 @@ export function deleteRowsByKey(table: TableName, key: ColumnRef[]): string {
  * compared as text (json has no equality operator), and exactly one matching row is
  * changed even when several are identical. (tableoid, ctid) is unique across partitions.
  */
-function oneRowMatching(table: TableName, match: ColumnRef[], firstParam: number): string {
+function oneRowMatching(table: TableName, match: ColumnRef[], old: Value[]): string {
   const cond = match
-    .map((c, i) => `x.${quoteIdent(c.name)}::text IS NOT DISTINCT FROM $${i + firstParam}::text`)
+    .map((c, i) => {
+      const v = old[i] ?? null;
+      return v === null ? `x.${quoteIdent(c.name)} IS NULL` : `x.${quoteIdent(c.name)}::text = ${literal(v)}`;
+    })
     .join(' AND ');
   return `(tableoid, ctid) = (SELECT x.tableoid, x.ctid FROM ${quoteTable(table)} AS x WHERE ${cond || 'true'} LIMIT 1)`;
 }
 
-/** Parameters: SET values first, then the old values of `match`. */
-export function updateOneRowByValues(table: TableName, set: ColumnRef[], match: ColumnRef[]): string {
-  const assignments = set.map((c, i) => `${quoteIdent(c.name)} = $${i + 1}::text::${c.type}`).join(', ');
-  return `UPDATE ${quoteTable(table)} SET ${assignments} WHERE ${oneRowMatching(table, match, set.length + 1)}`;
+export function updateOneRowByValues(table: TableName, set: ColumnRef[], values: Value[], match: ColumnRef[], old: Value[]): string {
+  const assignments = set.map((c, i) => `${quoteIdent(c.name)} = ${literal(values[i] ?? null)}::${c.type}`).join(', ');
+  return `UPDATE ${quoteTable(table)} SET ${assignments} WHERE ${oneRowMatching(table, match, old)}`;
 }
 
-export function deleteOneRowByValues(table: TableName, match: ColumnRef[]): string {
-  return `DELETE FROM ${quoteTable(table)} WHERE ${oneRowMatching(table, match, 1)}`;
+export function deleteOneRowByValues(table: TableName, match: ColumnRef[], old: Value[]): string {
+  return `DELETE FROM ${quoteTable(table)} WHERE ${oneRowMatching(table, match, old)}`;
 }
 
 export function truncateTables(tables: TableName[], restartIdentity: boolean): string {

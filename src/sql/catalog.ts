@@ -82,3 +82,16 @@ SELECT current_setting('server_version_num')::int AS version_num,
 
 /** Used to refuse a source and target that are the same cluster; may be denied to non-superusers. */
 export const SYSTEM_IDENTIFIER = `SELECT system_identifier::text AS system_id FROM pg_control_system()`;
+
+/**
+ * Tables (among the given schema/name pairs) with a unique or exclusion constraint besides the
+ * primary key. Such constraints are checked row by row, so a batch of UPDATEs in one
+ * statement could trip over a value that one row releases and another takes.
+ */
+export const TABLES_WITH_SECONDARY_UNIQUE = `
+SELECT DISTINCT n.nspname AS schema, c.relname AS name
+  FROM unnest($1::text[], $2::text[]) AS sel(schema, name)
+  JOIN pg_namespace n ON n.nspname = sel.schema
+  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = sel.name
+  JOIN pg_index i ON i.indrelid = c.oid
+ WHERE (i.indisunique AND NOT i.indisprimary) OR i.indisexclusion`;

@@ -30,7 +30,7 @@ CREATE TABLE every_type (
 ALTER TABLE every_type ALTER COLUMN big_text SET STORAGE EXTERNAL;
 CREATE TABLE full_ident (js json, pt point, note text);
 ALTER TABLE full_ident REPLICA IDENTITY FULL;
-CREATE TABLE "Straße Ü" ("Größe" int PRIMARY KEY, "Wert" text);
+CREATE TABLE "Straße Ü" ("Größe" int PRIMARY KEY, "Wert" text, "Kürzel" text UNIQUE);
 `;
 
 /** One row per awkward value set; `$1` is a tag so stream rows can be told from copied ones. */
@@ -70,7 +70,7 @@ before(async () => {
   for (const c of [source, target]) await c.query(SCHEMA.replace(/^\s*$/gm, ''));
   await source.query(INSERT_ROWS, ['copied', BIG]);
   await source.query(`INSERT INTO full_ident VALUES ('{"same": 1}', '(1,1)', 'dup'), ('{"same": 1}', '(1,1)', 'dup'), ('[1, 2]', '(2,2)', 'other')`);
-  await source.query(`INSERT INTO "Straße Ü" VALUES (1, 'eins'), (2, 'zwei')`);
+  await source.query(`INSERT INTO "Straße Ü" VALUES (1, 'eins', 'E'), (2, 'zwei', 'Z')`);
 });
 
 after(async () => {
@@ -101,6 +101,10 @@ test('every value round-trips byte-exact through the copy and through the change
   // Several changes to one row inside one transaction, and a key change.
   await source.query(`BEGIN; UPDATE "Straße Ü" SET "Wert" = 'a' WHERE "Größe" = 1; UPDATE "Straße Ü" SET "Wert" = 'b' WHERE "Größe" = 1;
                       UPDATE "Straße Ü" SET "Größe" = 3 WHERE "Größe" = 2; UPDATE "Straße Ü" SET "Größe" = 2 WHERE "Größe" = 1; COMMIT`);
+  // A unique value handed from one row to another (checked row by row on the target too).
+  // Rows now: 2 has 'E', 3 has 'Z'. Row 3 takes the 'E' that row 2 has just released.
+  await source.query(`BEGIN; UPDATE "Straße Ü" SET "Kürzel" = 'X' WHERE "Größe" = 2; UPDATE "Straße Ü" SET "Kürzel" = 'E' WHERE "Größe" = 3;
+                      UPDATE "Straße Ü" SET "Kürzel" = 'Z' WHERE "Größe" = 2; COMMIT`);
   // REPLICA IDENTITY FULL without a key: exactly one of two identical rows goes.
   await source.query(`DELETE FROM full_ident WHERE ctid = (SELECT min(ctid) FROM full_ident WHERE note = 'dup')`);
   await source.query(`UPDATE full_ident SET note = 'changed' WHERE js::text = '[1, 2]'`);

@@ -50,9 +50,13 @@ process.once('exit', () => {
   for (const c of running) c.kill('SIGKILL');
 });
 
-export async function startDaemon(env: Record<string, string>, opts: { script?: string; args?: string[] } = {}): Promise<DaemonProcess> {
+export async function startDaemon(
+  env: Record<string, string>,
+  opts: { script?: string; args?: string[]; nodeArgs?: string[]; cwd?: string } = {},
+): Promise<DaemonProcess> {
   const port = env.PORT ? Number(env.PORT) : await freePort();
-  const child = spawn(process.execPath, [opts.script ?? DAEMON, ...(opts.args ?? [])], {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), opts.script ?? DAEMON, ...(opts.args ?? [])], {
+    cwd: opts.cwd,
     env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', ...env, PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

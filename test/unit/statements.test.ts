@@ -9,6 +9,7 @@ import {
   deleteOneRowByValues,
   deleteRowsByKey,
   insertRows,
+  literal,
   truncateTables,
   updateOneRowByValues,
   updateRowsByKey,
@@ -19,41 +20,60 @@ const table: TableName = { schema: 'public', name: 'Kundenbewertungen Ü' };
 const col = (name: string, type = 'text'): ColumnRef => ({ name, type });
 const cols = (n: number) => Array.from({ length: n }, (_, i) => col(`c${i}`, i % 2 ? 'bigint' : 'numeric(20,6)'));
 
-/** The distinct $n placeholders, sorted. */
-function params(sql: string): number[] {
-  return [...new Set([...sql.matchAll(/\$(\d+)/g)].map((m) => Number(m[1])))].sort((a, b) => a - b);
+/**
+ * Read a standard SQL string literal back the way Postgres does with
+ * standard_conforming_strings = on: doubled quotes become one, backslashes are plain.
+ */
+function unquote(lit: string): string {
+  assert.ok(lit.startsWith("'") && lit.endsWith("'"), lit);
+  const body = lit.slice(1, -1);
+  assert.doesNotMatch(body.replace(/''/g, ''), /'/, 'a lone quote would end the literal early');
+  return body.replace(/''/g, "'");
 }
-const oneTo = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
 
 describe('apply statements', () => {
+  test('a value literal reads back as exactly the value; NULL stays NULL', () => {
+    for (const v of ["it's", "''", '\\', '\\x00ff', 'a\\\'b', 'tab\there', '"', '', '👨‍👩‍👧‍👦', "'; DROP TABLE users; --"]) {
+      assert.equal(unquote(literal(v)), v);
+    }
+    assert.equal(literal(null), 'NULL');
+    assert.notEqual(literal('NULL'), 'NULL', "the string 'NULL' is not the SQL NULL");
+  });
+
   test('identifiers are quoted: odd column and table names cannot break out', () => {
-    const sql = insertRows(table, [col('a"b'), col('Mixed Case')], false);
+    const sql = insertRows(table, [col('a"b'), col('Mixed Case')], [['1', '2']], false);
     assert.ok(sql.includes('"public"."Kundenbewertungen Ü"'), sql);
     assert.ok(sql.includes('"a""b"'), sql);
     assert.ok(sql.includes('"Mixed Case"'), sql);
     for (const s of [
-      updateRowsByKey(table, [col('a"b')], [col('Mixed Case')]),
-      deleteRowsByKey(table, [col('a"b')]),
-      updateOneRowByValues(table, [col('Mixed Case')], [col('a"b')]),
-      deleteOneRowByValues(table, [col('a"b')]),
+      updateRowsByKey(table, [col('a"b')], [col('Mixed Case')], [['1', '2']]),
+      deleteRowsByKey(table, [col('a"b')], [['1']]),
+      updateOneRowByValues(table, [col('Mixed Case')], ['x'], [col('a"b')], ['y']),
+      deleteOneRowByValues(table, [col('a"b')], ['y']),
     ]) {
       assert.ok(s.includes('"public"."Kundenbewertungen Ü"') && s.includes('"a""b"'), s);
     }
   });
 
-  test('OVERRIDING SYSTEM VALUE only when asked', () => {
-    assert.ok(!insertRows(table, cols(2), false).includes('OVERRIDING'));
-    assert.match(insertRows(table, cols(2), true), /\) OVERRIDING SYSTEM VALUE SELECT /);
+  test('every row of a batch is in the statement, each value cast to its column type', () => {
+    const rows = [
+      ['1.5', '9223372036854775807', null],
+      ["o'clock", '-1', '0'],
+    ];
+    const sql = insertRows(table, cols(3), rows, false);
+    for (const r of rows) for (const v of r) assert.ok(sql.includes(literal(v)), `${literal(v)} in ${sql}`);
+    assert.match(sql, /v\.c0::numeric\(20,6\), v\.c1::bigint, v\.c2::numeric\(20,6\)/);
   });
 
-  test('parameters are $1..$n with n the number of columns involved', () => {
-    for (const n of [1, 3, 12]) {
-      assert.deepEqual(params(insertRows(table, cols(n), false)), oneTo(n), `insert ${n}`);
-      assert.deepEqual(params(deleteRowsByKey(table, cols(n))), oneTo(n), `delete ${n}`);
-      assert.deepEqual(params(deleteOneRowByValues(table, cols(n))), oneTo(n), `delete by values ${n}`);
-    }
-    assert.deepEqual(params(updateRowsByKey(table, cols(2), cols(3))), oneTo(5));
-    assert.deepEqual(params(updateOneRowByValues(table, cols(3), cols(4))), oneTo(7));
+  test('OVERRIDING SYSTEM VALUE only when asked', () => {
+    assert.ok(!insertRows(table, cols(2), [['1', '2']], false).includes('OVERRIDING'));
+    assert.match(insertRows(table, cols(2), [['1', '2']], true), /\) OVERRIDING SYSTEM VALUE SELECT /);
+  });
+
+  test('a row found by its old values compares NULLs with IS NULL and changes one row only', () => {
+    const sql = deleteOneRowByValues(table, [col('a'), col('b')], [null, 'x']);
+    assert.match(sql, /x\."a" IS NULL AND x\."b"::text = 'x'/);
+    assert.match(sql, /LIMIT 1\)$/);
   });
 
   test('TRUNCATE names every table, never CASCADE, RESTART IDENTITY only when asked', () => {
