@@ -11,8 +11,8 @@ FROM node:20-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./
-# Test-only packages (embedded PostgreSQL servers) are devDependencies: not installed here.
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+# Test-only PostgreSQL binaries are optional dependencies, and dev tools dev dependencies: neither is installed here.
+RUN npm ci --omit=dev --omit=optional --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 USER node
 EXPOSE 8080

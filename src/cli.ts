@@ -6,6 +6,7 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { runCommand } from './commands/run.js';
+import { statusCommand } from './commands/status.js';
 import type { ConfigOverrides } from './config.js';
 
 const list = (v: string) =>
@@ -66,6 +67,15 @@ program
     if (opts.logLevel) overrides.logLevel = opts.logLevel as ConfigOverrides['logLevel'];
     const code = await runCommand(process.env, { overrides, exitOnError: opts.exitOnError === true ? true : undefined });
     process.exit(code);
+  });
+
+program
+  .command('status')
+  .description("show the migration's progress: phase, per-table copy, lag, WAL held on the source, last error")
+  .option('--json', 'print the report as JSON (the same as the daemon\'s /status.json)')
+  .addHelpText('after', '\nReads the state walbridge records on the target, so it works from any machine with the same\nSOURCE_DATABASE_URL and TARGET_DATABASE_URL while the daemon runs elsewhere.')
+  .action(async (opts: { json?: boolean }) => {
+    process.exit(await statusCommand(process.env, { json: opts.json === true }));
   });
 
 await program.parseAsync(process.argv);

@@ -26,6 +26,8 @@ export interface Config {
   /** Target-side apply batching: commit after this many changes or this many ms. */
   applyBatchChanges: number;
   applyBatchMs: number;
+  /** When set, every HTTP endpoint but /healthz requires it. */
+  httpToken: string | null;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -189,6 +191,8 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     );
   }
   for (const url of [v.SOURCE_DATABASE_URL, v.TARGET_DATABASE_URL]) registerSecret(passwordOf(url));
+  const httpToken = emptyToUndefined(env.WALBRIDGE_HTTP_TOKEN) ?? null;
+  registerSecret(httpToken);
 
   return {
     sourceUrl: v.SOURCE_DATABASE_URL,
@@ -203,6 +207,7 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     copyJobs: v.WALBRIDGE_COPY_JOBS,
     applyBatchChanges: v.WALBRIDGE_APPLY_BATCH_CHANGES,
     applyBatchMs: v.WALBRIDGE_APPLY_BATCH_MS,
+    httpToken,
   };
 }
 

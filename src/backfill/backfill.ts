@@ -11,6 +11,7 @@ import { formatLsn, type Lsn } from '../lsn.js';
 import { displayTable } from '../pg/ident.js';
 import { openSourceReader, openTargetWriter } from '../pg/sessions.js';
 import { MARK_COPYING } from '../sql/state.js';
+import type { LiveCopy } from '../status/report.js';
 import { copyTable } from './copy.js';
 
 export interface BackfillOptions {
@@ -23,15 +24,14 @@ export interface BackfillOptions {
   log: Logger;
   metrics: Metrics;
   signal: AbortSignal;
+  /** Copies in flight, shown on the status page and recorded by the monitor. */
+  live: Map<string, LiveCopy>;
   progressIntervalMs?: number;
 }
 
-interface Progress {
+interface Progress extends LiveCopy {
   table: string;
   estimated: number;
-  rows: number;
-  bytes: number;
-  startedAt: number;
 }
 
 export async function runBackfill(opts: BackfillOptions): Promise<void> {
@@ -40,6 +40,7 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
   const queue = new PQueue({ concurrency: Math.max(1, opts.jobs) });
   const clients = new Set<pg.Client>();
   const active = new Map<string, Progress>();
+  const live = opts.live;
   let failure: unknown = null;
 
   const closeAll = () => {
@@ -69,7 +70,7 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
   const copyOne = async (plan: TablePlan) => {
     if (failure !== null || opts.signal.aborted) return;
     const table = displayTable(plan);
-    const tlog = log.child({ table, lsn: formatLsn(opts.copyLsn) });
+    const tlog = log.child({ component: 'backfill', table, lsn: formatLsn(opts.copyLsn) });
     const source = await openSourceReader(opts.sourceUrl, 'walbridge copy');
     clients.add(source);
     let target: pg.Client | null = null;
@@ -82,6 +83,7 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
       metrics.backfillRowsEstimated.set({ table }, plan.source.estimatedRows);
       const progress: Progress = { table, estimated: plan.source.estimatedRows, rows: 0, bytes: 0, startedAt: Date.now() };
       active.set(table, progress);
+      live.set(table, progress);
       tlog.info({ estimatedRows: plan.source.estimatedRows, bytes: plan.source.bytes }, 'copy started');
       const done = await copyTable(source, target, plan, opts.snapshotName, opts.copyLsn, (d) => {
         progress.rows += d.rows;
@@ -90,12 +92,14 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
         metrics.backfillBytes.inc({ table }, d.bytes);
       });
       active.delete(table);
+      live.delete(table);
       metrics.backfillTables.dec({ state: 'copying' });
       metrics.backfillTables.inc({ state: 'copied' });
       const seconds = (Date.now() - progress.startedAt) / 1000;
       tlog.info({ rows: done.rows, bytes: done.bytes, seconds, rowsPerSec: Math.round(done.rows / Math.max(seconds, 0.001)) }, 'copy finished');
     } catch (err) {
       active.delete(table);
+      live.delete(table);
       if (failure === null) {
         failure = err;
         queue.clear();

@@ -7,6 +7,7 @@ import { Metrics } from '../health/metrics.js';
 import { startHealthServer } from '../health/server.js';
 import { createLogger } from '../log.js';
 import { newLiveStatus } from '../pipeline/status.js';
+import { startMonitor } from '../pipeline/monitor.js';
 import { supervise } from '../pipeline/supervise.js';
 import { onShutdown } from '../shutdown.js';
 
@@ -35,7 +36,7 @@ export async function runCommand(env: NodeJS.ProcessEnv, opts: RunOptions = {}):
 
   let server;
   try {
-    server = await startHealthServer({ port: config.port, metrics, status, log });
+    server = await startHealthServer({ port: config.port, token: config.httpToken, metrics, status, log });
   } catch (err) {
     const code = (err as { code?: string }).code;
     log.fatal({ err }, `cannot listen on PORT ${config.port}${code === 'EADDRINUSE' ? ': the port is in use' : ''}`);
@@ -43,6 +44,7 @@ export async function runCommand(env: NodeJS.ProcessEnv, opts: RunOptions = {}):
     return 2;
   }
   const unregister = onShutdown(log, () => controller.abort());
+  const stopMonitor = startMonitor({ config, log: log.child({ component: 'monitor' }), metrics, status });
   log.info(
     { schemas: config.schemas, slot: config.slotName, publication: config.publicationName, copyJobs: config.copyJobs },
     'walbridge starting',
@@ -53,6 +55,7 @@ export async function runCommand(env: NodeJS.ProcessEnv, opts: RunOptions = {}):
     return code;
   } finally {
     unregister();
+    await stopMonitor();
     await server.close();
   }
 }

@@ -1,66 +1,84 @@
 /**
- * Watches the source side of replication every few seconds: how much WAL the slot holds
- * back (Supabase invalidates it past max_slot_wal_keep_size) and how far the target is
- * behind. Runs on its own connection so a busy apply never delays it.
+ * Runs for the life of the daemon, whatever the pipeline is doing (standby and error
+ * included): every few seconds it reads walbridge's state on the target and the slot on the
+ * source, updates the metrics and the status page, and records on the target the progress
+ * of copies in flight and the last error, so `walbridge status` shows them from anywhere.
+ * Its own connections, so a busy apply never delays it.
  */
 import type pg from 'pg';
 import type { Config } from '../config.js';
 import type { Metrics } from '../health/metrics.js';
 import type { Logger } from '../log.js';
-import { lsnDistance, parseLsn } from '../lsn.js';
-import { openSourceReader } from '../pg/sessions.js';
-import { SLOT_LAG } from '../sql/source.js';
-import type { LiveStatus } from './status.js';
+import { connect } from '../pg/connect.js';
+import { RECORD_COPY_PROGRESS, RECORD_DAEMON } from '../sql/state.js';
+import { readRecorded, readSlot } from '../status/collect.js';
+import { reportOf, type LiveStatus } from './status.js';
 
-const PG_EPOCH_MS = 946_684_800_000;
-
-export function startLagMonitor(opts: { config: Config; log: Logger; metrics: Metrics; status: LiveStatus; intervalMs?: number }): () => void {
-  const { config, metrics, status } = opts;
-  let client: pg.Client | null = null;
+export function startMonitor(opts: { config: Config; log: Logger; metrics: Metrics; status: LiveStatus; intervalMs?: number }): () => Promise<void> {
+  const { config, metrics, status, log } = opts;
+  let source: pg.Client | null = null;
+  let target: pg.Client | null = null;
   let stopped = false;
-  let running = false;
+  let running: Promise<void> | null = null;
 
-  const tick = async () => {
-    if (running || stopped) return;
-    running = true;
-    try {
-      client ??= await openSourceReader(config.sourceUrl, 'walbridge monitor');
-      const { rows } = await client.query<{ current_lsn: string; retained_bytes: string | null; active: boolean }>(SLOT_LAG, [config.slotName]);
-      const r = rows[0];
-      if (!r) {
-        metrics.slotActive.set(0);
-        status.slotActive = false;
-        return;
+  const refreshSource = async () => {
+    source ??= await connect(config.sourceUrl, { side: 'source', applicationName: 'walbridge monitor' });
+    status.slot = await readSlot(source, config.slotName);
+  };
+
+  const refreshTarget = async () => {
+    target ??= await connect(config.targetUrl, { side: 'target', applicationName: 'walbridge monitor' });
+    const recorded = await readRecorded(target);
+    if (recorded.pipeline) {
+      for (const [table, p] of status.copies) {
+        const dot = table.indexOf('.');
+        await target.query(RECORD_COPY_PROGRESS, [table.slice(0, dot), table.slice(dot + 1), p.rows, p.bytes]);
       }
-      const current = parseLsn(r.current_lsn);
-      status.sourceLsn = current;
-      status.retainedWalBytes = r.retained_bytes === null ? null : Number(r.retained_bytes);
-      status.slotActive = r.active;
-      metrics.retainedWalBytes.set(status.retainedWalBytes ?? 0);
-      metrics.slotActive.set(r.active ? 1 : 0);
-      if (status.appliedLsn !== null) {
-        const lagBytes = Number(lsnDistance(status.appliedLsn, current));
-        metrics.lagBytes.set(lagBytes);
-        const commitMs = status.appliedCommitTime === null ? null : Number(status.appliedCommitTime / 1000n) + PG_EPOCH_MS;
-        // Caught up when nothing but our own bookkeeping lies between applied and current.
-        const caughtUp = lagBytes === 0;
-        metrics.lagSeconds.set(caughtUp || commitMs === null ? 0 : Math.max(0, (Date.now() - commitMs) / 1000));
-      }
-    } catch (err) {
-      opts.log.debug({ err }, 'lag monitor query failed');
-      await client?.end().catch(() => {});
-      client = null;
-    } finally {
-      running = false;
+      await target.query(RECORD_DAEMON, [status.phase, status.lastError ? JSON.stringify(status.lastError) : null]);
+    }
+    status.recorded = recorded;
+  };
+
+  const publish = () => {
+    const r = reportOf(status);
+    metrics.slotActive.set(r.slot?.active ? 1 : 0);
+    metrics.retainedWalBytes.set(r.slot?.retainedWalBytes ?? 0);
+    if (r.lagBytes !== null) metrics.lagBytes.set(r.lagBytes);
+    if (r.lagSeconds !== null) metrics.lagSeconds.set(r.lagSeconds);
+    if (r.tables.length > 0) {
+      for (const s of ['pending', 'copying', 'copied'] as const) metrics.backfillTables.set({ state: s }, r.totals[s]);
+      for (const t of r.tables) if (t.rowsEstimated !== null) metrics.backfillRowsEstimated.set({ table: t.table }, t.rowsEstimated);
     }
   };
 
-  const timer = setInterval(() => void tick(), opts.intervalMs ?? 5000);
+  const tick = async () => {
+    // Each side on its own: an unreachable source must not hide the target's state.
+    await refreshSource().catch(async (err: unknown) => {
+      log.debug({ err }, 'monitor: source query failed');
+      await source?.end().catch(() => {});
+      source = null;
+    });
+    await refreshTarget().catch(async (err: unknown) => {
+      log.debug({ err }, 'monitor: target query failed');
+      await target?.end().catch(() => {});
+      target = null;
+    });
+    publish();
+  };
+
+  const run = () => {
+    if (running || stopped) return;
+    running = tick().finally(() => {
+      running = null;
+    });
+  };
+  const timer = setInterval(run, opts.intervalMs ?? 2000);
   timer.unref();
-  void tick();
-  return () => {
+  run();
+  return async () => {
     stopped = true;
     clearInterval(timer);
-    void client?.end().catch(() => {});
+    await running;
+    await Promise.all([source?.end().catch(() => {}), target?.end().catch(() => {})]);
   };
 }

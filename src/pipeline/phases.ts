@@ -121,6 +121,7 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
           log,
           metrics: ctx.metrics,
           signal: inner.signal,
+          live: ctx.status.copies,
         });
       }
       copyDone = true;

@@ -13,10 +13,9 @@ import { displayTable } from '../pg/ident.js';
 import { ReplicationConnection, type SystemIdentity } from '../pg/replication.js';
 import { openSourceReader, openTargetWriter } from '../pg/sessions.js';
 import { RELEASE_WRITER_LOCK, TRY_WRITER_LOCK } from '../sql/state.js';
-import { loadPipeline, loadTables, type PipelineState } from '../state/store.js';
+import { ensureStateSchema, loadPipeline, loadTables, stateExists, type PipelineState } from '../state/store.js';
 import { checkDistinctClusters, checkSourceServer, findPublication, findSlot, serverInfo } from './checks.js';
 import { initialize, type ExportedSnapshot } from './init.js';
-import { startLagMonitor } from './monitor.js';
 import { backfillPhase, catchupPhase, streamingPhase, type PhaseContext } from './phases.js';
 import type { LiveStatus } from './status.js';
 
@@ -120,7 +119,6 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
   const { config, log } = ctx;
   const clients: pg.Client[] = [];
   let snapshot: ExportedSnapshot | null = null;
-  let stopMonitor: (() => void) | null = null;
   try {
     ctx.status.phase = 'preflight';
     ctx.metrics.setPhase('preflight');
@@ -143,6 +141,8 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
     assertReplicaIdentities(selected);
     const plans = await planTables(catalog, control, selected);
 
+    // Bring a state schema written by an older walbridge up to date (idempotent).
+    if (await stateExists(control)) await ensureStateSchema(control);
     let state = await loadPipeline(control);
     if (state && state.phase !== 'init') await checkRecordedState(ctx, catalog, control, state, identity, plans);
     if (state === null || state.phase === 'init') {
@@ -160,7 +160,6 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
       return;
     }
 
-    stopMonitor = startLagMonitor({ config, log, metrics: ctx.metrics, status: ctx.status });
     const phaseCtx: PhaseContext = { config, control, catalog, plans, log, metrics: ctx.metrics, status: ctx.status, signal: ctx.signal };
     if (state.phase === 'backfill') {
       const snap = snapshot;
@@ -179,7 +178,6 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
     }
   } finally {
     ctx.status.ready = false;
-    stopMonitor?.();
     if (snapshot) await snapshot.conn.close();
     const control = clients[1];
     if (control) await control.query(RELEASE_WRITER_LOCK, [config.slotName]).catch(() => {});

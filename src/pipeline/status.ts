@@ -1,20 +1,26 @@
 /**
- * What the running pipeline knows about itself right now, shared with the HTTP server
- * (status page, readiness) and the lag monitor. Holds no connection details.
+ * What the running daemon knows about itself right now, shared by the pipeline, the monitor
+ * and the HTTP server. Holds no connection details and no data rows.
  */
 import type { Phase } from '../health/metrics.js';
 import type { Lsn } from '../lsn.js';
+import type { PipelineState, RecordedError, TableState } from '../state/store.js';
+import { buildStatus, type LiveCopy, type SlotReport, type StatusReport } from '../status/report.js';
 
 export interface LiveStatus {
   phase: Phase;
   /** Connected and copying or streaming. */
   ready: boolean;
   appliedLsn: Lsn | null;
+  /** Microseconds since 2000-01-01 (pgoutput's clock) of the last applied commit. */
   appliedCommitTime: bigint | null;
-  sourceLsn: Lsn | null;
-  retainedWalBytes: number | null;
-  slotActive: boolean | null;
-  lastError: { kind: string; message: string; hint: string | undefined; at: string } | null;
+  /** Copies running in this process, by `schema.table`. */
+  copies: Map<string, LiveCopy>;
+  /** Last state read from the target by the monitor. */
+  recorded: { pipeline: PipelineState | null; tables: TableState[] } | null;
+  /** Last slot facts read from the source by the monitor. */
+  slot: SlotReport | null;
+  lastError: RecordedError | null;
 }
 
 export function newLiveStatus(): LiveStatus {
@@ -23,9 +29,28 @@ export function newLiveStatus(): LiveStatus {
     ready: false,
     appliedLsn: null,
     appliedCommitTime: null,
-    sourceLsn: null,
-    retainedWalBytes: null,
-    slotActive: null,
+    copies: new Map(),
+    recorded: null,
+    slot: null,
     lastError: null,
   };
+}
+
+const PG_EPOCH_MS = 946_684_800_000;
+
+export function commitTimeMs(us: bigint | null): number | null {
+  return us === null ? null : Number(us / 1000n) + PG_EPOCH_MS;
+}
+
+export function reportOf(s: LiveStatus): StatusReport {
+  return buildStatus({
+    phase: s.phase,
+    pipeline: s.recorded?.pipeline ?? null,
+    tables: s.recorded?.tables ?? [],
+    slot: s.slot,
+    liveCopies: s.copies,
+    liveAppliedLsn: s.appliedLsn,
+    liveAppliedCommitTimeMs: commitTimeMs(s.appliedCommitTime),
+    liveError: s.lastError,
+  });
 }

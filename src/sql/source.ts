@@ -31,12 +31,15 @@ SELECT slot_name, plugin, slot_type, database, active, active_pid, temporary,
 
 export const DROP_SLOT = `SELECT pg_drop_replication_slot($1)`;
 
-/** WAL the slot holds back on the source, and the source's current position. */
-export const SLOT_LAG = `
+/** The source's current position, and the slot (if it exists): active, WAL it holds back, invalidated or not. */
+export const SLOT_STATUS = `
 SELECT pg_current_wal_lsn()::text AS current_lsn,
-       (pg_current_wal_lsn() - restart_lsn)::int8::text AS retained_bytes,
-       active
-  FROM pg_replication_slots WHERE slot_name = $1`;
+       s.slot_name IS NOT NULL AS exists,
+       s.active,
+       (pg_current_wal_lsn() - s.restart_lsn)::int8::text AS retained_bytes,
+       s.wal_status
+  FROM (SELECT 1) AS one
+  LEFT JOIN pg_replication_slots s ON s.slot_name = $1`;
 
 export const CURRENT_WAL_LSN = `SELECT pg_current_wal_lsn()::text AS lsn`;
 

@@ -30,6 +30,11 @@ CREATE TABLE IF NOT EXISTS walbridge.pipeline (
   created_at          timestamptz NOT NULL DEFAULT now(),
   updated_at          timestamptz NOT NULL DEFAULT now()
 );
+-- The last error an operator must see (kind, message, hint), for "walbridge status" on a laptop.
+ALTER TABLE walbridge.pipeline ADD COLUMN IF NOT EXISTS last_error jsonb;
+-- What the running daemon last said about itself, and when (is anyone running?).
+ALTER TABLE walbridge.pipeline ADD COLUMN IF NOT EXISTS daemon_phase text;
+ALTER TABLE walbridge.pipeline ADD COLUMN IF NOT EXISTS daemon_seen_at timestamptz;
 
 CREATE TABLE IF NOT EXISTS walbridge.tables (
   schema_name       text NOT NULL,
@@ -58,8 +63,16 @@ CREATE TABLE IF NOT EXISTS walbridge.spool (
 export const SELECT_PIPELINE = `
 SELECT source_system_id, source_database, slot_name, publication_name, phase,
        consistent_lsn::text, applied_lsn::text, spooled_lsn::text, spool_committed_id::text,
-       applied_commit_time
+       applied_commit_time, last_error, updated_at, daemon_phase, daemon_seen_at
   FROM walbridge.pipeline WHERE id = 1`;
+
+/** The daemon's own view (phase, last error), refreshed every few seconds by its monitor. */
+export const RECORD_DAEMON = `UPDATE walbridge.pipeline SET daemon_phase = $1, last_error = $2::jsonb, daemon_seen_at = now() WHERE id = 1`;
+
+/** Rows copied so far by a copy in progress (the final count is written with the copy itself). */
+export const RECORD_COPY_PROGRESS = `
+UPDATE walbridge.tables SET rows_copied = $3, bytes_copied = $4
+ WHERE schema_name = $1 AND table_name = $2 AND state = 'copying'`;
 
 export const STATE_EXISTS = `SELECT to_regclass('walbridge.pipeline') IS NOT NULL AS exists`;
 

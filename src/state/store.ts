@@ -19,6 +19,18 @@ export interface PipelineState {
   appliedCommitTime: Date | null;
   spooledLsn: Lsn | null;
   spoolCommittedId: bigint;
+  lastError: RecordedError | null;
+  updatedAt: Date;
+  /** The running daemon's phase and when it last said so (null if none ever ran this version). */
+  daemonPhase: string | null;
+  daemonSeenAt: Date | null;
+}
+
+export interface RecordedError {
+  kind: string;
+  message: string;
+  hint?: string | undefined;
+  at: string;
 }
 
 export interface TableState {
@@ -56,6 +68,10 @@ export async function loadPipeline(client: pg.ClientBase): Promise<PipelineState
     spooled_lsn: string | null;
     spool_committed_id: string;
     applied_commit_time: Date | null;
+    last_error: RecordedError | null;
+    updated_at: Date;
+    daemon_phase: string | null;
+    daemon_seen_at: Date | null;
   }>(q.SELECT_PIPELINE);
   const r = rows[0];
   if (!r) return null;
@@ -70,6 +86,10 @@ export async function loadPipeline(client: pg.ClientBase): Promise<PipelineState
     appliedCommitTime: r.applied_commit_time,
     spooledLsn: parseLsnOrNull(r.spooled_lsn),
     spoolCommittedId: BigInt(r.spool_committed_id),
+    lastError: r.last_error,
+    updatedAt: r.updated_at,
+    daemonPhase: r.daemon_phase,
+    daemonSeenAt: r.daemon_seen_at,
   };
 }
 

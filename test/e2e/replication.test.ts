@@ -107,8 +107,9 @@ test('copies and streams under writes, survives SIGKILL during the copy and duri
   const seen2 = load.stats.transactions;
   await load.waitFor((s) => s.transactions >= seen2 + 150, 60_000);
   const stats = await load.stop();
+  const loadErrors = load.recentErrors;
   load = null;
-  assert.equal(stats.errors, 0, 'the write load ran without errors');
+  assert.equal(stats.errors, 0, `the write load ran without errors: ${JSON.stringify(loadErrors)}`);
   assert.ok(stats.truncates > 0, 'the load truncated a table at least once');
   assert.ok(stats.updates > 0 && stats.deletes > 0 && stats.inserts > 0);
   await waitForCatchUp(source, target);

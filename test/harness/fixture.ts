@@ -1064,7 +1064,9 @@ class AppTransactions {
     const r = await this.c.query(
       `UPDATE public.orders o
           SET status = $2::public.order_status, status_history = status_history || $2::public.order_status,
-              total = COALESCE((SELECT sum(quantity * unit_price) FROM public.order_items i WHERE i.order_id = o.id), 0),
+              -- Capped: some products cost the numeric(20,6) maximum, and 3 of them would overflow.
+              total = LEAST(COALESCE((SELECT sum(quantity * unit_price) FROM public.order_items i WHERE i.order_id = o.id), 0),
+                            99999999999999.999999),
               delivery_date = current_date + 3, updated_at = now()
         WHERE id = $1`,
       [order?.id, status],

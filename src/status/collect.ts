@@ -1,0 +1,30 @@
+/**
+ * Reading the facts a status report is built from: walbridge's state on the target and its
+ * slot on the source. Used by the daemon's monitor and by `walbridge status` alike.
+ */
+import type pg from 'pg';
+import { SLOT_STATUS } from '../sql/source.js';
+import { loadPipeline, loadTables, type PipelineState, type TableState } from '../state/store.js';
+import type { SlotReport } from './report.js';
+
+export async function readRecorded(target: pg.ClientBase): Promise<{ pipeline: PipelineState | null; tables: TableState[] }> {
+  const pipeline = await loadPipeline(target);
+  const tables = pipeline ? await loadTables(target) : [];
+  return { pipeline, tables };
+}
+
+export async function readSlot(source: pg.ClientBase, slotName: string): Promise<SlotReport> {
+  const { rows } = await source.query<{ current_lsn: string; exists: boolean; active: boolean | null; retained_bytes: string | null; wal_status: string | null }>(
+    SLOT_STATUS,
+    [slotName],
+  );
+  const r = rows[0];
+  return {
+    name: slotName,
+    exists: r?.exists ?? false,
+    active: r?.active ?? false,
+    retainedWalBytes: r?.retained_bytes == null ? null : Number(r.retained_bytes),
+    walStatus: r?.wal_status ?? null,
+    sourceLsn: r?.current_lsn ?? null,
+  };
+}

@@ -1,0 +1,205 @@
+/**
+ * What an operator wants to know about a migration, in one shape for the status page, its
+ * JSON, and `walbridge status`. Built from the state recorded on the target, the slot as the
+ * source reports it, and (inside the daemon) live progress. Holds no connection details and
+ * no data rows.
+ */
+import type { Phase } from '../health/metrics.js';
+import { formatLsn, lsnDistance, type Lsn } from '../lsn.js';
+import type { PipelineState, RecordedError, TableState } from '../state/store.js';
+
+export interface SlotReport {
+  name: string;
+  exists: boolean;
+  active: boolean;
+  /** WAL the slot makes the source keep. */
+  retainedWalBytes: number | null;
+  /** reserved, extended, unreserved or lost (invalidated). */
+  walStatus: string | null;
+  /** The source's current WAL position. */
+  sourceLsn: string | null;
+}
+
+export interface TableReport {
+  table: string;
+  state: 'pending' | 'copying' | 'copied';
+  rowsCopied: number;
+  rowsEstimated: number | null;
+  bytesCopied: number;
+  percent: number | null;
+  rowsPerSecond: number | null;
+  etaSeconds: number | null;
+  copyLsn: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface StatusReport {
+  phase: Phase;
+  /** The phase recorded on the target (init, backfill, catchup, streaming, done), or null before the first start. */
+  recordedPhase: string | null;
+  slot: SlotReport | null;
+  appliedLsn: string | null;
+  appliedCommitTime: string | null;
+  lagBytes: number | null;
+  lagSeconds: number | null;
+  tables: TableReport[];
+  totals: { tables: number; pending: number; copying: number; copied: number; rowsCopied: number; rowsEstimated: number };
+  lastError: RecordedError | null;
+  /** The daemon as it last reported itself on the target (for `walbridge status` from elsewhere). */
+  daemon: { phase: string; seenAt: string; secondsAgo: number } | null;
+  generatedAt: string;
+}
+
+/** Progress of a copy running in this process (the recorded one lags a few seconds). */
+export interface LiveCopy {
+  rows: number;
+  bytes: number;
+  startedAt: number;
+}
+
+export interface StatusInputs {
+  phase?: Phase;
+  pipeline: PipelineState | null;
+  tables: TableState[];
+  slot: SlotReport | null;
+  liveCopies?: Map<string, LiveCopy>;
+  liveAppliedLsn?: Lsn | null;
+  liveAppliedCommitTimeMs?: number | null;
+  liveError?: RecordedError | null;
+  now?: number;
+}
+
+const PHASE_OF_RECORD: Record<string, Phase> = {
+  init: 'preflight',
+  backfill: 'backfill',
+  catchup: 'streaming',
+  streaming: 'streaming',
+  done: 'done',
+};
+
+export function buildStatus(i: StatusInputs): StatusReport {
+  const now = i.now ?? Date.now();
+  const tables: TableReport[] = i.tables.map((t) => {
+    const name = `${t.schema}.${t.name}`;
+    const live = t.state === 'copying' ? i.liveCopies?.get(name) : undefined;
+    const rows = live ? Math.max(live.rows, t.rowsCopied) : t.rowsCopied;
+    const bytes = live ? Math.max(live.bytes, t.bytesCopied) : t.bytesCopied;
+    const startedMs = live?.startedAt ?? t.copyStartedAt?.getTime() ?? null;
+    const finishedMs = t.copyFinishedAt?.getTime() ?? null;
+    const seconds = startedMs === null ? null : ((t.state === 'copied' && finishedMs !== null ? finishedMs : now) - startedMs) / 1000;
+    const rate = seconds !== null && seconds > 0 && rows > 0 ? rows / seconds : null;
+    const estimated = t.rowsEstimated === null ? null : t.state === 'copied' ? rows : Math.max(t.rowsEstimated, rows);
+    const percent = t.state === 'copied' ? 100 : t.state === 'pending' ? 0 : estimated && estimated > 0 ? Math.min(99.9, (100 * rows) / estimated) : null;
+    const eta = t.state === 'copying' && rate && estimated !== null && estimated > rows ? Math.round((estimated - rows) / rate) : null;
+    return {
+      table: name,
+      state: t.state,
+      rowsCopied: rows,
+      rowsEstimated: estimated,
+      bytesCopied: bytes,
+      percent: percent === null ? null : Math.round(percent * 10) / 10,
+      rowsPerSecond: rate === null ? null : Math.round(rate),
+      etaSeconds: eta,
+      copyLsn: t.copyLsn === null ? null : formatLsn(t.copyLsn),
+      startedAt: startedMs === null ? null : new Date(startedMs).toISOString(),
+      finishedAt: finishedMs === null ? null : new Date(finishedMs).toISOString(),
+    };
+  });
+  const applied = i.liveAppliedLsn ?? i.pipeline?.appliedLsn ?? null;
+  const appliedTimeMs = i.liveAppliedCommitTimeMs ?? i.pipeline?.appliedCommitTime?.getTime() ?? null;
+  const sourceLsn = i.slot?.sourceLsn ?? null;
+  const streaming = i.pipeline?.phase === 'streaming' || i.pipeline?.phase === 'catchup';
+  let lagBytes: number | null = null;
+  let lagSeconds: number | null = null;
+  if (streaming && applied !== null && sourceLsn !== null) {
+    lagBytes = Number(lsnDistance(applied, parseLsnSafe(sourceLsn)));
+    lagSeconds = lagBytes === 0 || appliedTimeMs === null ? 0 : Math.max(0, (now - appliedTimeMs) / 1000);
+  }
+  const count = (s: TableReport['state']) => tables.filter((t) => t.state === s).length;
+  return {
+    phase: i.phase ?? (i.pipeline ? (PHASE_OF_RECORD[i.pipeline.phase] ?? 'preflight') : 'preflight'),
+    recordedPhase: i.pipeline?.phase ?? null,
+    slot: i.slot,
+    appliedLsn: applied === null ? null : formatLsn(applied),
+    appliedCommitTime: appliedTimeMs === null ? null : new Date(appliedTimeMs).toISOString(),
+    lagBytes,
+    lagSeconds: lagSeconds === null ? null : Math.round(lagSeconds * 10) / 10,
+    tables,
+    totals: {
+      tables: tables.length,
+      pending: count('pending'),
+      copying: count('copying'),
+      copied: count('copied'),
+      rowsCopied: tables.reduce((a, t) => a + t.rowsCopied, 0),
+      rowsEstimated: tables.reduce((a, t) => a + (t.rowsEstimated ?? 0), 0),
+    },
+    lastError: i.liveError ?? i.pipeline?.lastError ?? null,
+    daemon:
+      i.pipeline?.daemonPhase && i.pipeline.daemonSeenAt
+        ? {
+            phase: i.pipeline.daemonPhase,
+            seenAt: i.pipeline.daemonSeenAt.toISOString(),
+            secondsAgo: Math.max(0, Math.round((now - i.pipeline.daemonSeenAt.getTime()) / 1000)),
+          }
+        : null,
+    generatedAt: new Date(now).toISOString(),
+  };
+}
+
+function parseLsnSafe(text: string): Lsn {
+  const [hi = '0', lo = '0'] = text.split('/');
+  return (BigInt(`0x${hi}`) << 32n) | BigInt(`0x${lo}`);
+}
+
+const bytesText = (n: number | null): string => {
+  if (n === null) return '?';
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(u === 0 ? 0 : 1)} ${units[u]}`;
+};
+
+const durationText = (s: number | null): string => {
+  if (s === null) return '?';
+  if (s < 60) return `${Math.round(s)}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+};
+
+/** The report as a person reads it in a terminal. */
+export function formatStatusText(r: StatusReport): string {
+  const lines: string[] = [];
+  lines.push(`phase:        ${r.phase}${r.recordedPhase && r.recordedPhase !== r.phase ? ` (recorded: ${r.recordedPhase})` : ''}`);
+  if (r.daemon) {
+    const stale = r.daemon.secondsAgo > 30;
+    lines.push(`daemon:       ${stale ? 'not seen' : r.daemon.phase} (last report ${r.daemon.secondsAgo}s ago${stale ? ': is it running?' : ''})`);
+  }
+  if (r.slot) {
+    lines.push(
+      `slot:         ${r.slot.name} ${r.slot.exists ? `${r.slot.active ? 'active' : 'INACTIVE'}, retains ${bytesText(r.slot.retainedWalBytes)} of WAL on the source${r.slot.walStatus === 'lost' ? ' — INVALIDATED' : ''}` : 'does not exist on the source'}`,
+    );
+  }
+  if (r.lagBytes !== null) lines.push(`lag:          ${bytesText(r.lagBytes)}, ${r.lagSeconds ?? '?'} s (applied up to ${r.appliedLsn})`);
+  lines.push(`tables:       ${r.totals.copied}/${r.totals.tables} copied, ${r.totals.copying} copying, ${r.totals.pending} pending`);
+  const width = Math.max(10, ...r.tables.map((t) => t.table.length));
+  for (const t of r.tables) {
+    const pct = t.percent === null ? '   ?' : `${t.percent.toFixed(0).padStart(3)}%`;
+    const extra =
+      t.state === 'copying'
+        ? `${t.rowsCopied} rows${t.rowsPerSecond ? `, ${t.rowsPerSecond} rows/s` : ''}${t.etaSeconds !== null ? `, ETA ${durationText(t.etaSeconds)}` : ''}`
+        : t.state === 'copied'
+          ? `${t.rowsCopied} rows`
+          : '';
+    lines.push(`  ${t.table.padEnd(width)}  ${t.state.padEnd(7)} ${pct}  ${extra}`);
+  }
+  if (r.lastError) {
+    lines.push(`last error:   [${r.lastError.kind}] ${r.lastError.message} (${r.lastError.at})`);
+    if (r.lastError.hint) lines.push(`fix:          ${r.lastError.hint}`);
+  }
+  return lines.join('\n');
+}
