@@ -86,7 +86,8 @@ export function isTransient(err: unknown): boolean {
     if (TRANSIENT_NODE_CODES.has(code)) return true;
   }
   const message = err instanceof Error ? err.message : String(err);
-  return /Connection terminated|connection timeout|terminating connection|server closed the connection|timeout expired|socket hang up/i.test(
+  // node-postgres reports a dead connection in words, not codes.
+  return /Connection terminated|connection timeout|terminating connection|server closed the connection|timeout expired|socket hang up|not queryable|Client was closed|the database system is (starting up|shutting down|in recovery)/i.test(
     message,
   );
 }

@@ -29,7 +29,8 @@ export function startMonitor(opts: { config: Config; log: Logger; metrics: Metri
   const refreshTarget = async () => {
     target ??= await connect(config.targetUrl, { side: 'target', applicationName: 'walbridge monitor' });
     const recorded = await readRecorded(target);
-    if (recorded.pipeline) {
+    // A standby instance only reads: the running one is the one that reports.
+    if (recorded.pipeline && status.phase !== 'standby') {
       for (const [table, p] of status.copies) {
         const dot = table.indexOf('.');
         await target.query(RECORD_COPY_PROGRESS, [table.slice(0, dot), table.slice(dot + 1), p.rows, p.bytes]);

@@ -24,7 +24,7 @@ import { WalStream, type XLogData } from '../replicator/stream.js';
 import { CLEAR_SPOOL, DISCARD_PARTIAL_SPOOL, RESET_UNFINISHED_COPIES, SET_PHASE, SPOOL_MAX_ID } from '../sql/state.js';
 import { loadPipeline, loadTables, withTransaction, type PipelineState, type TableState } from '../state/store.js';
 import type { ExportedSnapshot } from './init.js';
-import type { LiveStatus } from './status.js';
+import { markReady, type LiveStatus } from './status.js';
 
 export interface PhaseContext {
   config: Config;
@@ -108,9 +108,7 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
           snap = { conn, slot };
           log.info({ lsn: formatLsn(slot.consistentPoint), tables: pending.length }, 'resuming the copy under a new snapshot');
         }
-        ctx.status.phase = 'backfill';
-        ctx.metrics.setPhase('backfill');
-        ctx.status.ready = true;
+        markReady(ctx.status, 'backfill', ctx.metrics);
         await runBackfill({
           sourceUrl: ctx.config.sourceUrl,
           targetUrl: ctx.config.targetUrl,
@@ -184,9 +182,7 @@ export async function catchupPhase(ctx: PhaseContext, state: PipelineState): Pro
   const { control, log } = ctx;
   await control.query(DISCARD_PARTIAL_SPOOL, [state.spoolCommittedId.toString()]);
   const applier = newApplier(ctx, await tableRuntimes(control, ctx.plans), state);
-  ctx.status.phase = 'streaming';
-  ctx.metrics.setPhase('streaming');
-  ctx.status.ready = true;
+  markReady(ctx.status, 'streaming', ctx.metrics);
   let messages = 0;
   try {
     for await (const buf of readSpool(control)) {
@@ -263,9 +259,7 @@ export async function streamingPhase(ctx: PhaseContext): Promise<void> {
   const applier = newApplier(ctx, tables, state);
   ctx.status.appliedLsn = applier.durablePosition.lsn;
   const stream = await openStream(ctx, applier.durablePosition.lsn);
-  ctx.status.phase = 'streaming';
-  ctx.metrics.setPhase('streaming');
-  ctx.status.ready = true;
+  markReady(ctx.status, 'streaming', ctx.metrics);
   try {
     await consumeStream(stream, new ApplySink(applier, ctx.status), { signal: ctx.signal, idleFlushMs: ctx.config.applyBatchMs });
   } finally {

@@ -11,6 +11,8 @@ export interface LiveStatus {
   phase: Phase;
   /** Connected and copying or streaming. */
   ready: boolean;
+  /** When the pipeline last became ready (ms since epoch). */
+  readyAt: number | null;
   appliedLsn: Lsn | null;
   /** Microseconds since 2000-01-01 (pgoutput's clock) of the last applied commit. */
   appliedCommitTime: bigint | null;
@@ -27,6 +29,7 @@ export function newLiveStatus(): LiveStatus {
   return {
     phase: 'preflight',
     ready: false,
+    readyAt: null,
     appliedLsn: null,
     appliedCommitTime: null,
     copies: new Map(),
@@ -34,6 +37,14 @@ export function newLiveStatus(): LiveStatus {
     slot: null,
     lastError: null,
   };
+}
+
+/** The pipeline is connected and copying or streaming, in `phase`. */
+export function markReady(s: LiveStatus, phase: Phase, metrics: { setPhase(p: Phase): void }): void {
+  s.phase = phase;
+  metrics.setPhase(phase);
+  if (!s.ready) s.readyAt = Date.now();
+  s.ready = true;
 }
 
 const PG_EPOCH_MS = 946_684_800_000;

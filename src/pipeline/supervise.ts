@@ -46,7 +46,9 @@ export async function supervise(opts: SuperviseOptions): Promise<number> {
       const d = describeError(err);
       metrics.errors.inc({ kind: d.kind });
       status.lastError = { kind: d.kind, message: d.message, hint: d.hint, at: new Date().toISOString() };
-      if (Date.now() - startedAt > 60_000) attempt = 0; // it ran fine for a while: start backoff over
+      // It got back to copying or streaming (or ran for a while): this is a new failure, not
+      // the same one again, so the backoff starts over.
+      if ((status.readyAt !== null && status.readyAt >= startedAt) || Date.now() - startedAt > 60_000) attempt = 0;
       if (isTransient(err)) {
         attempt++;
         const ceiling = Math.min(maxBackoff, minBackoff * 2 ** Math.min(attempt, 16));
