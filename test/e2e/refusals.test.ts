@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startPair, type Cluster } from '../harness/cluster.js';
+import { startProxy } from '../harness/proxy.js';
 import { startDaemon } from '../helpers/daemon.js';
 import { pipelineRow, sourceObjects } from '../helpers/state.js';
 
@@ -133,6 +134,22 @@ test('a Supabase pooler URL: refused before connecting, with the direct-connecti
   assert.match(text, /db\.<project-ref>\.supabase\.co/);
   assert.doesNotMatch(text, /pw-secret-1/);
   await assertNothingWritten();
+});
+
+test('a pooler that accepts the connection but not replication: IDENTIFY_SYSTEM fails, named as a pooler', async () => {
+  const pooler = await startProxy(source.port, { poolerLike: true });
+  try {
+    const url = new URL(source.url());
+    url.port = String(pooler.port);
+    const { code, text } = await runToExit({}, { source: url.toString() });
+    assert.equal(code, 1);
+    assert.ok(pooler.accepted > 0, 'walbridge went through the pooler');
+    assert.match(text, /does not speak the replication protocol: this looks like a connection pooler/);
+    assert.match(text, /direct connection/);
+    await assertNothingWritten();
+  } finally {
+    await pooler.close();
+  }
 });
 
 test('after the refusals, the same databases start cleanly', async () => {

@@ -1,0 +1,31 @@
+/**
+ * The Grafana dashboard and the Prometheus alerts only name metrics walbridge really exports,
+ * so a renamed metric cannot silently blank a panel or mute an alert.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { Metrics, PHASES } from '../../src/health/metrics.js';
+
+const exported = async () => new Set((await new Metrics().registry.getMetricsAsJSON()).map((m) => m.name));
+const referenced = (text: string) => new Set([...text.matchAll(/\b(walbridge_[a-z_]+|process_[a-z_]+)\b/g)].map((m) => m[1] as string));
+
+test('the dashboard parses and every metric it queries is exported', async () => {
+  const text = readFileSync('deploy/grafana-dashboard.json', 'utf8');
+  const dash = JSON.parse(text) as { panels: { targets: { expr: string }[] }[] };
+  assert.ok(dash.panels.length >= 8);
+  const names = await exported();
+  const used = referenced(dash.panels.flatMap((p) => p.targets.map((t) => t.expr)).join('\n'));
+  assert.ok(used.has('walbridge_source_retained_wal_bytes') && used.has('walbridge_replication_lag_seconds'));
+  for (const n of used) assert.ok(names.has(n), `dashboard queries ${n}, which is not exported`);
+});
+
+test('every alert names exported metrics and phases that exist', async () => {
+  const text = readFileSync('deploy/prometheus-alerts.yml', 'utf8');
+  const names = await exported();
+  for (const n of referenced(text)) assert.ok(names.has(n), `alert uses ${n}, which is not exported`);
+  for (const m of text.matchAll(/phase="([a-z]+)"/g)) assert.ok((PHASES as readonly string[]).includes(m[1] as string), `unknown phase ${m[1]}`);
+  for (const alert of ['WalbridgeError', 'WalbridgeRetainedWalNearLimit', 'WalbridgeSlotInactive', 'WalbridgeLagHigh']) {
+    assert.match(text, new RegExp(`alert: ${alert}\\b`));
+  }
+});
