@@ -70,7 +70,7 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
   const copyOne = async (plan: TablePlan) => {
     if (failure !== null || opts.signal.aborted) return;
     const table = displayTable(plan);
-    const tlog = log.child({ component: 'backfill', table, lsn: formatLsn(opts.copyLsn) });
+    const tlog = log.child({ table, lsn: formatLsn(opts.copyLsn) });
     const source = await openSourceReader(opts.sourceUrl, 'walbridge copy');
     clients.add(source);
     let target: pg.Client | null = null;

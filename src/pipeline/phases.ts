@@ -45,7 +45,7 @@ async function openStream(ctx: PhaseContext, startLsn: Lsn): Promise<WalStream> 
     await conn.close();
     throw err;
   }
-  ctx.log.info({ slot: ctx.config.slotName, lsn: formatLsn(startLsn) }, 'streaming changes from the slot');
+  ctx.log.info({ component: 'stream', slot: ctx.config.slotName, lsn: formatLsn(startLsn) }, 'streaming changes from the slot');
   return WalStream.start(conn, { slotName: ctx.config.slotName, publicationName: ctx.config.publicationName, startLsn });
 }
 
@@ -65,7 +65,8 @@ function publishTableGauges(metrics: Metrics, tables: TableState[]): void {
  * rest get a new snapshot from a temporary slot, and its later LSN as their copy LSN.
  */
 export async function backfillPhase(ctx: PhaseContext, state: PipelineState, snapshot: ExportedSnapshot | null): Promise<void> {
-  const { control, log } = ctx;
+  const { control } = ctx;
+  const log = ctx.log.child({ component: 'backfill' });
   await control.query(RESET_UNFINISHED_COPIES);
   const recorded = await loadTables(control);
   publishTableGauges(ctx.metrics, recorded);
@@ -179,7 +180,8 @@ function newApplier(ctx: PhaseContext, tables: Map<string, TableRuntime>, state:
 
 /** Apply the spool, in arrival order, then start streaming. */
 export async function catchupPhase(ctx: PhaseContext, state: PipelineState): Promise<void> {
-  const { control, log } = ctx;
+  const { control } = ctx;
+  const log = ctx.log.child({ component: 'spool' });
   await control.query(DISCARD_PARTIAL_SPOOL, [state.spoolCommittedId.toString()]);
   const applier = newApplier(ctx, await tableRuntimes(control, ctx.plans), state);
   markReady(ctx.status, 'streaming', ctx.metrics);

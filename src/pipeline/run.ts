@@ -147,7 +147,7 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
     if (state && state.phase !== 'init') await checkRecordedState(ctx, catalog, control, state, identity, plans);
     if (state === null || state.phase === 'init') {
       snapshot = await initialize(
-        { sourceUrl: config.sourceUrl, slotName: config.slotName, publicationName: config.publicationName, control, catalog, identity, plans, log },
+        { sourceUrl: config.sourceUrl, slotName: config.slotName, publicationName: config.publicationName, control, catalog, identity, plans, log: log.child({ component: 'setup' }) },
         state,
       );
       state = await loadPipeline(control);
