@@ -5,8 +5,10 @@
  * history and process listings.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { preflightCommand } from './commands/preflight.js';
 import { runCommand } from './commands/run.js';
 import { statusCommand } from './commands/status.js';
+import { teardownCommand } from './commands/teardown.js';
 import type { ConfigOverrides } from './config.js';
 
 const list = (v: string) =>
@@ -70,12 +72,32 @@ program
   });
 
 program
+  .command('preflight')
+  .description('check everything that would make the migration fail, before anything is written (read-only)')
+  .option('--json', 'print the checks as JSON')
+  .addOption(new Option('--sample-seconds <n>', "how long to watch the source's WAL rate").argParser(positiveInt).default(2))
+  .addHelpText('after', '\nEach check prints PASS, WARN or FAIL, with the fix for the last two. Exit status 1 if any check fails.')
+  .action(async (opts: { json?: boolean; sampleSeconds: number }) => {
+    process.exit(await preflightCommand(process.env, { json: opts.json === true, sampleSeconds: opts.sampleSeconds }));
+  });
+
+program
   .command('status')
   .description("show the migration's progress: phase, per-table copy, lag, WAL held on the source, last error")
   .option('--json', 'print the report as JSON (the same as the daemon\'s /status.json)')
   .addHelpText('after', '\nReads the state walbridge records on the target, so it works from any machine with the same\nSOURCE_DATABASE_URL and TARGET_DATABASE_URL while the daemon runs elsewhere.')
   .action(async (opts: { json?: boolean }) => {
     process.exit(await statusCommand(process.env, { json: opts.json === true }));
+  });
+
+program
+  .command('teardown')
+  .description("remove walbridge's replication slot and publication from the source (run it if you abandon a migration)")
+  .option('--target', "also remove walbridge's state (schema walbridge) from the target; your tables stay as they are")
+  .option('--force', 'disconnect a walbridge that is still streaming from the slot')
+  .addHelpText('after', '\nA slot nobody reads makes the source keep WAL until its disk fills (Supabase invalidates it past 512 MB).\nSafe to run twice.')
+  .action(async (opts: { target?: boolean; force?: boolean }) => {
+    process.exit(await teardownCommand(process.env, { target: opts.target === true, force: opts.force === true }));
   });
 
 await program.parseAsync(process.argv);

@@ -130,34 +130,46 @@ export async function resolveSelection(source: pg.ClientBase, sel: SelectionInpu
 /**
  * Publishing a table without a usable replica identity makes the *application's* UPDATE and
  * DELETE on it fail. walbridge never changes the source's tables itself: it stops and lets
- * the user choose.
+ * the user choose. Returns the problem (message and the choices), or null.
  */
-export function assertReplicaIdentities(tables: SourceTable[]): void {
+export function replicaIdentityProblem(tables: SourceTable[]): { message: string; fix: string } | null {
   const bad = tables.filter((t) => t.leavesWithoutIdentity.length > 0);
-  if (bad.length === 0) return;
+  if (bad.length === 0) return null;
   const lines = bad.map((t) => {
     const leaves = t.kind === 'p' ? ` (partitions: ${t.leavesWithoutIdentity.join(', ')})` : '';
     return `${displayTable(t)}${leaves}`;
   });
   const first = bad[0] as SourceTable;
-  throw new WalbridgeError(
-    'source',
-    `${bad.length} selected table(s) have neither a primary key nor a replica identity:\n  - ${lines.join('\n  - ')}\n` +
-      'Publishing them would make the application\'s UPDATE and DELETE on them fail on the source.',
-    {
-      hint:
-        'For each table choose one: add a primary key or unique index (ALTER TABLE ... REPLICA IDENTITY USING INDEX ...); ' +
-        `or run ALTER TABLE ${quoteTable(first)} REPLICA IDENTITY FULL yourself (every UPDATE/DELETE then logs the whole old row); ` +
-        `or leave it out with WALBRIDGE_EXCLUDE_TABLES=${displayTable(first)}. walbridge never changes your source tables.`,
-    },
-  );
+  return {
+    message:
+      `${bad.length} selected table(s) have neither a primary key nor a replica identity:\n  - ${lines.join('\n  - ')}\n` +
+      "Publishing them would make the application's UPDATE and DELETE on them fail on the source.",
+    fix:
+      'For each table choose one: add a primary key or unique index (ALTER TABLE ... REPLICA IDENTITY USING INDEX ...); ' +
+      `or run ALTER TABLE ${quoteTable(first)} REPLICA IDENTITY FULL yourself (every UPDATE/DELETE then logs the whole old row); ` +
+      `or leave it out with WALBRIDGE_EXCLUDE_TABLES=${bad.map(displayTable).join(',')}. walbridge never changes your source tables.`,
+  };
+}
+
+export function assertReplicaIdentities(tables: SourceTable[]): void {
+  const p = replicaIdentityProblem(tables);
+  if (p) throw new WalbridgeError('source', p.message, { hint: p.fix });
+}
+
+export interface TableComparison {
+  plans: TablePlan[];
+  /** Each stops the migration: the fix is in the text. */
+  problems: string[];
+  /** Worth knowing, not blocking. */
+  warnings: string[];
 }
 
 /**
- * Join each selected source table with the target's definition. Missing tables or
- * columns, and type differences, stop the start with the DDL or setting that fixes them.
+ * Join each selected source table with the target's definition: missing tables or columns,
+ * type differences (a `vector` that became `bytea` is never cast silently), generated and
+ * identity columns that disagree, nullability.
  */
-export async function planTables(source: pg.ClientBase, target: pg.ClientBase, tables: SourceTable[]): Promise<TablePlan[]> {
+export async function compareWithTarget(source: pg.ClientBase, target: pg.ClientBase, tables: SourceTable[]): Promise<TableComparison> {
   const [srcCols, dstCols, uniques] = await Promise.all([
     listColumns(source, tables),
     listColumns(target, tables),
@@ -165,6 +177,7 @@ export async function planTables(source: pg.ClientBase, target: pg.ClientBase, t
   ]);
   const withUnique = new Set(uniques.rows.map(displayTable));
   const problems: string[] = [];
+  const warnings: string[] = [];
   const plans: TablePlan[] = [];
   for (const t of tables) {
     const key = displayTable(t);
@@ -175,17 +188,30 @@ export async function planTables(source: pg.ClientBase, target: pg.ClientBase, t
       continue;
     }
     for (const sc of sourceColumns) {
-      if (sc.generated) continue;
       const tc = targetColumns.find((c) => c.name === sc.name);
+      const col = `${key}.${sc.name}`;
       if (!tc) {
-        problems.push(`column ${key}.${sc.name} is missing on the target: ALTER TABLE ${quoteTable(t)} ADD COLUMN ${quoteIdent(sc.name)} ${sc.type};`);
-      } else if (tc.generated) {
-        problems.push(`column ${key}.${sc.name} is generated on the target but not on the source: make it a plain column on the target`);
+        if (!sc.generated) problems.push(`column ${col} is missing on the target: ALTER TABLE ${quoteTable(t)} ADD COLUMN ${quoteIdent(sc.name)} ${sc.type};`);
+        else problems.push(`generated column ${col} is missing on the target: add it there with the same GENERATED ALWAYS AS (...) STORED expression`);
+      } else if (sc.generated && !tc.generated) {
+        problems.push(`column ${col} is generated on the source but a plain column on the target, where it would stay empty: make it GENERATED ALWAYS AS (...) STORED on the target`);
+      } else if (!sc.generated && tc.generated) {
+        problems.push(`column ${col} is generated on the target but not on the source: make it a plain column on the target`);
       } else if (tc.type !== sc.type) {
         problems.push(
-          `column ${key}.${sc.name} is ${sc.type} on the source but ${tc.type} on the target: ` +
+          `column ${col} is ${sc.type} on the source but ${tc.type} on the target: ` +
             `values would be reinterpreted; ALTER TABLE ${quoteTable(t)} ALTER COLUMN ${quoteIdent(sc.name)} TYPE ${sc.type}; on the target, or exclude the table`,
         );
+      } else {
+        if (tc.notNull && !sc.notNull && !sc.generated) {
+          warnings.push(`column ${col} is NOT NULL on the target but nullable on the source: a NULL there would stop the copy or the stream`);
+        }
+        if (sc.identity !== tc.identity && (sc.identity === '' || tc.identity === '')) {
+          warnings.push(
+            `column ${col} is ${sc.identity === '' ? 'a plain column' : 'an identity column'} on the source but ${tc.identity === '' ? 'a plain column' : 'an identity column'} on the target: ` +
+              'values are copied as they are; check the sequence after cutover',
+          );
+        }
       }
     }
     for (const tc of targetColumns) {
@@ -207,6 +233,12 @@ export async function planTables(source: pg.ClientBase, target: pg.ClientBase, t
       hasSecondaryUnique: withUnique.has(key),
     });
   }
+  return { plans, problems, warnings };
+}
+
+/** compareWithTarget, stopping on any problem with the DDL or setting that fixes it. */
+export async function planTables(source: pg.ClientBase, target: pg.ClientBase, tables: SourceTable[]): Promise<TablePlan[]> {
+  const { plans, problems } = await compareWithTarget(source, target, tables);
   if (problems.length > 0) {
     throw new WalbridgeError('schema', `the target's tables do not match the source:\n  - ${problems.join('\n  - ')}`, {
       hint: 'Run the statements above on the target (or exclude the tables with WALBRIDGE_EXCLUDE_TABLES), then start again.',

@@ -16,7 +16,7 @@ import { ReplicationConnection, type CreatedSlot, type SystemIdentity } from '..
 import { createPublication, DROP_SLOT, dropPublication as dropPublicationSql, setPublicationTables } from '../sql/source.js';
 import { INSERT_PIPELINE, START_BACKFILL, UPSERT_TABLE } from '../sql/state.js';
 import { ensureStateSchema, withTransaction, type PipelineState } from '../state/store.js';
-import { checkNamesFree, checkTargetTablesEmpty, findPublication, findSlot } from './checks.js';
+import { findPublication, findSlot } from './source-objects.js';
 
 export interface InitContext {
   sourceUrl: string;
@@ -39,8 +39,7 @@ export async function initialize(ctx: InitContext, existing: PipelineState | nul
   const { control, catalog, log } = ctx;
   const fresh = existing === null;
   if (fresh) {
-    await checkTargetTablesEmpty(control, ctx.plans);
-    await checkNamesFree(catalog, ctx.slotName, ctx.publicationName);
+    // Preflight has checked that the target tables are empty and the names free.
     await withTransaction(control, async () => {
       await ensureStateSchema(control);
       await control.query(INSERT_PIPELINE, [ctx.identity.systemId, ctx.identity.database, ctx.slotName, ctx.publicationName]);

@@ -43,7 +43,37 @@ SELECT pg_current_wal_lsn()::text AS current_lsn,
 
 export const CURRENT_WAL_LSN = `SELECT pg_current_wal_lsn()::text AS lsn`;
 
-export const ROLE_INFO = `
-SELECT rolsuper AS superuser, rolreplication AS replication,
-       has_database_privilege(current_user, current_database(), 'CREATE') AS can_create
-  FROM pg_roles WHERE rolname = current_user`;
+/** What preflight needs to know about the source's role and capacity. */
+export const SOURCE_CAPACITY = `
+SELECT r.rolsuper AS superuser,
+       r.rolreplication AS replication,
+       has_database_privilege(current_user, current_database(), 'CREATE') AS can_create,
+       current_user AS role,
+       current_setting('max_replication_slots')::int AS max_slots,
+       (SELECT count(*) FROM pg_replication_slots)::int AS used_slots,
+       current_setting('max_wal_senders')::int AS max_senders,
+       (SELECT count(*) FROM pg_stat_replication)::int AS used_senders,
+       (SELECT setting::int8 FROM pg_settings WHERE name = 'max_slot_wal_keep_size') AS keep_size_mb,
+       pg_current_wal_lsn()::text AS lsn
+  FROM pg_roles r WHERE r.rolname = current_user`;
+
+/** Selected tables the current role does not own: CREATE PUBLICATION ... FOR TABLE needs ownership. */
+export const TABLES_NOT_OWNED = `
+SELECT n.nspname || '.' || c.relname AS table, pg_get_userbyid(c.relowner) AS owner
+  FROM unnest($1::text[], $2::text[]) AS sel(schema, name)
+  JOIN pg_namespace n ON n.nspname = sel.schema
+  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = sel.name
+ WHERE NOT pg_has_role(current_user, c.relowner, 'USAGE')
+ ORDER BY 1`;
+
+/** Extensions that provide the types of the selected tables' columns (pgvector's vector...). */
+export const EXTENSIONS_USED = `
+SELECT e.extname AS extension, string_agg(DISTINCT n.nspname || '.' || c.relname || '.' || a.attname, ', ') AS columns
+  FROM unnest($1::text[], $2::text[]) AS sel(schema, name)
+  JOIN pg_namespace n ON n.nspname = sel.schema
+  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = sel.name
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  JOIN pg_type t ON t.oid = a.atttypid
+  JOIN pg_depend d ON d.classid = 'pg_type'::regclass AND d.objid IN (t.oid, t.typelem) AND d.deptype = 'e'
+  JOIN pg_extension e ON e.oid = d.refobjid
+ GROUP BY e.extname ORDER BY 1`;

@@ -6,13 +6,12 @@
  * byte the run exposes is searched for them at the end.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { startCluster, type Cluster } from '../harness/cluster.js';
 import { assertSameContent } from '../harness/compare.js';
 import { APP_TABLES, createAppSchema, seedAppData, startWriteLoad, type WriteLoad } from '../harness/fixture.js';
 import { waitFor } from '../harness/lsn.js';
-import { CLI, startDaemon, type DaemonProcess } from '../helpers/daemon.js';
+import { runCli, startDaemon, type DaemonProcess } from '../helpers/daemon.js';
 import { pipelineRow, waitForCatchUp, waitForPhase } from '../helpers/state.js';
 
 const SOURCE_PASSWORD = 'src-Pässwörd-7f3a9c';
@@ -80,17 +79,10 @@ function metric(text: string, name: string, labels: Record<string, string> = {})
   return null;
 }
 
-function cli(args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', ...env() } });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-    child.on('exit', (code) => {
-      exposed.push(out);
-      resolve({ code, out });
-    });
-  });
+async function cli(args: string[]): Promise<{ code: number | null; out: string }> {
+  const r = await runCli(args, env());
+  exposed.push(r.out);
+  return r;
 }
 
 test('progress is visible while copying: status page, /status.json, walbridge status, /readyz', { timeout: 120_000 }, async () => {

@@ -131,3 +131,23 @@ export function errorsOf(d: DaemonProcess): string {
     .map((l) => `${l.level}: ${l.msg ?? ''} ${JSON.stringify(l.err ?? '')}`)
     .join('\n');
 }
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** stdout and stderr together. */
+  out: string;
+}
+
+/** Run `walbridge <args>` (the built CLI) with the given environment, to its exit. */
+export function runCli(args: string[], env: Record<string, string>): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.on('exit', (code) => resolve({ code, stdout, stderr, out: stdout + stderr }));
+  });
+}

@@ -1,0 +1,102 @@
+/**
+ * `walbridge teardown [--target]`: remove walbridge's slot and publication from the source
+ * (and with --target its state schema from the target). Run it when a migration is finished
+ * or abandoned: a forgotten slot makes the source keep WAL until its disk is full.
+ * Idempotent, and safe from a laptop: it refuses to pull a slot from under a running daemon
+ * unless told to with --force.
+ */
+import type pg from 'pg';
+import { loadConfig } from '../config.js';
+import { describeError } from '../errors.js';
+import { connect, describeEndpoint } from '../pg/connect.js';
+import { findPublication, findSlot } from '../pipeline/source-objects.js';
+import { DROP_SLOT, dropPublication } from '../sql/source.js';
+import { STATE_SCHEMA } from '../sql/state.js';
+import { quoteIdent } from '../pg/ident.js';
+
+export interface TeardownOptions {
+  target: boolean;
+  force: boolean;
+}
+
+export async function teardownCommand(env: NodeJS.ProcessEnv, opts: TeardownOptions): Promise<number> {
+  let config;
+  try {
+    config = loadConfig(env);
+  } catch (err) {
+    process.stderr.write(`${describeError(err).message}\n`);
+    return 2;
+  }
+  const say = (s: string) => process.stdout.write(`${s}\n`);
+  let source: pg.Client | null = null;
+  let target: pg.Client | null = null;
+  try {
+    source = await connect(config.sourceUrl, { side: 'source', applicationName: 'walbridge teardown' });
+    const where = describeEndpoint(config.sourceUrl);
+    const slot = await findSlot(source, config.slotName);
+    if (!slot) {
+      say(`source ${where}: no replication slot "${config.slotName}" (nothing to remove)`);
+    } else if (slot.plugin !== 'pgoutput') {
+      process.stderr.write(`the slot "${config.slotName}" on the source is not a walbridge slot (plugin ${slot.plugin ?? 'physical'}); left alone. Check WALBRIDGE_SLOT.\n`);
+      return 1;
+    } else {
+      if (slot.active) {
+        if (!opts.force) {
+          process.stderr.write(
+            `the slot "${config.slotName}" is in use right now (walsender pid ${slot.active_pid}): a walbridge daemon is probably running. ` +
+              'Stop it first (or run cutover), or pass --force to disconnect it.\n',
+          );
+          return 1;
+        }
+        await source.query('SELECT pg_terminate_backend($1)', [slot.active_pid]);
+        await waitInactive(source, config.slotName);
+      }
+      await source.query(DROP_SLOT, [config.slotName]);
+      say(`source ${where}: dropped replication slot "${config.slotName}" (the source no longer keeps WAL for it)`);
+    }
+    if (await findPublication(source, config.publicationName)) {
+      await source.query(dropPublication(config.publicationName));
+      say(`source ${where}: dropped publication "${config.publicationName}"`);
+    } else {
+      say(`source ${where}: no publication "${config.publicationName}" (nothing to remove)`);
+    }
+    if (opts.target) {
+      target = await connect(config.targetUrl, { side: 'target', applicationName: 'walbridge teardown' });
+      const tw = describeEndpoint(config.targetUrl);
+      // The reverse direction's slot and publication, if cutover prepared them.
+      const reverseSlot = await findSlot(target, `${config.slotName}_reverse`);
+      if (reverseSlot && !reverseSlot.active) {
+        await target.query(DROP_SLOT, [`${config.slotName}_reverse`]);
+        say(`target ${tw}: dropped replication slot "${config.slotName}_reverse"`);
+      }
+      if (await findPublication(target, `${config.publicationName}_reverse`)) {
+        await target.query(dropPublication(`${config.publicationName}_reverse`));
+        say(`target ${tw}: dropped publication "${config.publicationName}_reverse"`);
+      }
+      const { rows } = await target.query<{ exists: boolean }>(`SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS exists`, [STATE_SCHEMA]);
+      if (rows[0]?.exists) {
+        await target.query(`DROP SCHEMA ${quoteIdent(STATE_SCHEMA)} CASCADE`);
+        say(`target ${tw}: dropped walbridge's state (schema ${STATE_SCHEMA}); your tables and rows are untouched`);
+      } else {
+        say(`target ${tw}: no walbridge state (nothing to remove)`);
+      }
+    }
+    return 0;
+  } catch (err) {
+    const d = describeError(err);
+    process.stderr.write(`teardown failed: ${d.message}${d.hint ? `\n${d.hint}` : ''}\n`);
+    return 1;
+  } finally {
+    await source?.end().catch(() => {});
+    await target?.end().catch(() => {});
+  }
+}
+
+async function waitInactive(source: pg.Client, slotName: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const slot = await findSlot(source, slotName);
+    if (!slot?.active) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the slot "${slotName}" is still in use after its walsender was terminated`);
+}
