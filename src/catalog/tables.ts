@@ -82,7 +82,7 @@ export async function listSourceTables(source: pg.ClientBase, schemas: string[])
   }));
 }
 
-export async function listColumns(client: pg.ClientBase, tables: TableName[]): Promise<Map<string, Column[]>> {
+export async function listColumns(client: pg.ClientBase | pg.Pool, tables: TableName[]): Promise<Map<string, Column[]>> {
   const { rows } = await client.query<ColumnRow>(LIST_COLUMNS, [tables.map((t) => t.schema), tables.map((t) => t.name)]);
   const out = new Map<string, Column[]>();
   for (const r of rows) {

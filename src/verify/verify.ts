@@ -1,0 +1,296 @@
+/**
+ * Content verification between a live source and its replica.
+ *
+ * Each table is split into key ranges (computed on the source) and each range is compared
+ * as an ordered hash of its rows, several ranges at once. The source keeps changing, so a
+ * comparison is a sandwich: read the source (S1, at LSN L1), wait until the target has applied
+ * everything up to L1, read the target (T), and only if they differ read the source again
+ * (S2). A row that reads the same in S1 and S2 did not change meanwhile, so the target must
+ * hold it too: if T differs there, the replica is wrong. A row that changed between S1 and S2
+ * "moved" and is compared again, a few times; one that never holds still is reported as such.
+ */
+import PQueue from 'p-queue';
+import pg from 'pg';
+import { listColumns, type SourceTable } from '../catalog/tables.js';
+import { WalbridgeError } from '../errors.js';
+import { formatLsn, parseLsn, type Lsn } from '../lsn.js';
+import { clientConfig } from '../pg/connect.js';
+import { displayTable } from '../pg/ident.js';
+import { rangeBoundaries, rangeHash, rangeRows, rowsByKeys, type KeyRange, type VerifyShape } from '../sql/verify.js';
+
+export type DifferenceKind = 'missing on target' | 'extra on target' | 'changed';
+
+export interface Difference {
+  /** Key values as text (for a table without a key: the row's md5). */
+  key: string[];
+  kind: DifferenceKind;
+}
+
+export interface TableVerdict {
+  table: string;
+  status: 'equal' | 'different' | 'unstable' | 'error';
+  ranges: number;
+  rowsSource: number;
+  rowsTarget: number;
+  differences: Difference[];
+  /** Differences beyond the ones listed. */
+  moreDifferences: number;
+  /** Rows that kept changing while compared (neither proven equal nor different). */
+  unstableRows: number;
+  message?: string;
+}
+
+export interface VerifyReport {
+  equal: boolean;
+  /** Something could not be compared (exit status 2 when nothing differs). */
+  incomplete: boolean;
+  tables: TableVerdict[];
+  startedAt: string;
+  seconds: number;
+}
+
+export interface VerifyOptions {
+  sourceUrl: string;
+  targetUrl: string;
+  tables: SourceTable[];
+  /** Rows per range. */
+  rangeRows?: number;
+  /** Ranges compared at once. */
+  jobs?: number;
+  /** Differences listed per table. */
+  maxDifferences?: number;
+  /** How often a moving row is compared again. */
+  retries?: number;
+  /** Longest wait for the target to apply up to a source position. */
+  catchUpTimeoutMs?: number;
+  onProgress?: (table: string, rangesDone: number, ranges: number) => void;
+}
+
+type RowMap = Map<string, string>; // key text (JSON of the key tuple) -> row md5 (or count)
+
+class Sides {
+  readonly source: pg.Pool;
+  readonly target: pg.Pool;
+  hasState = true;
+  constructor(sourceUrl: string, targetUrl: string, size: number) {
+    const pool = (url: string, side: 'source' | 'target') => {
+      const p = new pg.Pool({ ...clientConfig(url, { side, applicationName: 'walbridge verify' }), max: size });
+      p.on('error', () => {});
+      return p;
+    };
+    this.source = pool(sourceUrl, 'source');
+    this.target = pool(targetUrl, 'target');
+  }
+
+  /** Read on the source in one snapshot, with the WAL position that snapshot is complete at. */
+  async sourceRead<T extends pg.QueryResultRow>(sql: string): Promise<{ lsn: Lsn; rows: T[] }> {
+    const c = await this.source.connect();
+    try {
+      await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const { rows: l } = await c.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+      const { rows } = await c.query<T>(sql);
+      await c.query('COMMIT');
+      return { lsn: parseLsn(l[0]?.lsn ?? '0/0'), rows };
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      c.release();
+    }
+  }
+
+  /** Wait until the target has applied everything the source had written at `lsn`. */
+  async targetAt(lsn: Lsn, timeoutMs: number): Promise<void> {
+    if (!this.hasState) return;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const { rows } = await this.target.query<{ applied: string | null; exists: boolean }>(
+        `SELECT to_regclass('walbridge.pipeline') IS NOT NULL AS exists`,
+      );
+      if (!rows[0]?.exists) {
+        // No walbridge state (for example after teardown): the target is taken as it is.
+        this.hasState = false;
+        return;
+      }
+      const { rows: p } = await this.target.query<{ done: boolean }>(`SELECT applied_lsn >= $1::pg_lsn AS done FROM walbridge.pipeline`, [formatLsn(lsn)]);
+      if (p[0]?.done !== false) return;
+      if (Date.now() > deadline) {
+        throw new WalbridgeError('apply', `the target did not apply up to the source's position ${formatLsn(lsn)} within ${Math.round(timeoutMs / 1000)} s`, {
+          hint: 'Is walbridge running and streaming? Check its status page or "walbridge status".',
+          transient: true,
+        });
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async end(): Promise<void> {
+    await Promise.all([this.source.end(), this.target.end()]);
+  }
+}
+
+function toMap(rows: Record<string, string>[], keyWidth: number): RowMap {
+  const m: RowMap = new Map();
+  for (const r of rows) {
+    const key = JSON.stringify(Array.from({ length: keyWidth }, (_, i) => r[`k${i}`] ?? null));
+    m.set(key, r.h as string);
+  }
+  return m;
+}
+
+/** Rows in a row map: one per key, or the multiplicities for a table without a key. */
+function rowCount(m: RowMap, shape: VerifyShape): number {
+  if (shape.key.length > 0) return m.size;
+  let n = 0;
+  for (const c of m.values()) n += Number(c);
+  return n;
+}
+
+async function shapeOf(source: pg.Pool, target: pg.Pool, t: SourceTable): Promise<VerifyShape> {
+  const [s, d] = await Promise.all([listColumns(source, [t]), listColumns(target, [t])]);
+  const name = displayTable(t);
+  const sc = s.get(name) ?? [];
+  const tc = d.get(name);
+  if (!tc) throw new WalbridgeError('schema', `table ${name} does not exist on the target`);
+  const missing = sc.filter((c) => !tc.some((x) => x.name === c.name));
+  if (missing.length > 0) throw new WalbridgeError('schema', `column(s) ${missing.map((c) => c.name).join(', ')} of ${name} are missing on the target`);
+  const [sColl, tColl] = await Promise.all(
+    [source, target].map(async (p) => (await p.query<{ c: string }>('SELECT datcollate AS c FROM pg_database WHERE datname = current_database()')).rows[0]?.c),
+  );
+  const collatable = async (type: string) =>
+    (await source.query<{ c: boolean }>('SELECT typcollation <> 0 AS c FROM pg_type WHERE oid = $1::regtype', [type])).rows[0]?.c ?? false;
+  const key = await Promise.all(
+    t.primaryKey.map(async (k) => {
+      const c = sc.find((x) => x.name === k);
+      const type = c?.type ?? 'text';
+      return { name: k, type, collatable: await collatable(type) };
+    }),
+  );
+  return { table: t, columns: sc.map((c) => c.name), key, byteOrder: sColl !== tColl };
+}
+
+export async function verifyTables(opts: VerifyOptions): Promise<VerifyReport> {
+  const started = Date.now();
+  const jobs = opts.jobs ?? 4;
+  const sides = new Sides(opts.sourceUrl, opts.targetUrl, jobs + 1);
+  const maxDiff = opts.maxDifferences ?? 20;
+  const retries = opts.retries ?? 8;
+  const catchUp = opts.catchUpTimeoutMs ?? 60_000;
+  const queue = new PQueue({ concurrency: jobs });
+  const verdicts: TableVerdict[] = [];
+  try {
+    for (const t of opts.tables) {
+      const table = displayTable(t);
+      const v: TableVerdict = { table, status: 'equal', ranges: 0, rowsSource: 0, rowsTarget: 0, differences: [], moreDifferences: 0, unstableRows: 0 };
+      verdicts.push(v);
+      let shape: VerifyShape;
+      let ranges: KeyRange[];
+      try {
+        shape = await shapeOf(sides.source, sides.target, t);
+        ranges = [{ lo: null, hi: null }];
+        if (shape.key.length > 0) {
+          const { rows } = await sides.source.query<Record<string, string>>(rangeBoundaries(shape, opts.rangeRows ?? 50_000));
+          const bounds = rows.map((r) => shape.key.map((_, i) => r[`k${i}`] as string));
+          ranges = [...bounds.map((hi, i) => ({ lo: i === 0 ? null : (bounds[i - 1] as string[]), hi })), { lo: bounds[bounds.length - 1] ?? null, hi: null }];
+        }
+      } catch (err) {
+        v.status = 'error';
+        v.message = err instanceof Error ? err.message : String(err);
+        continue;
+      }
+      v.ranges = ranges.length;
+      let done = 0;
+      const record = (d: Difference) => {
+        if (v.differences.length < maxDiff) v.differences.push(d);
+        else v.moreDifferences++;
+      };
+      for (const range of ranges) {
+        void queue.add(async () => {
+          try {
+            await compareRange(sides, shape, range, v, record, retries, catchUp);
+          } catch (err) {
+            v.status = 'error';
+            v.message = err instanceof Error ? err.message : String(err);
+          }
+          opts.onProgress?.(table, ++done, ranges.length);
+        });
+      }
+    }
+    await queue.onIdle();
+  } finally {
+    await sides.end();
+  }
+  for (const v of verdicts) {
+    if (v.status === 'error') continue;
+    if (v.differences.length > 0) v.status = 'different';
+    else if (v.unstableRows > 0) v.status = 'unstable';
+  }
+  return {
+    equal: verdicts.every((v) => v.status === 'equal'),
+    incomplete: verdicts.some((v) => v.status === 'error' || v.status === 'unstable'),
+    tables: verdicts,
+    startedAt: new Date(started).toISOString(),
+    seconds: Math.round((Date.now() - started) / 100) / 10,
+  };
+}
+
+async function compareRange(
+  sides: Sides,
+  shape: VerifyShape,
+  range: KeyRange,
+  v: TableVerdict,
+  record: (d: Difference) => void,
+  retries: number,
+  catchUpMs: number,
+): Promise<void> {
+  // 1. Whole range: one hash each side. Equal (the usual case) ends here.
+  const s1 = await sides.sourceRead<{ n: string; h: string | null }>(rangeHash(shape, range));
+  await sides.targetAt(s1.lsn, catchUpMs);
+  const { rows: t1 } = await sides.target.query<{ n: string; h: string | null }>(rangeHash(shape, range));
+  if (s1.rows[0]?.h === t1[0]?.h) {
+    v.rowsSource += Number(s1.rows[0]?.n ?? 0);
+    v.rowsTarget += Number(t1[0]?.n ?? 0);
+    return;
+  }
+  // 2. Row by row, sandwiched between two reads of the source.
+  const width = Math.max(1, shape.key.length);
+  const src1 = await sides.sourceRead<Record<string, string>>(rangeRows(shape, range));
+  await sides.targetAt(src1.lsn, catchUpMs);
+  const tgt = toMap((await sides.target.query<Record<string, string>>(rangeRows(shape, range))).rows, width);
+  const src2 = toMap((await sides.sourceRead<Record<string, string>>(rangeRows(shape, range))).rows, width);
+  const first = toMap(src1.rows, width);
+  let moving = new Set<string>();
+  const judge = (key: string, a: string | undefined, t: string | undefined, b: string | undefined) => {
+    if (a === t) return;
+    if (a !== b) {
+      moving.add(key);
+      return;
+    }
+    const k = JSON.parse(key) as string[];
+    if (shape.key.length === 0) {
+      // Without a key the "value" is how many identical rows there are.
+      const diff = Number(a ?? 0) - Number(t ?? 0);
+      record({ key: k, kind: diff > 0 ? 'missing on target' : 'extra on target' });
+      return;
+    }
+    record({ key: k, kind: a === undefined ? 'extra on target' : t === undefined ? 'missing on target' : 'changed' });
+  };
+  for (const key of new Set([...first.keys(), ...tgt.keys(), ...src2.keys()])) judge(key, first.get(key), tgt.get(key), src2.get(key));
+  v.rowsSource += rowCount(src2, shape);
+  v.rowsTarget += rowCount(tgt, shape);
+
+  // 3. Rows that moved: compare them again, alone, until they hold still.
+  for (let attempt = 0; attempt < retries && moving.size > 0; attempt++) {
+    await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
+    const keys = [...moving];
+    moving = new Set();
+    const sql = shape.key.length > 0 ? rowsByKeys(shape, keys.map((k) => JSON.parse(k) as string[])) : rangeRows(shape, range);
+    const a = await sides.sourceRead<Record<string, string>>(sql);
+    await sides.targetAt(a.lsn, catchUpMs);
+    const t = toMap((await sides.target.query<Record<string, string>>(sql)).rows, width);
+    const b = toMap((await sides.sourceRead<Record<string, string>>(sql)).rows, width);
+    const am = toMap(a.rows, width);
+    for (const key of keys) judge(key, am.get(key), t.get(key), b.get(key));
+  }
+  v.unstableRows += moving.size;
+}
