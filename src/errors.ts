@@ -113,6 +113,7 @@ export function describeError(err: unknown): { kind: ErrorKind; message: string;
   if (err instanceof WalbridgeError) return { kind: err.kind, message: redactSecrets(err.message), hint: err.hint };
   const e = coerceError(err);
   const pg = err as PgLikeError;
-  const detail = pg.detail ? ` (${redactSecrets(pg.detail)})` : '';
-  return { kind: 'internal', message: `${e.message}${detail}`, hint: pg.hint ? redactSecrets(pg.hint) : undefined };
+  // Not pg's `detail`: it can quote a data row ("Failing row contains ..."), and this message
+  // reaches the status page. The log line keeps it (see log.ts).
+  return { kind: 'internal', message: e.message, hint: pg.hint ? redactSecrets(pg.hint) : undefined };
 }

@@ -38,6 +38,8 @@ function serializeError(err: unknown): Record<string, unknown> {
   const out: Record<string, unknown> = { kind: d.kind, message: d.message };
   if (d.hint) out.hint = d.hint;
   if (typeof e?.code === 'string') out.code = e.code;
+  const detail = (err as { detail?: unknown })?.detail;
+  if (typeof detail === 'string') out.detail = redactSecrets(detail);
   if (typeof e?.stack === 'string') out.stack = redactSecrets(e.stack);
   if (e?.cause !== undefined && e.cause !== err) {
     out.cause = describeError(e.cause).message;

@@ -8,6 +8,7 @@ import type { TablePlan } from '../catalog/tables.js';
 import type { Metrics } from '../health/metrics.js';
 import type { Logger } from '../log.js';
 import { formatLsn, type Lsn } from '../lsn.js';
+import { WalbridgeError } from '../errors.js';
 import { displayTable } from '../pg/ident.js';
 import { openSourceReader, openTargetWriter } from '../pg/sessions.js';
 import { MARK_COPYING } from '../sql/state.js';
@@ -71,13 +72,17 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
     if (failure !== null || opts.signal.aborted) return;
     const table = displayTable(plan);
     const tlog = log.child({ table, lsn: formatLsn(opts.copyLsn) });
-    const source = await openSourceReader(opts.sourceUrl, 'walbridge copy');
-    clients.add(source);
+    let source: pg.Client | null = null;
     let target: pg.Client | null = null;
     try {
+      source = await openSourceReader(opts.sourceUrl, 'walbridge copy');
+      clients.add(source);
       target = await openTargetWriter(opts.targetUrl, 'walbridge copy');
       clients.add(target);
-      await target.query(MARK_COPYING, [plan.schema, plan.name, formatLsn(opts.copyLsn)]);
+      const taken = await target.query(MARK_COPYING, [plan.schema, plan.name, formatLsn(opts.copyLsn)]);
+      if (taken.rowCount !== 1) {
+        throw new WalbridgeError('state', `${table} is not pending any more: another instance copies it`, { transient: true });
+      }
       metrics.backfillTables.dec({ state: 'pending' });
       metrics.backfillTables.inc({ state: 'copying' });
       metrics.backfillRowsEstimated.set({ table }, plan.source.estimatedRows);
@@ -116,7 +121,8 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
   };
 
   try {
-    for (const plan of plans) void queue.add(() => copyOne(plan));
+    // copyOne records its own failure; the catch only keeps a rejection from going unhandled.
+    for (const plan of plans) queue.add(() => copyOne(plan)).catch(() => {});
     await queue.onIdle();
   } finally {
     clearInterval(ticker);

@@ -79,23 +79,24 @@ export async function copyTable(
       hint: 'walbridge takes a new snapshot for the tables not copied yet; nothing to do.',
     });
   }
+  // On any failure below, no ROLLBACK is sent: a COPY cut off halfway leaves its connection
+  // mid-protocol, and a command sent now would wait forever behind it (keeping the source's
+  // snapshot open). The caller closes both connections instead; each server rolls back.
   await target.query('BEGIN');
-  try {
-    const { rows } = await target.query<{ has_rows: boolean }>(tableHasRows(quoteTable(plan)));
-    if (rows[0]?.has_rows) {
-      throw new WalbridgeError('state', `target table ${displayTable(plan)} already holds rows, but walbridge has not copied it`, {
-        hint: `Empty it on the target (TRUNCATE ${quoteTable(plan)};) if those rows are not needed, then start again.`,
-      });
-    }
-    const counter = new CopyCounter(onProgress);
-    await pipeline(source.query(copyTo(copyOutSql(plan))), counter, target.query(copyFrom(copyInSql(plan))));
-    await target.query(MARK_COPIED, [plan.schema, plan.name, formatLsn(copyLsn), counter.rows, counter.bytes]);
-    await target.query('COMMIT');
-    await source.query('COMMIT');
-    return { rows: counter.rows, bytes: counter.bytes };
-  } catch (err) {
-    await target.query('ROLLBACK').catch(() => {});
-    await source.query('ROLLBACK').catch(() => {});
-    throw err;
+  const { rows } = await target.query<{ has_rows: boolean }>(tableHasRows(quoteTable(plan)));
+  if (rows[0]?.has_rows) {
+    throw new WalbridgeError('state', `target table ${displayTable(plan)} already holds rows, but walbridge has not copied it`, {
+      hint: `Empty it on the target (TRUNCATE ${quoteTable(plan)};) if those rows are not needed, then start again.`,
+    });
   }
+  const counter = new CopyCounter(onProgress);
+  await pipeline(source.query(copyTo(copyOutSql(plan))), counter, target.query(copyFrom(copyInSql(plan))));
+  const marked = await target.query(MARK_COPIED, [plan.schema, plan.name, formatLsn(copyLsn), counter.rows, counter.bytes]);
+  if (marked.rowCount !== 1) {
+    // Another instance took this table over (this one lost the writer lock): keep nothing.
+    throw new WalbridgeError('state', `the copy of ${displayTable(plan)} is no longer this instance's to finish`, { transient: true });
+  }
+  await target.query('COMMIT');
+  await source.query('COMMIT');
+  return { rows: counter.rows, bytes: counter.bytes };
 }

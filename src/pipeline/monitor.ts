@@ -29,8 +29,8 @@ export function startMonitor(opts: { config: Config; log: Logger; metrics: Metri
   const refreshTarget = async () => {
     target ??= await connect(config.targetUrl, { side: 'target', applicationName: 'walbridge monitor' });
     const recorded = await readRecorded(target);
-    // A standby instance only reads: the running one is the one that reports.
-    if (recorded.pipeline && status.phase !== 'standby') {
+    // Only the instance holding the writer lock reports; a standby or starting one only reads.
+    if (recorded.pipeline && status.writer) {
       for (const [table, p] of status.copies) {
         const dot = table.indexOf('.');
         await target.query(RECORD_COPY_PROGRESS, [table.slice(0, dot), table.slice(dot + 1), p.rows, p.bytes]);

@@ -18,6 +18,7 @@ import { displayTable } from '../pg/ident.js';
 import { ReplicationConnection } from '../pg/replication.js';
 import { Applier, type TableRuntime } from '../replicator/apply.js';
 import { consumeStream, type StreamSink } from '../replicator/consume.js';
+import { openTargetWriter } from '../pg/sessions.js';
 import { decodePgoutput } from '../replicator/pgoutput.js';
 import { readSpool, SpoolWriter } from '../replicator/spool.js';
 import { WalStream, type XLogData } from '../replicator/stream.js';
@@ -60,6 +61,43 @@ function publishTableGauges(metrics: Metrics, tables: TableState[]): void {
 }
 
 /**
+ * The change stream drained into the spool on the target, until `stop()`: the source never
+ * holds WAL for walbridge while the copy runs, nor while the spool is applied afterwards.
+ */
+interface Spooling {
+  spool: SpoolWriter;
+  /** Ends the drain after a final flush; resolves when it has (rejects if the stream broke). */
+  stop(): Promise<void>;
+  /** Settles when the drain ends by itself (a failure) or after stop(). */
+  readonly done: Promise<void>;
+}
+
+async function startSpooling(ctx: PhaseContext, state: PipelineState, client: pg.Client, signal: AbortSignal, onFailure: () => void): Promise<Spooling> {
+  // Rows past the last complete transaction were cut off by a crash; it is sent again.
+  await client.query(DISCARD_PARTIAL_SPOOL, [state.spoolCommittedId.toString()]);
+  const { rows } = await client.query<{ max_id: string }>(SPOOL_MAX_ID);
+  const start = maxLsn(state.spooledLsn, state.consistentLsn);
+  const stream = await openStream(ctx, start);
+  const spool = new SpoolWriter(client, { lsn: start, lastId: BigInt(rows[0]?.max_id ?? '0') }, ctx.metrics);
+  let stopping = false;
+  const done = consumeStream(stream, spool, { signal, idleFlushMs: 200, until: () => stopping })
+    .catch((err: unknown) => {
+      onFailure();
+      throw err;
+    })
+    .finally(() => stream.close());
+  done.catch(() => {}); // observed by whoever awaits stop() or done
+  return {
+    spool,
+    done,
+    stop: async () => {
+      stopping = true;
+      await done;
+    },
+  };
+}
+
+/**
  * Copy what is not copied yet while the stream is drained into the spool. Tables copied
  * under `snapshot` (fresh start) share the slot's consistent point; after a restart the
  * rest get a new snapshot from a temporary slot, and its later LSN as their copy LSN.
@@ -73,29 +111,13 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
   const copied = new Set(recorded.filter((t) => t.state === 'copied').map((t) => `${t.schema}.${t.name}`));
   const pending = ctx.plans.filter((p) => !copied.has(displayTable(p)));
 
-  // Rows past the last complete transaction were cut off by a crash; it is sent again.
-  await control.query(DISCARD_PARTIAL_SPOOL, [state.spoolCommittedId.toString()]);
-  const { rows } = await control.query<{ max_id: string }>(SPOOL_MAX_ID);
-  const spoolStart = maxLsn(state.spooledLsn, state.consistentLsn);
-
   const inner = new AbortController();
   const onOuterAbort = () => inner.abort();
   ctx.signal.addEventListener('abort', onOuterAbort, { once: true });
   let snap = snapshot;
-  let stream: WalStream | null = null;
+  let spooling: Spooling | null = null;
   try {
-    stream = await openStream(ctx, spoolStart);
-    const spool = new SpoolWriter(control, { lsn: spoolStart, lastId: BigInt(rows[0]?.max_id ?? '0') }, ctx.metrics);
-    let copyDone = false;
-    const consumer = consumeStream(stream, spool, { signal: inner.signal, idleFlushMs: 500, until: () => copyDone }).catch(
-      (err: unknown) => {
-        inner.abort();
-        throw err;
-      },
-    );
-    // Keep the rejection observed until we await it below.
-    consumer.catch(() => {});
-
+    spooling = await startSpooling(ctx, state, control, inner.signal, () => inner.abort());
     let copyError: unknown = null;
     try {
       if (pending.length > 0) {
@@ -123,22 +145,21 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
           live: ctx.status.copies,
         });
       }
-      copyDone = true;
     } catch (err) {
       copyError = err;
       inner.abort();
     }
-    // The consumer ends after a final flush once the copy is done (or at once on abort).
-    // If it failed, the stream broke first and that is the root cause: it is thrown here.
-    await consumer;
+    // The drain ends after a final flush once the copy is done (or at once on abort). If it
+    // failed, the stream broke first and that is the root cause: stop() throws it.
+    await spooling.stop();
     if (copyError !== null) throw copyError;
     if (ctx.signal.aborted) return;
     await control.query(SET_PHASE, ['catchup']);
-    log.info({ lsn: formatLsn(spool.durableLsn) }, 'backfill finished; applying the changes spooled meanwhile');
+    log.info({ lsn: formatLsn(spooling.spool.durableLsn) }, 'backfill finished; applying the changes spooled meanwhile');
   } finally {
     ctx.signal.removeEventListener('abort', onOuterAbort);
     if (snap) await snap.conn.close();
-    if (stream) await stream.close();
+    if (spooling) await spooling.stop().catch(() => {});
   }
 }
 
@@ -178,27 +199,59 @@ function newApplier(ctx: PhaseContext, tables: Map<string, TableRuntime>, state:
   );
 }
 
-/** Apply the spool, in arrival order, then start streaming. */
+/**
+ * Apply the spool in arrival order, while the stream keeps being drained into it on a
+ * second connection (the spool can hold hours of changes: the slot must not wait for it).
+ * Once the applier is close behind the drain, the drain stops, the rest is applied, and the
+ * live stream takes over from the last applied position.
+ */
 export async function catchupPhase(ctx: PhaseContext, state: PipelineState): Promise<void> {
   const { control } = ctx;
   const log = ctx.log.child({ component: 'spool' });
   await control.query(DISCARD_PARTIAL_SPOOL, [state.spoolCommittedId.toString()]);
   const applier = newApplier(ctx, await tableRuntimes(control, ctx.plans), state);
   markReady(ctx.status, 'streaming', ctx.metrics);
+  const inner = new AbortController();
+  const onOuterAbort = () => inner.abort();
+  ctx.signal.addEventListener('abort', onOuterAbort, { once: true });
+  const writer = await openTargetWriter(ctx.config.targetUrl, 'walbridge spool');
+  let spooling: Spooling | null = null;
   let messages = 0;
   try {
-    for await (const buf of readSpool(control)) {
-      if (ctx.signal.aborted) {
+    spooling = await startSpooling(ctx, state, writer, inner.signal, () => inner.abort());
+    let after = 0n;
+    let draining = true;
+    for (;;) {
+      if (inner.signal.aborted) {
         await applier.rollback();
+        await spooling.stop(); // throws the stream's failure, if that is why
         return;
       }
-      await applier.handle(decodePgoutput(buf));
-      messages++;
-      if (applier.batchDue) {
-        const pos = await applier.flush();
-        ctx.status.appliedLsn = pos.lsn;
-        ctx.status.appliedCommitTime = pos.commitTime;
+      // Only rows of complete transactions, committed by the drain, are applied.
+      const upTo = spooling.spool.durableCompleteId;
+      let read = 0;
+      for await (const row of readSpool(control, after, upTo)) {
+        await applier.handle(decodePgoutput(row.data));
+        after = row.id;
+        read++;
+        messages++;
+        if (applier.batchDue) {
+          const pos = await applier.flush();
+          ctx.status.appliedLsn = pos.lsn;
+          ctx.status.appliedCommitTime = pos.commitTime;
+        }
       }
+      if (!draining) {
+        if (read === 0) break;
+        continue;
+      }
+      if (upTo - after < 1000n && read < 1000) {
+        // Close behind the drain: stop it (it flushes what it holds) and apply the rest.
+        await spooling.stop();
+        draining = false;
+        continue;
+      }
+      if (read === 0) await new Promise((r) => setTimeout(r, 50));
     }
     if (applier.inTransaction) {
       throw new WalbridgeError('state', 'the spool ends inside a transaction', { hint: 'Report this as a bug; restart walbridge to retry.' });
@@ -213,6 +266,10 @@ export async function catchupPhase(ctx: PhaseContext, state: PipelineState): Pro
   } catch (err) {
     await applier.rollback();
     throw err;
+  } finally {
+    ctx.signal.removeEventListener('abort', onOuterAbort);
+    if (spooling) await spooling.stop().catch(() => {});
+    await writer.end().catch(() => {});
   }
 }
 

@@ -41,7 +41,10 @@ async function acquireWriterLock(ctx: RunContext, control: pg.Client): Promise<b
   let announced = false;
   for (;;) {
     const { rows } = await control.query<{ locked: boolean }>(TRY_WRITER_LOCK, [ctx.config.slotName]);
-    if (rows[0]?.locked) return true;
+    if (rows[0]?.locked) {
+      ctx.status.writer = true;
+      return true;
+    }
     if (!announced) {
       ctx.log.info('another walbridge instance is running this migration; standing by until it stops');
       ctx.status.phase = 'standby';
@@ -136,6 +139,7 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
     }
   } finally {
     ctx.status.ready = false;
+    ctx.status.writer = false;
     if (snapshot) await snapshot.conn.close();
     const control = clients[1];
     if (control) await control.query(RELEASE_WRITER_LOCK, [config.slotName]).catch(() => {});

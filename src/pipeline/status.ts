@@ -11,6 +11,8 @@ export interface LiveStatus {
   phase: Phase;
   /** Connected and copying or streaming. */
   ready: boolean;
+  /** This instance holds the writer lock (the others stand by and only read). */
+  writer: boolean;
   /** When the pipeline last became ready (ms since epoch). */
   readyAt: number | null;
   appliedLsn: Lsn | null;
@@ -29,6 +31,7 @@ export function newLiveStatus(): LiveStatus {
   return {
     phase: 'preflight',
     ready: false,
+    writer: false,
     readyAt: null,
     appliedLsn: null,
     appliedCommitTime: null,

@@ -70,6 +70,7 @@ export async function runPreflight(input: PreflightInput): Promise<PreflightRepo
   const checks: CheckResult[] = [];
   const add = (c: CheckResult) => checks.push(c);
   const resuming = state !== null && state.phase !== 'init';
+  const initInterrupted = state !== null && state.phase === 'init';
 
   // --- the source as a replication source ---------------------------------------------------
   if (input.identity) {
@@ -257,6 +258,16 @@ export async function runPreflight(input: PreflightInput): Promise<PreflightRepo
         : { id: 'replica-identity', status: 'pass', message: 'every selected table has a primary key or a replica identity' },
     );
 
+    const partitioned = selected.filter((t) => t.kind === 'p').map(displayTable);
+    if (partitioned.length > 0) {
+      add({
+        id: 'partitions',
+        status: 'warn',
+        message: `partitioned table(s) ${partitioned.join(', ')} are published through their root: changes to any partition arrive, but a TRUNCATE of a single partition is not sent by PostgreSQL`,
+        fix: 'Until cutover, empty a partition with DELETE (or TRUNCATE the whole table), or verify and re-copy it afterwards.',
+      });
+    }
+
     if (!cap.superuser) {
       const { rows } = await source.query<{ table: string; owner: string }>(TABLES_NOT_OWNED, [selected.map((t) => t.schema), selected.map((t) => t.name)]);
       add(
@@ -314,6 +325,9 @@ export async function runPreflight(input: PreflightInput): Promise<PreflightRepo
     );
 
     // A first copy needs empty target tables; a recorded migration resumes instead.
+    if (initInterrupted) {
+      add(recordedOwnerCheck(input) ?? { id: 'recorded-state', status: 'pass', message: 'an interrupted start is recorded on the target; walbridge starts it again' });
+    }
     if (resuming) {
       add(await recordedStateCheck(input, plans, slotExists, ownSlot.rows[0]?.active ?? false));
     } else {
@@ -346,24 +360,35 @@ export async function runPreflight(input: PreflightInput): Promise<PreflightRepo
   return { ok: !checks.some((c) => c.status === 'fail'), checks, tables, plans };
 }
 
-async function recordedStateCheck(input: PreflightInput, plans: TablePlan[], slotExists: boolean, slotActive: boolean): Promise<CheckResult> {
+const stateFail = (message: string, fix: string, kind: ErrorKind): CheckResult => ({ id: 'recorded-state', status: 'fail', message, fix, kind });
+
+/** The recorded state must belong to this source and these slot and publication names. */
+function recordedOwnerCheck(input: PreflightInput): CheckResult | null {
   const { config, state } = input;
-  if (!state) throw new Error('no recorded state');
-  const fail = (message: string, fix: string, kind: ErrorKind): CheckResult => ({ id: 'recorded-state', status: 'fail', message, fix, kind });
+  if (!state) return null;
   if (input.identity && (state.sourceSystemId !== input.identity.systemId || state.sourceDatabase !== input.identity.database)) {
-    return fail(
+    return stateFail(
       'the walbridge state on the target belongs to a migration from another source database',
       'Check SOURCE_DATABASE_URL. To start a new migration into this target, run "walbridge teardown --target" first.',
       'state',
     );
   }
   if (state.slotName !== config.slotName || state.publicationName !== config.publicationName) {
-    return fail(
+    return stateFail(
       `the target's walbridge state was created with slot "${state.slotName}" and publication "${state.publicationName}"`,
       `Set WALBRIDGE_SLOT=${state.slotName} and WALBRIDGE_PUBLICATION=${state.publicationName}, or run "walbridge teardown --target" to start over.`,
       'state',
     );
   }
+  return null;
+}
+
+async function recordedStateCheck(input: PreflightInput, plans: TablePlan[], slotExists: boolean, slotActive: boolean): Promise<CheckResult> {
+  const { config, state } = input;
+  if (!state) throw new Error('no recorded state');
+  const fail = stateFail;
+  const owner = recordedOwnerCheck(input);
+  if (owner) return owner;
   if (state.phase === 'done') return { id: 'recorded-state', status: 'pass', message: 'this migration was cut over already' };
   if (!slotExists) {
     return fail(

@@ -257,6 +257,7 @@ export class Applier {
         // The target lacks rows the source changed: it diverged before (verify shows where).
         // Applying the rest is still right; say so loudly.
         this.log.warn({ table: s.table, op: s.op, expected: s.expect, matched }, 'rows to change were not found on the target');
+        this.metrics.errors.inc({ kind: 'divergence' });
       }
     });
   }
@@ -458,13 +459,13 @@ export class Applier {
       throw new WalbridgeError('apply', `UPDATE on ${b.display} arrived without its key values`);
     }
     // Columns to SET: everything sent except unchanged TOAST values (the target keeps its
-    // copy) and identity-always key columns that did not change (they cannot be SET).
+    // copy) and GENERATED ALWAYS identity columns, which an UPDATE cannot set.
     const setCols: number[] = [];
     msg.newTuple.forEach((v, i) => {
       if (v === UNCHANGED_TOAST) return;
       if (b.identityAlwaysIdx.has(i)) {
-        const k = b.keyIdx.indexOf(i);
-        if (old === null || (k >= 0 && keyValues[k] === v)) return;
+        this.noteIdentityChange(b, i, old, v);
+        return;
       }
       setCols.push(i);
     });
@@ -505,8 +506,29 @@ export class Applier {
     this.bufferedBytes += statement.length;
   }
 
+  /**
+   * On the source an identity ALWAYS column only changes through UPDATE ... SET col = DEFAULT;
+   * the target cannot be given that value by an UPDATE. Say so, rather than stop the stream.
+   */
+  private noteIdentityChange(b: Binding, i: number, old: Tuple | null, v: TupleValue): void {
+    const before = old?.[i];
+    if (old !== null && before !== UNCHANGED_TOAST && before !== v) {
+      this.log.warn(
+        { table: b.display, column: b.columns[i]?.name },
+        'an UPDATE changed a GENERATED ALWAYS identity value on the source; the target keeps the old value (verify will show the row)',
+      );
+    }
+  }
+
   private updateOneByValues(b: Binding, old: Tuple, next: Tuple): string {
-    const setIdx = next.flatMap((v, i) => (v === UNCHANGED_TOAST ? [] : [i]));
+    const setIdx = next.flatMap((v, i) => {
+      if (v === UNCHANGED_TOAST) return [];
+      if (b.identityAlwaysIdx.has(i)) {
+        this.noteIdentityChange(b, i, old, v);
+        return [];
+      }
+      return [i];
+    });
     const matchIdx = old.flatMap((v, i) => (v === UNCHANGED_TOAST ? [] : [i]));
     return sql.updateOneRowByValues(
       b.table.plan,

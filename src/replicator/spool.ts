@@ -32,6 +32,7 @@ export class SpoolWriter implements StreamSink {
   private completeLsn: Lsn;
   private completeId: bigint;
   private durable: Lsn;
+  private durableId: bigint;
   private readonly maxBytes: number;
   private readonly maxDelayMs: number;
 
@@ -45,12 +46,18 @@ export class SpoolWriter implements StreamSink {
     this.completeLsn = start.lsn;
     this.completeId = start.lastId;
     this.durable = start.lsn;
+    this.durableId = start.lastId;
     this.maxBytes = opts.maxBufferBytes ?? 4 * 1024 * 1024;
     this.maxDelayMs = opts.maxDelayMs ?? 500;
   }
 
   get durableLsn(): Lsn {
     return this.durable;
+  }
+
+  /** The last spool row of a complete transaction that is committed on the target. */
+  get durableCompleteId(): bigint {
+    return this.durableId;
   }
 
   get idle(): boolean {
@@ -103,6 +110,7 @@ export class SpoolWriter implements StreamSink {
   async flush(): Promise<Lsn> {
     const lines = this.lines;
     const bytes = this.bufferedBytes;
+    const completeId = this.completeId;
     this.lines = [];
     this.bufferedBytes = 0;
     await this.client.query('BEGIN');
@@ -118,17 +126,18 @@ export class SpoolWriter implements StreamSink {
     }
     this.metrics.spooledBytes.inc(bytes);
     this.durable = this.completeLsn;
+    this.durableId = completeId;
     return this.durable;
   }
 }
 
-/** Spool rows in id order, a page at a time (the spool may be larger than memory). */
-export async function* readSpool(client: pg.ClientBase, pageSize = 2000): AsyncGenerator<Buffer> {
-  let after = '0';
+/** Spool rows with ids in (after, upTo], in id order, a page at a time (the spool may be larger than memory). */
+export async function* readSpool(client: pg.ClientBase, after: bigint, upTo: bigint, pageSize = 2000): AsyncGenerator<{ id: bigint; data: Buffer }> {
+  let from = after;
   for (;;) {
-    const { rows } = await client.query<{ id: string; data: Buffer }>(READ_SPOOL, [after, pageSize]);
+    const { rows } = await client.query<{ id: string; data: Buffer }>(READ_SPOOL, [from.toString(), upTo.toString(), pageSize]);
     if (rows.length === 0) return;
-    for (const r of rows) yield r.data;
-    after = (rows[rows.length - 1] as { id: string }).id;
+    for (const r of rows) yield { id: BigInt(r.id), data: r.data };
+    from = BigInt((rows[rows.length - 1] as { id: string }).id);
   }
 }

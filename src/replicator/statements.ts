@@ -55,12 +55,14 @@ export function deleteRowsByKey(table: TableName, key: ColumnRef[], rows: Value[
  * Tables with REPLICA IDENTITY FULL and no key: a row is found by all its old values,
  * compared as text (json has no equality operator), and exactly one matching row is
  * changed even when several are identical. (tableoid, ctid) is unique across partitions.
+ * Both sides go through the same cast: a cast to text is not always the output function
+ * (boolean 't' casts to 'true', char(n) drops its padding, inet gains its /32).
  */
 function oneRowMatching(table: TableName, match: ColumnRef[], old: Value[]): string {
   const cond = match
     .map((c, i) => {
       const v = old[i] ?? null;
-      return v === null ? `x.${quoteIdent(c.name)} IS NULL` : `x.${quoteIdent(c.name)}::text = ${literal(v)}`;
+      return v === null ? `x.${quoteIdent(c.name)} IS NULL` : `x.${quoteIdent(c.name)}::text = (${literal(v)}::${c.type})::text`;
     })
     .join(' AND ');
   return `(tableoid, ctid) = (SELECT x.tableoid, x.ctid FROM ${quoteTable(table)} AS x WHERE ${cond || 'true'} LIMIT 1)`;

@@ -21,6 +21,13 @@ leaves AS (
    WHERE s.relkind = 'p' AND pt.isleaf
   UNION ALL
   SELECT s.oid, s.oid FROM selected s WHERE s.relkind = 'r'
+),
+-- Whose replica identity matters: the leaves (DML runs on them) and, for a partitioned table,
+-- the root too (changes are published through it, with its identity).
+identity_holders AS (
+  SELECT root, leaf AS rel FROM leaves
+  UNION ALL
+  SELECT s.oid, s.oid FROM selected s WHERE s.relkind = 'p'
 )
 SELECT s.oid::int8::text                          AS oid,
        s.nspname                                  AS schema,
@@ -35,8 +42,8 @@ SELECT s.oid::int8::text                          AS oid,
        -- Tables whose UPDATE/DELETE would fail once published: no usable replica identity.
        -- For a partitioned table the leaves decide, since DML runs on them.
        ARRAY(SELECT l.oid::regclass::text
-               FROM leaves lv JOIN pg_class l ON l.oid = lv.leaf
-              WHERE lv.root = s.oid
+               FROM identity_holders ih JOIN pg_class l ON l.oid = ih.rel
+              WHERE ih.root = s.oid
                 AND NOT (
                       l.relreplident = 'f'
                    OR (l.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = l.oid AND i.indisprimary))

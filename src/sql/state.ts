@@ -35,6 +35,19 @@ ALTER TABLE walbridge.pipeline ADD COLUMN IF NOT EXISTS last_error jsonb;
 -- What the running daemon last said about itself, and when (is anyone running?).
 ALTER TABLE walbridge.pipeline ADD COLUMN IF NOT EXISTS daemon_phase text;
 ALTER TABLE walbridge.pipeline ADD COLUMN IF NOT EXISTS daemon_seen_at timestamptz;
+-- Set by "walbridge cutover" while it waits for the app to stop writing (phase cutover).
+ALTER TABLE walbridge.pipeline ADD COLUMN IF NOT EXISTS cutover_requested_at timestamptz;
+
+-- The cutover, once done: where, when, what it checked; and the slot prepared for the way back.
+CREATE TABLE IF NOT EXISTS walbridge.cutover (
+  id            int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+  lsn           pg_lsn NOT NULL,
+  at            timestamptz NOT NULL DEFAULT now(),
+  tables        jsonb NOT NULL,
+  sequences     jsonb NOT NULL,
+  reverse_slot  text,
+  reverse_lsn   pg_lsn
+);
 
 CREATE TABLE IF NOT EXISTS walbridge.tables (
   schema_name       text NOT NULL,
@@ -63,8 +76,21 @@ CREATE TABLE IF NOT EXISTS walbridge.spool (
 export const SELECT_PIPELINE = `
 SELECT source_system_id, source_database, slot_name, publication_name, phase,
        consistent_lsn::text, applied_lsn::text, spooled_lsn::text, spool_committed_id::text,
-       applied_commit_time, last_error, updated_at, daemon_phase, daemon_seen_at
+       applied_commit_time, last_error, updated_at, daemon_phase, daemon_seen_at, cutover_requested_at
   FROM walbridge.pipeline WHERE id = 1`;
+
+export const REQUEST_CUTOVER = `UPDATE walbridge.pipeline SET cutover_requested_at = now() WHERE id = 1`;
+export const CANCEL_CUTOVER = `UPDATE walbridge.pipeline SET cutover_requested_at = NULL WHERE id = 1`;
+
+export const RECORD_CUTOVER = `
+INSERT INTO walbridge.cutover (lsn, tables, sequences, reverse_slot, reverse_lsn)
+VALUES ($1::pg_lsn, $2::jsonb, $3::jsonb, $4, $5::pg_lsn)
+ON CONFLICT (id) DO UPDATE SET lsn = EXCLUDED.lsn, at = now(), tables = EXCLUDED.tables, sequences = EXCLUDED.sequences,
+                               reverse_slot = EXCLUDED.reverse_slot, reverse_lsn = EXCLUDED.reverse_lsn`;
+
+export const SELECT_CUTOVER = `
+SELECT lsn::text, at, tables, sequences, reverse_slot, reverse_lsn::text
+  FROM walbridge.cutover WHERE id = 1`;
 
 /** The daemon's own view (phase, last error), refreshed every few seconds by its monitor. */
 export const RECORD_DAEMON = `UPDATE walbridge.pipeline SET daemon_phase = $1, last_error = $2::jsonb, daemon_seen_at = now() WHERE id = 1`;
@@ -99,14 +125,16 @@ SELECT schema_name, table_name, state, copy_lsn::text, rows_estimated::text, byt
        rows_copied::text, bytes_copied::text, copy_started_at, copy_finished_at
   FROM walbridge.tables ORDER BY schema_name, table_name`;
 
+/** Only a pending table can start copying: a second instance cannot take one already started. */
 export const MARK_COPYING = `
 UPDATE walbridge.tables SET state = 'copying', copy_lsn = $3::pg_lsn, copy_started_at = now(), copy_finished_at = NULL
- WHERE schema_name = $1 AND table_name = $2`;
+ WHERE schema_name = $1 AND table_name = $2 AND state = 'pending'`;
 
+/** Only the copy that started it (same copy LSN, still copying) can finish it. */
 export const MARK_COPIED = `
 UPDATE walbridge.tables
-   SET state = 'copied', copy_lsn = $3::pg_lsn, rows_copied = $4, bytes_copied = $5, copy_finished_at = now()
- WHERE schema_name = $1 AND table_name = $2`;
+   SET state = 'copied', rows_copied = $4, bytes_copied = $5, copy_finished_at = now()
+ WHERE schema_name = $1 AND table_name = $2 AND state = 'copying' AND copy_lsn = $3::pg_lsn`;
 
 /** A copy that was cut off rolled back with its data; it starts over under a new snapshot. */
 export const RESET_UNFINISHED_COPIES = `UPDATE walbridge.tables SET state = 'pending' WHERE state = 'copying'`;
@@ -136,7 +164,7 @@ export const SPOOL_MAX_ID = `SELECT COALESCE(max(id), 0)::text AS max_id FROM wa
 
 export const COPY_INTO_SPOOL = `COPY walbridge.spool (id, lsn, data) FROM STDIN`;
 
-export const READ_SPOOL = `SELECT s.id::text AS id, s.data FROM walbridge.spool s WHERE s.id > $1 ORDER BY s.id LIMIT $2`;
+export const READ_SPOOL = `SELECT s.id::text AS id, s.data FROM walbridge.spool s WHERE s.id > $1 AND s.id <= $2 ORDER BY s.id LIMIT $3`;
 
 export const CLEAR_SPOOL = `TRUNCATE walbridge.spool`;
 

@@ -24,6 +24,8 @@ export interface PipelineState {
   /** The running daemon's phase and when it last said so (null if none ever ran this version). */
   daemonPhase: string | null;
   daemonSeenAt: Date | null;
+  /** Set while "walbridge cutover" waits for the app to stop writing. */
+  cutoverRequestedAt: Date | null;
 }
 
 export interface RecordedError {
@@ -72,6 +74,7 @@ export async function loadPipeline(client: pg.ClientBase): Promise<PipelineState
     updated_at: Date;
     daemon_phase: string | null;
     daemon_seen_at: Date | null;
+    cutover_requested_at: Date | null;
   }>(q.SELECT_PIPELINE);
   const r = rows[0];
   if (!r) return null;
@@ -90,6 +93,7 @@ export async function loadPipeline(client: pg.ClientBase): Promise<PipelineState
     updatedAt: r.updated_at,
     daemonPhase: r.daemon_phase,
     daemonSeenAt: r.daemon_seen_at,
+    cutoverRequestedAt: r.cutover_requested_at,
   };
 }
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startPair, type Cluster } from '../harness/cluster.js';
 import { startProxy } from '../harness/proxy.js';
-import { startDaemon } from '../helpers/daemon.js';
+import { runCli, startDaemon } from '../helpers/daemon.js';
 import { pipelineRow, sourceObjects } from '../helpers/state.js';
 
 let source: Cluster;
@@ -149,6 +149,27 @@ test('a pooler that accepts the connection but not replication: IDENTIFY_SYSTEM 
     await assertNothingWritten();
   } finally {
     await pooler.close();
+  }
+});
+
+test('a row the target rejects in the middle of a copy stops walbridge with the reason, instead of hanging', { timeout: 120_000 }, async () => {
+  await source.query(`CREATE TABLE public.notes (id bigint PRIMARY KEY, body text)`);
+  await source.query(`INSERT INTO public.notes SELECT g, CASE WHEN g = 150000 THEN NULL ELSE 'note ' || g END FROM generate_series(1, 200000) g`);
+  await target.query(`CREATE TABLE public.notes (id bigint PRIMARY KEY, body text NOT NULL)`);
+  try {
+    const started = Date.now();
+    const { code, text } = await runToExit();
+    assert.equal(code, 1);
+    assert.ok(Date.now() - started < 60_000, 'it stops promptly');
+    assert.match(text, /null value in column \\?"body\\?"/);
+    const [{ n } = { n: '?' }] = await target.query<{ n: string }>('SELECT count(*)::text AS n FROM public.notes');
+    assert.equal(n, '0', 'the failed copy left nothing in the table');
+    const stuck = await source.query(`SELECT pid FROM pg_stat_activity WHERE application_name = 'walbridge copy'`);
+    assert.deepEqual(stuck, [], 'no copy session left open on the source');
+  } finally {
+    await runCli(['teardown', '--target'], { SOURCE_DATABASE_URL: source.url(), TARGET_DATABASE_URL: target.url() });
+    await source.query('DROP TABLE public.notes');
+    await target.query('DROP TABLE public.notes; TRUNCATE public.users');
   }
 });
 
