@@ -5,6 +5,7 @@
  * history and process listings.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { cutoverCommand } from './commands/cutover.js';
 import { preflightCommand } from './commands/preflight.js';
 import { runCommand } from './commands/run.js';
 import { statusCommand } from './commands/status.js';
@@ -58,6 +59,7 @@ program
   .addOption(new Option('--copy-jobs <n>', 'tables copied at once').argParser(positiveInt))
   .option('--log-level <level>', 'log level (overrides LOG_LEVEL)')
   .option('--exit-on-error', 'exit with status 1 on a permanent error instead of waiting in phase "error"')
+  .option('--reverse', 'after cutover: replicate the new database back to the old one (the rollback window)')
   .action(async (opts: Record<string, unknown>) => {
     const overrides: ConfigOverrides = {};
     if (opts.schemas) overrides.schemas = opts.schemas as string[];
@@ -68,7 +70,7 @@ program
     if (opts.port) overrides.port = opts.port as number;
     if (opts.copyJobs) overrides.copyJobs = opts.copyJobs as number;
     if (opts.logLevel) overrides.logLevel = opts.logLevel as ConfigOverrides['logLevel'];
-    const code = await runCommand(process.env, { overrides, exitOnError: opts.exitOnError === true ? true : undefined });
+    const code = await runCommand(process.env, { overrides, exitOnError: opts.exitOnError === true ? true : undefined, reverse: opts.reverse === true });
     process.exit(code);
   });
 
@@ -112,6 +114,62 @@ program
       await verifyCommand(process.env, { tables: opts.table, json: opts.json === true, maxDifferences: opts.maxDifferences, jobs: opts.jobs, rangeRows: opts.rangeRows }),
     );
   });
+
+program
+  .command('cutover')
+  .description('finish the migration: wait for the app to stop writing, sync sequences, verify, record, clean up the source')
+  .option('--max-lag <bytes>', 'proceed once the target is at most this far behind, even if the app still writes')
+  .addOption(new Option('--quiet-seconds <n>', 'the app counts as stopped after this long without a change').argParser(positiveInt).default(5))
+  .addOption(new Option('--timeout <seconds>', 'give up waiting for the app to stop after this long').argParser(positiveInt).default(600))
+  .option('--sequence-margin <n>', 'move every target sequence this far past the source\'s next value', '0')
+  .option('--keep-source-slot', "keep walbridge's slot and publication on the source")
+  .option('--skip-verify', 'skip the final content verification')
+  .option('--no-reverse-slot', 'do not prepare the rollback window (a slot on the target)')
+  .option('--reverse', 'roll back: cut over the way back (target → source), after "walbridge run --reverse"')
+  .option('--json', 'print the result as JSON')
+  .addHelpText(
+    'after',
+    '\nSteps: wait until the app has stopped writing and the target has applied everything; move each sequence\n' +
+      "past the source's live value; verify every table; prepare a slot on the target for the way back; record the\n" +
+      "cutover on the target (a running daemon stops by itself); remove walbridge's slot and publication from the\n" +
+      'source. Then point the app at the target.',
+  )
+  .action(
+    async (opts: {
+      maxLag?: string;
+      quietSeconds: number;
+      timeout: number;
+      sequenceMargin: string;
+      keepSourceSlot?: boolean;
+      skipVerify?: boolean;
+      reverseSlot: boolean;
+      reverse?: boolean;
+      json?: boolean;
+    }) => {
+      const maxLag = opts.maxLag === undefined ? null : Number(opts.maxLag);
+      if (maxLag !== null && (!Number.isInteger(maxLag) || maxLag < 0)) {
+        process.stderr.write('--max-lag takes a number of bytes\n');
+        process.exit(2);
+      }
+      if (!/^\d+$/.test(opts.sequenceMargin)) {
+        process.stderr.write('--sequence-margin takes a whole number\n');
+        process.exit(2);
+      }
+      process.exit(
+        await cutoverCommand(process.env, {
+          maxLagBytes: maxLag,
+          quietSeconds: opts.quietSeconds,
+          timeoutSeconds: opts.timeout,
+          sequenceMargin: BigInt(opts.sequenceMargin),
+          keepSourceSlot: opts.keepSourceSlot === true,
+          verify: opts.skipVerify !== true,
+          prepareReverse: opts.reverseSlot,
+          reverse: opts.reverse === true,
+          json: opts.json === true,
+        }),
+      );
+    },
+  );
 
 program
   .command('teardown')

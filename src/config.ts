@@ -237,3 +237,17 @@ function sameDatabase(a: string, b: string): boolean {
     return false;
   }
 }
+
+/**
+ * The configuration of the way back, for the rollback window after cutover: the target
+ * becomes the source, and the slot and publication prepared by cutover on it are used.
+ */
+export function reverseConfig(c: Config): Config {
+  return {
+    ...c,
+    sourceUrl: c.targetUrl,
+    targetUrl: c.sourceUrl,
+    slotName: `${c.slotName.slice(0, 55)}_reverse`,
+    publicationName: `${c.publicationName.slice(0, 55)}_reverse`,
+  };
+}

@@ -1,7 +1,7 @@
 /**
  * `walbridge run` / `node dist/daemon.js`: the long-running service.
  */
-import { loadConfig, type ConfigOverrides } from '../config.js';
+import { loadConfig, reverseConfig, type ConfigOverrides } from '../config.js';
 import { describeError, WalbridgeError } from '../errors.js';
 import { Metrics } from '../health/metrics.js';
 import { startHealthServer } from '../health/server.js';
@@ -14,12 +14,15 @@ import { onShutdown } from '../shutdown.js';
 export interface RunOptions {
   overrides?: ConfigOverrides;
   exitOnError?: boolean;
+  /** The rollback window: replicate the target back to the source, from the cutover point. */
+  reverse?: boolean;
 }
 
 export async function runCommand(env: NodeJS.ProcessEnv, opts: RunOptions = {}): Promise<number> {
   let config;
   try {
     config = loadConfig(env, opts.overrides);
+    if (opts.reverse) config = reverseConfig(config);
   } catch (err) {
     const d = describeError(err);
     const log = createLogger(env.LOG_LEVEL && /^[a-z]+$/.test(env.LOG_LEVEL) ? env.LOG_LEVEL : 'info');
@@ -44,13 +47,23 @@ export async function runCommand(env: NodeJS.ProcessEnv, opts: RunOptions = {}):
     return 2;
   }
   const unregister = onShutdown(log, () => controller.abort());
-  const stopMonitor = startMonitor({ config, log: log.child({ component: 'monitor' }), metrics, status });
+  const stopMonitor = startMonitor({
+    config,
+    log: log.child({ component: 'monitor' }),
+    metrics,
+    status,
+    onDone: () => {
+      status.phase = 'done';
+      metrics.setPhase('done');
+      controller.abort();
+    },
+  });
   log.info(
-    { schemas: config.schemas, slot: config.slotName, publication: config.publicationName, copyJobs: config.copyJobs },
-    'walbridge starting',
+    { schemas: config.schemas, slot: config.slotName, publication: config.publicationName, copyJobs: config.copyJobs, reverse: opts.reverse === true },
+    opts.reverse ? 'walbridge starting the way back (target → source)' : 'walbridge starting',
   );
   try {
-    const code = await supervise({ config, log, metrics, status, signal: controller.signal, exitOnError });
+    const code = await supervise({ config, log, metrics, status, signal: controller.signal, exitOnError, mode: opts.reverse ? 'reverse' : 'forward' });
     log.info({ exitCode: code }, 'walbridge stopped');
     return code;
   } finally {

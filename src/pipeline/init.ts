@@ -9,12 +9,13 @@
  */
 import type pg from 'pg';
 import type { TablePlan } from '../catalog/tables.js';
+import type { Config } from '../config.js';
 import { WalbridgeError, sqlState } from '../errors.js';
 import type { Logger } from '../log.js';
 import { formatLsn } from '../lsn.js';
 import { ReplicationConnection, type CreatedSlot, type SystemIdentity } from '../pg/replication.js';
 import { createPublication, DROP_SLOT, dropPublication as dropPublicationSql, setPublicationTables } from '../sql/source.js';
-import { INSERT_PIPELINE, START_BACKFILL, UPSERT_TABLE } from '../sql/state.js';
+import { INSERT_COPIED_TABLE, INSERT_PIPELINE, SELECT_CUTOVER, START_BACKFILL, START_STREAMING_AT, UPSERT_TABLE } from '../sql/state.js';
 import { ensureStateSchema, withTransaction, type PipelineState } from '../state/store.js';
 import { findPublication, findSlot } from './source-objects.js';
 
@@ -118,4 +119,51 @@ function explainSlotCreateError(err: unknown, slotName: string): Error {
     return new WalbridgeError('slot', `replication slot ${slotName} was created by someone else meanwhile`, { cause: err, transient: true });
   }
   return err instanceof Error ? err : new Error(msg);
+}
+
+/**
+ * The way back (rollback window): no copy. The source of this direction is the migration's
+ * target, where cutover recorded the point it happened at and created a slot there; every
+ * change made after it is streamed back. The state is kept on this direction's target.
+ */
+export async function initializeReverse(ctx: {
+  config: Config;
+  control: pg.Client;
+  catalog: pg.Client;
+  identity: SystemIdentity;
+  plans: TablePlan[];
+  log: Logger;
+}): Promise<void> {
+  const { config, control, catalog } = ctx;
+  const exists = await catalog.query<{ ok: boolean }>(`SELECT to_regclass('walbridge.cutover') IS NOT NULL AS ok`);
+  const cut = exists.rows[0]?.ok ? (await catalog.query<{ lsn: string; reverse_slot: string | null; reverse_lsn: string | null }>(SELECT_CUTOVER)).rows[0] : undefined;
+  if (!cut) {
+    throw new WalbridgeError('state', 'no cutover is recorded on the migration\'s target: the way back starts from a cutover', {
+      hint: 'Run "walbridge cutover" first; "walbridge run --reverse" then replicates the new database back to the old one.',
+    });
+  }
+  if (!cut.reverse_slot || !cut.reverse_lsn) {
+    throw new WalbridgeError('state', 'the cutover could not keep a slot on the new database for the way back (it did not allow logical replication then)', {
+      hint: 'A rollback now means migrating again in the other direction (walbridge with the two URLs swapped).',
+    });
+  }
+  if (cut.reverse_slot !== config.slotName) {
+    throw new WalbridgeError('config', `the cutover kept slot "${cut.reverse_slot}" for the way back, but this run uses "${config.slotName}"`, {
+      hint: 'Use the same WALBRIDGE_SLOT as for the migration.',
+    });
+  }
+  if (!(await findSlot(catalog, config.slotName))) {
+    throw new WalbridgeError('slot', `the slot "${config.slotName}" kept for the way back no longer exists on the new database`, {
+      hint: 'It was removed (teardown?). A rollback now means migrating again in the other direction.',
+    });
+  }
+  await withTransaction(control, async () => {
+    await ensureStateSchema(control);
+    await control.query(INSERT_PIPELINE, [ctx.identity.systemId, ctx.identity.database, config.slotName, config.publicationName]);
+    for (const p of ctx.plans) {
+      await control.query(INSERT_COPIED_TABLE, [p.schema, p.name, cut.reverse_lsn, p.source.estimatedRows, p.source.bytes]);
+    }
+    await control.query(START_STREAMING_AT, [cut.reverse_lsn]);
+  });
+  ctx.log.info({ slot: config.slotName, lsn: cut.reverse_lsn }, 'the way back starts at the cutover point');
 }

@@ -14,7 +14,15 @@ import { RECORD_COPY_PROGRESS, RECORD_DAEMON } from '../sql/state.js';
 import { readRecorded, readSlot } from '../status/collect.js';
 import { reportOf, type LiveStatus } from './status.js';
 
-export function startMonitor(opts: { config: Config; log: Logger; metrics: Metrics; status: LiveStatus; intervalMs?: number }): () => Promise<void> {
+export function startMonitor(opts: {
+  config: Config;
+  log: Logger;
+  metrics: Metrics;
+  status: LiveStatus;
+  intervalMs?: number;
+  /** Called once when the target records that the migration was cut over. */
+  onDone?: () => void;
+}): () => Promise<void> {
   const { config, metrics, status, log } = opts;
   let source: pg.Client | null = null;
   let target: pg.Client | null = null;
@@ -38,6 +46,20 @@ export function startMonitor(opts: { config: Config; log: Logger; metrics: Metri
       await target.query(RECORD_DAEMON, [status.phase, status.lastError ? JSON.stringify(status.lastError) : null]);
     }
     status.recorded = recorded;
+    const p = recorded.pipeline;
+    if (p?.phase === 'done' && status.phase !== 'done' && status.writer) {
+      log.info('the cutover is recorded on the target: this migration is done; stopping');
+      opts.onDone?.();
+    } else if (p?.phase === 'streaming' && status.writer) {
+      // "walbridge cutover" is waiting for the app to stop: still streaming, shown as cutover.
+      if (p.cutoverRequestedAt && status.phase === 'streaming') {
+        status.phase = 'cutover';
+        metrics.setPhase('cutover');
+      } else if (!p.cutoverRequestedAt && status.phase === 'cutover') {
+        status.phase = 'streaming';
+        metrics.setPhase('streaming');
+      }
+    }
   };
 
   const publish = () => {

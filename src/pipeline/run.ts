@@ -13,12 +13,16 @@ import { openSourceReader, openTargetWriter } from '../pg/sessions.js';
 import { RELEASE_WRITER_LOCK, TRY_WRITER_LOCK } from '../sql/state.js';
 import { assertPreflight, runPreflight } from '../preflight/checks.js';
 import { ensureStateSchema, loadPipeline, stateExists, type PipelineState } from '../state/store.js';
-import { initialize, type ExportedSnapshot } from './init.js';
+import { initialize, initializeReverse, type ExportedSnapshot } from './init.js';
 import { backfillPhase, catchupPhase, streamingPhase, type PhaseContext } from './phases.js';
 import type { LiveStatus } from './status.js';
 
+/** forward: source → target with a copy; reverse: the rollback window, target → source from the cutover point. */
+export type PipelineMode = 'forward' | 'reverse';
+
 export interface RunContext {
   config: Config;
+  mode?: PipelineMode;
   log: Logger;
   metrics: Metrics;
   status: LiveStatus;
@@ -100,13 +104,17 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
     // Bring a state schema written by an older walbridge up to date (idempotent).
     if (await stateExists(control)) await ensureStateSchema(control);
     let state = await loadPipeline(control);
-    const report = await runPreflight({ config, source: catalog, target: control, identity, identityError, state, walSampleMs: 0 });
+    const reverse = ctx.mode === 'reverse';
+    const report = await runPreflight({ config, source: catalog, target: control, identity, identityError, state, walSampleMs: 0, reverse });
     for (const c of report.checks.filter((x) => x.status === 'warn')) log.warn({ component: 'preflight', check: c.id, fix: c.fix }, c.message);
     assertPreflight(report);
     if (!identity) throw new WalbridgeError('internal', 'no system identity after a passing preflight');
     const plans = report.plans;
 
-    if (state === null || state.phase === 'init') {
+    if (reverse && state === null) {
+      await initializeReverse({ config, control, catalog, identity, plans, log: log.child({ component: 'setup' }) });
+      state = await loadPipeline(control);
+    } else if (state === null || state.phase === 'init') {
       snapshot = await initialize(
         { sourceUrl: config.sourceUrl, slotName: config.slotName, publicationName: config.publicationName, control, catalog, identity, plans, log: log.child({ component: 'setup' }) },
         state,

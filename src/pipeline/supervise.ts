@@ -8,7 +8,7 @@ import type { Config } from '../config.js';
 import { describeError, isTransient } from '../errors.js';
 import type { Metrics } from '../health/metrics.js';
 import type { Logger } from '../log.js';
-import { abortableDelay, runPipeline } from './run.js';
+import { abortableDelay, runPipeline, type PipelineMode } from './run.js';
 import type { LiveStatus } from './status.js';
 
 export interface SuperviseOptions {
@@ -19,6 +19,7 @@ export interface SuperviseOptions {
   signal: AbortSignal;
   /** Exit with an error instead of waiting in phase `error` (one-shot runs, tests). */
   exitOnError: boolean;
+  mode?: PipelineMode;
   minBackoffMs?: number;
   maxBackoffMs?: number;
   errorRetryMs?: number;
@@ -33,7 +34,7 @@ export async function supervise(opts: SuperviseOptions): Promise<number> {
   for (;;) {
     const startedAt = Date.now();
     try {
-      await runPipeline({ config: opts.config, log, metrics, status, signal });
+      await runPipeline({ config: opts.config, log, metrics, status, signal, mode: opts.mode ?? 'forward' });
       if (signal.aborted) return 0;
       if (status.phase === 'done') return 0;
       // The pipeline only returns on its own when stopped; anything else is a bug, retry.

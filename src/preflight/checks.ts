@@ -58,6 +58,8 @@ export interface PreflightInput {
   state: PipelineState | null;
   /** How long to watch the source's WAL position to estimate its write rate. */
   walSampleMs?: number;
+  /** The way back after cutover: the target already holds the data, the slot exists already. */
+  reverse?: boolean;
 }
 
 /** A conservative copy rate for estimates, per copy job (COPY text, loopback measured ~85 MB/s). */
@@ -158,7 +160,8 @@ export async function runPreflight(input: PreflightInput): Promise<PreflightRepo
   );
 
   // Who owns this slot and publication: walbridge (recorded on the target), or someone else.
-  if (state === null) {
+  // (On the way back, cutover created them, and the rollback start checks that.)
+  if (state === null && !input.reverse) {
     if (slotExists) {
       add({
         id: 'slot-name',
@@ -330,6 +333,8 @@ export async function runPreflight(input: PreflightInput): Promise<PreflightRepo
     }
     if (resuming) {
       add(await recordedStateCheck(input, plans, slotExists, ownSlot.rows[0]?.active ?? false));
+    } else if (input.reverse) {
+      add({ id: 'target-empty', status: 'pass', message: 'the way back: the tables hold the data as of the cutover, nothing is copied' });
     } else {
       const full: string[] = [];
       for (const p of plans) {

@@ -77,3 +77,30 @@ SELECT e.extname AS extension, string_agg(DISTINCT n.nspname || '.' || c.relname
   JOIN pg_depend d ON d.classid = 'pg_type'::regclass AND d.objid IN (t.oid, t.typelem) AND d.deptype = 'e'
   JOIN pg_extension e ON e.oid = d.refobjid
  GROUP BY e.extname ORDER BY 1`;
+
+/** Sequences behind the selected tables' columns: owned by them (serial, identity) or named in their defaults. */
+export const SEQUENCES_OF_TABLES = `
+WITH cols AS (
+  SELECT n.nspname || '.' || c.relname AS tbl, c.oid AS relid, a.attnum, a.attname
+    FROM unnest($1::text[], $2::text[]) AS sel(schema, name)
+    JOIN pg_namespace n ON n.nspname = sel.schema
+    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = sel.name
+    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+),
+seqs AS (
+  SELECT cols.tbl, cols.attname, d.objid AS seq
+    FROM cols JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = cols.relid AND d.refobjsubid = cols.attnum
+                              AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+  UNION
+  SELECT cols.tbl, cols.attname, d.refobjid
+    FROM cols JOIN pg_attrdef ad ON ad.adrelid = cols.relid AND ad.adnum = cols.attnum
+              JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass
+)
+SELECT sn.nspname AS schema, s.relname AS name, seqs.tbl AS "table", seqs.attname AS "column", p.seqincrement::text AS increment
+  FROM seqs JOIN pg_class s ON s.oid = seqs.seq AND s.relkind = 'S'
+  JOIN pg_namespace sn ON sn.oid = s.relnamespace
+  JOIN pg_sequence p ON p.seqrelid = s.oid
+ ORDER BY 1, 2`;
+
+/** A reverse slot on the target, created at the cutover point (no snapshot needed: nothing to copy). */
+export const CREATE_SLOT_SQL = `SELECT lsn::text AS lsn FROM pg_create_logical_replication_slot($1, 'pgoutput')`;

@@ -114,6 +114,16 @@ UPDATE walbridge.pipeline
        updated_at = now()
  WHERE id = 1`;
 
+/** The way back starts streaming at once: nothing to copy, the tables hold the data as of the cutover. */
+export const START_STREAMING_AT = `
+UPDATE walbridge.pipeline
+   SET phase = 'streaming', consistent_lsn = $1::pg_lsn, applied_lsn = $1::pg_lsn, spooled_lsn = $1::pg_lsn, updated_at = now()
+ WHERE id = 1`;
+
+export const INSERT_COPIED_TABLE = `
+INSERT INTO walbridge.tables (schema_name, table_name, state, copy_lsn, rows_estimated, bytes_estimated, copy_finished_at)
+VALUES ($1, $2, 'copied', $3::pg_lsn, $4, $5, now())`;
+
 export const UPSERT_TABLE = `
 INSERT INTO walbridge.tables (schema_name, table_name, state, copy_lsn, rows_estimated, bytes_estimated)
 VALUES ($1, $2, 'pending', $3::pg_lsn, $4, $5)
