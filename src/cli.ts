@@ -103,15 +103,23 @@ program
   .addOption(new Option('--max-differences <n>', 'differing keys listed per table').argParser(positiveInt).default(20))
   .addOption(new Option('--jobs <n>', 'key ranges compared at once').argParser(positiveInt).default(4))
   .addOption(new Option('--range-rows <n>', 'rows per key range').argParser(positiveInt).default(50_000))
+  .option('--via-api', "also count each table through Supabase's REST API (needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY)")
   .addHelpText(
     'after',
     '\nEach table is compared in key ranges hashed on both sides; a differing range is narrowed to its rows,\n' +
       'listed as missing on target, extra on target, or changed. Rows that change during the comparison are\n' +
       'compared again. Exit status: 0 equal, 1 different, 2 could not compare.',
   )
-  .action(async (opts: { table: string[]; json?: boolean; maxDifferences: number; jobs: number; rangeRows: number }) => {
+  .action(async (opts: { table: string[]; json?: boolean; maxDifferences: number; jobs: number; rangeRows: number; viaApi?: boolean }) => {
     process.exit(
-      await verifyCommand(process.env, { tables: opts.table, json: opts.json === true, maxDifferences: opts.maxDifferences, jobs: opts.jobs, rangeRows: opts.rangeRows }),
+      await verifyCommand(process.env, {
+        tables: opts.table,
+        json: opts.json === true,
+        maxDifferences: opts.maxDifferences,
+        jobs: opts.jobs,
+        rangeRows: opts.rangeRows,
+        viaApi: opts.viaApi === true,
+      }),
     );
   });
 

@@ -9,6 +9,7 @@ import { loadConfig } from '../config.js';
 import { describeError } from '../errors.js';
 import { connect, describeEndpoint } from '../pg/connect.js';
 import { displayTable } from '../pg/ident.js';
+import { countViaApi } from '../verify/api.js';
 import { verifyTables, type VerifyReport } from '../verify/verify.js';
 
 export interface VerifyCommandOptions {
@@ -17,9 +18,19 @@ export interface VerifyCommandOptions {
   maxDifferences: number;
   jobs: number;
   rangeRows: number;
+  /** Also count the tables through Supabase's REST API (SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY). */
+  viaApi: boolean;
 }
 
-export function formatVerify(r: VerifyReport, header: string): string {
+export interface ApiComparison {
+  table: string;
+  apiRows: number | null;
+  targetRows: number;
+  equal: boolean;
+  error?: string;
+}
+
+export function formatVerify(r: VerifyReport, header: string, api: ApiComparison[] = []): string {
   const lines = [header, ''];
   const w = Math.max(10, ...r.tables.map((t) => t.table.length));
   for (const t of r.tables) {
@@ -30,7 +41,15 @@ export function formatVerify(r: VerifyReport, header: string): string {
     if (t.moreDifferences > 0) lines.push(`           … and ${t.moreDifferences} more`);
     if (t.unstableRows > 0) lines.push(`           ${t.unstableRows} row(s) kept changing while compared: run verify again when writes calm down`);
   }
-  const differing = r.tables.filter((t) => t.status === 'different').length;
+  if (api.length > 0) {
+    lines.push('', "through Supabase's REST API (what the app saw), row counts against the target:");
+    for (const a of api) {
+      lines.push(
+        `${(a.error ? 'ERROR' : a.equal ? 'EQUAL' : 'DIFFERENT').padEnd(9)}  ${a.table.padEnd(w)}  ${a.error ? a.error : `${a.apiRows} rows through the API, ${a.targetRows} on the target`}`,
+      );
+    }
+  }
+  const differing = r.tables.filter((t) => t.status === 'different').length + api.filter((a) => !a.error && !a.equal).length;
   lines.push(
     '',
     r.equal
@@ -72,10 +91,24 @@ export async function verifyCommand(env: NodeJS.ProcessEnv, opts: VerifyCommandO
       maxDifferences: opts.maxDifferences,
       rangeRows: opts.rangeRows,
     });
-    if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-    else process.stdout.write(`${formatVerify(report, `walbridge verify: ${describeEndpoint(config.sourceUrl)} → ${describeEndpoint(config.targetUrl)}`)}\n`);
-    if (report.tables.some((t) => t.status === 'different')) return 1;
-    return report.incomplete ? 2 : 0;
+    let api: ApiComparison[] = [];
+    if (opts.viaApi) {
+      const url = env.SUPABASE_URL;
+      const key = env.SUPABASE_SERVICE_ROLE_KEY;
+      if (!url || !key) {
+        process.stderr.write('--via-api needs SUPABASE_URL (https://<project-ref>.supabase.co) and SUPABASE_SERVICE_ROLE_KEY (Project Settings → API)\n');
+        return 2;
+      }
+      const counts = await countViaApi(url, key, tables);
+      api = counts.map((c) => {
+        const targetRows = report.tables.find((t) => t.table === c.table)?.rowsTarget ?? 0;
+        return { table: c.table, apiRows: c.apiRows, targetRows, equal: c.apiRows === targetRows, ...(c.error ? { error: c.error } : {}) };
+      });
+    }
+    if (opts.json) process.stdout.write(`${JSON.stringify(opts.viaApi ? { ...report, api } : report, null, 2)}\n`);
+    else process.stdout.write(`${formatVerify(report, `walbridge verify: ${describeEndpoint(config.sourceUrl)} → ${describeEndpoint(config.targetUrl)}`, api)}\n`);
+    if (report.tables.some((t) => t.status === 'different') || api.some((a) => !a.error && !a.equal)) return 1;
+    return report.incomplete || api.some((a) => a.error) ? 2 : 0;
   } catch (err) {
     const d = describeError(err);
     process.stderr.write(`verify could not compare: ${d.message}${d.hint ? `\n${d.hint}` : ''}\n`);

@@ -229,7 +229,19 @@ export async function runPreflight(input: PreflightInput): Promise<PreflightRepo
     await target.query('ROLLBACK').catch(() => {});
   }
 
-  const targetInfo = (await target.query<{ database: string }>(SERVER_INFO)).rows[0];
+  const targetInfo = (await target.query<{ database: string; wal_level: string }>(SERVER_INFO)).rows[0];
+  if (!input.reverse) {
+    add(
+      targetInfo?.wal_level === 'logical'
+        ? { id: 'rollback-window', status: 'pass', message: 'the target allows logical replication: cutover keeps a way back (walbridge run --reverse)' }
+        : {
+            id: 'rollback-window',
+            status: 'warn',
+            message: `the target has wal_level = ${targetInfo?.wal_level}: after cutover, writes made on it cannot be replicated back to the source (no rollback window)`,
+            fix: 'To keep the source as a warm fallback, set wal_level = logical on the target before cutover (ALTER SYSTEM SET wal_level = logical; then restart it).',
+          },
+    );
+  }
   let sameCluster = false;
   try {
     const sid = (await target.query<{ system_id: string }>(SYSTEM_IDENTIFIER)).rows[0]?.system_id;

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startPair, type Cluster } from '../harness/cluster.js';
 import { createAppSchema, seedAppData, startWriteLoad } from '../harness/fixture.js';
+import { startRestApi } from '../harness/postgrest.js';
 import { runCli, startDaemon, type DaemonProcess } from '../helpers/daemon.js';
 import { waitForCatchUp, waitForPhase } from '../helpers/state.js';
 
@@ -128,5 +129,31 @@ test('a correct replica of a source under writes verifies clean', { timeout: 180
     assert.ok(load.stats.transactions > 60, 'the source kept writing during the comparison');
   } finally {
     await load.stop();
+  }
+});
+
+test("--via-api compares what the app saw through Supabase's REST API with the target", async () => {
+  const key = 'service-role-key-7c1d0e';
+  const api = await startRestApi(source.url(), key);
+  const env = { SOURCE_DATABASE_URL: source.url(), TARGET_DATABASE_URL: target.url(), WALBRIDGE_SCHEMAS: 'public,auth', SUPABASE_URL: api.url, SUPABASE_SERVICE_ROLE_KEY: key };
+  try {
+    const ok = await runCli(['verify', '--via-api', '--table', 'public.users', '--table', 'auth.users'], env);
+    assert.equal(ok.code, 0, ok.out);
+    assert.match(ok.stdout, /EQUAL\s+public\.users\s+\d+ rows through the API, \d+ on the target/);
+    assert.ok(api.requests.some((r) => r.path === '/rest/v1/users' && r.profile === 'auth'), 'auth.users asked in its schema');
+    await target.query(`SET session_replication_role = replica; INSERT INTO auth.users (id, email) VALUES (gen_random_uuid(), 'ghost@x.io')`);
+    try {
+      const bad = await runCli(['verify', '--via-api', '--table', 'auth.users'], env);
+      assert.equal(bad.code, 1, bad.out);
+      assert.match(bad.stdout, /DIFFERENT\s+auth\.users\s+(\d+) rows through the API, (\d+) on the target/);
+      assert.doesNotMatch(bad.out, new RegExp(key), 'the service role key is never printed');
+    } finally {
+      await target.query(`DELETE FROM auth.users WHERE email = 'ghost@x.io'`);
+    }
+    const missing = await runCli(['verify', '--via-api'], { ...env, SUPABASE_SERVICE_ROLE_KEY: '' });
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /SUPABASE_SERVICE_ROLE_KEY/);
+  } finally {
+    await api.close();
   }
 });
