@@ -4,11 +4,12 @@
  * - Several source transactions share one target transaction (fewer commits than native
  *   replication); the batch commits together with `walbridge.pipeline.applied_lsn`, so after
  *   any crash the target itself says where to resume, and nothing is applied twice.
- * - Changes are queued per table. Within a table their order is kept exactly; between tables
- *   it does not matter, because target sessions run with session_replication_role = replica
- *   (no triggers, no foreign-key checks) and every other constraint is per table. So runs of
- *   the same kind of change to one table become one statement even when the app interleaves
- *   tables, and the whole batch, from BEGIN to COMMIT, is one round trip.
+ * - Changes are queued per table and grouped into as few statements as the order of changes
+ *   to each row allows (queue.ts); between tables order does not matter, because target
+ *   sessions run with session_replication_role = replica (no triggers, no foreign-key checks)
+ *   and every other constraint is per table. The whole batch, from BEGIN to COMMIT, is one
+ *   round trip. Should the grouping trip a unique constraint, the batch is sent again in the
+ *   source's exact order.
  * - A change to table T is applied only if its transaction committed at or after T's copy
  *   LSN: earlier ones are already in T's copy.
  * - Large transactions are sent as they arrive (bounded buffers inside an open target
@@ -35,6 +36,7 @@ import {
   type TupleValue,
   type UpdateMessage,
 } from './pgoutput.js';
+import { renderStrict, TableQueue, type Group } from './queue.js';
 import * as sql from './statements.js';
 import type { ColumnRef, Value } from './statements.js';
 
@@ -57,25 +59,8 @@ interface Binding {
   identityAlwaysIdx: Set<number>;
 }
 
-type Op = 'insert' | 'update' | 'delete';
-
-/** A run of same-shaped changes to one table: one statement. */
-interface Group {
-  op: Op | 'row';
-  binding: Binding;
-  /** Shape of the statement: which columns are written. */
-  signature: string;
-  /** insert: written columns; update: SET columns; delete: key columns. */
-  cols: number[];
-  rows: Value[][];
-  /** Keys touched by this UPDATE group: a second change to the same row must wait for the first. */
-  keys: Set<string> | null;
-  /** For op 'row': one statement that changes exactly one row. */
-  sql?: string;
-}
-
 /** Changes queued per table, or a statement that must run between them (TRUNCATE). */
-type Segment = { kind: 'tables'; queues: Map<Binding, Group[]> } | { kind: 'sql'; sql: string };
+type Segment = { kind: 'tables'; queues: Map<Binding, TableQueue> } | { kind: 'sql'; sql: string };
 
 export interface ApplierOptions {
   batchChanges: number;
@@ -113,6 +98,10 @@ export class Applier {
   private txnsInBatch = 0;
   private segments: Segment[] = [];
   private bufferedBytes = 0;
+  /** Arrival counter, for the strict (source order) rendering. */
+  private seq = 0;
+  /** Part of the open target transaction was sent already (a large source transaction). */
+  private partialSent = false;
   private readonly changeCounts = new Map<string, number>();
 
   /** Last position handled (applied, or known to hold nothing for us); maybe not committed yet. */
@@ -211,6 +200,7 @@ export class Applier {
   async rollback(): Promise<void> {
     this.segments = [];
     this.bufferedBytes = 0;
+    this.partialSent = false;
     this.current = null;
     this.changeCounts.clear();
     this.txnsInBatch = 0;
@@ -224,12 +214,28 @@ export class Applier {
 
   /**
    * Send everything queued as one script; with `commitAt`, also record that position and
-   * COMMIT in the same round trip.
+   * COMMIT in the same round trip. A batch sent whole is grouped freely (queue.ts) and, if
+   * that trips a unique constraint, sent again in the source's exact order. Parts of a large
+   * source transaction sent before its end are always in exact order (they cannot be sent again).
    */
   private async send(commitAt: AppliedPosition | null): Promise<void> {
-    const statements = this.render();
+    const strict = commitAt === null || this.partialSent;
+    try {
+      await this.sendOnce(commitAt, strict);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (strict || (code !== '23505' && code !== '23P01')) throw err;
+      this.log.info({ code }, 'grouped statements tripped a unique constraint; applying the batch in source order');
+      await this.sendOnce(commitAt, true);
+    }
     this.segments = [];
     this.bufferedBytes = 0;
+    if (commitAt === null) this.partialSent = true;
+    else this.partialSent = false;
+  }
+
+  private async sendOnce(commitAt: AppliedPosition | null, strict: boolean): Promise<void> {
+    const statements = this.render(strict);
     const parts: string[] = [];
     const opening = !this.targetTxnOpen;
     if (opening) parts.push('BEGIN');
@@ -239,6 +245,12 @@ export class Applier {
       parts.push('COMMIT');
     }
     if (parts.length === 0) return;
+    if (this.log.isLevelEnabled('trace')) {
+      const byTable: Record<string, number> = {};
+      for (const st of statements) byTable[`${st.table} ${st.op}`] = (byTable[`${st.table} ${st.op}`] ?? 0) + 1;
+      this.log.trace({ byTable }, 'apply batch statements');
+    }
+    this.log.debug({ statements: statements.length, changes: this.changesInBatch, strict }, 'apply batch');
     this.targetTxnOpen = true;
     let results: pg.QueryResult[];
     try {
@@ -262,15 +274,16 @@ export class Applier {
     });
   }
 
-  private render(): RenderedStatement[] {
+  private render(strict: boolean): RenderedStatement[] {
     const out: RenderedStatement[] = [];
     for (const seg of this.segments) {
       if (seg.kind === 'sql') {
         out.push({ sql: seg.sql, expect: null, table: '', op: 'truncate' });
         continue;
       }
-      for (const groups of seg.queues.values()) {
-        for (const g of groups) out.push(renderGroup(g));
+      for (const [b, q] of seg.queues) {
+        const groups = strict ? renderStrict(q, b.table.plan.hasSecondaryUnique) : q.groups;
+        for (const g of groups) out.push(renderGroup(b, g));
       }
     }
     return out;
@@ -409,7 +422,7 @@ export class Applier {
   }
 
   /** The queue of changes for this table in the current segment. */
-  private queue(b: Binding): Group[] {
+  private queue(b: Binding): TableQueue {
     let seg = this.segments[this.segments.length - 1];
     if (seg === undefined || seg.kind !== 'tables') {
       seg = { kind: 'tables', queues: new Map() };
@@ -417,31 +430,33 @@ export class Applier {
     }
     let q = seg.queues.get(b);
     if (!q) {
-      q = [];
+      q = new TableQueue();
       seg.queues.set(b, q);
     }
     return q;
   }
 
-  /** The group this change joins: the table's last one if it has the same shape, else a new one. */
-  private group(b: Binding, op: Op, signature: string, cols: number[], conflictsWith?: (g: Group) => boolean): Group {
-    const q = this.queue(b);
-    const last = q[q.length - 1];
-    if (last && last.op === op && last.signature === signature && !(conflictsWith?.(last) ?? false)) return last;
-    const g: Group = { op, binding: b, signature, cols, rows: [], keys: op === 'update' ? new Set() : null };
-    q.push(g);
-    return g;
+  private enqueue(b: Binding, op: 'insert' | 'update' | 'delete', signature: string, cols: number[], values: Value[], keys: string[]): void {
+    this.queue(b).add(op, signature, cols, { seq: this.seq++, values, keys });
+    for (const v of values) this.bufferedBytes += v === null ? 4 : v.length + 4;
   }
 
-  private addRow(g: Group, row: Value[]): void {
-    g.rows.push(row);
-    for (const v of row) this.bufferedBytes += v === null ? 4 : v.length + 4;
+  /**
+   * The identity of a row for ordering changes: its key, or for a table without one its
+   * whole value (identical rows are interchangeable). Null when a value is an unchanged
+   * TOAST marker and the row cannot be named.
+   */
+  private rowKey(b: Binding, tuple: Tuple): string | null {
+    const idx = b.keyIdx.length > 0 ? b.keyIdx : tuple.map((_, i) => i);
+    const values = idx.map((i) => tuple[i]);
+    return values.some((v) => v === UNCHANGED_TOAST) ? null : JSON.stringify(values);
   }
 
   private addInsert(b: Binding, tuple: Tuple): void {
     const cols = presentColumns(tuple);
-    const g = this.group(b, 'insert', cols.join(','), cols);
-    this.addRow(g, cols.map((i) => tuple[i] as Value));
+    const key = this.rowKey(b, tuple);
+    const keys = key === null ? [] : [key];
+    this.enqueue(b, 'insert', cols.join(','), cols, cols.map((i) => tuple[i] as Value), keys);
   }
 
   private addUpdate(b: Binding, msg: UpdateMessage): void {
@@ -450,7 +465,9 @@ export class Applier {
       if (msg.oldKind !== 'O' || old === null) {
         throw new WalbridgeError('apply', `UPDATE on ${b.display} carries no old row to find it by`);
       }
-      this.addOneRow(b, this.updateOneByValues(b, old, msg.newTuple));
+      const oldKey = this.rowKey(b, old);
+      const newKey = this.rowKey(b, msg.newTuple);
+      this.addOneRow(b, this.updateOneByValues(b, old, msg.newTuple), oldKey === null || newKey === null ? undefined : [oldKey, newKey]);
       return;
     }
     const keySource = old ?? msg.newTuple;
@@ -472,37 +489,38 @@ export class Applier {
     if (setCols.length === 0) return;
     const keyText = JSON.stringify(keyValues);
     const newKeyText = JSON.stringify(b.keyIdx.map((i) => msg.newTuple[i]));
-    const g = this.group(
+    const keys = newKeyText === keyText ? [keyText] : [keyText, newKeyText];
+    this.enqueue(
       b,
       'update',
       `${b.keyIdx.join(',')}|${setCols.join(',')}`,
       setCols,
-      (last) =>
-        // UPDATE ... FROM changes a row once per statement: a second change to it starts a new
-        // one. Rows of one statement are changed in no set order, so with a unique constraint
-        // besides the key (checked row by row) each UPDATE keeps its own statement.
-        b.table.plan.hasSecondaryUnique || (last.keys?.has(keyText) ?? false) || (last.keys?.has(newKeyText) ?? false),
+      [...(keyValues as Value[]), ...setCols.map((i) => msg.newTuple[i] as Value)],
+      keys,
     );
-    g.keys?.add(keyText);
-    g.keys?.add(newKeyText);
-    this.addRow(g, [...(keyValues as Value[]), ...setCols.map((i) => msg.newTuple[i] as Value)]);
   }
 
   private addDelete(b: Binding, msg: DeleteMessage): void {
     if (b.keyIdx.length === 0) {
-      this.addOneRow(b, this.deleteOneByValues(b, msg.oldTuple));
+      const key = this.rowKey(b, msg.oldTuple);
+      if (key === null) {
+        this.addOneRow(b, this.deleteOneByValues(b, msg.oldTuple));
+      } else {
+        // Whole old rows, deleted together in one statement per batch (deleteRowsByValues).
+        const all = msg.oldTuple.map((_, i) => i);
+        this.enqueue(b, 'delete', `values|${all.length}`, all, msg.oldTuple as Value[], [key]);
+      }
       return;
     }
     const keyValues = b.keyIdx.map((i) => msg.oldTuple[i] as TupleValue);
     if (keyValues.some((v) => v === UNCHANGED_TOAST || v === null)) {
       throw new WalbridgeError('apply', `DELETE on ${b.display} arrived without its key values`);
     }
-    const g = this.group(b, 'delete', b.keyIdx.join(','), b.keyIdx);
-    this.addRow(g, keyValues as Value[]);
+    this.enqueue(b, 'delete', b.keyIdx.join(','), b.keyIdx, keyValues as Value[], [JSON.stringify(keyValues)]);
   }
 
-  private addOneRow(b: Binding, statement: string): void {
-    this.queue(b).push({ op: 'row', binding: b, signature: '', cols: [], rows: [], keys: null, sql: statement });
+  private addOneRow(b: Binding, statement: string, keys?: string[]): void {
+    this.queue(b).addStatement(statement, keys);
     this.bufferedBytes += statement.length;
   }
 
@@ -549,17 +567,19 @@ export class Applier {
   }
 }
 
-function renderGroup(g: Group): RenderedStatement {
-  const b = g.binding;
+function renderGroup(b: Binding, g: Group): RenderedStatement {
   const table = b.table.plan;
   const col = (i: number) => b.columns[i] as ColumnRef;
+  const rows = g.rows.map((r) => r.values);
   switch (g.op) {
     case 'insert':
-      return { sql: sql.insertRows(table, g.cols.map(col), g.rows, b.hasIdentityAlways), expect: null, table: b.display, op: 'insert' };
+      return { sql: sql.insertRows(table, g.cols.map(col), rows, b.hasIdentityAlways), expect: null, table: b.display, op: 'insert' };
     case 'update':
-      return { sql: sql.updateRowsByKey(table, b.keyIdx.map(col), g.cols.map(col), g.rows), expect: g.rows.length, table: b.display, op: 'update' };
+      return { sql: sql.updateRowsByKey(table, b.keyIdx.map(col), g.cols.map(col), rows), expect: rows.length, table: b.display, op: 'update' };
     case 'delete':
-      return { sql: sql.deleteRowsByKey(table, g.cols.map(col), g.rows), expect: g.rows.length, table: b.display, op: 'delete' };
+      return b.keyIdx.length > 0
+        ? { sql: sql.deleteRowsByKey(table, g.cols.map(col), rows), expect: rows.length, table: b.display, op: 'delete' }
+        : { sql: sql.deleteRowsByValues(table, g.cols.map(col), rows), expect: rows.length, table: b.display, op: 'delete' };
     case 'row':
       return { sql: g.sql as string, expect: 1, table: b.display, op: 'change' };
   }

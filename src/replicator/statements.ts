@@ -77,6 +77,30 @@ export function deleteOneRowByValues(table: TableName, match: ColumnRef[], old: 
   return `DELETE FROM ${quoteTable(table)} WHERE ${oneRowMatching(table, match, old)}`;
 }
 
+/**
+ * DELETE for a table without a key (REPLICA IDENTITY FULL): every row is given by all its old
+ * values; identical rows are indistinguishable, so each distinct old row is deleted as many
+ * times as it was deleted on the source, and no more. One scan of the table per batch.
+ */
+export function deleteRowsByValues(table: TableName, match: ColumnRef[], rows: Value[][]): string {
+  const distinct = new Map<string, { values: Value[]; n: number }>();
+  for (const r of rows) {
+    const k = JSON.stringify(r);
+    const d = distinct.get(k);
+    if (d) d.n++;
+    else distinct.set(k, { values: r, n: 1 });
+  }
+  const list = [...distinct.values()].map((d, i) => `(${i}, ${d.n}, ${d.values.map(literal).join(', ')})`).join(', ');
+  const aliases = match.map((_, i) => `c${i}`).join(', ');
+  const cond = match.map((c, i) => `x.${quoteIdent(c.name)}::text IS NOT DISTINCT FROM (v.c${i}::${c.type})::text`).join(' AND ');
+  return (
+    `DELETE FROM ${quoteTable(table)} AS t USING (` +
+    `SELECT s.toid, s.tid FROM (SELECT x.tableoid AS toid, x.ctid AS tid, v.n, row_number() OVER (PARTITION BY v.g ORDER BY x.ctid) AS rn ` +
+    `FROM ${quoteTable(table)} AS x JOIN (VALUES ${list}) AS v(g, n, ${aliases}) ON ${cond || 'true'}) AS s WHERE s.rn <= s.n` +
+    `) AS d WHERE t.tableoid = d.toid AND t.ctid = d.tid`
+  );
+}
+
 export function truncateTables(tables: TableName[], restartIdentity: boolean): string {
   // No CASCADE even if the source used it: like native replication, only the tables the
   // source sent are truncated, never others that happen to reference them on the target.
