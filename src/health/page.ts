@@ -28,6 +28,11 @@ export const STATUS_PAGE = `<!doctype html>
   .bar { position: relative; height: 10px; width: 180px; background: #0f1419; border-radius: 5px; overflow: hidden; }
   .bar > span { position: absolute; inset: 0 auto 0 0; background: var(--bar); border-radius: 5px; transition: width .6s; }
   .bar.done > span { background: var(--ok); }
+  .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 12px; margin-bottom: 18px; }
+  .chart { background: var(--panel); border-radius: 8px; padding: 10px 14px; }
+  .chart .k { color: var(--dim); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; display: flex; justify-content: space-between; }
+  .chart svg { width: 100%; height: 70px; display: block; margin-top: 6px; }
+  .chart polyline { fill: none; stroke-width: 2; vector-effect: non-scaling-stroke; }
   .error { background: #2d1417; border: 1px solid var(--bad); border-radius: 8px; padding: 12px 14px; margin-bottom: 18px; white-space: pre-wrap; }
   .error b { color: var(--bad); }
   .hidden { display: none; }
@@ -44,6 +49,12 @@ export const STATUS_PAGE = `<!doctype html>
     <div class="card"><div class="k">replication lag</div><div class="v" id="lag">…</div></div>
     <div class="card"><div class="k">WAL held on source</div><div class="v" id="wal">…</div></div>
   </div>
+  <div class="charts">
+    <div class="chart"><div class="k"><span>replication lag (last 5 min)</span><span id="lagNow"></span></div>
+      <svg viewBox="0 0 300 70" preserveAspectRatio="none"><polyline id="lagLine" stroke="#d29922" points=""/></svg></div>
+    <div class="chart"><div class="k"><span>changes applied per second</span><span id="rateNow"></span></div>
+      <svg viewBox="0 0 300 70" preserveAspectRatio="none"><polyline id="rateLine" stroke="#3fb950" points=""/></svg></div>
+  </div>
   <div id="error" class="error hidden"></div>
   <table>
     <thead><tr><th>table</th><th>state</th><th>progress</th><th class="num">rows</th><th class="num">rows/s</th><th class="num">ETA</th></tr></thead>
@@ -56,6 +67,24 @@ const $ = (id) => document.getElementById(id);
 const token = new URLSearchParams(location.search).get('token');
 const bytes = (n) => { if (n == null) return '–'; const u = ['B','kB','MB','GB','TB']; let i = 0; while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; } return n.toFixed(i ? 1 : 0) + ' ' + u[i]; };
 const dur = (s) => s == null ? '' : s < 60 ? Math.round(s) + 's' : s < 3600 ? Math.floor(s / 60) + 'm ' + Math.round(s % 60) + 's' : Math.floor(s / 3600) + 'h ' + Math.floor(s % 3600 / 60) + 'm';
+const history = []; // { t, lag, changes }
+function line(id, values) {
+  const max = Math.max(1, ...values);
+  const n = values.length;
+  $(id).setAttribute('points', values.map((v, i) => (n < 2 ? 0 : (300 * i) / (n - 1)).toFixed(1) + ',' + (68 - (66 * v) / max).toFixed(1)).join(' '));
+}
+function chart(s) {
+  history.push({ t: Date.now(), lag: s.lagBytes || 0, changes: s.applied ? s.applied.changes : null });
+  while (history.length && history[0].t < Date.now() - 300000) history.shift();
+  const rates = history.map((h, i) => {
+    const p = history[i - 1];
+    return p && h.changes != null && p.changes != null && h.t > p.t ? Math.max(0, (h.changes - p.changes) / ((h.t - p.t) / 1000)) : 0;
+  });
+  line('lagLine', history.map((h) => h.lag));
+  line('rateLine', rates);
+  $('lagNow').textContent = bytes(s.lagBytes);
+  $('rateNow').textContent = Math.round(rates[rates.length - 1] || 0).toLocaleString() + ' /s';
+}
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
 async function refresh() {
   try {
@@ -73,6 +102,7 @@ async function refresh() {
       '<td class="num">' + t.rowsCopied.toLocaleString() + (t.state === 'copying' && t.rowsEstimated ? ' / ' + t.rowsEstimated.toLocaleString() : '') + '</td>' +
       '<td class="num">' + (t.state === 'copying' && t.rowsPerSecond ? t.rowsPerSecond.toLocaleString() : '') + '</td>' +
       '<td class="num">' + dur(t.etaSeconds) + '</td></tr>').join('');
+    chart(s);
     $('updated').textContent = 'updated ' + new Date(s.generatedAt).toLocaleTimeString();
   } catch (err) {
     $('updated').textContent = 'cannot reach walbridge (' + err + ')';

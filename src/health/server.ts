@@ -15,6 +15,12 @@ import { reportOf, type LiveStatus } from '../pipeline/status.js';
 import type { Metrics } from './metrics.js';
 import { STATUS_PAGE } from './page.js';
 
+/** Totals the page turns into rates. */
+async function appliedCounts(metrics: Metrics): Promise<{ transactions: number; changes: number }> {
+  const [t, c] = await Promise.all([metrics.applyTransactions.get(), metrics.applyChanges.get()]);
+  return { transactions: t.values.reduce((a, v) => a + v.value, 0), changes: c.values.reduce((a, v) => a + v.value, 0) };
+}
+
 export interface HealthServer {
   readonly port: number;
   close(): Promise<void>;
@@ -57,7 +63,10 @@ export async function startHealthServer(opts: {
           .catch((err: unknown) => send(500, 'text/plain', `metrics failed: ${String(err)}\n`));
         return;
       case '/status.json':
-        return send(200, 'application/json', `${JSON.stringify(reportOf(opts.status), null, 2)}\n`);
+        appliedCounts(opts.metrics)
+          .then((applied) => send(200, 'application/json', `${JSON.stringify(reportOf(opts.status, applied), null, 2)}\n`))
+          .catch((err: unknown) => send(500, 'text/plain', `status failed: ${String(err)}\n`));
+        return;
       case '/':
         return send(200, 'text/html; charset=utf-8', STATUS_PAGE);
       default:

@@ -56,8 +56,9 @@ export function commitTimeMs(us: bigint | null): number | null {
   return us === null ? null : Number(us / 1000n) + PG_EPOCH_MS;
 }
 
-export function reportOf(s: LiveStatus): StatusReport {
+export function reportOf(s: LiveStatus, applied: { transactions: number; changes: number } | null = null): StatusReport {
   return buildStatus({
+    applied,
     phase: s.phase,
     pipeline: s.recorded?.pipeline ?? null,
     tables: s.recorded?.tables ?? [],

@@ -46,6 +46,8 @@ export interface StatusReport {
   tables: TableReport[];
   totals: { tables: number; pending: number; copying: number; copied: number; rowsCopied: number; rowsEstimated: number };
   lastError: RecordedError | null;
+  /** Changes applied by this daemon since it started (for rates); null outside the daemon. */
+  applied: { transactions: number; changes: number } | null;
   /** The daemon as it last reported itself on the target (for `walbridge status` from elsewhere). */
   daemon: { phase: string; seenAt: string; secondsAgo: number } | null;
   generatedAt: string;
@@ -67,6 +69,7 @@ export interface StatusInputs {
   liveAppliedLsn?: Lsn | null;
   liveAppliedCommitTimeMs?: number | null;
   liveError?: RecordedError | null;
+  applied?: { transactions: number; changes: number } | null;
   now?: number;
 }
 
@@ -135,6 +138,7 @@ export function buildStatus(i: StatusInputs): StatusReport {
       rowsEstimated: tables.reduce((a, t) => a + (t.rowsEstimated ?? 0), 0),
     },
     lastError: i.liveError ?? i.pipeline?.lastError ?? null,
+    applied: i.applied ?? null,
     daemon:
       i.pipeline?.daemonPhase && i.pipeline.daemonSeenAt
         ? {
