@@ -3,28 +3,33 @@
  * (source 15 as on older Supabase projects, target 17), with an app-shaped database that
  * keeps taking writes while walbridge copies and streams it.
  *
- *   npm run demo                     # runs until Ctrl-C, then verifies and cleans up
- *   npm run demo -- --duration 60    # stops by itself after 60 s of streaming
- *   npm run demo -- --scale 5        # a bigger database
+ *   npm run demo                          # press c to cut over, q or Ctrl-C to stop
+ *   npm run demo -- --cutover-after 30    # cuts over by itself after 30 s of streaming
+ *   npm run demo -- --scale 5             # a bigger database
  *
- * Nothing is left behind: servers, slots and temp directories go away on exit or Ctrl-C.
+ * Cutover stops the app's writes, runs `walbridge cutover` (it waits for the last change,
+ * moves the sequences, verifies every table, records, cleans the source) and prints the
+ * summary. Nothing is left behind: servers, slots and temp directories go away on exit,
+ * Ctrl-C included.
  */
 import { parseArgs } from 'node:util';
 import { startPair, type Cluster } from '../test/harness/cluster.js';
 import { compareTables } from '../test/harness/compare.js';
-import { APP_TABLES, createAppSchema, seedAppData, startWriteLoad } from '../test/harness/fixture.js';
-import { startDaemon, type DaemonProcess } from '../test/helpers/daemon.js';
+import { APP_TABLES, createAppSchema, seedAppData, startWriteLoad, type WriteLoad } from '../test/harness/fixture.js';
+import { runCli, startDaemon, type DaemonProcess } from '../test/helpers/daemon.js';
 import { pipelineRow, tableRows, waitForCatchUp } from '../test/helpers/state.js';
 
 const { values: args } = parseArgs({
   options: {
+    'cutover-after': { type: 'string' },
     duration: { type: 'string' },
     scale: { type: 'string', default: '3' },
     rate: { type: 'string', default: '40' },
   },
 });
 const scale = Number(args.scale);
-const duration = args.duration === undefined ? null : Number(args.duration);
+const cutoverAfter = args['cutover-after'] === undefined ? null : Number(args['cutover-after']);
+const stopAfter = args.duration === undefined ? null : Number(args.duration);
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
 const bar = (done: number, total: number, width = 24) => {
@@ -33,24 +38,48 @@ const bar = (done: number, total: number, width = 24) => {
   return `[${'#'.repeat(n)}${'.'.repeat(width - n)}] ${(f * 100).toFixed(0).padStart(3)}%`;
 };
 
-let stopping = false;
+type Ending = 'cutover' | 'stop';
+let ending: Ending | null = null;
+let wake: () => void = () => {};
+const request = (e: Ending) => {
+  ending ??= e;
+  wake();
+};
 let pair: { source: Cluster; target: Cluster; destroy(): Promise<void> } | null = null;
 let daemon: DaemonProcess | null = null;
-const stopRequested = new Promise<void>((resolve) => {
-  process.once('SIGINT', () => {
-    stopping = true;
-    say('\nCtrl-C: verifying and cleaning up (Ctrl-C again to skip)…');
-    process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
-    resolve();
-  });
-});
+let load: WriteLoad | null = null;
 
 async function cleanup(): Promise<void> {
   daemon?.kill('SIGKILL');
+  await load?.stop().catch(() => {});
   await pair?.destroy();
 }
 
+function listenForKeys(): void {
+  process.on('SIGINT', () => {
+    if (ending) void cleanup().then(() => process.exit(130));
+    request('stop');
+  });
+  if (!process.stdin.isTTY) return;
+  process.stdin.setRawMode(true);
+  process.stdin.resume();
+  process.stdin.on('data', (b: Buffer) => {
+    const k = b.toString();
+    if (k === 'c') request('cutover');
+    else if (k === 'q' || k === '\u0003') {
+      if (ending) void cleanup().then(() => process.exit(130));
+      request('stop');
+    }
+  });
+}
+
+async function metricsSeries(port: number, name: string): Promise<Map<string, number>> {
+  const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text()).catch(() => '');
+  return new Map([...text.matchAll(new RegExp(`^${name}\\{table="([^"]+)"\\} (\\S+)$`, 'gm'))].map((m) => [m[1] as string, Number(m[2])]));
+}
+
 async function main(): Promise<void> {
+  listenForKeys();
   say('Starting two embedded PostgreSQL servers: source 15, target 17…');
   pair = await startPair({ sourceMajor: 15, targetMajor: 17 });
   const { source, target } = pair;
@@ -58,40 +87,38 @@ async function main(): Promise<void> {
   await source.withClient(async (c) => {
     await createAppSchema(c);
     await seedAppData(c, { scale });
-    await c.query(`
-      INSERT INTO public.messages (user_id, role, content, telegram_message_id, metadata, created_at)
-      SELECT (SELECT min(id) FROM public.users), 'user', repeat('history ' || g || ' ', 10), g,
-             jsonb_build_object('n', g), now() - g * interval '1 minute'
-        FROM generate_series(1, $1::int) AS g`, [scale * 100_000]);
+    await c.query(
+      `INSERT INTO public.messages (user_id, role, content, telegram_message_id, metadata, created_at)
+       SELECT (SELECT min(id) FROM public.users), 'user', repeat('history ' || g || ' ', 10), g,
+              jsonb_build_object('n', g), now() - g * interval '1 minute'
+         FROM generate_series(1, $1::int) AS g`,
+      [scale * 100_000],
+    );
     await c.query('ANALYZE');
   });
   await target.withClient((c) => createAppSchema(c, { target: true }));
-  say('The target has the same tables, empty. Starting the app\'s writes on the source…');
-  const load = startWriteLoad(source.url(), { ratePerSec: Number(args.rate), truncateEvery: 500 });
-
-  daemon = await startDaemon({
-    SOURCE_DATABASE_URL: source.url(),
-    TARGET_DATABASE_URL: target.url(),
-    WALBRIDGE_SCHEMAS: 'public,auth',
-    LOG_LEVEL: 'warn',
-  });
-  say(`walbridge is running: metrics at http://localhost:${daemon.port}/metrics\n`);
+  say("The target has the same tables, empty. Starting the app's writes on the source…");
+  load = startWriteLoad(source.url(), { ratePerSec: Number(args.rate), truncateEvery: 500 });
+  const env = { SOURCE_DATABASE_URL: source.url(), TARGET_DATABASE_URL: target.url(), WALBRIDGE_SCHEMAS: 'public,auth' };
+  daemon = await startDaemon({ ...env, LOG_LEVEL: 'warn' });
+  say(`walbridge is running. Status page: http://localhost:${daemon.port}/   (metrics: /metrics)`);
+  say(process.stdin.isTTY ? 'Press c to cut over, q to stop.\n' : '');
 
   let streamingSince: number | null = null;
   let lastTick = Date.now();
   let lastTxns = 0;
-  while (!stopping) {
-    await Promise.race([new Promise((r) => setTimeout(r, 1000)), stopRequested]);
-    if (stopping) break;
+  while (ending === null) {
+    await new Promise<void>((r) => {
+      wake = r;
+      setTimeout(r, 1000);
+    });
+    if (ending !== null) break;
     const p = await pipelineRow(target).catch(() => null);
     if (!p) continue;
     if (p.phase === 'backfill') {
       // Live per-table progress comes from walbridge's own /metrics.
-      const metrics = await fetch(`http://127.0.0.1:${daemon.port}/metrics`).then((r) => r.text()).catch(() => '');
-      const series = (name: string) =>
-        new Map([...metrics.matchAll(new RegExp(`^${name}\\{table="([^"]+)"\\} (\\S+)$`, 'gm'))].map((m) => [m[1] as string, Number(m[2])]));
-      const copied = series('walbridge_backfill_rows_total');
-      const estimated = series('walbridge_backfill_rows_estimated');
+      const copied = await metricsSeries(daemon.port, 'walbridge_backfill_rows_total');
+      const estimated = await metricsSeries(daemon.port, 'walbridge_backfill_rows_estimated');
       const tables = await tableRows(target);
       say(`copying (${tables.filter((t) => t.state === 'copied').length}/${tables.length} tables done)`);
       for (const t of tables.filter((x) => x.state !== 'pending')) {
@@ -99,7 +126,7 @@ async function main(): Promise<void> {
         const total = t.state === 'copied' ? rows : Math.max(estimated.get(t.table) ?? 0, rows);
         say(`  ${t.table.padEnd(34)} ${bar(rows, total)} ${rows} rows${t.state === 'copied' ? '' : ' …'}`);
       }
-    } else if (p.phase === 'streaming') {
+    } else if (p.phase === 'streaming' || p.phase === 'catchup') {
       streamingSince ??= Date.now();
       const [lag] = await source.query<{ bytes: string }>(`SELECT (pg_current_wal_lsn() - $1::pg_lsn)::int8::text AS bytes`, [p.applied_lsn]);
       const now = Date.now();
@@ -107,18 +134,29 @@ async function main(): Promise<void> {
       const rate = ((txns - lastTxns) * 1000) / (now - lastTick);
       lastTxns = txns;
       lastTick = now;
-      say(`streaming: applied up to ${p.applied_lsn}, lag ${lag?.bytes ?? '?'} bytes, app writing ${rate.toFixed(0)} txn/s`);
-      if (duration !== null && now - streamingSince >= duration * 1000) break;
-    } else {
-      say(`phase: ${p.phase}`);
+      say(`streaming: applied up to ${p.applied_lsn}, lag ${lag?.bytes ?? '?'} bytes, the app writes ${rate.toFixed(0)} txn/s`);
+      const seconds = (now - streamingSince) / 1000;
+      if (cutoverAfter !== null && seconds >= cutoverAfter) request('cutover');
+      if (stopAfter !== null && seconds >= stopAfter) request('stop');
     }
   }
 
-  say('\nStopping the app\'s writes and waiting for the target to catch up…');
+  say("\nStopping the app's writes…");
   const stats = await load.stop();
-  await waitForCatchUp(source, target, 120_000);
+  load = null;
   say(`The app wrote ${stats.transactions} transactions (${stats.inserts} inserts, ${stats.updates} updates, ${stats.deletes} deletes, ${stats.truncates} truncates).`);
-  say('Comparing every table row by row…');
+  if (ending === 'cutover') {
+    say('\n$ walbridge cutover');
+    const r = await runCli(['cutover', '--quiet-seconds', '2'], env);
+    process.stdout.write(r.out);
+    const { code } = await daemon.exited;
+    daemon = null;
+    say(`(the daemon saw the cutover and stopped with status ${code})`);
+    process.exitCode = r.code === 0 ? 0 : 1;
+    return;
+  }
+  say('Waiting for the target to catch up, then comparing every table row by row…');
+  await waitForCatchUp(source, target, 120_000);
   const diffs = await compareTables(source.url(), target.url(), APP_TABLES);
   let ok = true;
   for (const d of diffs) {
@@ -134,5 +172,7 @@ async function main(): Promise<void> {
 try {
   await main();
 } finally {
+  if (process.stdin.isTTY) process.stdin.setRawMode(false);
+  process.stdin.pause();
   await cleanup();
 }
