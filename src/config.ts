@@ -23,6 +23,8 @@ export interface Config {
   logLevel: LogLevel;
   /** Tables copied at the same time during the backfill. */
   copyJobs: number;
+  /** Copy rate limit per job (bytes/s), to spare a busy source; null: unlimited. */
+  copyMaxBytesPerSecond: number | null;
   /** Target-side apply batching: commit after this many changes or this many ms. */
   applyBatchChanges: number;
   applyBatchMs: number;
@@ -121,6 +123,12 @@ const envSchema = z.object({
       message: 'WALBRIDGE_COPY_JOBS must be a whole number from 1 to 64',
     })
     .transform(Number),
+  WALBRIDGE_COPY_MAX_MBPS: z
+    .string()
+    .optional()
+    .refine((s) => s === undefined || (/^\d+(\.\d+)?$/.test(s) && Number(s) > 0), {
+      message: 'WALBRIDGE_COPY_MAX_MBPS must be a positive number of megabytes per second (per copy job)',
+    }),
   WALBRIDGE_APPLY_BATCH_CHANGES: z
     .string()
     .default('5000')
@@ -148,6 +156,7 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     LOG_LEVEL: overrides.logLevel ?? emptyToUndefined(env.LOG_LEVEL),
     WALBRIDGE_COPY_JOBS: overrides.copyJobs !== undefined ? String(overrides.copyJobs) : emptyToUndefined(env.WALBRIDGE_COPY_JOBS),
     WALBRIDGE_SCHEMAS: overrides.schemas?.join(',') ?? emptyToUndefined(env.WALBRIDGE_SCHEMAS),
+    WALBRIDGE_COPY_MAX_MBPS: emptyToUndefined(env.WALBRIDGE_COPY_MAX_MBPS),
   };
   const parsed = envSchema.safeParse(input);
   const problems: string[] = [];
@@ -205,6 +214,7 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     port: v.PORT,
     logLevel: v.LOG_LEVEL,
     copyJobs: v.WALBRIDGE_COPY_JOBS,
+    copyMaxBytesPerSecond: v.WALBRIDGE_COPY_MAX_MBPS === undefined ? null : Math.round(Number(v.WALBRIDGE_COPY_MAX_MBPS) * 1024 * 1024),
     applyBatchChanges: v.WALBRIDGE_APPLY_BATCH_CHANGES,
     applyBatchMs: v.WALBRIDGE_APPLY_BATCH_MS,
     httpToken,

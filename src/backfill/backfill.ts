@@ -22,6 +22,8 @@ export interface BackfillOptions {
   snapshotName: string;
   copyLsn: Lsn;
   jobs: number;
+  /** Per copy job, in bytes of COPY data a second; null: as fast as the servers go. */
+  maxBytesPerSecond?: number | null;
   log: Logger;
   metrics: Metrics;
   signal: AbortSignal;
@@ -95,7 +97,7 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
         progress.bytes += d.bytes;
         metrics.backfillRows.inc({ table }, d.rows);
         metrics.backfillBytes.inc({ table }, d.bytes);
-      });
+      }, opts.maxBytesPerSecond ?? null);
       active.delete(table);
       live.delete(table);
       metrics.backfillTables.dec({ state: 'copying' });

@@ -139,6 +139,7 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
           snapshotName: snap.slot.snapshotName,
           copyLsn: snap.slot.consistentPoint,
           jobs: ctx.config.copyJobs,
+          maxBytesPerSecond: ctx.config.copyMaxBytesPerSecond,
           log,
           metrics: ctx.metrics,
           signal: inner.signal,
