@@ -43,8 +43,14 @@ Environment:
   WALBRIDGE_SLOT            replication slot name on the source (default: walbridge)
   WALBRIDGE_PUBLICATION     publication name on the source (default: walbridge)
   WALBRIDGE_COPY_JOBS       tables copied at once (default: 4)
-  PORT                      HTTP port for /healthz, /readyz, /metrics (default: 8080)
-  LOG_LEVEL                 fatal, error, warn, info, debug, trace (default: info)`,
+  WALBRIDGE_COPY_MAX_MBPS   cap each copy job at this many MB/s (default: unlimited)
+  WALBRIDGE_APPLY_BATCH_CHANGES, WALBRIDGE_APPLY_BATCH_MS   apply batch size (default: 5000 changes, 200 ms)
+  WALBRIDGE_EXIT_ON_ERROR   exit on a permanent error instead of waiting in phase "error"
+  WALBRIDGE_REVERSE         after cutover: run the way back (same as run --reverse)
+  WALBRIDGE_HTTP_TOKEN      require this bearer token on every endpoint but /healthz
+  PORT                      HTTP port for the status page, /metrics, /healthz, /readyz (default: 8080)
+  LOG_LEVEL                 fatal, error, warn, info, debug, trace (default: info)
+  SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY   for verify --via-api`,
   );
 
 program
@@ -59,7 +65,7 @@ program
   .addOption(new Option('--copy-jobs <n>', 'tables copied at once').argParser(positiveInt))
   .option('--log-level <level>', 'log level (overrides LOG_LEVEL)')
   .option('--exit-on-error', 'exit with status 1 on a permanent error instead of waiting in phase "error"')
-  .option('--reverse', 'after cutover: replicate the new database back to the old one (the rollback window)')
+  .option('--reverse', 'after cutover: replicate the new database back to the old one (the rollback window; or WALBRIDGE_REVERSE=true)')
   .action(async (opts: Record<string, unknown>) => {
     const overrides: ConfigOverrides = {};
     if (opts.schemas) overrides.schemas = opts.schemas as string[];
@@ -88,9 +94,10 @@ program
   .command('status')
   .description("show the migration's progress: phase, per-table copy, lag, WAL held on the source, last error")
   .option('--json', 'print the report as JSON (the same as the daemon\'s /status.json)')
+  .option('--reverse', 'after cutover: the way back (run --reverse) instead of the migration')
   .addHelpText('after', '\nReads the state walbridge records on the target, so it works from any machine with the same\nSOURCE_DATABASE_URL and TARGET_DATABASE_URL while the daemon runs elsewhere.')
-  .action(async (opts: { json?: boolean }) => {
-    process.exit(await statusCommand(process.env, { json: opts.json === true }));
+  .action(async (opts: { json?: boolean; reverse?: boolean }) => {
+    process.exit(await statusCommand(process.env, { json: opts.json === true, reverse: opts.reverse === true }));
   });
 
 const collect = (v: string, prev: string[]) => [...prev, ...list(v)];
@@ -104,13 +111,14 @@ program
   .addOption(new Option('--jobs <n>', 'key ranges compared at once').argParser(positiveInt).default(4))
   .addOption(new Option('--range-rows <n>', 'rows per key range').argParser(positiveInt).default(50_000))
   .option('--via-api', "also count each table through Supabase's REST API (needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY)")
+  .option('--reverse', 'after cutover: compare the new database (now written to) with the old one')
   .addHelpText(
     'after',
     '\nEach table is compared in key ranges hashed on both sides; a differing range is narrowed to its rows,\n' +
       'listed as missing on target, extra on target, or changed. Rows that change during the comparison are\n' +
       'compared again. Exit status: 0 equal, 1 different, 2 could not compare.',
   )
-  .action(async (opts: { table: string[]; json?: boolean; maxDifferences: number; jobs: number; rangeRows: number; viaApi?: boolean }) => {
+  .action(async (opts: { table: string[]; json?: boolean; maxDifferences: number; jobs: number; rangeRows: number; viaApi?: boolean; reverse?: boolean }) => {
     process.exit(
       await verifyCommand(process.env, {
         tables: opts.table,
@@ -119,6 +127,7 @@ program
         jobs: opts.jobs,
         rangeRows: opts.rangeRows,
         viaApi: opts.viaApi === true,
+        reverse: opts.reverse === true,
       }),
     );
   });
@@ -184,9 +193,10 @@ program
   .description("remove walbridge's replication slot and publication from the source (run it if you abandon a migration)")
   .option('--target', "also remove walbridge's state (schema walbridge) from the target; your tables stay as they are")
   .option('--force', 'disconnect a walbridge that is still streaming from the slot')
+  .option('--reverse', 'remove the way back instead: its slot and publication on the new database (and with --target its state on the old one)')
   .addHelpText('after', '\nA slot nobody reads makes the source keep WAL until its disk fills (Supabase invalidates it past 512 MB).\nSafe to run twice.')
-  .action(async (opts: { target?: boolean; force?: boolean }) => {
-    process.exit(await teardownCommand(process.env, { target: opts.target === true, force: opts.force === true }));
+  .action(async (opts: { target?: boolean; force?: boolean; reverse?: boolean }) => {
+    process.exit(await teardownCommand(process.env, { target: opts.target === true, force: opts.force === true, reverse: opts.reverse === true }));
   });
 
 await program.parseAsync(process.argv);

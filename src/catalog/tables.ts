@@ -82,8 +82,26 @@ export async function listSourceTables(source: pg.ClientBase, schemas: string[])
   }));
 }
 
-export async function listColumns(client: pg.ClientBase | pg.Pool, tables: TableName[]): Promise<Map<string, Column[]>> {
-  const { rows } = await client.query<ColumnRow>(LIST_COLUMNS, [tables.map((t) => t.schema), tables.map((t) => t.name)]);
+/**
+ * Columns of the given tables. Type names are read with search_path = pg_catalog, so every
+ * type outside pg_catalog is schema-qualified (`extensions.vector`, `public.order_status`): the
+ * same type prints the same on both servers whatever their search_path, and apply's casts
+ * name it exactly.
+ */
+export async function listColumns(db: pg.ClientBase | pg.Pool, tables: TableName[]): Promise<Map<string, Column[]>> {
+  const client = 'totalCount' in db ? await db.connect() : db;
+  let rows: ColumnRow[];
+  try {
+    await client.query('BEGIN');
+    await client.query('SET LOCAL search_path = pg_catalog');
+    rows = (await client.query<ColumnRow>(LIST_COLUMNS, [tables.map((t) => t.schema), tables.map((t) => t.name)])).rows;
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    if ('release' in client && typeof client.release === 'function') client.release();
+  }
   const out = new Map<string, Column[]>();
   for (const r of rows) {
     const key = displayTable(r);

@@ -6,7 +6,7 @@ import { describeError } from '../errors.js';
 import { describeEndpoint } from '../pg/connect.js';
 import { runCutover, type CutoverOptions } from '../cutover/cutover.js';
 
-export interface CutoverCommandOptions extends Omit<CutoverOptions, 'say'> {
+export interface CutoverCommandOptions extends Omit<CutoverOptions, 'say' | 'rollingBack'> {
   reverse: boolean;
   json: boolean;
 }
@@ -26,7 +26,7 @@ export async function cutoverCommand(env: NodeJS.ProcessEnv, opts: CutoverComman
   };
   say(`walbridge cutover: ${describeEndpoint(config.sourceUrl)} → ${describeEndpoint(config.targetUrl)}`);
   try {
-    const r = await runCutover(config, { ...opts, prepareReverse: opts.prepareReverse && !opts.reverse, say });
+    const r = await runCutover(config, { ...opts, prepareReverse: opts.prepareReverse && !opts.reverse, rollingBack: opts.reverse, say });
     if (opts.json) {
       process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
       return 0;

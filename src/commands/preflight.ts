@@ -75,8 +75,14 @@ export async function preflightCommand(env: NodeJS.ProcessEnv, opts: { json: boo
       } catch (err) {
         identityError = err;
       }
-      const state = await loadPipeline(target);
-      report = await runPreflight({ config, source, target, identity, identityError, state, walSampleMs: opts.sampleSeconds * 1000 });
+      try {
+        const state = await loadPipeline(target);
+        report = await runPreflight({ config, source, target, identity, identityError, state, walSampleMs: opts.sampleSeconds * 1000 });
+      } catch (err) {
+        // A check that could not even run is a failure to report, not a crash.
+        const d = describeError(err);
+        report = { ok: false, checks: [{ id: 'preflight', status: 'fail', message: `preflight could not finish: ${d.message}`, ...(d.hint ? { fix: d.hint } : {}) }], tables: [], plans: [] };
+      }
     }
     if (opts.json) {
       const { plans: _plans, ...rest } = report;

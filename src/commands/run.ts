@@ -22,7 +22,7 @@ export async function runCommand(env: NodeJS.ProcessEnv, opts: RunOptions = {}):
   let config;
   try {
     config = loadConfig(env, opts.overrides);
-    if (opts.reverse) config = reverseConfig(config);
+    if (opts.reverse ?? /^(1|true|yes)$/i.test(env.WALBRIDGE_REVERSE ?? '')) config = reverseConfig(config);
   } catch (err) {
     const d = describeError(err);
     const log = createLogger(env.LOG_LEVEL && /^[a-z]+$/.test(env.LOG_LEVEL) ? env.LOG_LEVEL : 'info');
@@ -46,6 +46,7 @@ export async function runCommand(env: NodeJS.ProcessEnv, opts: RunOptions = {}):
     process.stderr.write(`cannot listen on PORT ${config.port} (${code ?? String(err)}): set PORT to a free port\n`);
     return 2;
   }
+  const reverse = opts.reverse ?? /^(1|true|yes)$/i.test(env.WALBRIDGE_REVERSE ?? '');
   const unregister = onShutdown(log, () => controller.abort());
   const stopMonitor = startMonitor({
     config,
@@ -59,11 +60,11 @@ export async function runCommand(env: NodeJS.ProcessEnv, opts: RunOptions = {}):
     },
   });
   log.info(
-    { schemas: config.schemas, slot: config.slotName, publication: config.publicationName, copyJobs: config.copyJobs, reverse: opts.reverse === true },
-    opts.reverse ? 'walbridge starting the way back (target → source)' : 'walbridge starting',
+    { schemas: config.schemas, slot: config.slotName, publication: config.publicationName, copyJobs: config.copyJobs, reverse },
+    reverse ? 'walbridge starting the way back (target → source)' : 'walbridge starting',
   );
   try {
-    const code = await supervise({ config, log, metrics, status, signal: controller.signal, exitOnError, mode: opts.reverse ? 'reverse' : 'forward' });
+    const code = await supervise({ config, log, metrics, status, signal: controller.signal, exitOnError, mode: reverse ? 'reverse' : 'forward' });
     log.info({ exitCode: code }, 'walbridge stopped');
     return code;
   } finally {

@@ -4,17 +4,18 @@
  * daemon runs elsewhere (on Railway).
  */
 import type pg from 'pg';
-import { loadConfig } from '../config.js';
+import { loadConfig, reverseConfig } from '../config.js';
 import { describeError } from '../errors.js';
 import { connect } from '../pg/connect.js';
 import { readRecorded, readSlot } from '../status/collect.js';
 import { buildStatus, formatStatusText, type SlotReport } from '../status/report.js';
 import type { PipelineState, TableState } from '../state/store.js';
 
-export async function statusCommand(env: NodeJS.ProcessEnv, opts: { json: boolean }): Promise<number> {
+export async function statusCommand(env: NodeJS.ProcessEnv, opts: { json: boolean; reverse?: boolean }): Promise<number> {
   let config;
   try {
     config = loadConfig(env);
+    if (opts.reverse) config = reverseConfig(config);
   } catch (err) {
     process.stderr.write(`${describeError(err).message}\n`);
     return 2;

@@ -6,7 +6,7 @@
  * unless told to with --force.
  */
 import type pg from 'pg';
-import { loadConfig } from '../config.js';
+import { loadConfig, reverseConfig } from '../config.js';
 import { describeError } from '../errors.js';
 import { connect, describeEndpoint } from '../pg/connect.js';
 import { findPublication, findSlot } from '../pipeline/source-objects.js';
@@ -17,12 +17,15 @@ import { quoteIdent } from '../pg/ident.js';
 export interface TeardownOptions {
   target: boolean;
   force: boolean;
+  /** After cutover: remove the way back (its slot and publication on the new database, its state on the old one). */
+  reverse?: boolean;
 }
 
 export async function teardownCommand(env: NodeJS.ProcessEnv, opts: TeardownOptions): Promise<number> {
   let config;
   try {
     config = loadConfig(env);
+    if (opts.reverse) config = reverseConfig(config);
   } catch (err) {
     process.stderr.write(`${describeError(err).message}\n`);
     return 2;

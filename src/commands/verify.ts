@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import { resolveSelection } from '../catalog/tables.js';
-import { loadConfig } from '../config.js';
+import { loadConfig, reverseConfig } from '../config.js';
 import { describeError } from '../errors.js';
 import { connect, describeEndpoint } from '../pg/connect.js';
 import { displayTable } from '../pg/ident.js';
@@ -20,6 +20,8 @@ export interface VerifyCommandOptions {
   rangeRows: number;
   /** Also count the tables through Supabase's REST API (SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY). */
   viaApi: boolean;
+  /** After cutover: compare the way back (the new database is the one written to). */
+  reverse?: boolean;
 }
 
 export interface ApiComparison {
@@ -65,6 +67,7 @@ export async function verifyCommand(env: NodeJS.ProcessEnv, opts: VerifyCommandO
   let config;
   try {
     config = loadConfig(env);
+    if (opts.reverse) config = reverseConfig(config);
   } catch (err) {
     process.stderr.write(`${describeError(err).message}\n`);
     return 2;

@@ -28,6 +28,8 @@ export interface CutoverOptions {
   keepSourceSlot: boolean;
   verify: boolean;
   prepareReverse: boolean;
+  /** This cutover is the way back (nothing to prepare for a way back of the way back). */
+  rollingBack?: boolean;
   say: (line: string) => void;
 }
 
@@ -156,11 +158,11 @@ export async function runCutover(config: Config, opts: CutoverOptions): Promise<
     const counts: Record<string, number> = {};
     for (const t of verify?.tables ?? []) counts[t.table] = t.rowsTarget;
 
-    say('4/6 preparing the way back (a slot on the target at this point)…');
+    say(opts.rollingBack ? '4/6 the way back of the way back…' : '4/6 preparing the way back (a slot on the target at this point)…');
     const reverse = opts.prepareReverse ? await prepareReverse(config, target, tables) : null;
     if (reverse && 'slot' in reverse) say(`    slot ${reverse.slot} at ${reverse.lsn}`);
     else if (reverse) say(`    not possible: ${reverse.problem}`);
-    else say('    skipped (--no-reverse-slot)');
+    else say(opts.rollingBack ? '    not needed: this is the way back' : '    skipped (--no-reverse-slot)');
 
     say('5/6 recording the cutover on the target (the daemon stops by itself)…');
     await withTransaction(target, async () => {

@@ -35,6 +35,8 @@ export const STATUS_PAGE = `<!doctype html>
   .chart polyline { fill: none; stroke-width: 2; vector-effect: non-scaling-stroke; }
   .error { background: #2d1417; border: 1px solid var(--bad); border-radius: 8px; padding: 12px 14px; margin-bottom: 18px; white-space: pre-wrap; }
   .error b { color: var(--bad); }
+  .error.resolved { background: var(--panel); border-color: #30363d; color: var(--dim); }
+  .error.resolved b { color: var(--dim); }
   .hidden { display: none; }
   footer { color: var(--dim); font-size: 12px; margin-top: 16px; }
 </style>
@@ -95,8 +97,8 @@ async function refresh() {
     $('lag').textContent = s.lagBytes == null ? '–' : bytes(s.lagBytes) + (s.lagSeconds ? ' · ' + s.lagSeconds + ' s' : '');
     $('wal').textContent = s.slot && s.slot.exists ? bytes(s.slot.retainedWalBytes) + (s.slot.active ? '' : ' (inactive)') : '–';
     const e = s.lastError;
-    $('error').className = e ? 'error' : 'error hidden';
-    if (e) $('error').innerHTML = '<b>' + esc(e.kind) + ' error</b> at ' + esc(e.at) + '\\n' + esc(e.message) + (e.hint ? '\\n\\nFix: ' + esc(e.hint) : '');
+    $('error').className = e ? 'error' + (e.resolvedAt ? ' resolved' : '') : 'error hidden';
+    if (e) $('error').innerHTML = '<b>' + esc(e.kind) + ' error</b> at ' + esc(e.at) + (e.resolvedAt ? ' (resolved at ' + esc(e.resolvedAt) + ')' : '') + '\\n' + esc(e.message) + (e.hint ? '\\n\\nFix: ' + esc(e.hint) : '');
     $('rows').innerHTML = s.tables.map((t) => '<tr data-table="' + esc(t.table) + '"><td>' + esc(t.table) + '</td><td>' + t.state + '</td>' +
       '<td><div class="bar' + (t.state === 'copied' ? ' done' : '') + '"><span style="width:' + (t.percent || 0) + '%"></span></div></td>' +
       '<td class="num">' + t.rowsCopied.toLocaleString() + (t.state === 'copying' && t.rowsEstimated ? ' / ' + t.rowsEstimated.toLocaleString() : '') + '</td>' +

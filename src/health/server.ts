@@ -73,10 +73,17 @@ export async function startHealthServer(opts: {
         return send(404, 'text/plain', 'not found\n');
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host ?? '0.0.0.0', () => resolve());
-  });
+  // '::' is every address, IPv4 included (dual stack): Railway's private network can be IPv6-only.
+  const listen = (host: string) =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  if (opts.host) await listen(opts.host);
+  else await listen('::').catch((err: { code?: string }) => (err.code === 'EAFNOSUPPORT' || err.code === 'EADDRNOTAVAIL' ? listen('0.0.0.0') : Promise.reject(err)));
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;
   opts.log.info({ port }, 'http server listening (/ status page, /status.json, /metrics, /healthz, /readyz)');

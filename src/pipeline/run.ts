@@ -47,6 +47,7 @@ async function acquireWriterLock(ctx: RunContext, control: pg.Client): Promise<b
     const { rows } = await control.query<{ locked: boolean }>(TRY_WRITER_LOCK, [ctx.config.slotName]);
     if (rows[0]?.locked) {
       ctx.status.writer = true;
+      ctx.status.writerSince = Date.now();
       return true;
     }
     if (!announced) {

@@ -13,6 +13,8 @@ export interface LiveStatus {
   ready: boolean;
   /** This instance holds the writer lock (the others stand by and only read). */
   writer: boolean;
+  /** When this instance last took the writer lock. */
+  writerSince: number | null;
   /** When the pipeline last became ready (ms since epoch). */
   readyAt: number | null;
   appliedLsn: Lsn | null;
@@ -32,6 +34,7 @@ export function newLiveStatus(): LiveStatus {
     phase: 'preflight',
     ready: false,
     writer: false,
+    writerSince: null,
     readyAt: null,
     appliedLsn: null,
     appliedCommitTime: null,
@@ -48,6 +51,8 @@ export function markReady(s: LiveStatus, phase: Phase, metrics: { setPhase(p: Ph
   metrics.setPhase(phase);
   if (!s.ready) s.readyAt = Date.now();
   s.ready = true;
+  // Back to work: the last error stays visible, marked as resolved.
+  if (s.lastError && !s.lastError.resolvedAt) s.lastError = { ...s.lastError, resolvedAt: new Date().toISOString() };
 }
 
 const PG_EPOCH_MS = 946_684_800_000;

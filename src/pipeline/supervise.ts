@@ -8,6 +8,9 @@ import type { Config } from '../config.js';
 import { describeError, isTransient } from '../errors.js';
 import type { Metrics } from '../health/metrics.js';
 import type { Logger } from '../log.js';
+import { connect } from '../pg/connect.js';
+import { RECORD_DAEMON } from '../sql/state.js';
+import { stateExists } from '../state/store.js';
 import { abortableDelay, runPipeline, type PipelineMode } from './run.js';
 import type { LiveStatus } from './status.js';
 
@@ -23,6 +26,15 @@ export interface SuperviseOptions {
   minBackoffMs?: number;
   maxBackoffMs?: number;
   errorRetryMs?: number;
+}
+
+async function recordError(targetUrl: string, status: LiveStatus): Promise<void> {
+  const c = await connect(targetUrl, { side: 'target', applicationName: 'walbridge monitor' });
+  try {
+    if (await stateExists(c)) await c.query(RECORD_DAEMON, ['error', status.lastError ? JSON.stringify(status.lastError) : null]);
+  } finally {
+    await c.end().catch(() => {});
+  }
 }
 
 /** Resolves with the process exit code. */
@@ -61,8 +73,13 @@ export async function supervise(opts: SuperviseOptions): Promise<number> {
       log.error({ err, hint: d.hint }, `walbridge cannot continue: ${d.message}${d.hint ? ` — fix: ${d.hint}` : ''}`);
       status.phase = 'error';
       metrics.setPhase('error');
+      // This instance was the one running the migration: say so on the target, for
+      // "walbridge status" (the monitor only writes while the writer lock is held).
+      if (status.writerSince !== null && status.writerSince >= startedAt) await recordError(opts.config.targetUrl, status).catch(() => {});
       if (opts.exitOnError) return 1;
-      if (!(await abortableDelay(opts.errorRetryMs ?? 60_000, signal))) return 0;
+      // A column the operator is adding is picked up quickly; other fixes take longer.
+      const retryMs = opts.errorRetryMs ?? (d.kind === 'schema' ? 10_000 : 60_000);
+      if (!(await abortableDelay(retryMs, signal))) return 0;
     }
   }
 }

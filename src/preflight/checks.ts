@@ -349,12 +349,25 @@ export async function runPreflight(input: PreflightInput): Promise<PreflightRepo
       add({ id: 'target-empty', status: 'pass', message: 'the way back: the tables hold the data as of the cutover, nothing is copied' });
     } else {
       const full: string[] = [];
+      const unreadable: string[] = [];
       for (const p of plans) {
-        const { rows } = await target.query<{ has_rows: boolean }>(tableHasRows(quoteTable(p)));
-        if (rows[0]?.has_rows) full.push(displayTable(p));
+        try {
+          const { rows } = await target.query<{ has_rows: boolean }>(tableHasRows(quoteTable(p)));
+          if (rows[0]?.has_rows) full.push(displayTable(p));
+        } catch (err) {
+          unreadable.push(`${displayTable(p)} (${describeError(err).message})`);
+        }
       }
       add(
-        full.length > 0
+        unreadable.length > 0
+          ? {
+              id: 'target-empty',
+              status: 'fail',
+              message: `the target role cannot read these target tables: ${unreadable.join('; ')}`,
+              fix: "Connect to the target as the tables' owner or a superuser (Railway's postgres user is one).",
+              kind: 'privilege',
+            }
+          : full.length > 0
           ? {
               id: 'target-empty',
               status: 'fail',

@@ -33,6 +33,8 @@ export interface RecordedError {
   message: string;
   hint?: string | undefined;
   at: string;
+  /** Set once walbridge got back to copying or streaming after it. */
+  resolvedAt?: string;
 }
 
 export interface TableState {

@@ -202,8 +202,9 @@ export function formatStatusText(r: StatusReport): string {
     lines.push(`  ${t.table.padEnd(width)}  ${t.state.padEnd(7)} ${pct}  ${extra}`);
   }
   if (r.lastError) {
-    lines.push(`last error:   [${r.lastError.kind}] ${r.lastError.message} (${r.lastError.at})`);
-    if (r.lastError.hint) lines.push(`fix:          ${r.lastError.hint}`);
+    const resolved = r.lastError.resolvedAt ? `, resolved ${r.lastError.resolvedAt}` : '';
+    lines.push(`last error:   [${r.lastError.kind}] ${r.lastError.message} (${r.lastError.at}${resolved})`);
+    if (r.lastError.hint && !r.lastError.resolvedAt) lines.push(`fix:          ${r.lastError.hint}`);
   }
   return lines.join('\n');
 }
