@@ -16,7 +16,7 @@ import type { Logger } from '../log.js';
 import { formatLsn, maxLsn, type Lsn } from '../lsn.js';
 import { displayTable } from '../pg/ident.js';
 import { ReplicationConnection } from '../pg/replication.js';
-import { Applier, type TableRuntime } from '../replicator/apply.js';
+import { Applier, type AppliedPosition, type TableRuntime } from '../replicator/apply.js';
 import { consumeStream, type StreamSink } from '../replicator/consume.js';
 import { openTargetWriter } from '../pg/sessions.js';
 import { decodePgoutput } from '../replicator/pgoutput.js';
@@ -257,7 +257,7 @@ export async function catchupPhase(ctx: PhaseContext, state: PipelineState): Pro
     if (applier.inTransaction) {
       throw new WalbridgeError('state', 'the spool ends inside a transaction', { hint: 'Report this as a bug; restart walbridge to retry.' });
     }
-    const pos = await applier.flush();
+    const pos = await applier.drain();
     ctx.status.appliedLsn = pos.lsn;
     await withTransaction(control, async () => {
       await control.query(CLEAR_SPOOL);
@@ -295,7 +295,12 @@ class ApplySink implements StreamSink {
     return this.applier.inTransaction;
   }
   async flush(): Promise<Lsn> {
-    const pos = await this.applier.flush();
+    return this.report(await this.applier.flush());
+  }
+  async drain(): Promise<Lsn> {
+    return this.report(await this.applier.drain());
+  }
+  private report(pos: AppliedPosition): Lsn {
     this.status.appliedLsn = pos.lsn;
     if (pos.commitTime !== null) this.status.appliedCommitTime = pos.commitTime;
     return pos.lsn;

@@ -14,6 +14,9 @@
  *   LSN: earlier ones are already in T's copy.
  * - Large transactions are sent as they arrive (bounded buffers inside an open target
  *   transaction), never held whole in memory.
+ * - One batch is in flight on the target while the next one is decoded and queued: the
+ *   target and the stream work at the same time. Only what the target has committed is
+ *   reported durable.
  */
 import type pg from 'pg';
 import type { TablePlan } from '../catalog/tables.js';
@@ -108,6 +111,11 @@ export class Applier {
   private position: AppliedPosition;
   /** Last position committed on the target. */
   private durable: AppliedPosition;
+  /** Last position handed to the target (committed, or in flight). */
+  private sent: AppliedPosition;
+  /** The batch the target is executing right now, if any. */
+  private inFlight: Promise<void> | null = null;
+  private inFlightError: unknown = null;
 
   constructor(
     private readonly client: pg.Client,
@@ -119,6 +127,7 @@ export class Applier {
   ) {
     this.position = { ...startAt };
     this.durable = { ...startAt };
+    this.sent = { ...startAt };
     this.maxBufferBytes = opts.maxBufferBytes ?? 8 * 1024 * 1024;
   }
 
@@ -133,7 +142,7 @@ export class Applier {
   /** True when what was received should be committed at this transaction boundary. */
   get batchDue(): boolean {
     if (this.current !== null) return false;
-    if (this.position.lsn <= this.durable.lsn) return false;
+    if (this.position.lsn <= this.sent.lsn) return false;
     return this.changesInBatch >= this.opts.batchChanges || Date.now() - this.batchStartedAt >= this.opts.batchMs;
   }
 
@@ -158,9 +167,14 @@ export class Applier {
       case 'delete':
       case 'truncate':
         if (this.current === null) throw new Error(`pgoutput: ${msg.tag} outside a transaction`);
+        if (this.inFlightError !== null) throw this.inFlightError;
         if (this.skipCurrent) return;
         this.onChange(msg);
-        if (this.bufferedBytes >= this.maxBufferBytes) await this.send(null);
+        if (this.bufferedBytes >= this.maxBufferBytes) {
+          // A large transaction: its part so far goes now, inside the open target transaction.
+          await this.settle();
+          await this.send(this.takeSegments(), null);
+        }
         return;
       default:
         return;
@@ -174,30 +188,73 @@ export class Applier {
    */
   noteIdlePosition(lsn: Lsn): void {
     if (this.current === null && lsn > this.position.lsn) {
-      if (this.position.lsn <= this.durable.lsn) this.batchStartedAt = Date.now();
+      if (this.position.lsn <= this.sent.lsn) this.batchStartedAt = Date.now();
       this.position = { lsn, commitTime: this.position.commitTime };
     }
   }
 
-  /** Commit what has been applied so far (only between source transactions). Returns the durable position. */
+  /**
+   * Hand what has been received so far (complete source transactions) to the target as one
+   * batch, after the one in flight has committed, without waiting for it; returns the position
+   * that is durable now. Between source transactions only.
+   */
   async flush(): Promise<AppliedPosition> {
     if (this.current !== null) return this.durable;
-    if (this.position.lsn <= this.durable.lsn && !this.targetTxnOpen && this.segments.length === 0) return this.durable;
-    await this.send(this.position);
-    this.durable = { ...this.position };
-    this.metrics.applyTransactions.inc(this.txnsInBatch);
-    for (const [k, n] of this.changeCounts) {
-      const [table, op] = k.split('\0') as [string, string];
-      this.metrics.applyChanges.inc({ table, op }, n);
-    }
+    await this.settle();
+    if (this.position.lsn <= this.sent.lsn && !this.targetTxnOpen && this.segments.length === 0) return this.durable;
+    const at = { ...this.position };
+    const segments = this.takeSegments();
+    const txns = this.txnsInBatch;
+    const counts = new Map(this.changeCounts);
     this.changeCounts.clear();
     this.txnsInBatch = 0;
     this.changesInBatch = 0;
+    this.sent = at;
+    this.inFlight = this.send(segments, at).then(
+      () => {
+        this.durable = at;
+        this.metrics.applyTransactions.inc(txns);
+        for (const [k, n] of counts) {
+          const [table, op] = k.split('\0') as [string, string];
+          this.metrics.applyChanges.inc({ table, op }, n);
+        }
+      },
+      (err: unknown) => {
+        this.inFlightError = err;
+      },
+    );
     return this.durable;
+  }
+
+  /** Wait for the batch in flight; throws if it failed. Returns the durable position. */
+  async settle(): Promise<AppliedPosition> {
+    if (this.inFlight) {
+      await this.inFlight;
+      this.inFlight = null;
+    }
+    if (this.inFlightError !== null) throw this.inFlightError;
+    return this.durable;
+  }
+
+  /** Everything received is committed (between source transactions). */
+  async drain(): Promise<AppliedPosition> {
+    await this.flush();
+    return this.settle();
+  }
+
+  private takeSegments(): Segment[] {
+    const segments = this.segments;
+    this.segments = [];
+    this.bufferedBytes = 0;
+    return segments;
   }
 
   /** Abandon whatever is not committed (on shutdown or error); the source will send it again. */
   async rollback(): Promise<void> {
+    // Let the batch in flight finish or fail first: ROLLBACK must not overtake it.
+    if (this.inFlight) await this.inFlight;
+    this.inFlight = null;
+    this.inFlightError = null;
     this.segments = [];
     this.bufferedBytes = 0;
     this.partialSent = false;
@@ -210,6 +267,7 @@ export class Applier {
       await this.client.query('ROLLBACK').catch(() => {});
     }
     this.position = { ...this.durable };
+    this.sent = { ...this.durable };
   }
 
   /**
@@ -218,24 +276,21 @@ export class Applier {
    * that trips a unique constraint, sent again in the source's exact order. Parts of a large
    * source transaction sent before its end are always in exact order (they cannot be sent again).
    */
-  private async send(commitAt: AppliedPosition | null): Promise<void> {
+  private async send(segments: Segment[], commitAt: AppliedPosition | null): Promise<void> {
     const strict = commitAt === null || this.partialSent;
     try {
-      await this.sendOnce(commitAt, strict);
+      await this.sendOnce(segments, commitAt, strict);
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (strict || (code !== '23505' && code !== '23P01')) throw err;
       this.log.info({ code }, 'grouped statements tripped a unique constraint; applying the batch in source order');
-      await this.sendOnce(commitAt, true);
+      await this.sendOnce(segments, commitAt, true);
     }
-    this.segments = [];
-    this.bufferedBytes = 0;
-    if (commitAt === null) this.partialSent = true;
-    else this.partialSent = false;
+    this.partialSent = commitAt === null;
   }
 
-  private async sendOnce(commitAt: AppliedPosition | null, strict: boolean): Promise<void> {
-    const statements = this.render(strict);
+  private async sendOnce(segments: Segment[], commitAt: AppliedPosition | null, strict: boolean): Promise<void> {
+    const statements = this.render(segments, strict);
     const parts: string[] = [];
     const opening = !this.targetTxnOpen;
     if (opening) parts.push('BEGIN');
@@ -250,7 +305,7 @@ export class Applier {
       for (const st of statements) byTable[`${st.table} ${st.op}`] = (byTable[`${st.table} ${st.op}`] ?? 0) + 1;
       this.log.trace({ byTable }, 'apply batch statements');
     }
-    this.log.debug({ statements: statements.length, changes: this.changesInBatch, strict }, 'apply batch');
+    this.log.debug({ statements: statements.length, strict }, 'apply batch');
     this.targetTxnOpen = true;
     let results: pg.QueryResult[];
     try {
@@ -274,9 +329,9 @@ export class Applier {
     });
   }
 
-  private render(strict: boolean): RenderedStatement[] {
+  private render(segments: Segment[], strict: boolean): RenderedStatement[] {
     const out: RenderedStatement[] = [];
-    for (const seg of this.segments) {
+    for (const seg of segments) {
       if (seg.kind === 'sql') {
         out.push({ sql: seg.sql, expect: null, table: '', op: 'truncate' });
         continue;
@@ -302,7 +357,7 @@ export class Applier {
     this.current = null;
     this.skipCurrent = false;
     if (skipped) return;
-    if (this.position.lsn <= this.durable.lsn) this.batchStartedAt = Date.now();
+    if (this.position.lsn <= this.sent.lsn) this.batchStartedAt = Date.now();
     if (msg.endLsn > this.position.lsn) this.position = { lsn: msg.endLsn, commitTime: msg.commitTime };
     this.txnsInBatch++;
   }

@@ -17,8 +17,10 @@ export interface StreamSink {
   readonly idle: boolean;
   /** True between a transaction's BEGIN and COMMIT. */
   readonly inTransaction: boolean;
-  /** Make everything complete durable; returns the durable LSN. */
+  /** Hand everything complete to the target (it may still be in flight); returns the durable LSN. */
   flush(): Promise<Lsn>;
+  /** Make everything complete durable, and wait for it; returns the durable LSN. */
+  drain(): Promise<Lsn>;
   /** Drop what is not durable (the source sends it again). */
   abandon(): Promise<void>;
 }
@@ -64,7 +66,7 @@ export async function consumeStream(stream: WalStream, sink: StreamSink, opts: C
       if (sink.flushDue) await commit();
     }
     // Stopping: keep what is complete, drop a transaction cut in the middle.
-    if (!sink.inTransaction) await commit();
+    if (!sink.inTransaction) stream.confirm(await sink.drain());
     else await sink.abandon();
   } catch (err) {
     await sink.abandon().catch(() => {});

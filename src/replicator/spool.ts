@@ -76,6 +76,10 @@ export class SpoolWriter implements StreamSink {
     this.add(x);
   }
 
+  drain(): Promise<Lsn> {
+    return this.flush();
+  }
+
   async abandon(): Promise<void> {
     this.lines = [];
     this.bufferedBytes = 0;
