@@ -8,6 +8,9 @@ const URL_USERINFO = /\b(postgres(?:ql)?|https?|redis):\/\/([^:/?#@\s]+):([^@/?#
 const PASSWORD_PARAM =
   /\b(\w*password|pass|pwd|token|apikey|api_key|service_role_key|secret)(\s*[=:]\s*)('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^&\s;'",}]+)/gi;
 
+/** What a message shows where a password goes (ours, and Supabase's dashboard's): not secrets. */
+const PLACEHOLDERS = new Set(['PASSWORD', '[YOUR-PASSWORD]', '<password>']);
+
 /** Values known to be secret at run time (passwords parsed from the configured URLs). */
 const knownSecrets = new Set<string>();
 
@@ -29,7 +32,11 @@ export function redactSecrets(text: string): string {
   for (const s of knownSecrets) {
     if (out.includes(s)) out = out.split(s).join('***');
   }
-  return out.replace(URL_USERINFO, '$1://$2:***@').replace(PASSWORD_PARAM, '$1$2***');
+  return out
+    .replace(URL_USERINFO, (m: string, scheme: string, user: string, password: string) =>
+      PLACEHOLDERS.has(password) ? m : `${scheme}://${user}:***@`,
+    )
+    .replace(PASSWORD_PARAM, (m: string, key: string, sep: string, value: string) => (PLACEHOLDERS.has(value) ? m : `${key}${sep}***`));
 }
 
 /** A connection URL as it may be shown: no password, no query string secrets. */

@@ -11,9 +11,9 @@ import { formatLsn, type Lsn } from '../lsn.js';
 import { WalbridgeError } from '../errors.js';
 import { displayTable } from '../pg/ident.js';
 import { openSourceReader, openTargetWriter } from '../pg/sessions.js';
-import { MARK_COPYING } from '../sql/state.js';
+import { MARK_COPYING, MOVE_COPY_LSN } from '../sql/state.js';
 import type { LiveCopy } from '../status/report.js';
-import { copyTable } from './copy.js';
+import { copyTable, openSnapshotRead, TableRewrittenError, type CopyProgress } from './copy.js';
 
 export interface BackfillOptions {
   sourceUrl: string;
@@ -30,7 +30,21 @@ export interface BackfillOptions {
   /** Copies in flight, shown on the status page and recorded by the monitor. */
   live: Map<string, LiveCopy>;
   progressIntervalMs?: number;
+  /**
+   * A snapshot newer than `snapshotName`, for a table truncated or rewritten since that one
+   * was taken; `lsn` is its copy LSN. Call release() once the copy has imported it.
+   */
+  freshSnapshot: () => Promise<FreshSnapshot>;
 }
+
+export interface FreshSnapshot {
+  name: string;
+  lsn: Lsn;
+  release(): Promise<void>;
+}
+
+/** A table truncated on the source again and again while queued is copied under this many snapshots at most. */
+const MAX_SNAPSHOTS_PER_TABLE = 5;
 
 interface Progress extends LiveCopy {
   table: string;
@@ -70,6 +84,30 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
   }, opts.progressIntervalMs ?? 10_000);
   ticker.unref();
 
+  /**
+   * The table was truncated or rewritten after the shared snapshot: read it under a snapshot
+   * of its own, taken now. Its changes from that snapshot's LSN on are applied after the copy;
+   * the ones before (the TRUNCATE or rewrite among them) are in what the copy reads.
+   */
+  const readUnderFreshSnapshot = async (source: pg.Client, plan: TablePlan, first: TableRewrittenError): Promise<Lsn> => {
+    const tlog = log.child({ table: displayTable(plan) });
+    let reason: TableRewrittenError = first;
+    for (let attempt = 2; ; attempt++) {
+      const fresh = await opts.freshSnapshot();
+      tlog.warn({ lsn: formatLsn(fresh.lsn) }, `${reason.message}: copying it under a new snapshot`);
+      try {
+        await openSnapshotRead(source, plan, fresh.name);
+        return fresh.lsn;
+      } catch (err) {
+        if (!(err instanceof TableRewrittenError) || attempt >= MAX_SNAPSHOTS_PER_TABLE) throw err;
+        reason = err;
+      } finally {
+        // Imported (or failed): the temporary slot behind it must not hold WAL back any longer.
+        await fresh.release();
+      }
+    }
+  };
+
   const copyOne = async (plan: TablePlan) => {
     if (failure !== null || opts.signal.aborted) return;
     const table = displayTable(plan);
@@ -92,12 +130,22 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
       active.set(table, progress);
       live.set(table, progress);
       tlog.info({ estimatedRows: plan.source.estimatedRows, bytes: plan.source.bytes }, 'copy started');
-      const done = await copyTable(source, target, plan, opts.snapshotName, opts.copyLsn, (d) => {
+      const onProgress = (d: CopyProgress) => {
         progress.rows += d.rows;
         progress.bytes += d.bytes;
         metrics.backfillRows.inc({ table }, d.rows);
         metrics.backfillBytes.inc({ table }, d.bytes);
-      }, opts.maxBytesPerSecond ?? null);
+      };
+      let copyLsn = opts.copyLsn;
+      try {
+        await openSnapshotRead(source, plan, opts.snapshotName);
+      } catch (err) {
+        if (!(err instanceof TableRewrittenError)) throw err;
+        copyLsn = await readUnderFreshSnapshot(source, plan, err);
+        const moved = await target.query(MOVE_COPY_LSN, [plan.schema, plan.name, formatLsn(opts.copyLsn), formatLsn(copyLsn)]);
+        if (moved.rowCount !== 1) throw new WalbridgeError('state', `${table} is no longer this instance's to copy`, { transient: true });
+      }
+      const done = await copyTable(source, target, plan, copyLsn, onProgress, opts.maxBytesPerSecond ?? null);
       active.delete(table);
       live.delete(table);
       metrics.backfillTables.dec({ state: 'copying' });

@@ -13,6 +13,7 @@ import { WalbridgeError } from '../errors.js';
 import { displayTable, quoteIdent, quoteLiteral, quoteTable } from '../pg/ident.js';
 import { formatLsn, type Lsn } from '../lsn.js';
 import { tableHasRows } from '../sql/catalog.js';
+import { TABLE_REWRITTEN_SINCE_SNAPSHOT } from '../sql/source.js';
 import { MARK_COPIED } from '../sql/state.js';
 
 export interface CopyProgress {
@@ -51,6 +52,18 @@ class CopyCounter extends Transform {
   }
 }
 
+/** The table was truncated or rewritten on the source after the copy's snapshot was taken. */
+export class TableRewrittenError extends WalbridgeError {
+  constructor(plan: TablePlan) {
+    super(
+      'slot',
+      `${displayTable(plan)} was truncated or rewritten on the source (TRUNCATE, or an ALTER TABLE that rewrites it) after the copy's snapshot was taken; ` +
+        'under that snapshot it reads as empty',
+      { transient: true, hint: 'walbridge copies it under a new snapshot; nothing to do.' },
+    );
+  }
+}
+
 export function copyOutSql(plan: TablePlan): string {
   const cols = plan.copyColumns.map((c) => quoteIdent(c.name)).join(', ');
   // A partitioned table cannot be COPY'd directly; its rows are read through the root.
@@ -67,18 +80,11 @@ export function copyInSql(plan: TablePlan): string {
 }
 
 /**
- * Copy `plan` from `source` (a fresh session) to `target` (a fresh session with
- * session_replication_role = replica) under `snapshotName`; mark it copied at `copyLsn`.
+ * Start reading `plan` on `source` (a fresh session) under `snapshotName`, in a transaction
+ * that copyTable() goes on with. Throws TableRewrittenError (after rolling back) when the
+ * table was truncated or rewritten since the snapshot was taken.
  */
-export async function copyTable(
-  source: pg.ClientBase,
-  target: pg.ClientBase,
-  plan: TablePlan,
-  snapshotName: string,
-  copyLsn: Lsn,
-  onProgress: (delta: CopyProgress) => void,
-  maxBytesPerSecond: number | null = null,
-): Promise<CopyProgress> {
+export async function openSnapshotRead(source: pg.ClientBase, plan: TablePlan, snapshotName: string): Promise<void> {
   await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
     await source.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(snapshotName)}`);
@@ -90,6 +96,28 @@ export async function copyTable(
       hint: 'walbridge takes a new snapshot for the tables not copied yet; nothing to do.',
     });
   }
+  // The lock COPY would take anyway, taken first: from here on no TRUNCATE or rewrite can
+  // commit, and one that committed since the snapshot was taken shows.
+  await source.query(`LOCK TABLE ${quoteTable(plan)} IN ACCESS SHARE MODE`);
+  const check = await source.query<{ rewritten: boolean }>(TABLE_REWRITTEN_SINCE_SNAPSHOT, [quoteTable(plan)]);
+  if (check.rows[0]?.rewritten) {
+    await source.query('ROLLBACK');
+    throw new TableRewrittenError(plan);
+  }
+}
+
+/**
+ * Copy `plan` from `source` (inside openSnapshotRead's transaction) to `target` (a fresh
+ * session with session_replication_role = replica); mark it copied at `copyLsn`.
+ */
+export async function copyTable(
+  source: pg.ClientBase,
+  target: pg.ClientBase,
+  plan: TablePlan,
+  copyLsn: Lsn,
+  onProgress: (delta: CopyProgress) => void,
+  maxBytesPerSecond: number | null = null,
+): Promise<CopyProgress> {
   // On any failure below, no ROLLBACK is sent: a COPY cut off halfway leaves its connection
   // mid-protocol, and a command sent now would wait forever behind it (keeping the source's
   // snapshot open). The caller closes both connections instead; each server rolls back.

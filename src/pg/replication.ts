@@ -9,6 +9,7 @@ import type pg from 'pg';
 import { WalbridgeError, sqlState } from '../errors.js';
 import { parseLsn, type Lsn } from '../lsn.js';
 import { connect, describeEndpoint } from './connect.js';
+import { quoteIdent } from './ident.js';
 
 export interface SystemIdentity {
   systemId: string;
@@ -32,7 +33,12 @@ export class ReplicationConnection {
   ) {}
 
   static async open(url: string, applicationName: string): Promise<ReplicationConnection> {
-    const client = await connect(url, { side: 'source', applicationName, replication: true });
+    const client = await connect(url, { side: 'source', applicationName, replication: true }).catch((err: unknown) => {
+      // The server checks the REPLICATION attribute at login, so a role without it fails
+      // here, not at the first command: say so, instead of retrying a connection error.
+      const cause = err instanceof WalbridgeError && err.cause !== undefined ? err.cause : err;
+      throw sqlState(cause) === '42501' ? explainReplicationError(cause, url) : err;
+    });
     let num = 0;
     try {
       // SHOW works over a replication connection.
@@ -83,6 +89,16 @@ export class ReplicationConnection {
   }
 }
 
+/** The role a URL logs in as, quoted for SQL when it needs to be. */
+function roleOf(url: string): string {
+  try {
+    const user = decodeURIComponent(new URL(url).username) || 'postgres';
+    return /^[a-z_][a-z0-9_$]*$/.test(user) ? user : quoteIdent(user);
+  } catch {
+    return '<user>';
+  }
+}
+
 export function explainReplicationError(err: unknown, url: string): Error {
   if (err instanceof WalbridgeError) return err;
   const code = sqlState(err);
@@ -102,7 +118,7 @@ export function explainReplicationError(err: unknown, url: string): Error {
   if (code === '42501' || /must be superuser or replication role|permission denied to start WAL sender/i.test(msg)) {
     return new WalbridgeError('privilege', `the source role may not use replication: ${msg}`, {
       cause: err,
-      hint: 'Connect as a role with the REPLICATION attribute (on Supabase: postgres), or run ALTER ROLE <user> WITH REPLICATION as a superuser.',
+      hint: `Connect as a role with the REPLICATION attribute (on Supabase: postgres), or run ALTER ROLE ${roleOf(url)} WITH REPLICATION as a superuser.`,
     });
   }
   if (code === '28000' && /replication/i.test(msg)) {

@@ -8,6 +8,7 @@
  */
 import type pg from 'pg';
 import { runBackfill } from '../backfill/backfill.js';
+import { addedColumnDdl } from '../catalog/added-column.js';
 import type { TablePlan } from '../catalog/tables.js';
 import type { Config } from '../config.js';
 import { WalbridgeError } from '../errors.js';
@@ -122,14 +123,8 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
     try {
       if (pending.length > 0) {
         if (!snap) {
-          const conn = await ReplicationConnection.open(ctx.config.sourceUrl, 'walbridge snapshot');
-          const name = `${ctx.config.slotName.slice(0, 40)}_copy_${process.pid}_${Date.now() % 100000}`;
-          const slot = await conn.createSlot(name, { temporary: true }).catch(async (err: unknown) => {
-            await conn.close();
-            throw err;
-          });
-          snap = { conn, slot };
-          log.info({ lsn: formatLsn(slot.consistentPoint), tables: pending.length }, 'resuming the copy under a new snapshot');
+          snap = await temporarySnapshot(ctx);
+          log.info({ lsn: formatLsn(snap.slot.consistentPoint), tables: pending.length }, 'resuming the copy under a new snapshot');
         }
         markReady(ctx.status, 'backfill', ctx.metrics);
         await runBackfill({
@@ -144,6 +139,10 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
           metrics: ctx.metrics,
           signal: inner.signal,
           live: ctx.status.copies,
+          freshSnapshot: async () => {
+            const own = await temporarySnapshot(ctx);
+            return { name: own.slot.snapshotName, lsn: own.slot.consistentPoint, release: () => own.conn.close() };
+          },
         });
       }
     } catch (err) {
@@ -164,6 +163,21 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
   }
 }
 
+/**
+ * A snapshot taken now, from a temporary slot (dropped when its connection closes): tables
+ * copied under it are consistent at the slot's consistent point.
+ */
+async function temporarySnapshot(ctx: PhaseContext): Promise<ExportedSnapshot> {
+  const conn = await ReplicationConnection.open(ctx.config.sourceUrl, 'walbridge snapshot');
+  const name = `${ctx.config.slotName.slice(0, 40)}_copy_${process.pid}_${snapshotSerial++}_${Date.now() % 100000}`;
+  const slot = await conn.createSlot(name, { temporary: true }).catch(async (err: unknown) => {
+    await conn.close();
+    throw err;
+  });
+  return { conn, slot };
+}
+let snapshotSerial = 0;
+
 async function tableRuntimes(control: pg.Client, plans: TablePlan[]): Promise<Map<string, TableRuntime>> {
   const recorded = await loadTables(control);
   const byName = new Map(recorded.map((t) => [`${t.schema}.${t.name}`, t]));
@@ -173,13 +187,6 @@ async function tableRuntimes(control: pg.Client, plans: TablePlan[]): Promise<Ma
     out.set(displayTable(plan), { plan, copyLsn: t && t.state === 'copied' ? t.copyLsn : null });
   }
   return out;
-}
-
-function describeTypeVia(catalog: pg.Client) {
-  return async (oid: number, mod: number) => {
-    const { rows } = await catalog.query<{ t: string }>('SELECT format_type($1::oid, $2::int) AS t', [oid, mod]);
-    return rows[0]?.t ?? `<type ${oid}>`;
-  };
 }
 
 function newApplier(ctx: PhaseContext, tables: Map<string, TableRuntime>, state: PipelineState): Applier {
@@ -193,7 +200,7 @@ function newApplier(ctx: PhaseContext, tables: Map<string, TableRuntime>, state:
     {
       batchChanges: ctx.config.applyBatchChanges,
       batchMs: ctx.config.applyBatchMs,
-      describeSourceType: describeTypeVia(ctx.catalog),
+      describeAddedColumn: (table, column) => addedColumnDdl(ctx.catalog, table, column),
     },
     ctx.log.child({ component: 'apply' }),
     ctx.metrics,
@@ -293,6 +300,9 @@ class ApplySink implements StreamSink {
   }
   get inTransaction(): boolean {
     return this.applier.inTransaction;
+  }
+  get durableLsn(): Lsn {
+    return this.applier.durablePosition.lsn;
   }
   async flush(): Promise<Lsn> {
     return this.report(await this.applier.flush());

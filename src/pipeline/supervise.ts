@@ -9,7 +9,7 @@ import { describeError, isTransient } from '../errors.js';
 import type { Metrics } from '../health/metrics.js';
 import type { Logger } from '../log.js';
 import { connect } from '../pg/connect.js';
-import { RECORD_DAEMON } from '../sql/state.js';
+import { RECORD_DAEMON, TRY_WRITER_LOCK } from '../sql/state.js';
 import { stateExists } from '../state/store.js';
 import { abortableDelay, runPipeline, type PipelineMode } from './run.js';
 import type { LiveStatus } from './status.js';
@@ -28,14 +28,25 @@ export interface SuperviseOptions {
   errorRetryMs?: number;
 }
 
-async function recordError(targetUrl: string, status: LiveStatus): Promise<void> {
-  const c = await connect(targetUrl, { side: 'target', applicationName: 'walbridge monitor' });
+/**
+ * Say on the target that this instance stopped in phase `error`, and why, for
+ * `walbridge status` run from elsewhere. Only when no other instance runs the migration
+ * (the writer lock is free): that one's own reports are the truth then. Ending the session
+ * releases the lock again.
+ */
+async function recordError(config: Config, status: LiveStatus): Promise<void> {
+  const c = await connect(config.targetUrl, { side: 'target', applicationName: 'walbridge monitor' });
   try {
-    if (await stateExists(c)) await c.query(RECORD_DAEMON, ['error', status.lastError ? JSON.stringify(status.lastError) : null]);
+    if (!(await stateExists(c))) return;
+    const { rows } = await c.query<{ locked: boolean }>(TRY_WRITER_LOCK, [config.slotName]);
+    if (rows[0]?.locked) await c.query(RECORD_DAEMON, ['error', status.lastError ? JSON.stringify(status.lastError) : null]);
   } finally {
     await c.end().catch(() => {});
   }
 }
+
+/** How often an instance stopped in phase error says so on the target. */
+const ERROR_REPORT_MS = 5_000;
 
 /** Resolves with the process exit code. */
 export async function supervise(opts: SuperviseOptions): Promise<number> {
@@ -73,13 +84,18 @@ export async function supervise(opts: SuperviseOptions): Promise<number> {
       log.error({ err, hint: d.hint }, `walbridge cannot continue: ${d.message}${d.hint ? ` — fix: ${d.hint}` : ''}`);
       status.phase = 'error';
       metrics.setPhase('error');
-      // This instance was the one running the migration: say so on the target, for
-      // "walbridge status" (the monitor only writes while the writer lock is held).
-      if (status.writerSince !== null && status.writerSince >= startedAt) await recordError(opts.config.targetUrl, status).catch(() => {});
-      if (opts.exitOnError) return 1;
+      if (opts.exitOnError) {
+        await recordError(opts.config, status).catch(() => {});
+        return 1;
+      }
       // A column the operator is adding is picked up quickly; other fixes take longer.
+      // Meanwhile the error is reported on the target at the monitor's pace, so that
+      // "walbridge status" shows it and not a stale phase.
       const retryMs = opts.errorRetryMs ?? (d.kind === 'schema' ? 10_000 : 60_000);
-      if (!(await abortableDelay(retryMs, signal))) return 0;
+      for (let waited = 0; waited < retryMs; waited += ERROR_REPORT_MS) {
+        await recordError(opts.config, status).catch(() => {});
+        if (!(await abortableDelay(Math.min(ERROR_REPORT_MS, retryMs - waited), signal))) return 0;
+      }
     }
   }
 }

@@ -18,7 +18,11 @@
  *   target and the stream work at the same time. Only what the target has committed is
  *   reported durable.
  */
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import type { AddedColumnDdl } from '../catalog/added-column.js';
 import type { TablePlan } from '../catalog/tables.js';
 import { WalbridgeError } from '../errors.js';
 import type { Metrics } from '../health/metrics.js';
@@ -70,8 +74,8 @@ export interface ApplierOptions {
   batchMs: number;
   /** Send queued statements once they hold this many bytes of values (bounds memory). */
   maxBufferBytes?: number;
-  /** Resolves a source type for the DDL suggested when the target lacks a column. */
-  describeSourceType?: (typeOid: number, typeMod: number) => Promise<string>;
+  /** The DDL that adds a column the source has and the target lacks (see catalog/added-column.ts). */
+  describeAddedColumn?: (quotedTable: string, column: string) => Promise<AddedColumnDdl>;
 }
 
 export interface AppliedPosition {
@@ -81,6 +85,8 @@ export interface AppliedPosition {
 
 interface RenderedStatement {
   sql: string;
+  /** Rows to insert with COPY instead of `sql`. */
+  copy?: { sql: string; data: string };
   /** Rows it must change (UPDATE/DELETE), for the divergence warning. */
   expect: number | null;
   table: string;
@@ -291,15 +297,17 @@ export class Applier {
 
   private async sendOnce(segments: Segment[], commitAt: AppliedPosition | null, strict: boolean): Promise<void> {
     const statements = this.render(segments, strict);
-    const parts: string[] = [];
+    // The batch as steps: runs of statements travel as one script, a COPY is its own exchange.
+    type Step = { sql: string; statement: RenderedStatement | null } | { copy: { sql: string; data: string } };
+    const steps: Step[] = [];
     const opening = !this.targetTxnOpen;
-    if (opening) parts.push('BEGIN');
-    for (const s of statements) parts.push(s.sql);
+    if (opening) steps.push({ sql: 'BEGIN', statement: null });
+    for (const st of statements) steps.push(st.copy ? { copy: st.copy } : { sql: st.sql, statement: st });
     if (commitAt !== null) {
-      parts.push(recordAppliedSql(formatLsn(commitAt.lsn), commitTimeText(commitAt.commitTime)));
-      parts.push('COMMIT');
+      steps.push({ sql: recordAppliedSql(formatLsn(commitAt.lsn), commitTimeText(commitAt.commitTime)), statement: null });
+      steps.push({ sql: 'COMMIT', statement: null });
     }
-    if (parts.length === 0) return;
+    if (steps.length === 0) return;
     if (this.log.isLevelEnabled('trace')) {
       const byTable: Record<string, number> = {};
       for (const st of statements) byTable[`${st.table} ${st.op}`] = (byTable[`${st.table} ${st.op}`] ?? 0) + 1;
@@ -307,26 +315,35 @@ export class Applier {
     }
     this.log.debug({ statements: statements.length, strict }, 'apply batch');
     this.targetTxnOpen = true;
-    let results: pg.QueryResult[];
     try {
-      const r = (await this.client.query(parts.join(';\n'))) as pg.QueryResult | pg.QueryResult[];
-      results = Array.isArray(r) ? r : [r];
+      for (let i = 0; i < steps.length; ) {
+        const step = steps[i] as Step;
+        if ('copy' in step) {
+          await pipeline(Readable.from([step.copy.data]), this.client.query(copyFrom(step.copy.sql)));
+          i++;
+          continue;
+        }
+        const run: { sql: string; statement: RenderedStatement | null }[] = [];
+        while (i < steps.length && 'sql' in (steps[i] as Step)) run.push(steps[i++] as { sql: string; statement: RenderedStatement | null });
+        const r = (await this.client.query(run.map((x) => x.sql).join(';\n'))) as pg.QueryResult | pg.QueryResult[];
+        const results = Array.isArray(r) ? r : [r];
+        run.forEach((x, k) => this.checkMatched(x.statement, results[k]?.rowCount ?? 0));
+      }
     } catch (err) {
       this.targetTxnOpen = false;
       await this.client.query('ROLLBACK').catch(() => {});
       throw err;
     }
     if (commitAt !== null) this.targetTxnOpen = false;
-    const offset = opening ? 1 : 0;
-    statements.forEach((s, i) => {
-      const matched = results[i + offset]?.rowCount ?? 0;
-      if (s.expect !== null && matched < s.expect) {
-        // The target lacks rows the source changed: it diverged before (verify shows where).
-        // Applying the rest is still right; say so loudly.
-        this.log.warn({ table: s.table, op: s.op, expected: s.expect, matched }, 'rows to change were not found on the target');
-        this.metrics.errors.inc({ kind: 'divergence' });
-      }
-    });
+  }
+
+  /** An UPDATE or DELETE that found fewer rows than it had changes: the target diverged before. */
+  private checkMatched(s: RenderedStatement | null, matched: number): void {
+    if (s !== null && s.expect !== null && matched < s.expect) {
+      // Verify shows where. Applying the rest is still right; say so loudly.
+      this.log.warn({ table: s.table, op: s.op, expected: s.expect, matched }, 'rows to change were not found on the target');
+      this.metrics.errors.inc({ kind: 'divergence' });
+    }
   }
 
   private render(segments: Segment[], strict: boolean): RenderedStatement[] {
@@ -377,16 +394,23 @@ export class Applier {
     const missing = msg.columns.filter((c) => !target.some((t) => t.name === c.name));
     if (missing.length > 0) {
       const ddl = await Promise.all(
-        missing.map(async (c) => {
-          const type = this.opts.describeSourceType ? await this.opts.describeSourceType(c.typeOid, c.typeMod) : `<type oid ${c.typeOid}>`;
-          return `ALTER TABLE ${quoteTable(msg)} ADD COLUMN ${quoteIdent(c.name)} ${type};`;
-        }),
+        missing.map(async (c): Promise<AddedColumnDdl> =>
+          this.opts.describeAddedColumn
+            ? await this.opts.describeAddedColumn(quoteTable(msg), c.name)
+            : { statements: [`ALTER TABLE ${quoteTable(msg)} ADD COLUMN ${quoteIdent(c.name)} <type oid ${c.typeOid}>;`], caveat: null },
+        ),
       );
+      const caveats = ddl.flatMap((d) => (d.caveat ? [d.caveat] : []));
       throw new WalbridgeError(
         'schema',
         `the source's table ${key} has new column(s) ${missing.map((c) => c.name).join(', ')} that the target lacks; ` +
           'changes to it are held back (nothing is lost: they are applied once the column exists)',
-        { hint: `Run on the target: ${ddl.join(' ')} walbridge continues by itself after the next retry.`, transient: false },
+        {
+          hint:
+            `Run on the target: ${ddl.flatMap((d) => d.statements).join(' ')} walbridge continues by itself after the next retry.` +
+            (caveats.length > 0 ? ` Note: ${caveats.join('; ')}.` : ''),
+          transient: false,
+        },
       );
     }
     const columns: ColumnRef[] = msg.columns.map((c) => {
@@ -622,13 +646,19 @@ export class Applier {
   }
 }
 
+/** Inserts of at least this many rows to one table in one batch use COPY. */
+const COPY_MIN_ROWS = 32;
+
 function renderGroup(b: Binding, g: Group): RenderedStatement {
   const table = b.table.plan;
   const col = (i: number) => b.columns[i] as ColumnRef;
   const rows = g.rows.map((r) => r.values);
   switch (g.op) {
     case 'insert':
-      return { sql: sql.insertRows(table, g.cols.map(col), rows, b.hasIdentityAlways), expect: null, table: b.display, op: 'insert' };
+      // Many rows go by COPY (fastest); a few ride along in the batch's script (no extra round trip).
+      return rows.length >= COPY_MIN_ROWS
+        ? { sql: '', copy: sql.copyRows(table, g.cols.map(col), rows), expect: null, table: b.display, op: 'insert' }
+        : { sql: sql.insertRows(table, g.cols.map(col), rows, b.hasIdentityAlways), expect: null, table: b.display, op: 'insert' };
     case 'update':
       return { sql: sql.updateRowsByKey(table, b.keyIdx.map(col), g.cols.map(col), rows), expect: rows.length, table: b.display, op: 'update' };
     case 'delete':

@@ -15,6 +15,8 @@ export interface StreamSink {
   readonly flushDue: boolean;
   /** Nothing received is waiting to be made durable. */
   readonly idle: boolean;
+  /** The position durable on the target now (a batch in flight may have moved it since the last flush()). */
+  readonly durableLsn: Lsn;
   /** True between a transaction's BEGIN and COMMIT. */
   readonly inTransaction: boolean;
   /** Hand everything complete to the target (it may still be in flight); returns the durable LSN. */
@@ -38,6 +40,10 @@ export async function consumeStream(stream: WalStream, sink: StreamSink, opts: C
     const durable = await sink.flush();
     stream.confirm(durable);
   };
+  // A batch handed over by flush() becomes durable later, maybe once the stream has gone
+  // quiet: it must still be acknowledged then. A source shutting down waits for exactly that
+  // (its walsender exits only once everything it sent is confirmed), and so does its lag.
+  const unconfirmed = () => sink.durableLsn > stream.flushedLsn;
   let lastKeepaliveRequest = 0;
   try {
     for (;;) {
@@ -45,7 +51,7 @@ export async function consumeStream(stream: WalStream, sink: StreamSink, opts: C
       if (opts.until?.() && !sink.inTransaction) break;
       const m = await stream.next(opts.idleFlushMs);
       if (m === TIMEOUT) {
-        if (!sink.idle && !sink.inTransaction) await commit();
+        if (!sink.inTransaction && (!sink.idle || unconfirmed())) await commit();
         else if (sink.idle && Date.now() - lastKeepaliveRequest >= 1000) {
           // Quiet stream: ask where the source is, so the recorded position (and the lag
           // shown to operators) reaches the source's current WAL position within a second.
@@ -59,7 +65,7 @@ export async function consumeStream(stream: WalStream, sink: StreamSink, opts: C
       }
       if (m.kind === 'keepalive') {
         sink.noteIdlePosition(m.walEnd);
-        if (!sink.idle && !sink.inTransaction) await commit();
+        if (!sink.inTransaction && (!sink.idle || unconfirmed())) await commit();
         continue;
       }
       await sink.handle(m);

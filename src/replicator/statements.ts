@@ -37,6 +37,24 @@ export function insertRows(table: TableName, cols: ColumnRef[], rows: Value[][],
   return `INSERT INTO ${quoteTable(table)} (${names})${overriding} SELECT ${casts} FROM (VALUES ${valuesList(rows)}) AS v(${aliases})`;
 }
 
+/** A value in COPY's text format: backslash, newline, carriage return and tab escaped; NULL as \N. */
+export function copyField(v: Value): string {
+  if (v === null) return '\\N';
+  return v.replace(/[\\\n\r\t]/g, (c) => (c === '\\' ? '\\\\' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\t'));
+}
+
+/**
+ * Many rows for one table as COPY ... FROM STDIN: the fastest way into a table (no statement
+ * to parse, rows inserted in bulk), with the same input functions as a cast. COPY writes
+ * identity columns as given, like OVERRIDING SYSTEM VALUE.
+ */
+export function copyRows(table: TableName, cols: ColumnRef[], rows: Value[][]): { sql: string; data: string } {
+  return {
+    sql: `COPY ${quoteTable(table)} (${cols.map((c) => quoteIdent(c.name)).join(', ')}) FROM STDIN`,
+    data: rows.map((r) => r.map(copyField).join('\t')).join('\n') + '\n',
+  };
+}
+
 /** `rows[i]` holds the key values, then the SET values. */
 export function updateRowsByKey(table: TableName, key: ColumnRef[], set: ColumnRef[], rows: Value[][]): string {
   const aliases = [...key.map((_, i) => `k${i}`), ...set.map((_, i) => `s${i}`)].join(', ');

@@ -102,3 +102,23 @@ SELECT DISTINCT n.nspname AS schema, c.relname AS name
   JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = sel.name
   JOIN pg_index i ON i.indrelid = c.oid
  WHERE (i.indisunique AND NOT i.indisprimary) OR i.indisexclusion`;
+
+/**
+ * A column the source has and the target lacks ($1 a quoted table name, $2 the column): what
+ * `ADD COLUMN` on the target needs to give it the same content. `has_missing` is PostgreSQL's
+ * "fast default": the rows that existed before the source's ADD COLUMN read one stored value.
+ */
+export const SOURCE_ADDED_COLUMN = `
+SELECT format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null, a.attgenerated AS generated,
+       pg_get_expr(d.adbin, d.adrelid) AS default_expr, a.atthasmissing AS has_missing
+  FROM pg_attribute a
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE a.attrelid = $1::regclass AND a.attname = $2 AND NOT a.attisdropped`;
+
+/** That stored value as a literal; `type` comes from format_type above. */
+export function addedColumnMissingValue(type: string): string {
+  return `
+SELECT quote_literal((a.attmissingval::text::${type}[])[1]) AS literal
+  FROM pg_attribute a
+ WHERE a.attrelid = $1::regclass AND a.attname = $2`;
+}

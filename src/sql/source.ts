@@ -104,3 +104,17 @@ SELECT sn.nspname AS schema, s.relname AS name, seqs.tbl AS "table", seqs.attnam
 
 /** A reverse slot on the target, created at the cutover point (no snapshot needed: nothing to copy). */
 export const CREATE_SLOT_SQL = `SELECT lsn::text AS lsn FROM pg_create_logical_replication_slot($1, 'pgoutput')`;
+
+/**
+ * Run under the copy's snapshot, once the table is locked: is the storage the snapshot saw
+ * still the table's storage? TRUNCATE and table-rewriting ALTER TABLE are not MVCC-safe: once
+ * one commits, an older snapshot reads the new, empty or rewritten, storage as empty. The
+ * snapshot's own view of pg_class (this query) still names the old relfilenode, while
+ * pg_relation_filenode() reads the current catalog. $1 is the quoted table name.
+ */
+export const TABLE_REWRITTEN_SINCE_SNAPSHOT = `
+SELECT NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = $1::regclass)
+       OR EXISTS (SELECT 1 FROM pg_class c
+                   WHERE c.relkind = 'r'
+                     AND (c.oid = $1::regclass OR c.oid IN (SELECT relid FROM pg_partition_tree($1::regclass)))
+                     AND c.relfilenode IS DISTINCT FROM pg_relation_filenode(c.oid)) AS rewritten`;

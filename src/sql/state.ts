@@ -146,6 +146,11 @@ UPDATE walbridge.tables
    SET state = 'copied', rows_copied = $4, bytes_copied = $5, copy_finished_at = now()
  WHERE schema_name = $1 AND table_name = $2 AND state = 'copying' AND copy_lsn = $3::pg_lsn`;
 
+/** A copy that starts again under a newer snapshot (its table was rewritten after the first). */
+export const MOVE_COPY_LSN = `
+UPDATE walbridge.tables SET copy_lsn = $4::pg_lsn
+ WHERE schema_name = $1 AND table_name = $2 AND state = 'copying' AND copy_lsn = $3::pg_lsn`;
+
 /** A copy that was cut off rolled back with its data; it starts over under a new snapshot. */
 export const RESET_UNFINISHED_COPIES = `UPDATE walbridge.tables SET state = 'pending' WHERE state = 'copying'`;
 

@@ -5,6 +5,7 @@
  * Source PostgreSQL 17, target 15 here. The passwords of both are distinctive, and every
  * byte the run exposes is searched for them at the end.
  */
+import { metricValue } from '../helpers/observe.js';
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startCluster, type Cluster } from '../harness/cluster.js';
@@ -66,19 +67,6 @@ async function statusJson(d: DaemonProcess): Promise<{ phase: string; tables: { 
   return JSON.parse((await http(d, '/status.json')).body) as never;
 }
 
-/** One sample of a metric, e.g. metric(text, 'walbridge_phase', { phase: 'streaming' }). */
-function metric(text: string, name: string, labels: Record<string, string> = {}): number | null {
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const m = /^([a-z_]+)(?:\{([^}]*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have = (m[2] ?? '').split(',').filter(Boolean);
-    if (want.every((w) => have.includes(w))) return Number(m[3]);
-  }
-  return null;
-}
-
 async function cli(args: string[]): Promise<{ code: number | null; out: string }> {
   const r = await runCli(args, env());
   exposed.push(r.out);
@@ -136,13 +124,13 @@ test('metrics after the copy: rows copied equal the table sizes, phase streaming
   ]) {
     assert.match(body, new RegExp(`^# TYPE ${name} `, 'm'), `${name} is exported`);
   }
-  assert.equal(metric(body, 'walbridge_phase', { phase: 'streaming' }), 1);
-  assert.equal(metric(body, 'walbridge_phase', { phase: 'backfill' }), 0);
-  assert.equal(metric(body, 'walbridge_backfill_tables', { state: 'copied' }), APP_TABLES.length);
-  assert.equal(metric(body, 'walbridge_slot_active'), 1);
+  assert.equal(metricValue(body, 'walbridge_phase', { phase: 'streaming' }), 1);
+  assert.equal(metricValue(body, 'walbridge_phase', { phase: 'backfill' }), 0);
+  assert.equal(metricValue(body, 'walbridge_backfill_tables', { state: 'copied' }), APP_TABLES.length);
+  assert.equal(metricValue(body, 'walbridge_slot_active'), 1);
   // Rows copied per table, as counted on the wire, equal what the copy committed.
   const recorded = await target.query<{ t: string; n: string }>(`SELECT schema_name || '.' || table_name AS t, rows_copied::text AS n FROM walbridge.tables`);
-  for (const r of recorded) assert.equal(metric(body, 'walbridge_backfill_rows_total', { table: r.t }), Number(r.n), r.t);
+  for (const r of recorded) assert.equal(metricValue(body, 'walbridge_backfill_rows_total', { table: r.t }), Number(r.n), r.t);
   const messages = recorded.find((r) => r.t === 'public.messages');
   assert.ok(Number(messages?.n) > 600_000);
 
@@ -152,12 +140,12 @@ test('metrics after the copy: rows copied equal the table sizes, phase streaming
   await waitFor(
     async () => {
       const m = (await http(d, '/metrics')).body;
-      return metric(m, 'walbridge_replication_lag_bytes') === 0 && metric(m, 'walbridge_replication_lag_seconds') === 0 && (metric(m, 'walbridge_apply_transactions_total') ?? 0) > 0;
+      return metricValue(m, 'walbridge_replication_lag_bytes') === 0 && metricValue(m, 'walbridge_replication_lag_seconds') === 0 && (metricValue(m, 'walbridge_apply_transactions_total') ?? 0) > 0;
     },
     { what: 'lag to return to 0 once the app stops writing', timeoutMs: 30_000, intervalMs: 200 },
   );
   const m = (await http(d, '/metrics')).body;
-  assert.ok((metric(m, 'walbridge_apply_changes_total', { table: 'public.messages', op: 'insert' }) ?? 0) > 0);
+  assert.ok((metricValue(m, 'walbridge_apply_changes_total', { table: 'public.messages', op: 'insert' }) ?? 0) > 0);
   const text = await cli(['status']);
   assert.equal(text.code, 0);
   assert.match(text.out, /phase:\s+streaming/);
@@ -190,7 +178,7 @@ test('a second instance stands by while the first runs, and takes over when it d
   const second = await launch();
   await waitFor(async () => (await statusJson(second)).phase === 'standby', { what: 'the second instance to stand by', timeoutMs: 30_000 });
   assert.equal((await http(second, '/readyz')).status, 503, 'a standby instance is not ready');
-  assert.equal(metric((await http(second, '/metrics')).body, 'walbridge_phase', { phase: 'standby' }), 1);
+  assert.equal(metricValue((await http(second, '/metrics')).body, 'walbridge_phase', { phase: 'standby' }), 1);
   assert.equal((await http(first, '/readyz')).status, 200);
   await load.waitFor((s) => s.transactions >= 100, 30_000);
   assert.equal((await statusJson(second)).phase, 'standby', 'still standing by while the first streams');

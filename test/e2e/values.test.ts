@@ -90,8 +90,14 @@ test('every value round-trips byte-exact through the copy and through the change
   await waitForCatchUp(source, target);
   await assertSameContent(source.url(), target.url(), TABLES);
 
-  // Through the stream: the same values inserted again, then changed in every way.
+  // Through the stream: the same values inserted again, then changed in every way. Once as
+  // a few rows (a plain INSERT on the target), once as many in one transaction (COPY).
   await source.query(INSERT_ROWS, ['streamed', BIG]);
+  await source.withClient(async (c) => {
+    await c.query('BEGIN');
+    for (let i = 0; i < 12; i++) await c.query(INSERT_ROWS, ['bulk', BIG]);
+    await c.query('COMMIT');
+  });
   // Identity GENERATED ALWAYS values chosen by the source reach the target as they are.
   await source.query(`INSERT INTO every_type (id, t, tag) OVERRIDING SYSTEM VALUE VALUES (1000000000000, 'explicit id', 'streamed')`);
   // Only a small column changes: the big TOASTed ones arrive as "unchanged" markers.

@@ -21,15 +21,16 @@ export interface TableDiff {
   firstDifference?: string;
 }
 
-const SESSION_SETUP = [
+/** Settings that make Postgres print every value the same way on both sides. */
+export const PORTABLE_TEXT = [
   "SET datestyle = 'ISO, YMD'",
   "SET timezone = 'UTC'",
   'SET extra_float_digits = 3',
   "SET bytea_output = 'hex'",
   "SET intervalstyle = 'postgres'",
   "SET client_encoding = 'UTF8'",
-  'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
 ];
+const SESSION_SETUP = [...PORTABLE_TEXT, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'];
 
 /** 'schema.table' (unquoted; the table part may contain anything but the first dot) → quoted. */
 function splitName(table: string): { schema: string; name: string; qualified: string } {

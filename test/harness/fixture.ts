@@ -45,8 +45,9 @@
  * | UPDATE rewriting a large jsonb                     | agent_sessions (write load "chat": jsonb_set on state)            |
  * | DELETE with ON DELETE CASCADE / SET NULL           | orders (write load "purge": cascades to order_items, nulls crm_orders.order_id) |
  */
-import pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { SeededRandom } from './rng.js';
 
 // ---------------------------------------------------------------------------------------------
 // Tables
@@ -317,30 +318,10 @@ export async function createAppSchema(client: pg.ClientBase, opts: { target?: bo
 // Deterministic randomness
 // ---------------------------------------------------------------------------------------------
 
-/** mulberry32: tiny, fast, good enough, and identical on every platform (unlike Math.random). */
-class Rng {
-  private s: number;
-  constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-  next(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  /** Integer in [min, max]. */
-  int(min: number, max: number): number {
-    return min + Math.floor(this.next() * (max - min + 1));
-  }
+/** The seeded generator of rng.ts, with the value makers the fixture needs. */
+class Rng extends SeededRandom {
   bool(p = 0.5): boolean {
     return this.next() < p;
-  }
-  pick<T>(arr: readonly T[]): T {
-    const v = arr[Math.floor(this.next() * arr.length)];
-    if (v === undefined) throw new Error('pick from empty array');
-    return v;
   }
   u32(): number {
     return Math.floor(this.next() * 4294967296) >>> 0;

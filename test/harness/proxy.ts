@@ -1,8 +1,10 @@
 /**
  * A TCP proxy on 127.0.0.1 in front of a test cluster, which a test controls: cut the
- * network (every connection dropped, new ones refused) and restore it, or play a connection
- * pooler that accepts connections but not the replication protocol (it drops the
- * `replication` startup parameter, as Supavisor effectively does).
+ * network (every connection dropped, new ones refused) and restore it, black-hole it (no
+ * connection is closed, but no byte passes either way, as in a network partition where packets
+ * are dropped: nobody is told) and restore it, or play a connection pooler that accepts
+ * connections but not the replication protocol (it drops the `replication` startup parameter,
+ * as Supavisor effectively does).
  */
 import net from 'node:net';
 
@@ -10,6 +12,13 @@ export interface TcpProxy {
   readonly port: number;
   /** Drop every open connection and refuse new ones until restore(). */
   cut(): void;
+  /**
+   * Stop every byte in both directions without closing anything: open connections hang, new
+   * ones are accepted but get no answer. restore() lets everything through again (what was
+   * held is delivered then, unless an end timed out and closed its side meanwhile).
+   */
+  blackhole(): void;
+  /** Undo cut() or blackhole(). */
   restore(): void;
   close(): Promise<void>;
   /** Connections accepted so far. */
@@ -34,23 +43,28 @@ function stripReplication(packet: Buffer): Buffer {
 }
 
 export async function startProxy(targetPort: number, opts: { poolerLike?: boolean } = {}): Promise<TcpProxy> {
-  const sockets = new Set<net.Socket>();
+  /** One proxied connection: the client's socket and ours to the server. */
+  interface Pair {
+    client: net.Socket;
+    upstream: net.Socket;
+    /** client → upstream is piped (false until a pooler-like proxy has rewritten the startup packet). */
+    clientPiped: boolean;
+  }
+  const pairs = new Set<Pair>();
   let isCut = false;
+  let holes = false;
+  /** Connections accepted during a black hole: wired up by restore(). */
+  const held: net.Socket[] = [];
   let accepted = 0;
-  const server = net.createServer((client) => {
-    if (isCut) {
-      client.destroy();
-      return;
-    }
-    accepted++;
+  const wire = (client: net.Socket) => {
+    if (client.destroyed) return;
     const upstream = net.connect(targetPort, '127.0.0.1');
-    sockets.add(client);
-    sockets.add(upstream);
+    const pair: Pair = { client, upstream, clientPiped: false };
+    pairs.add(pair);
     const drop = () => {
       client.destroy();
       upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
+      pairs.delete(pair);
     };
     client.on('error', drop);
     upstream.on('error', drop);
@@ -59,6 +73,7 @@ export async function startProxy(targetPort: number, opts: { poolerLike?: boolea
     upstream.pipe(client);
     if (!opts.poolerLike) {
       client.pipe(upstream);
+      pair.clientPiped = true;
       return;
     }
     // Read the first packet whole, rewrite it, then pass everything else through.
@@ -72,8 +87,23 @@ export async function startProxy(targetPort: number, opts: { poolerLike?: boolea
       upstream.write(stripReplication(head.subarray(0, len)));
       if (head.length > len) upstream.write(head.subarray(len));
       client.pipe(upstream);
+      pair.clientPiped = true;
     };
     client.on('data', onData);
+    client.resume();
+  };
+  const server = net.createServer({ pauseOnConnect: true }, (client) => {
+    if (isCut) {
+      client.destroy();
+      return;
+    }
+    accepted++;
+    if (holes) {
+      client.on('error', () => client.destroy());
+      held.push(client);
+      return;
+    }
+    wire(client);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
@@ -85,15 +115,44 @@ export async function startProxy(targetPort: number, opts: { poolerLike?: boolea
     },
     cut() {
       isCut = true;
-      for (const s of sockets) s.destroy();
-      sockets.clear();
+      for (const p of pairs) {
+        p.client.destroy();
+        p.upstream.destroy();
+      }
+      pairs.clear();
+      for (const c of held.splice(0)) c.destroy();
+    },
+    blackhole() {
+      if (holes) return;
+      holes = true;
+      for (const p of pairs) {
+        // Unpiped and paused: whatever arrives stays in the kernel's buffers, and once they
+        // are full the sender blocks, as on a link that drops packets.
+        p.upstream.unpipe(p.client);
+        if (p.clientPiped) p.client.unpipe(p.upstream);
+        p.upstream.pause();
+        p.client.pause();
+      }
     },
     restore() {
       isCut = false;
+      if (!holes) return;
+      holes = false;
+      for (const p of pairs) {
+        if (p.client.destroyed || p.upstream.destroyed) continue;
+        p.upstream.pipe(p.client);
+        if (p.clientPiped) p.client.pipe(p.upstream);
+        else p.client.resume();
+      }
+      for (const c of held.splice(0)) wire(c);
     },
     close: () =>
       new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
+        for (const p of pairs) {
+          p.client.destroy();
+          p.upstream.destroy();
+        }
+        for (const c of held.splice(0)) c.destroy();
         server.close(() => resolve());
       }),
   };
