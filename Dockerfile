@@ -16,5 +16,7 @@ RUN npm ci --omit=dev --omit=optional --no-audit --no-fund && npm cache clean --
 COPY --from=build /app/dist ./dist
 USER node
 EXPOSE 8080
-# node directly (not npm start) so SIGTERM reaches the daemon and it stops cleanly.
-CMD ["node", "dist/daemon.js"]
+# node directly (not npm start) so SIGTERM reaches the daemon and it stops cleanly; with the
+# heap limit of package.json's start script: V8 otherwise lets garbage grow the heap well past
+# what the daemon keeps (a 1M-row transaction: 330 MB resident without it, under 256 MB with it).
+CMD ["node", "--max-old-space-size=192", "dist/daemon.js"]

@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import pg from 'pg';
 import type { Cluster } from '../test/harness/cluster.js';
-import { DAEMON, freePort, startDaemon, type DaemonProcess, type LogLine } from '../test/helpers/daemon.js';
+import { DAEMON, freePort, START_NODE_ARGS, startDaemon, type DaemonProcess, type LogLine } from '../test/helpers/daemon.js';
 import { onExit, sleep } from './proc.js';
 import { RssSampler } from './rss.js';
 
@@ -37,7 +37,7 @@ export function walbridgeEnv(sourceUrl: string, targetUrl: string, extra: Record
 /** Like test/helpers/daemon.ts's startDaemon, but the process is `ip netns exec NS node dist/daemon.js`. */
 async function startDaemonInNetns(netns: string, env: Record<string, string>, nodeArgs: string[]): Promise<DaemonProcess> {
   const port = await freePort();
-  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, ...nodeArgs, DAEMON], {
+  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, ...START_NODE_ARGS, ...nodeArgs, DAEMON], {
     env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', ...env, PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,9 +1,10 @@
 /**
- * Runs the built daemon (`node dist/daemon.js`, exactly what Railway runs) as a child
+ * Runs the built daemon (`node dist/daemon.js` with npm start's flags, exactly what Railway runs) as a child
  * process, keeps every line it prints, and lets a test wait for a log line, kill it with
  * any signal, and read its exit.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +13,12 @@ import { waitFor } from '../harness/lsn.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const DAEMON = path.join(ROOT, 'dist', 'daemon.js');
 export const CLI = path.join(ROOT, 'dist', 'cli.js');
+/** The node flags `npm start` runs the daemon with (and the Dockerfile, checked by test/unit/deploy). */
+export const START_NODE_ARGS: string[] = (() => {
+  const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const words = pkg.scripts.start.split(/\s+/);
+  return words.slice(1, words.indexOf('dist/daemon.js'));
+})();
 
 export interface LogLine {
   level?: string;
@@ -55,7 +62,7 @@ export async function startDaemon(
   opts: { script?: string; args?: string[]; nodeArgs?: string[]; cwd?: string } = {},
 ): Promise<DaemonProcess> {
   const port = env.PORT ? Number(env.PORT) : await freePort();
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), opts.script ?? DAEMON, ...(opts.args ?? [])], {
+  const child = spawn(process.execPath, [...START_NODE_ARGS, ...(opts.nodeArgs ?? []), opts.script ?? DAEMON, ...(opts.args ?? [])], {
     cwd: opts.cwd,
     env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', ...env, PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],

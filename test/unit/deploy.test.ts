@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { Metrics, PHASES } from '../../src/health/metrics.js';
+import { START_NODE_ARGS } from '../helpers/daemon.js';
 
 const exported = async () => new Set((await new Metrics().registry.getMetricsAsJSON()).map((m) => m.name));
 const referenced = (text: string) => new Set([...text.matchAll(/\b(walbridge_[a-z_]+|process_[a-z_]+)\b/g)].map((m) => m[1] as string));
@@ -28,4 +29,14 @@ test('every alert names exported metrics and phases that exist', async () => {
   for (const alert of ['WalbridgeError', 'WalbridgeRetainedWalNearLimit', 'WalbridgeSlotInactive', 'WalbridgeLagHigh']) {
     assert.match(text, new RegExp(`alert: ${alert}\\b`));
   }
+});
+
+test('the Dockerfile and railway.toml run the daemon with the same node flags as npm start', () => {
+  const cmd = /^CMD (\[.*\])$/m.exec(readFileSync('Dockerfile', 'utf8'))?.[1];
+  assert.ok(cmd, 'the Dockerfile has an exec-form CMD');
+  const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: { start: string } };
+  assert.deepEqual(JSON.parse(cmd) as string[], pkg.scripts.start.split(/\s+/));
+  assert.ok(START_NODE_ARGS.some((a) => a.startsWith('--max-old-space-size=')), 'the heap is capped');
+  const railway = /^startCommand = "(.*)"$/m.exec(readFileSync('railway.toml', 'utf8'))?.[1];
+  assert.equal(railway, pkg.scripts.start, "railway.toml's start command (which overrides the Dockerfile's)");
 });
