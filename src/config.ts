@@ -25,6 +25,8 @@ export interface Config {
   copyJobs: number;
   /** Copy rate limit per job (bytes/s), to spare a busy source; null: unlimited. */
   copyMaxBytesPerSecond: number | null;
+  /** A table of at least twice this size is copied in up to copyJobs block ranges side by side. */
+  copySplitBytes: number;
   /** Target-side apply batching: commit after this many changes or this many ms. */
   applyBatchChanges: number;
   applyBatchMs: number;
@@ -129,6 +131,12 @@ const envSchema = z.object({
     .refine((s) => s === undefined || (/^\d+(\.\d+)?$/.test(s) && Number(s) > 0), {
       message: 'WALBRIDGE_COPY_MAX_MBPS must be a positive number of megabytes per second (per copy job)',
     }),
+  WALBRIDGE_COPY_SPLIT_MB: z
+    .string()
+    .default('16')
+    .refine((s) => /^\d+(\.\d+)?$/.test(s) && Number(s) > 0, {
+      message: 'WALBRIDGE_COPY_SPLIT_MB must be a positive number of megabytes',
+    }),
   WALBRIDGE_APPLY_BATCH_CHANGES: z
     .string()
     .default('5000')
@@ -157,6 +165,7 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     WALBRIDGE_COPY_JOBS: overrides.copyJobs !== undefined ? String(overrides.copyJobs) : emptyToUndefined(env.WALBRIDGE_COPY_JOBS),
     WALBRIDGE_SCHEMAS: overrides.schemas?.join(',') ?? emptyToUndefined(env.WALBRIDGE_SCHEMAS),
     WALBRIDGE_COPY_MAX_MBPS: emptyToUndefined(env.WALBRIDGE_COPY_MAX_MBPS),
+    WALBRIDGE_COPY_SPLIT_MB: emptyToUndefined(env.WALBRIDGE_COPY_SPLIT_MB),
   };
   const parsed = envSchema.safeParse(input);
   const problems: string[] = [];
@@ -215,6 +224,7 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     logLevel: v.LOG_LEVEL,
     copyJobs: v.WALBRIDGE_COPY_JOBS,
     copyMaxBytesPerSecond: v.WALBRIDGE_COPY_MAX_MBPS === undefined ? null : Math.round(Number(v.WALBRIDGE_COPY_MAX_MBPS) * 1024 * 1024),
+    copySplitBytes: Math.round(Number(v.WALBRIDGE_COPY_SPLIT_MB) * 1024 * 1024),
     applyBatchChanges: v.WALBRIDGE_APPLY_BATCH_CHANGES,
     applyBatchMs: v.WALBRIDGE_APPLY_BATCH_MS,
     httpToken,

@@ -9,11 +9,12 @@ import type { Metrics } from '../health/metrics.js';
 import type { Logger } from '../log.js';
 import { formatLsn, type Lsn } from '../lsn.js';
 import { WalbridgeError } from '../errors.js';
-import { displayTable } from '../pg/ident.js';
+import { displayTable, quoteTable } from '../pg/ident.js';
 import { openSourceReader, openTargetWriter } from '../pg/sessions.js';
-import { MARK_COPYING, MOVE_COPY_LSN } from '../sql/state.js';
+import { TABLE_HEAP } from '../sql/source.js';
+import { LOCK_PENDING_TABLE, MARK_COPIED, MARK_COPYING, MARK_COPYING_IN_RANGES, MOVE_COPY_LSN } from '../sql/state.js';
 import type { LiveCopy } from '../status/report.js';
-import { copyTable, openSnapshotRead, TableRewrittenError, type CopyProgress } from './copy.js';
+import { assertTargetEmpty, copyRange, copyTable, openSnapshotRead, TableRewrittenError, type BlockRange, type CopyProgress } from './copy.js';
 
 export interface BackfillOptions {
   sourceUrl: string;
@@ -22,6 +23,8 @@ export interface BackfillOptions {
   snapshotName: string;
   copyLsn: Lsn;
   jobs: number;
+  /** A table of at least twice this many bytes is copied in up to `jobs` block ranges side by side. */
+  splitBytes: number;
   /** Per copy job, in bytes of COPY data a second; null: as fast as the servers go. */
   maxBytesPerSecond?: number | null;
   log: Logger;
@@ -108,6 +111,89 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
     }
   };
 
+  /**
+   * Take a pending table for this instance. If an earlier copy in ranges was cut off, the
+   * ranges it committed are removed first, in the same target transaction (walbridge wrote
+   * them: the table was empty when it started).
+   */
+  const claimTable = async (target: pg.Client, plan: TablePlan, tlog: Logger): Promise<void> => {
+    await target.query('BEGIN');
+    const { rows } = await target.query<{ copy_in_ranges: boolean }>(LOCK_PENDING_TABLE, [plan.schema, plan.name]);
+    if (rows.length === 0) {
+      await target.query('ROLLBACK');
+      throw new WalbridgeError('state', `${displayTable(plan)} is not pending any more: another instance copies it`, { transient: true });
+    }
+    if (rows[0]?.copy_in_ranges) {
+      tlog.info('removing the rows of a copy in ranges that was cut off, before copying the table again');
+      await target.query(`DELETE FROM ${quoteTable(plan)}`);
+    }
+    await target.query(MARK_COPYING, [plan.schema, plan.name, formatLsn(opts.copyLsn)]);
+    await target.query('COMMIT');
+  };
+
+  /** Block ranges for a table large enough to split, or null to copy it in one piece. */
+  const planRanges = async (source: pg.Client, plan: TablePlan): Promise<BlockRange[] | null> => {
+    if (plan.source.kind !== 'r' || opts.jobs < 2) return null;
+    const { rows } = await source.query<{ blocks: string; bytes: string; tid_range_scan: boolean }>(TABLE_HEAP, [quoteTable(plan)]);
+    const heap = rows[0];
+    if (!heap?.tid_range_scan) return null;
+    const n = Math.min(opts.jobs, Math.floor(Number(heap.bytes) / Math.max(1, opts.splitBytes)));
+    if (!(n >= 2)) return null;
+    const per = Math.ceil(Number(heap.blocks) / n);
+    return Array.from({ length: n }, (_, i) => ({ from: i * per, to: i === n - 1 ? null : (i + 1) * per }));
+  };
+
+  /**
+   * Copy a table in block ranges side by side: the first on the table's own sessions (whose
+   * source transaction holds the table's lock throughout), the others on sessions of their
+   * own under the same snapshot. Each range commits on its own; the table is marked copied
+   * once all are in.
+   */
+  const copyInRanges = async (
+    source: pg.Client,
+    target: pg.Client,
+    plan: TablePlan,
+    ranges: BlockRange[],
+    copyLsn: Lsn,
+    onProgress: (d: CopyProgress) => void,
+    tlog: Logger,
+  ): Promise<CopyProgress> => {
+    const lsn = formatLsn(copyLsn);
+    await assertTargetEmpty(target, plan);
+    const marked = await target.query(MARK_COPYING_IN_RANGES, [plan.schema, plan.name, lsn]);
+    if (marked.rowCount !== 1) throw new WalbridgeError('state', `${displayTable(plan)} is no longer this instance's to copy`, { transient: true });
+    tlog.info({ ranges: ranges.length }, 'copying in block ranges side by side');
+    const maxBps = opts.maxBytesPerSecond ?? null;
+    const parts = await Promise.all(
+      ranges.map(async (range, i) => {
+        if (i === 0) return copyRange(source, target, plan, range, onProgress, maxBps);
+        const own: pg.Client[] = [];
+        try {
+          const s = await openSourceReader(opts.sourceUrl, 'walbridge copy');
+          own.push(s);
+          clients.add(s);
+          const t = await openTargetWriter(opts.targetUrl, 'walbridge copy');
+          own.push(t);
+          clients.add(t);
+          await openSnapshotRead(s, plan, opts.snapshotName);
+          const done = await copyRange(s, t, plan, range, onProgress, maxBps);
+          await s.query('COMMIT');
+          return done;
+        } finally {
+          for (const c of own) {
+            clients.delete(c);
+            await c.end().catch(() => {});
+          }
+        }
+      }),
+    );
+    const total = { rows: parts.reduce((a, p) => a + p.rows, 0), bytes: parts.reduce((a, p) => a + p.bytes, 0) };
+    const copied = await target.query(MARK_COPIED, [plan.schema, plan.name, lsn, total.rows, total.bytes]);
+    if (copied.rowCount !== 1) throw new WalbridgeError('state', `the copy of ${displayTable(plan)} is no longer this instance's to finish`, { transient: true });
+    await source.query('COMMIT');
+    return total;
+  };
+
   const copyOne = async (plan: TablePlan) => {
     if (failure !== null || opts.signal.aborted) return;
     const table = displayTable(plan);
@@ -119,10 +205,7 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
       clients.add(source);
       target = await openTargetWriter(opts.targetUrl, 'walbridge copy');
       clients.add(target);
-      const taken = await target.query(MARK_COPYING, [plan.schema, plan.name, formatLsn(opts.copyLsn)]);
-      if (taken.rowCount !== 1) {
-        throw new WalbridgeError('state', `${table} is not pending any more: another instance copies it`, { transient: true });
-      }
+      await claimTable(target, plan, tlog);
       metrics.backfillTables.dec({ state: 'pending' });
       metrics.backfillTables.inc({ state: 'copying' });
       metrics.backfillRowsEstimated.set({ table }, plan.source.estimatedRows);
@@ -145,7 +228,13 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
         const moved = await target.query(MOVE_COPY_LSN, [plan.schema, plan.name, formatLsn(opts.copyLsn), formatLsn(copyLsn)]);
         if (moved.rowCount !== 1) throw new WalbridgeError('state', `${table} is no longer this instance's to copy`, { transient: true });
       }
-      const done = await copyTable(source, target, plan, copyLsn, onProgress, opts.maxBytesPerSecond ?? null);
+      // A large table is split in block ranges copied side by side, all under the shared
+      // snapshot (one taken for this table alone, after a rewrite, is not shared).
+      const ranges = copyLsn === opts.copyLsn ? await planRanges(source, plan) : null;
+      const done =
+        ranges === null
+          ? await copyTable(source, target, plan, copyLsn, onProgress, opts.maxBytesPerSecond ?? null)
+          : await copyInRanges(source, target, plan, ranges, copyLsn, onProgress, tlog);
       active.delete(table);
       live.delete(table);
       metrics.backfillTables.dec({ state: 'copying' });

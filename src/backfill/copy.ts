@@ -64,8 +64,20 @@ export class TableRewrittenError extends WalbridgeError {
   }
 }
 
-export function copyOutSql(plan: TablePlan): string {
+/** Heap blocks [from, to) of a table; `to` null: to the end, wherever the end is by then. */
+export interface BlockRange {
+  from: number;
+  to: number | null;
+}
+
+export function copyOutSql(plan: TablePlan, range: BlockRange | null = null): string {
   const cols = plan.copyColumns.map((c) => quoteIdent(c.name)).join(', ');
+  if (range !== null) {
+    // A TID range scan (PostgreSQL 14+) reads only these blocks. Every row version a snapshot
+    // sees sits in exactly one block, so the ranges split the table exactly.
+    const upper = range.to === null ? '' : ` AND ctid < '(${range.to},0)'::tid`;
+    return `COPY (SELECT ${cols} FROM ${quoteTable(plan)} WHERE ctid >= '(${range.from},0)'::tid${upper}) TO STDOUT`;
+  }
   // A partitioned table cannot be COPY'd directly; its rows are read through the root.
   return plan.source.kind === 'p'
     ? `COPY (SELECT ${cols} FROM ${quoteTable(plan)}) TO STDOUT`
@@ -106,6 +118,30 @@ export async function openSnapshotRead(source: pg.ClientBase, plan: TablePlan, s
   }
 }
 
+/** The target table must be empty before walbridge's first row goes in. */
+export async function assertTargetEmpty(target: pg.ClientBase, plan: TablePlan): Promise<void> {
+  const { rows } = await target.query<{ has_rows: boolean }>(tableHasRows(quoteTable(plan)));
+  if (rows[0]?.has_rows) {
+    throw new WalbridgeError('state', `target table ${displayTable(plan)} already holds rows, but walbridge has not copied it`, {
+      hint: `Empty it on the target (TRUNCATE ${quoteTable(plan)};) if those rows are not needed, then start again.`,
+    });
+  }
+}
+
+/** COPY out of `source` straight into `target`, inside the transactions both are in. */
+async function streamRows(
+  source: pg.ClientBase,
+  target: pg.ClientBase,
+  plan: TablePlan,
+  range: BlockRange | null,
+  onProgress: (delta: CopyProgress) => void,
+  maxBytesPerSecond: number | null,
+): Promise<CopyProgress> {
+  const counter = new CopyCounter(onProgress, maxBytesPerSecond);
+  await pipeline(source.query(copyTo(copyOutSql(plan, range))), counter, target.query(copyFrom(copyInSql(plan))));
+  return { rows: counter.rows, bytes: counter.bytes };
+}
+
 /**
  * Copy `plan` from `source` (inside openSnapshotRead's transaction) to `target` (a fresh
  * session with session_replication_role = replica); mark it copied at `copyLsn`.
@@ -122,20 +158,33 @@ export async function copyTable(
   // mid-protocol, and a command sent now would wait forever behind it (keeping the source's
   // snapshot open). The caller closes both connections instead; each server rolls back.
   await target.query('BEGIN');
-  const { rows } = await target.query<{ has_rows: boolean }>(tableHasRows(quoteTable(plan)));
-  if (rows[0]?.has_rows) {
-    throw new WalbridgeError('state', `target table ${displayTable(plan)} already holds rows, but walbridge has not copied it`, {
-      hint: `Empty it on the target (TRUNCATE ${quoteTable(plan)};) if those rows are not needed, then start again.`,
-    });
-  }
-  const counter = new CopyCounter(onProgress, maxBytesPerSecond);
-  await pipeline(source.query(copyTo(copyOutSql(plan))), counter, target.query(copyFrom(copyInSql(plan))));
-  const marked = await target.query(MARK_COPIED, [plan.schema, plan.name, formatLsn(copyLsn), counter.rows, counter.bytes]);
+  await assertTargetEmpty(target, plan);
+  const done = await streamRows(source, target, plan, null, onProgress, maxBytesPerSecond);
+  const marked = await target.query(MARK_COPIED, [plan.schema, plan.name, formatLsn(copyLsn), done.rows, done.bytes]);
   if (marked.rowCount !== 1) {
     // Another instance took this table over (this one lost the writer lock): keep nothing.
     throw new WalbridgeError('state', `the copy of ${displayTable(plan)} is no longer this instance's to finish`, { transient: true });
   }
   await target.query('COMMIT');
   await source.query('COMMIT');
-  return { rows: counter.rows, bytes: counter.bytes };
+  return done;
+}
+
+/**
+ * Copy one block range of `plan` in a target transaction of its own (the caller marks the
+ * table copied once every range is in). `source` is inside openSnapshotRead's transaction
+ * and stays in it.
+ */
+export async function copyRange(
+  source: pg.ClientBase,
+  target: pg.ClientBase,
+  plan: TablePlan,
+  range: BlockRange,
+  onProgress: (delta: CopyProgress) => void,
+  maxBytesPerSecond: number | null = null,
+): Promise<CopyProgress> {
+  await target.query('BEGIN');
+  const done = await streamRows(source, target, plan, range, onProgress, maxBytesPerSecond);
+  await target.query('COMMIT');
+  return done;
 }

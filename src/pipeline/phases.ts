@@ -135,6 +135,7 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
           copyLsn: snap.slot.consistentPoint,
           jobs: ctx.config.copyJobs,
           maxBytesPerSecond: ctx.config.copyMaxBytesPerSecond,
+          splitBytes: ctx.config.copySplitBytes,
           log,
           metrics: ctx.metrics,
           signal: inner.signal,

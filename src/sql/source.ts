@@ -118,3 +118,9 @@ SELECT NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = $1::regclass)
                    WHERE c.relkind = 'r'
                      AND (c.oid = $1::regclass OR c.oid IN (SELECT relid FROM pg_partition_tree($1::regclass)))
                      AND c.relfilenode IS DISTINCT FROM pg_relation_filenode(c.oid)) AS rewritten`;
+
+/** How a table's heap splits into block ranges: its size now, and whether TID range scans exist (14+). $1 quoted name. */
+export const TABLE_HEAP = `
+SELECT pg_relation_size($1::regclass) AS bytes,
+       pg_relation_size($1::regclass) / current_setting('block_size')::int AS blocks,
+       current_setting('server_version_num')::int >= 140000 AS tid_range_scan`;

@@ -120,6 +120,8 @@ export class World {
       TARGET_DATABASE_URL: viaProxy(this.target, this.targetProxy),
       WALBRIDGE_SCHEMAS: 'public,auth',
       WALBRIDGE_COPY_JOBS: '2',
+      // The bigger tables are copied in block ranges, so kills land in those too.
+      WALBRIDGE_COPY_SPLIT_MB: '1',
     };
   }
 

@@ -46,6 +46,7 @@ function env(): Record<string, string> {
     TARGET_DATABASE_URL: target.url(),
     WALBRIDGE_SCHEMAS: 'public,auth',
     WALBRIDGE_COPY_JOBS: '2',
+    WALBRIDGE_COPY_SPLIT_MB: '4',
   };
 }
 
