@@ -7,7 +7,8 @@
  *   npm run bench -- --scale 0.5 --profile # smaller data; CPU profiles of the daemon
  *
  * Other flags: --backlog N (drain transactions, 30000), --live-seconds S (30), --clients C (4),
- * --big-rows N (1000000), --wal-table-mb MB (1800), --wan-rtt MS (30), --out PATH-PREFIX.
+ * --big-rows N (1000000), --wal-table-mb MB (1800), --wan-rtt MS (30), --out PATH-PREFIX,
+ * --set NAME=VALUE (a walbridge setting for its runs, repeatable: --set WALBRIDGE_COPY_JOBS=2).
  *
  * Source PostgreSQL 15 and target PostgreSQL 15, throwaway clusters on 127.0.0.1 (never the
  * system server). Results: a table on stdout, bench/results/latest.json and latest.md
@@ -76,6 +77,7 @@ const { values: args } = parseArgs({
     'wan-rtt': { type: 'string' },
     'wal-table-mb': { type: 'string' },
     out: { type: 'string' },
+    set: { type: 'string', multiple: true },
   },
 });
 
@@ -89,6 +91,14 @@ const opts = {
   wanRtt: Number(args['wan-rtt'] ?? 30),
   walTableMB: Number(args['wal-table-mb'] ?? (quick ? 24 : 1800)),
   profile: args.profile === true,
+  /** --set NAME=VALUE: walbridge settings for every walbridge run (tuning experiments). */
+  walbridgeSettings: Object.fromEntries(
+    (args.set ?? []).map((kv) => {
+      const i = kv.indexOf('=');
+      if (i < 1) throw new Error(`--set ${kv}: write NAME=VALUE, e.g. --set WALBRIDGE_COPY_JOBS=2`);
+      return [kv.slice(0, i), kv.slice(i + 1)];
+    }),
+  ) as Record<string, string>,
 };
 const only = new Set<Scenario>(
   args.only
@@ -361,7 +371,7 @@ async function main(): Promise<void> {
     }
     say(`  ${results.verify.walbridge}`);
   };
-  const wbEnv = walbridgeEnv(source.url('app'), target.url('app'));
+  const wbEnv = walbridgeEnv(source.url('app'), target.url('app'), opts.walbridgeSettings);
   await createTargetDb(target, 'app');
 
   const needWb = only.has('copy') || only.has('drain') || only.has('live') || only.has('bigtxn');
@@ -674,14 +684,14 @@ async function main(): Promise<void> {
       if (!('skip' in wan)) {
         await listenAlsoOn(source, wan.sourceHost);
         await listenAlsoOn(target, wan.targetHost);
-        env = walbridgeEnv(urlVia(source, 'app', wan.sourceHost), urlVia(target, 'wan', wan.targetHost), exclude);
+        env = walbridgeEnv(urlVia(source, 'app', wan.sourceHost), urlVia(target, 'wan', wan.targetHost), { ...opts.walbridgeSettings, ...exclude });
         netns = wan.netns;
         teardown = () => wan.teardown();
         res.method = `walbridge in a network namespace, tc netem delay ${opts.wanRtt / 2} ms on both ends of the veth to the source`;
       } else {
         const proxy = await startDelayProxy(source.port, opts.wanRtt / 2);
         teardown = () => proxy.close();
-        env = walbridgeEnv(source.url('app').replace(`@127.0.0.1:${source.port}/`, `@127.0.0.1:${proxy.port}/`), target.url('wan'), exclude);
+        env = walbridgeEnv(source.url('app').replace(`@127.0.0.1:${source.port}/`, `@127.0.0.1:${proxy.port}/`), target.url('wan'), { ...opts.walbridgeSettings, ...exclude });
         res.method = `userspace TCP proxy delaying each direction by ${opts.wanRtt / 2} ms (netns/netem not usable here: ${wan.skip})`;
       }
       say(`  ${res.method}`);
@@ -695,7 +705,7 @@ async function main(): Promise<void> {
       if (!res.loopbackCopyMBps || !loopDrain?.changesPerSec) {
         say('  loopback reference (copy + drain) …');
         await createTargetDb(target, 'wan_ref');
-        const refEnv = walbridgeEnv(source.url('app'), target.url('wan_ref'), exclude);
+        const refEnv = walbridgeEnv(source.url('app'), target.url('wan_ref'), { ...opts.walbridgeSettings, ...exclude });
         const c = await walbridgeCopy(ctx, refEnv, 'wan_ref', 'wan-ref');
         await c.w.stop();
         res.loopbackCopyMBps ??= rate(c);
