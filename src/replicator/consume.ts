@@ -35,6 +35,9 @@ export interface ConsumeOptions {
   until?: () => boolean;
 }
 
+/** Messages handled between two turns of the event loop. */
+const YIELD_EVERY = 64;
+
 export async function consumeStream(stream: WalStream, sink: StreamSink, opts: ConsumeOptions): Promise<void> {
   const commit = async () => {
     const durable = await sink.flush();
@@ -45,6 +48,7 @@ export async function consumeStream(stream: WalStream, sink: StreamSink, opts: C
   // (its walsender exits only once everything it sent is confirmed), and so does its lag.
   const unconfirmed = () => sink.durableLsn > stream.flushedLsn;
   let lastKeepaliveRequest = 0;
+  let sinceYield = 0;
   try {
     for (;;) {
       if (opts.signal.aborted) break;
@@ -70,6 +74,13 @@ export async function consumeStream(stream: WalStream, sink: StreamSink, opts: C
       }
       await sink.handle(m);
       if (sink.flushDue) await commit();
+      if (++sinceYield >= YIELD_EVERY) {
+        // Messages already buffered are handled as resolved promises, which never let the
+        // event loop run: without this the batch in flight would not reach the target's
+        // socket (nor the source's be read) until the buffer ran dry.
+        sinceYield = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
     }
     // Stopping: keep what is complete, drop a transaction cut in the middle.
     if (!sink.inTransaction) stream.confirm(await sink.drain());
