@@ -44,7 +44,7 @@ Environment:
   WALBRIDGE_PUBLICATION     publication name on the source (default: walbridge)
   WALBRIDGE_COPY_JOBS       tables copied at once (default: 4)
   WALBRIDGE_COPY_MAX_MBPS   cap each copy job at this many MB/s (default: unlimited)
-  WALBRIDGE_COPY_SPLIT_MB   copy a table of twice this size in up to COPY_JOBS block ranges at once (default: 16)
+  WALBRIDGE_COPY_SPLIT_MB   copy a table of twice this size in parts (block ranges, partitions) at once (default: 16)
   WALBRIDGE_APPLY_BATCH_CHANGES, WALBRIDGE_APPLY_BATCH_MS   apply batch size (default: 5000 changes, 200 ms)
   WALBRIDGE_EXIT_ON_ERROR   exit on a permanent error instead of waiting in phase "error"
   WALBRIDGE_REVERSE         after cutover: run the way back (same as run --reverse)

@@ -25,7 +25,7 @@ export interface Config {
   copyJobs: number;
   /** Copy rate limit per job (bytes/s), to spare a busy source; null: unlimited. */
   copyMaxBytesPerSecond: number | null;
-  /** A table of at least twice this size is copied in up to copyJobs block ranges side by side. */
+  /** A table of at least twice this size (with TOAST) is copied in parts (block ranges, partitions) on up to copyJobs sessions. */
   copySplitBytes: number;
   /** Target-side apply batching: commit after this many changes or this many ms. */
   applyBatchChanges: number;

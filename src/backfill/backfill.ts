@@ -11,10 +11,10 @@ import { formatLsn, type Lsn } from '../lsn.js';
 import { WalbridgeError } from '../errors.js';
 import { displayTable, quoteTable } from '../pg/ident.js';
 import { openSourceReader, openTargetWriter } from '../pg/sessions.js';
-import { TABLE_HEAP } from '../sql/source.js';
-import { LOCK_PENDING_TABLE, MARK_COPIED, MARK_COPYING, MARK_COPYING_IN_RANGES, MOVE_COPY_LSN } from '../sql/state.js';
+import { TABLE_PARTS } from '../sql/source.js';
+import { LOCK_PENDING_TABLE, MARK_COPIED, MARK_COPYING, MARK_COPYING_IN_PARTS, MOVE_COPY_LSN } from '../sql/state.js';
 import type { LiveCopy } from '../status/report.js';
-import { assertTargetEmpty, copyRange, copyTable, openSnapshotRead, TableRewrittenError, type BlockRange, type CopyProgress } from './copy.js';
+import { assertTargetEmpty, copyPart, copyTable, openSnapshotRead, TableRewrittenError, type CopyPart, type CopyProgress } from './copy.js';
 
 export interface BackfillOptions {
   sourceUrl: string;
@@ -23,7 +23,7 @@ export interface BackfillOptions {
   snapshotName: string;
   copyLsn: Lsn;
   jobs: number;
-  /** A table of at least twice this many bytes is copied in up to `jobs` block ranges side by side. */
+  /** A table of at least twice this many bytes (with TOAST) is copied in parts, on up to `jobs` sessions side by side. */
   splitBytes: number;
   /** Per copy job, in bytes of COPY data a second; null: as fast as the servers go. */
   maxBytesPerSecond?: number | null;
@@ -112,61 +112,76 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
   };
 
   /**
-   * Take a pending table for this instance. If an earlier copy in ranges was cut off, the
-   * ranges it committed are removed first, in the same target transaction (walbridge wrote
+   * Take a pending table for this instance. If an earlier copy in parts was cut off, the
+   * parts it committed are removed first, in the same target transaction (walbridge wrote
    * them: the table was empty when it started).
    */
   const claimTable = async (target: pg.Client, plan: TablePlan, tlog: Logger): Promise<void> => {
     await target.query('BEGIN');
-    const { rows } = await target.query<{ copy_in_ranges: boolean }>(LOCK_PENDING_TABLE, [plan.schema, plan.name]);
+    const { rows } = await target.query<{ copy_in_parts: boolean }>(LOCK_PENDING_TABLE, [plan.schema, plan.name]);
     if (rows.length === 0) {
       await target.query('ROLLBACK');
       throw new WalbridgeError('state', `${displayTable(plan)} is not pending any more: another instance copies it`, { transient: true });
     }
-    if (rows[0]?.copy_in_ranges) {
-      tlog.info('removing the rows of a copy in ranges that was cut off, before copying the table again');
+    if (rows[0]?.copy_in_parts) {
+      tlog.info('removing the rows of a copy in parts that was cut off, before copying the table again');
       await target.query(`DELETE FROM ${quoteTable(plan)}`);
     }
     await target.query(MARK_COPYING, [plan.schema, plan.name, formatLsn(opts.copyLsn)]);
     await target.query('COMMIT');
   };
 
-  /** Block ranges for a table large enough to split, or null to copy it in one piece. */
-  const planRanges = async (source: pg.Client, plan: TablePlan): Promise<BlockRange[] | null> => {
-    if (plan.source.kind !== 'r' || opts.jobs < 2) return null;
-    const { rows } = await source.query<{ blocks: string; bytes: string; tid_range_scan: boolean }>(TABLE_HEAP, [quoteTable(plan)]);
-    const heap = rows[0];
-    if (!heap?.tid_range_scan) return null;
-    const n = Math.min(opts.jobs, Math.floor(Number(heap.bytes) / Math.max(1, opts.splitBytes)));
-    if (!(n >= 2)) return null;
-    const per = Math.ceil(Number(heap.blocks) / n);
-    return Array.from({ length: n }, (_, i) => ({ from: i * per, to: i === n - 1 ? null : (i + 1) * per }));
+  /**
+   * The parts of a table large enough to split (block ranges of an ordinary table, leaves of
+   * a partitioned one), or null to copy it in one piece.
+   */
+  const planParts = async (source: pg.Client, plan: TablePlan): Promise<CopyPart[] | null> => {
+    if (opts.jobs < 2) return null;
+    const { rows } = await source.query<{ bytes: string; blocks: string; tid_range_scan: boolean; leaves: string[] }>(TABLE_PARTS, [quoteTable(plan)]);
+    const t = rows[0];
+    if (!t) return null;
+    const worth = Math.floor(Number(t.bytes) / Math.max(1, opts.splitBytes));
+    if (plan.source.kind === 'p') return t.leaves.length >= 2 && worth >= 2 ? t.leaves.map((quotedName) => ({ kind: 'leaf', quotedName })) : null;
+    const n = Math.min(opts.jobs, worth);
+    if (!t.tid_range_scan || !(n >= 2)) return null;
+    const per = Math.ceil(Number(t.blocks) / n);
+    return Array.from({ length: n }, (_, i) => ({ kind: 'blocks', from: i * per, to: i === n - 1 ? null : (i + 1) * per }));
   };
 
   /**
-   * Copy a table in block ranges side by side: the first on the table's own sessions (whose
-   * source transaction holds the table's lock throughout), the others on sessions of their
-   * own under the same snapshot. Each range commits on its own; the table is marked copied
-   * once all are in.
+   * Copy a table in parts side by side, on up to `jobs` pairs of sessions: the table's own
+   * (whose source transaction holds the table's lock throughout) and others of their own
+   * under the same snapshot. Each part commits on its own; the table is marked copied once
+   * all are in.
    */
-  const copyInRanges = async (
+  const copyInParts = async (
     source: pg.Client,
     target: pg.Client,
     plan: TablePlan,
-    ranges: BlockRange[],
+    parts: CopyPart[],
     copyLsn: Lsn,
     onProgress: (d: CopyProgress) => void,
     tlog: Logger,
   ): Promise<CopyProgress> => {
     const lsn = formatLsn(copyLsn);
     await assertTargetEmpty(target, plan);
-    const marked = await target.query(MARK_COPYING_IN_RANGES, [plan.schema, plan.name, lsn]);
+    const marked = await target.query(MARK_COPYING_IN_PARTS, [plan.schema, plan.name, lsn]);
     if (marked.rowCount !== 1) throw new WalbridgeError('state', `${displayTable(plan)} is no longer this instance's to copy`, { transient: true });
-    tlog.info({ ranges: ranges.length }, 'copying in block ranges side by side');
+    const workers = Math.min(opts.jobs, parts.length);
+    tlog.info({ parts: parts.length, sessions: workers, by: parts[0]?.kind === 'leaf' ? 'partition' : 'block range' }, 'copying in parts side by side');
     const maxBps = opts.maxBytesPerSecond ?? null;
-    const parts = await Promise.all(
-      ranges.map(async (range, i) => {
-        if (i === 0) return copyRange(source, target, plan, range, onProgress, maxBps);
+    const queue = [...parts];
+    const total: CopyProgress = { rows: 0, bytes: 0 };
+    const drainQueue = async (s: pg.Client, t: pg.Client) => {
+      for (let part = queue.shift(); part !== undefined; part = queue.shift()) {
+        const done = await copyPart(s, t, plan, part, onProgress, maxBps);
+        total.rows += done.rows;
+        total.bytes += done.bytes;
+      }
+    };
+    await Promise.all(
+      Array.from({ length: workers }, async (_, i) => {
+        if (i === 0) return drainQueue(source, target);
         const own: pg.Client[] = [];
         try {
           const s = await openSourceReader(opts.sourceUrl, 'walbridge copy');
@@ -176,9 +191,8 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
           own.push(t);
           clients.add(t);
           await openSnapshotRead(s, plan, opts.snapshotName);
-          const done = await copyRange(s, t, plan, range, onProgress, maxBps);
+          await drainQueue(s, t);
           await s.query('COMMIT');
-          return done;
         } finally {
           for (const c of own) {
             clients.delete(c);
@@ -187,7 +201,6 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
         }
       }),
     );
-    const total = { rows: parts.reduce((a, p) => a + p.rows, 0), bytes: parts.reduce((a, p) => a + p.bytes, 0) };
     const copied = await target.query(MARK_COPIED, [plan.schema, plan.name, lsn, total.rows, total.bytes]);
     if (copied.rowCount !== 1) throw new WalbridgeError('state', `the copy of ${displayTable(plan)} is no longer this instance's to finish`, { transient: true });
     await source.query('COMMIT');
@@ -228,13 +241,13 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
         const moved = await target.query(MOVE_COPY_LSN, [plan.schema, plan.name, formatLsn(opts.copyLsn), formatLsn(copyLsn)]);
         if (moved.rowCount !== 1) throw new WalbridgeError('state', `${table} is no longer this instance's to copy`, { transient: true });
       }
-      // A large table is split in block ranges copied side by side, all under the shared
-      // snapshot (one taken for this table alone, after a rewrite, is not shared).
-      const ranges = copyLsn === opts.copyLsn ? await planRanges(source, plan) : null;
+      // A large table is split in parts copied side by side, all under the shared snapshot
+      // (one taken for this table alone, after a rewrite, is not shared).
+      const parts = copyLsn === opts.copyLsn ? await planParts(source, plan) : null;
       const done =
-        ranges === null
+        parts === null
           ? await copyTable(source, target, plan, copyLsn, onProgress, opts.maxBytesPerSecond ?? null)
-          : await copyInRanges(source, target, plan, ranges, copyLsn, onProgress, tlog);
+          : await copyInParts(source, target, plan, parts, copyLsn, onProgress, tlog);
       active.delete(table);
       live.delete(table);
       metrics.backfillTables.dec({ state: 'copying' });

@@ -64,20 +64,23 @@ export class TableRewrittenError extends WalbridgeError {
   }
 }
 
-/** Heap blocks [from, to) of a table; `to` null: to the end, wherever the end is by then. */
-export interface BlockRange {
-  from: number;
-  to: number | null;
-}
+/**
+ * A part of a table copied on its own: heap blocks [from, to) of an ordinary table (`to`
+ * null: to the end, wherever the end is by then), or one leaf partition of a partitioned one.
+ */
+export type CopyPart = { kind: 'blocks'; from: number; to: number | null } | { kind: 'leaf'; quotedName: string };
 
-export function copyOutSql(plan: TablePlan, range: BlockRange | null = null): string {
+export function copyOutSql(plan: TablePlan, part: CopyPart | null = null): string {
   const cols = plan.copyColumns.map((c) => quoteIdent(c.name)).join(', ');
-  if (range !== null) {
+  if (part?.kind === 'blocks') {
     // A TID range scan (PostgreSQL 14+) reads only these blocks. Every row version a snapshot
     // sees sits in exactly one block, so the ranges split the table exactly.
-    const upper = range.to === null ? '' : ` AND ctid < '(${range.to},0)'::tid`;
-    return `COPY (SELECT ${cols} FROM ${quoteTable(plan)} WHERE ctid >= '(${range.from},0)'::tid${upper}) TO STDOUT`;
+    const upper = part.to === null ? '' : ` AND ctid < '(${part.to},0)'::tid`;
+    return `COPY (SELECT ${cols} FROM ${quoteTable(plan)} WHERE ctid >= '(${part.from},0)'::tid${upper}) TO STDOUT`;
   }
+  // A leaf is read by itself (by column name: its column order may differ from the root's)
+  // and written through the target's root, which routes each row.
+  if (part?.kind === 'leaf') return `COPY (SELECT ${cols} FROM ONLY ${part.quotedName}) TO STDOUT`;
   // A partitioned table cannot be COPY'd directly; its rows are read through the root.
   return plan.source.kind === 'p'
     ? `COPY (SELECT ${cols} FROM ${quoteTable(plan)}) TO STDOUT`
@@ -133,12 +136,12 @@ async function streamRows(
   source: pg.ClientBase,
   target: pg.ClientBase,
   plan: TablePlan,
-  range: BlockRange | null,
+  part: CopyPart | null,
   onProgress: (delta: CopyProgress) => void,
   maxBytesPerSecond: number | null,
 ): Promise<CopyProgress> {
   const counter = new CopyCounter(onProgress, maxBytesPerSecond);
-  await pipeline(source.query(copyTo(copyOutSql(plan, range))), counter, target.query(copyFrom(copyInSql(plan))));
+  await pipeline(source.query(copyTo(copyOutSql(plan, part))), counter, target.query(copyFrom(copyInSql(plan))));
   return { rows: counter.rows, bytes: counter.bytes };
 }
 
@@ -171,20 +174,20 @@ export async function copyTable(
 }
 
 /**
- * Copy one block range of `plan` in a target transaction of its own (the caller marks the
- * table copied once every range is in). `source` is inside openSnapshotRead's transaction
+ * Copy one part of `plan` in a target transaction of its own (the caller marks the table
+ * copied once every part is in). `source` is inside openSnapshotRead's transaction
  * and stays in it.
  */
-export async function copyRange(
+export async function copyPart(
   source: pg.ClientBase,
   target: pg.ClientBase,
   plan: TablePlan,
-  range: BlockRange,
+  part: CopyPart,
   onProgress: (delta: CopyProgress) => void,
   maxBytesPerSecond: number | null = null,
 ): Promise<CopyProgress> {
   await target.query('BEGIN');
-  const done = await streamRows(source, target, plan, range, onProgress, maxBytesPerSecond);
+  const done = await streamRows(source, target, plan, part, onProgress, maxBytesPerSecond);
   await target.query('COMMIT');
   return done;
 }

@@ -119,8 +119,18 @@ SELECT NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = $1::regclass)
                      AND (c.oid = $1::regclass OR c.oid IN (SELECT relid FROM pg_partition_tree($1::regclass)))
                      AND c.relfilenode IS DISTINCT FROM pg_relation_filenode(c.oid)) AS rewritten`;
 
-/** How a table's heap splits into block ranges: its size now, and whether TID range scans exist (14+). $1 quoted name. */
-export const TABLE_HEAP = `
-SELECT pg_relation_size($1::regclass) AS bytes,
+/**
+ * How a table splits into parts copied side by side ($1 quoted name): its size with TOAST
+ * (what the copy moves), its heap blocks, whether TID range scans exist (14+), and for a
+ * partitioned table its leaf partitions, largest first.
+ */
+export const TABLE_PARTS = `
+SELECT coalesce(sum(pg_table_size(pt.relid)), pg_table_size($1::regclass)) AS bytes,
        pg_relation_size($1::regclass) / current_setting('block_size')::int AS blocks,
-       current_setting('server_version_num')::int >= 140000 AS tid_range_scan`;
+       current_setting('server_version_num')::int >= 140000 AS tid_range_scan,
+       coalesce(array_agg(quote_ident(n.nspname) || '.' || quote_ident(c.relname) ORDER BY pg_table_size(pt.relid) DESC)
+                FILTER (WHERE pt.relid IS NOT NULL), '{}') AS leaves
+  FROM (SELECT 1) one
+  LEFT JOIN pg_partition_tree($1::regclass) pt ON pt.isleaf AND pt.relid <> $1::regclass
+  LEFT JOIN pg_class c ON c.oid = pt.relid
+  LEFT JOIN pg_namespace n ON n.oid = c.relnamespace`;

@@ -65,9 +65,9 @@ CREATE TABLE IF NOT EXISTS walbridge.tables (
   PRIMARY KEY (schema_name, table_name)
 );
 
--- Set while a table is copied in block ranges, each committed on its own: after a crash its
--- target table holds some of them, and is emptied before the table is copied again.
-ALTER TABLE walbridge.tables ADD COLUMN IF NOT EXISTS copy_in_ranges boolean NOT NULL DEFAULT false;
+-- Set while a table is copied in parts (block ranges, partitions), each committed on its own:
+-- after a crash its target table holds some of them, and is emptied before it is copied again.
+ALTER TABLE walbridge.tables ADD COLUMN IF NOT EXISTS copy_in_parts boolean NOT NULL DEFAULT false;
 
 -- pgoutput messages received while the copy runs, in arrival order, applied after it.
 CREATE TABLE IF NOT EXISTS walbridge.spool (
@@ -139,26 +139,26 @@ SELECT schema_name, table_name, state, copy_lsn::text, rows_estimated::text, byt
        rows_copied::text, bytes_copied::text, copy_started_at, copy_finished_at
   FROM walbridge.tables ORDER BY schema_name, table_name`;
 
-/** A pending table, locked until MARK_COPYING: was it copied in ranges before (a crash left some)? */
+/** A pending table, locked until MARK_COPYING: was it copied in parts before (a crash left some)? */
 export const LOCK_PENDING_TABLE = `
-SELECT copy_in_ranges FROM walbridge.tables
+SELECT copy_in_parts FROM walbridge.tables
  WHERE schema_name = $1 AND table_name = $2 AND state = 'pending' FOR UPDATE`;
 
 /** Only a pending table can start copying: a second instance cannot take one already started. */
 export const MARK_COPYING = `
 UPDATE walbridge.tables SET state = 'copying', copy_lsn = $3::pg_lsn, copy_started_at = now(), copy_finished_at = NULL,
-       copy_in_ranges = false
+       copy_in_parts = false
  WHERE schema_name = $1 AND table_name = $2 AND state = 'pending'`;
 
 /** Committed before the first range is: from here on a crash leaves rows to remove. */
-export const MARK_COPYING_IN_RANGES = `
-UPDATE walbridge.tables SET copy_in_ranges = true
+export const MARK_COPYING_IN_PARTS = `
+UPDATE walbridge.tables SET copy_in_parts = true
  WHERE schema_name = $1 AND table_name = $2 AND state = 'copying' AND copy_lsn = $3::pg_lsn`;
 
 /** Only the copy that started it (same copy LSN, still copying) can finish it. */
 export const MARK_COPIED = `
 UPDATE walbridge.tables
-   SET state = 'copied', rows_copied = $4, bytes_copied = $5, copy_finished_at = now(), copy_in_ranges = false
+   SET state = 'copied', rows_copied = $4, bytes_copied = $5, copy_finished_at = now(), copy_in_parts = false
  WHERE schema_name = $1 AND table_name = $2 AND state = 'copying' AND copy_lsn = $3::pg_lsn`;
 
 /** A copy that starts again under a newer snapshot (its table was rewritten after the first). */

@@ -54,19 +54,19 @@ function env(extra: Record<string, string> = {}): Record<string, string> {
   };
 }
 
-async function copyState(): Promise<{ state: string; inRanges: boolean; targetRows: number } | null> {
-  const [row] = await target.query<{ state: string; copy_in_ranges: boolean }>(
-    `SELECT state, copy_in_ranges FROM walbridge.tables WHERE table_name = 'events'`,
+async function copyState(): Promise<{ state: string; inParts: boolean; targetRows: number } | null> {
+  const [row] = await target.query<{ state: string; copy_in_parts: boolean }>(
+    `SELECT state, copy_in_parts FROM walbridge.tables WHERE table_name = 'events'`,
   ).catch(() => []);
   if (!row) return null;
   const [{ n } = { n: '0' }] = await target.query<{ n: string }>('SELECT count(*)::text AS n FROM public.events');
-  return { state: row.state, inRanges: row.copy_in_ranges, targetRows: Number(n) };
+  return { state: row.state, inParts: row.copy_in_parts, targetRows: Number(n) };
 }
 
 test('a table copied in ranges and killed with some ranges in is copied again, once, with its changes', { timeout: 240_000 }, async () => {
   daemon = await startDaemon(env({ WALBRIDGE_COPY_MAX_MBPS: '1' }));
-  const split = await daemon.waitForLog((l) => l.msg === 'copying in block ranges side by side', 'the copy to split the table', 60_000);
-  assert.equal(split.ranges, 4, JSON.stringify(split));
+  const split = await daemon.waitForLog((l) => l.msg === 'copying in parts side by side', 'the copy to split the table', 60_000);
+  assert.deepEqual([split.parts, split.sessions, split.by], [4, 4, 'block range'], JSON.stringify(split));
   // Writes while the copy runs: they reach the target through the spool, after the copy.
   await source.query(`UPDATE public.events SET kind = 'changed during the copy' WHERE id IN (1, 150, 5000, 79999)`);
   await source.query(`DELETE FROM public.events WHERE id IN (2, 6000)`);
@@ -76,7 +76,7 @@ test('a table copied in ranges and killed with some ranges in is copied again, o
   await waitFor(
     async () => {
       seen = await copyState();
-      return seen !== null && seen.state === 'copying' && seen.inRanges && seen.targetRows > 0;
+      return seen !== null && seen.state === 'copying' && seen.inParts && seen.targetRows > 0;
     },
     { what: 'some ranges committed while another still copies', timeoutMs: 60_000, intervalMs: 20 },
   );
@@ -86,7 +86,7 @@ test('a table copied in ranges and killed with some ranges in is copied again, o
   assert.ok(cut && cut.state === 'copying' && cut.targetRows > 0 && cut.targetRows < 80_000, `cut off with some ranges in: ${JSON.stringify(cut)}`);
 
   daemon = await startDaemon(env());
-  await daemon.waitForLog((l) => /removing the rows of a copy in ranges/.test(String(l.msg)), 'the leftover ranges to be removed', 60_000);
+  await daemon.waitForLog((l) => /removing the rows of a copy in parts/.test(String(l.msg)), 'the leftover ranges to be removed', 60_000);
   await waitForPhase(target, 'streaming', { daemon });
   await source.query(`UPDATE public.events SET payload = 'changed while streaming' WHERE id = 3`);
   await waitForCatchUp(source, target);
