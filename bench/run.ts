@@ -6,7 +6,7 @@
  *   npm run bench -- --only copy,drain     # a subset: copy, drain, live, bigtxn, wal, wan
  *   npm run bench -- --scale 0.5 --profile # smaller data; CPU profiles of the daemon
  *
- * Other flags: --backlog N (drain transactions, 30000), --live-seconds S (30), --clients C (4),
+ * Other flags: --backlog N (drain transactions, 30000), --live-seconds S (30), --live-rate TPS (200), --clients C (4),
  * --big-rows N (1000000), --wal-table-mb MB (1800), --wan-rtt MS (30), --out PATH-PREFIX,
  * --set NAME=VALUE (a walbridge setting for its runs, repeatable: --set WALBRIDGE_COPY_JOBS=2).
  *
@@ -72,6 +72,7 @@ const { values: args } = parseArgs({
     profile: { type: 'boolean', default: false },
     backlog: { type: 'string' },
     'live-seconds': { type: 'string' },
+    'live-rate': { type: 'string' },
     clients: { type: 'string' },
     'big-rows': { type: 'string' },
     'wan-rtt': { type: 'string' },
@@ -86,6 +87,8 @@ const opts = {
   scale: Number(args.scale ?? (quick ? 0.02 : 1)),
   backlog: Number(args.backlog ?? (quick ? 1000 : 30_000)),
   liveSeconds: Number(args['live-seconds'] ?? (quick ? 5 : 30)),
+  /** The throttled live run's rate (tps): a busy app, well under what this machine reaches. */
+  liveRate: Number(args['live-rate'] ?? 200),
   clients: Number(args.clients ?? 4),
   bigRows: Number(args['big-rows'] ?? (quick ? 50_000 : 1_000_000)),
   wanRtt: Number(args['wan-rtt'] ?? 30),
@@ -169,6 +172,8 @@ interface Results {
     peakRssMb: number;
     error?: string;
   };
+  /** The same at a steady rate an app might write at (pgbench -R). */
+  liveSteady?: Results['live'];
   bigtxn?: { rows: number; insertSeconds: number; applySeconds?: number; peakRssMb?: number; targetRows?: number; error?: string };
   verify?: { walbridge: string };
   wal?: Omit<RetainedWalResult, 'samples'> & { tableBytes: number; loadMBps: number; samples: number; error?: string };
@@ -549,22 +554,24 @@ async function main(): Promise<void> {
       const m0 = await writeMarker(source);
       await waitForMarker(target, 'app', m0.id, 120_000);
 
-      if (only.has('live')) {
-        say(`live: pgbench at full rate (-c ${opts.clients}) for ${opts.liveSeconds} s while walbridge streams …`);
+      /** pgbench for liveSeconds, at full rate or throttled to `rate` tps, while walbridge streams. */
+      const daemon = w;
+      const liveRun = async (rate: number | null): Promise<NonNullable<Results['live']>> => {
+        say(`live: pgbench at ${rate === null ? 'full rate' : `${rate} tps`} (-c ${opts.clients}) for ${opts.liveSeconds} s while walbridge streams …`);
         const srcClient = await connect(source, 'app');
         const lag = new LagSampler(srcClient, tgtClient, 'SELECT applied_lsn::text AS lsn FROM walbridge.pipeline');
         const metricLags: number[] = [];
         let sampling = true;
         const metricLoop = (async () => {
           while (sampling) {
-            const v = await metric(w, 'walbridge_replication_lag_seconds');
+            const v = await metric(daemon, 'walbridge_replication_lag_seconds');
             if (v !== null) metricLags.push(v);
             await new Promise((r) => setTimeout(r, 500));
           }
         })();
         const from = Date.now();
-        const pb = await runPgbench(source, ranges, { seconds: opts.liveSeconds, clients: opts.clients });
-        results.commands.pgbench_live = pb.command;
+        const pb = await runPgbench(source, ranges, { seconds: opts.liveSeconds, clients: opts.clients, ...(rate === null ? {} : { rate }) });
+        results.commands[rate === null ? 'pgbench_live' : 'pgbench_live_steady'] = pb.command;
         const to = Date.now();
         const mk = await writeMarker(source);
         const caught = await waitForMarker(target, 'app', mk.id, 300_000);
@@ -575,7 +582,7 @@ async function main(): Promise<void> {
         await srcClient.end().catch(() => undefined);
         const stats = lag.stats(from + 1000, to);
         metricLags.sort((a, b) => a - b);
-        results.live = {
+        const live: NonNullable<Results['live']> = {
           seconds: pb.seconds,
           clients: opts.clients,
           pgbenchTps: pb.tps,
@@ -587,13 +594,18 @@ async function main(): Promise<void> {
           }),
           metricLagSeconds: { p50: quantile(metricLags, 0.5), p99: quantile(metricLags, 0.99), max: metricLags[metricLags.length - 1] ?? Number.NaN },
           catchUpSeconds: (caught - mk.at) / 1000,
-          peakRssMb: w.rss.peakMb(from, caught),
+          peakRssMb: daemon.rss.peakMb(from, caught),
         };
-        results.rssMb.live = results.live.peakRssMb;
         say(
           `  pgbench ${pb.tps.toFixed(0)} tps; lag p50 ${fmt.s(stats.p50, 2)}, p99 ${fmt.s(stats.p99, 2)}, max ${fmt.s(stats.max, 2)} ` +
-            `(${stats.samples} samples, ${stats.unresolved} unresolved); caught up ${fmt.s(results.live.catchUpSeconds, 2)} after the load stopped`,
+            `(${stats.samples} samples, ${stats.unresolved} unresolved); caught up ${fmt.s(live.catchUpSeconds, 2)} after the load stopped`,
         );
+        return live;
+      };
+      if (only.has('live')) {
+        results.live = await liveRun(null);
+        results.liveSteady = await liveRun(opts.liveRate);
+        results.rssMb.live = Math.max(results.live.peakRssMb, results.liveSteady.peakRssMb);
       }
 
       if (only.has('bigtxn')) {
@@ -789,11 +801,13 @@ function buildRows(): Row[] {
     });
     rows.push({ scenario: 'backlog drain (s)', walbridge: fmt.s(d.walbridge.seconds), native: fmt.s(d.native.seconds), ratio: ratio(d.native.seconds, d.walbridge.seconds) });
   }
-  if (r.live) {
-    rows.push({
-      scenario: `live lag p50 / p99 (s) at ${r.live.pgbenchTps.toFixed(0)} tps`,
-      walbridge: `${fmt.s(r.live.lag.p50, 2)} / ${fmt.s(r.live.lag.p99, 2)}`,
-    });
+  for (const [live, how] of [[r.live, 'full rate'], [r.liveSteady, 'throttled']] as const) {
+    if (live) {
+      rows.push({
+        scenario: `live lag p50 / p99 (s), pgbench ${how}: ${live.pgbenchTps.toFixed(0)} tps`,
+        walbridge: `${fmt.s(live.lag.p50, 2)} / ${fmt.s(live.lag.p99, 2)}`,
+      });
+    }
   }
   if (r.bigtxn) {
     rows.push({
@@ -838,7 +852,7 @@ const MEANINGS = [
   '- backlog drain: a backlog written by pgbench (bench/app.pgbench) with no consumer running, then the time from starting the',
   '  consumer (walbridge daemon / ALTER SUBSCRIPTION ENABLE) until a marker transaction written after the backlog is on the',
   '  target. changes/s = row changes (n_tup_ins+upd+del on the source) / that time.',
-  '- live lag: pgbench at full rate while walbridge streams; the source WAL position is sampled every 100 ms and each sample\'s',
+  '- live lag: pgbench at full rate, then throttled (-R), while walbridge streams; the source WAL position is sampled every 100 ms and each sample\'s',
   "  lag is the time until walbridge's recorded applied_lsn on the target passed it.",
   '- big txn: one INSERT … SELECT generate_series of N rows; seconds from its commit on the source until applied on the target.',
   '- peak RSS: highest VmRSS of the walbridge process, sampled every 200 ms, per scenario.',
