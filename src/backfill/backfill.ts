@@ -131,6 +131,9 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
     await target.query('COMMIT');
   };
 
+  /** Extra session pairs for copies in parts, shared by all tables (see copyInParts). */
+  let spareSessions = Math.max(0, opts.jobs - 1);
+
   /**
    * The parts of a table large enough to split (block ranges of an ordinary table, leaves of
    * a partitioned one), or null to copy it in one piece.
@@ -167,7 +170,12 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
     await assertTargetEmpty(target, plan);
     const marked = await target.query(MARK_COPYING_IN_PARTS, [plan.schema, plan.name, lsn]);
     if (marked.rowCount !== 1) throw new WalbridgeError('state', `${displayTable(plan)} is no longer this instance's to copy`, { transient: true });
-    const workers = Math.min(opts.jobs, parts.length);
+    // Sessions beyond the table's own come from a budget shared by every table copied in parts
+    // at the moment, so the copy never holds more than 2 × jobs - 1 sessions on each server.
+    const extra = Math.max(0, Math.min(opts.jobs, parts.length) - 1);
+    const granted = Math.min(extra, spareSessions);
+    spareSessions -= granted;
+    const workers = 1 + granted;
     tlog.info({ parts: parts.length, sessions: workers, by: parts[0]?.kind === 'leaf' ? 'partition' : 'block range' }, 'copying in parts side by side');
     const maxBps = opts.maxBytesPerSecond ?? null;
     const queue = [...parts];
@@ -198,6 +206,7 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
             clients.delete(c);
             await c.end().catch(() => {});
           }
+          spareSessions++; // this pair's share of the budget, back (on failure too)
         }
       }),
     );
