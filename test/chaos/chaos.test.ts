@@ -264,9 +264,33 @@ test(`SIGKILL storm: ${PLAN.storm.reduce((a, s) => a + s.copy + s.catchup + s.st
       }
       await bulk;
       for (let k = 0; k < plan.catchup; k++) {
-        await w.until(async () => (await w.phase()) !== 'backfill', 'the copy to finish', 300_000, 20);
-        await w.hold(between([0, 800]), 'a random moment during the spool\'s drain');
-        await killAndRestart(w, faults);
+        // The drain got faster than any fixed delay: once llm_traces is copied, a lock on it on
+        // the target holds the drain at its first llm_traces change (the app writes one in
+        // most transactions), so the kill lands in the middle of it.
+        const blocker = new pg.Client({ connectionString: w.target.url() });
+        await blocker.connect();
+        try {
+          await w.until(
+            async () => (await w.phase()) !== 'backfill' || (await w.tables()).some((x) => x.table === 'public.llm_traces' && x.state === 'copied'),
+            'llm_traces to be copied',
+            300_000,
+            20,
+          );
+          await blocker.query('BEGIN');
+          await blocker.query('LOCK TABLE public.llm_traces IN ACCESS EXCLUSIVE MODE');
+          await w.until(async () => (await w.phase()) !== 'backfill', 'the copy to finish', 300_000, 20);
+          await w.hold(between([0, 800]), "a random moment during the spool's drain");
+          const d = w.current as DaemonProcess;
+          await w.capturePages(d);
+          await w.sigkill(d);
+        } finally {
+          await blocker.end().catch(() => undefined);
+        }
+        const phase = await w.phase();
+        const lsn = await w.sourceLsn();
+        const t0 = Date.now();
+        w.current = await w.launch();
+        faults.push({ kind: 'SIGKILL', phase, recoverySeconds: await w.recovery(t0, lsn, `restart after SIGKILL in ${phase}`) });
       }
       for (let k = 0; k < plan.streaming; k++) {
         await streamingMoment(w);
