@@ -18,6 +18,7 @@ import { startCluster, type Cluster } from '../harness/cluster.js';
 import { startProxy, type TcpProxy } from '../harness/proxy.js';
 import { DAEMON, freePort } from '../helpers/daemon.js';
 import { cell, writeDocSection, writesDocs } from './report.js';
+import { supabasePoolerUrl } from '../harness/urls.js';
 
 const PASSWORDS = { source: 'bad-input-src-Wälder:42@x/y', target: 'bad-input-tgt-Nacht#77%z', physical: 'bad-input-phys-Kiefer?31&q' };
 
@@ -205,14 +206,14 @@ const CASES: Case[] = [
   },
   {
     input: 'Supabase pooler URL (transaction pooler, port 6543)',
-    env: () => ({ ...urls(), SOURCE_DATABASE_URL: ['postgresql://postgres.abcdefgh', 'pooler-pw-77@aws-0-eu-central-1.pooler.supabase.com:6543/postgres'].join(':') }),
+    env: () => ({ ...urls(), SOURCE_DATABASE_URL: supabasePoolerUrl(6543, 'pooler-pw-77') }),
     exit: 2,
     says: [/pooler/, /does not carry logical replication/, /db\.<project-ref>\.supabase\.co, port 5432/],
     secret: 'pooler-pw-77',
   },
   {
     input: 'Supabase pooler URL (session pooler, port 5432)',
-    env: () => ({ ...urls(), SOURCE_DATABASE_URL: ['postgresql://postgres.abcdefgh', 'pooler-pw-78@aws-0-eu-central-1.pooler.supabase.com:5432/postgres'].join(':') }),
+    env: () => ({ ...urls(), SOURCE_DATABASE_URL: supabasePoolerUrl(5432, 'pooler-pw-78') }),
     exit: 2,
     says: [/pooler/, /Direct connection/],
     secret: 'pooler-pw-78',

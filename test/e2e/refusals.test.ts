@@ -9,6 +9,7 @@ import { startPair, type Cluster } from '../harness/cluster.js';
 import { startProxy } from '../harness/proxy.js';
 import { runCli, startDaemon } from '../helpers/daemon.js';
 import { pipelineRow, sourceObjects } from '../helpers/state.js';
+import { supabasePoolerUrl } from '../harness/urls.js';
 
 let source: Cluster;
 let target: Cluster;
@@ -128,7 +129,7 @@ test('a wrong password: refused, saying to check the password', async () => {
 });
 
 test('a Supabase pooler URL: refused before connecting, with the direct-connection fix', async () => {
-  const { code, text } = await runToExit({}, { source: 'postgresql://postgres.abcd:pw-secret-1@aws-0-eu-central-1.pooler.supabase.com:6543/postgres' });
+  const { code, text } = await runToExit({}, { source: supabasePoolerUrl(6543, 'pw-secret-1') });
   assert.equal(code, 2);
   assert.match(text, /pooler/);
   assert.match(text, /db\.<project-ref>\.supabase\.co/);

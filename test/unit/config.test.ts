@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { loadConfig, type ConfigOverrides } from '../../src/config.js';
 import { WalbridgeError } from '../../src/errors.js';
+import { urlWithLogin } from '../harness/urls.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -135,7 +136,7 @@ describe('connection URLs', () => {
     const same = [
       [SOURCE_URL, SOURCE_URL],
       // Host names are case-insensitive, 5432 is the default port; user and password do not matter.
-      ['postgresql://a:x@DB.Example.com/app', 'postgresql://b:y@db.example.com:5432/app'],
+      [urlWithLogin('postgresql://DB.Example.com/app', 'a', 'x'), urlWithLogin('postgresql://db.example.com:5432/app', 'b', 'y')],
     ];
     for (const [s, t] of same) {
       const err = configError({ SOURCE_DATABASE_URL: s, TARGET_DATABASE_URL: t });
@@ -145,7 +146,7 @@ describe('connection URLs', () => {
 
   test('same host with another database or port is allowed', () => {
     assert.doesNotThrow(() =>
-      loadConfig({ SOURCE_DATABASE_URL: 'postgresql://a:x@h/app', TARGET_DATABASE_URL: 'postgresql://a:x@h/app_new' }),
+      loadConfig({ SOURCE_DATABASE_URL: urlWithLogin('postgresql://h/app', 'a', 'x'), TARGET_DATABASE_URL: urlWithLogin('postgresql://h/app_new', 'a', 'x') }),
     );
     assert.doesNotThrow(() =>
       loadConfig({ SOURCE_DATABASE_URL: 'postgresql://a:x@h:5432/app', TARGET_DATABASE_URL: 'postgresql://a:x@h:5433/app' }),

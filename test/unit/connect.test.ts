@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { clientConfig, explainConnectError, tlsFor } from '../../src/pg/connect.js';
 import { WalbridgeError } from '../../src/errors.js';
+import { urlWithLogin } from '../harness/urls.js';
 
 const u = (s: string) => new URL(s);
 
@@ -28,7 +29,7 @@ describe('TLS', () => {
 });
 
 describe('connection errors say what to check', () => {
-  const supabase = 'postgresql://postgres:pw-9f1c@db.abcdefgh.supabase.co:5432/postgres';
+  const supabase = urlWithLogin('postgresql://db.abcdefgh.supabase.co:5432/postgres', 'postgres', 'pw-9f1c');
   test('an unreachable IPv6-only Supabase host names Railway\'s outbound IPv6 and the IPv4 add-on', () => {
     const err = explainConnectError(Object.assign(new Error('connect ENETUNREACH 2a05:d014::1:5432'), { code: 'ENETUNREACH', address: '2a05:d014::1' }), supabase, 'source');
     assert.ok(err instanceof WalbridgeError);
