@@ -2,11 +2,10 @@
  * walbridge under the benchmark: the built daemon (`node dist/daemon.js`, as Railway runs it)
  * with its RSS sampled every 200 ms, and the few things read from what it records on the target.
  */
-import { spawn } from 'node:child_process';
 import pg from 'pg';
 import type { Cluster } from '../test/harness/cluster.js';
-import { DAEMON, freePort, START_NODE_ARGS, startDaemon, type DaemonProcess, type LogLine } from '../test/helpers/daemon.js';
-import { onExit, sleep } from './proc.js';
+import { startDaemon, type DaemonProcess } from '../test/helpers/daemon.js';
+import { sleep } from './proc.js';
 import { RssSampler } from './rss.js';
 
 export interface Walbridge {
@@ -34,69 +33,12 @@ export function walbridgeEnv(sourceUrl: string, targetUrl: string, extra: Record
   };
 }
 
-/** Like test/helpers/daemon.ts's startDaemon, but the process is `ip netns exec NS node dist/daemon.js`. */
-async function startDaemonInNetns(netns: string, env: Record<string, string>, nodeArgs: string[]): Promise<DaemonProcess> {
-  const port = await freePort();
-  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, ...START_NODE_ARGS, ...nodeArgs, DAEMON], {
-    env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', ...env, PORT: String(port) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const kill = onExit(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  const output: string[] = [];
-  const parsed: LogLine[] = [];
-  let rest = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    rest += chunk.toString('utf8');
-    const lines = rest.split('\n');
-    rest = lines.pop() ?? '';
-    for (const line of lines) {
-      output.push(line);
-      if (line.startsWith('{')) {
-        try {
-          parsed.push(JSON.parse(line) as LogLine);
-        } catch {
-          // not a log record
-        }
-      }
-    }
-  });
-  child.stderr.on('data', (chunk: Buffer) => output.push(...chunk.toString('utf8').split('\n')));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal }));
-  });
-  void exited.then(() => kill());
-  return {
-    child,
-    port,
-    output,
-    logs: () => parsed,
-    async waitForLog(pred, what, timeoutMs = 60_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const found = parsed.find(pred);
-        if (found) return found;
-        if (child.exitCode !== null || Date.now() > deadline) throw new Error(`no log line for ${what}`);
-        await sleep(25);
-      }
-    },
-    exited,
-    kill: (signal) => {
-      child.kill(signal);
-    },
-    async stop() {
-      child.kill('SIGTERM');
-      return exited;
-    },
-  };
-}
-
 export async function launchWalbridge(env: Record<string, string>, opts: LaunchOptions = {}): Promise<Walbridge> {
   const startedAt = Date.now();
-  const daemon = opts.netns
-    ? await startDaemonInNetns(opts.netns, env, opts.nodeArgs ?? [])
-    : await startDaemon(env, { ...(opts.nodeArgs ? { nodeArgs: opts.nodeArgs } : {}) });
+  const daemon = await startDaemon(env, {
+    ...(opts.nodeArgs ? { nodeArgs: opts.nodeArgs } : {}),
+    ...(opts.netns ? { prefix: ['ip', 'netns', 'exec', opts.netns] } : {}),
+  });
   const pid = daemon.child.pid;
   if (pid === undefined) throw new Error('walbridge did not start');
   const rss = new RssSampler(pid, 200);

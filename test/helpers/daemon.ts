@@ -59,10 +59,13 @@ process.once('exit', () => {
 
 export async function startDaemon(
   env: Record<string, string>,
-  opts: { script?: string; args?: string[]; nodeArgs?: string[]; cwd?: string } = {},
+  /** `prefix`: a command that runs node, e.g. ['ip', 'netns', 'exec', 'ns1'] (it must exec, keeping the pid). */
+  opts: { script?: string; args?: string[]; nodeArgs?: string[]; cwd?: string; prefix?: string[] } = {},
 ): Promise<DaemonProcess> {
   const port = env.PORT ? Number(env.PORT) : await freePort();
-  const child = spawn(process.execPath, [...START_NODE_ARGS, ...(opts.nodeArgs ?? []), opts.script ?? DAEMON, ...(opts.args ?? [])], {
+  const argv = [process.execPath, ...START_NODE_ARGS, ...(opts.nodeArgs ?? []), opts.script ?? DAEMON, ...(opts.args ?? [])];
+  const [command, ...args] = [...(opts.prefix ?? []), ...argv] as [string, ...string[]];
+  const child = spawn(command, args, {
     cwd: opts.cwd,
     env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', ...env, PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
