@@ -203,11 +203,18 @@ function mainWorld(): World {
 
 const between = (range: readonly [number, number]) => rng.int(range[0], range[1]);
 
-/** SIGKILL the current instance, start a new one, and measure how long the target takes to pass the source. */
-async function killAndRestart(w: World, faults: Fault[], kind = 'SIGKILL'): Promise<string | null> {
+/**
+ * SIGKILL the current instance, start a new one, and measure how long the target takes to pass
+ * the source. `afterKill` runs between the kill and the restart (to let go of what held a phase).
+ */
+async function killAndRestart(w: World, faults: Fault[], kind = 'SIGKILL', afterKill?: () => Promise<void>): Promise<string | null> {
   const d = w.current as DaemonProcess;
   await w.capturePages(d);
-  await w.sigkill(d);
+  try {
+    await w.sigkill(d);
+  } finally {
+    await afterKill?.();
+  }
   const phase = await w.phase();
   const lsn = await w.sourceLsn();
   const t0 = Date.now();
@@ -269,6 +276,7 @@ test(`SIGKILL storm: ${PLAN.storm.reduce((a, s) => a + s.copy + s.catchup + s.st
         // transaction has committed: in the long run the copy is over by then.)
         const blocker = new pg.Client({ connectionString: w.target.url() });
         await blocker.connect();
+        const release = () => blocker.end().catch(() => undefined);
         try {
           await w.until(
             async () => (await w.phase()) !== 'backfill' || (await w.tables()).some((x) => x.table === 'public.llm_traces' && x.state === 'copied'),
@@ -280,17 +288,11 @@ test(`SIGKILL storm: ${PLAN.storm.reduce((a, s) => a + s.copy + s.catchup + s.st
           await blocker.query('LOCK TABLE public.llm_traces IN SHARE MODE');
           await w.until(async () => (await w.phase()) !== 'backfill', 'the copy to finish', 300_000, 20);
           await w.hold(between([0, 800]), "a random moment during the spool's drain");
-          const d = w.current as DaemonProcess;
-          await w.capturePages(d);
-          await w.sigkill(d);
-        } finally {
-          await blocker.end().catch(() => undefined);
+        } catch (err) {
+          await release();
+          throw err;
         }
-        const phase = await w.phase();
-        const lsn = await w.sourceLsn();
-        const t0 = Date.now();
-        w.current = await w.launch();
-        faults.push({ kind: 'SIGKILL', phase, recoverySeconds: await w.recovery(t0, lsn, `restart after SIGKILL in ${phase}`) });
+        await killAndRestart(w, faults, 'SIGKILL', release);
       }
       await bulk;
       for (let k = 0; k < plan.streaming; k++) {
