@@ -18,7 +18,7 @@ import { startCluster, type Cluster } from '../harness/cluster.js';
 import { startProxy, type TcpProxy } from '../harness/proxy.js';
 import { DAEMON, freePort } from '../helpers/daemon.js';
 import { cell, writeDocSection, writesDocs } from './report.js';
-import { supabasePoolerUrl } from '../harness/urls.js';
+import { supabasePoolerUrl, urlWithLogin } from '../harness/urls.js';
 
 const PASSWORDS = { source: 'bad-input-src-Wälder:42@x/y', target: 'bad-input-tgt-Nacht#77%z', physical: 'bad-input-phys-Kiefer?31&q' };
 
@@ -180,7 +180,7 @@ const CASES: Case[] = [
   },
   {
     input: 'malformed URL: `TARGET_DATABASE_URL=mysql://…` (another scheme)',
-    env: () => ({ SOURCE_DATABASE_URL: source.url(), TARGET_DATABASE_URL: 'mysql://root:mysql-secret-1@localhost:3306/app' }),
+    env: () => ({ SOURCE_DATABASE_URL: source.url(), TARGET_DATABASE_URL: urlWithLogin('mysql://localhost:3306/app', 'root', 'mysql-secret-1') }),
     exit: 2,
     says: [/TARGET_DATABASE_URL must start with postgresql:\/\//],
     secret: 'mysql-secret-1',

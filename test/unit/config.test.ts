@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { loadConfig, type ConfigOverrides } from '../../src/config.js';
 import { WalbridgeError } from '../../src/errors.js';
-import { urlWithLogin } from '../harness/urls.js';
+import { loginAsGiven, supabasePoolerUrl, urlWithLogin } from '../harness/urls.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -15,8 +15,8 @@ const SOURCE_PASSWORD = 'S0urce:p@ss/w#rd?%&é';
 const TARGET_PASSWORD = 'T4rget pa$$ "quoted" \\back';
 const enc = encodeURIComponent;
 
-const SOURCE_URL = `postgresql://postgres:${enc(SOURCE_PASSWORD)}@db.abcdefghijklmnop.supabase.co:5432/postgres`;
-const TARGET_URL = `postgresql://railway:${enc(TARGET_PASSWORD)}@monorail.proxy.rlwy.net:41234/railway`;
+const SOURCE_URL = urlWithLogin('postgresql://db.abcdefghijklmnop.supabase.co:5432/postgres', 'postgres', SOURCE_PASSWORD);
+const TARGET_URL = urlWithLogin('postgresql://monorail.proxy.rlwy.net:41234/railway', 'railway', TARGET_PASSWORD);
 
 function env(extra: Env = {}): Env {
   return { SOURCE_DATABASE_URL: SOURCE_URL, TARGET_DATABASE_URL: TARGET_URL, ...extra };
@@ -82,7 +82,7 @@ describe('connection URLs', () => {
   });
 
   test('TARGET_DATABASE_URL wins over DATABASE_URL when both are set', () => {
-    const other = 'postgresql://u:pw@other.example.com:5432/db';
+    const other = urlWithLogin('postgresql://other.example.com:5432/db', 'u', 'pw');
     const c = loadConfig({ SOURCE_DATABASE_URL: SOURCE_URL, TARGET_DATABASE_URL: TARGET_URL, DATABASE_URL: other });
     assert.equal(c.targetUrl, TARGET_URL);
   });
@@ -106,7 +106,7 @@ describe('connection URLs', () => {
   });
 
   test('a URL of another scheme is refused', () => {
-    for (const url of ['mysql://u:pw@h:3306/db', 'https://db.example.com/db', 'jdbc:postgresql://h:5432/db']) {
+    for (const url of [urlWithLogin('mysql://h:3306/db', 'u', 'pw'), 'https://db.example.com/db', 'jdbc:postgresql://h:5432/db']) {
       const err = configError(env({ TARGET_DATABASE_URL: url }));
       assert.match(err.message, /TARGET_DATABASE_URL/);
       assert.match(err.message, /postgresql:\/\//);
@@ -120,7 +120,7 @@ describe('connection URLs', () => {
 
   test('a Supabase pooler host is refused with the direct-connection fix, on either pooler port', () => {
     for (const hostPort of ['aws-0-eu-central-1.pooler.supabase.com:6543', 'aws-0-eu-central-1.pooler.supabase.com:5432']) {
-      const url = `postgresql://postgres.abcdefghijklmnop:${enc(SOURCE_PASSWORD)}@${hostPort}/postgres`;
+      const url = urlWithLogin(`postgresql://${hostPort}/postgres`, 'postgres.abcdefghijklmnop', SOURCE_PASSWORD);
       const err = configError(env({ SOURCE_DATABASE_URL: url }));
       assert.match(err.message, /SOURCE_DATABASE_URL/);
       assert.match(err.message, /pooler/i);
@@ -149,7 +149,7 @@ describe('connection URLs', () => {
       loadConfig({ SOURCE_DATABASE_URL: urlWithLogin('postgresql://h/app', 'a', 'x'), TARGET_DATABASE_URL: urlWithLogin('postgresql://h/app_new', 'a', 'x') }),
     );
     assert.doesNotThrow(() =>
-      loadConfig({ SOURCE_DATABASE_URL: 'postgresql://a:x@h:5432/app', TARGET_DATABASE_URL: 'postgresql://a:x@h:5433/app' }),
+      loadConfig({ SOURCE_DATABASE_URL: urlWithLogin('postgresql://h:5432/app', 'a', 'x'), TARGET_DATABASE_URL: urlWithLogin('postgresql://h:5433/app', 'a', 'x') }),
     );
   });
 });
@@ -203,7 +203,7 @@ describe('other settings', () => {
   test('several bad values are reported together in one error', () => {
     const err = configError(
       env({
-        SOURCE_DATABASE_URL: `postgresql://postgres.ref:${enc(SOURCE_PASSWORD)}@aws-0-eu-central-1.pooler.supabase.com:6543/postgres`,
+        SOURCE_DATABASE_URL: supabasePoolerUrl(6543, SOURCE_PASSWORD, 'postgres.ref'),
         PORT: 'abc',
         WALBRIDGE_SLOT: 'Bad-Slot',
         LOG_LEVEL: 'loud',
@@ -218,7 +218,7 @@ describe('other settings', () => {
 
 describe('overrides (command-line flags)', () => {
   test('win over the environment', () => {
-    const otherSource = 'postgresql://u:pw@source.example.com:5432/app';
+    const otherSource = urlWithLogin('postgresql://source.example.com:5432/app', 'u', 'pw');
     const c = loadConfig(
       env({ PORT: '9000', WALBRIDGE_SLOT: 'from_env', WALBRIDGE_SCHEMAS: 'public', LOG_LEVEL: 'warn', WALBRIDGE_TABLES: 'public.a' }),
       { port: 9100, slotName: 'from_flag', schemas: ['auth', 'public'], logLevel: 'debug', includeTables: ['auth.users'], sourceUrl: otherSource },
@@ -234,7 +234,7 @@ describe('overrides (command-line flags)', () => {
   test('a good override replaces a bad environment value', () => {
     const c = loadConfig(env({ PORT: 'abc', SOURCE_DATABASE_URL: 'not a url' }), {
       port: 8081,
-      sourceUrl: 'postgresql://u:pw@source.example.com/app',
+      sourceUrl: urlWithLogin('postgresql://source.example.com/app', 'u', 'pw'),
     });
     assert.equal(c.port, 8081);
   });
@@ -246,30 +246,30 @@ describe('overrides (command-line flags)', () => {
 });
 
 describe('secrets', () => {
-  const pooler = (pw: string) => `postgresql://postgres.ref:${enc(pw)}@aws-0-eu-central-1.pooler.supabase.com:6543/postgres`;
+  const pooler = (pw: string) => supabasePoolerUrl(6543, pw, 'postgres.ref');
   const cases: Array<[string, Env]> = [
     ['pooler source', env({ SOURCE_DATABASE_URL: pooler(SOURCE_PASSWORD) })],
     ['pooler target', env({ TARGET_DATABASE_URL: pooler(TARGET_PASSWORD) })],
     [
       'same database',
       {
-        SOURCE_DATABASE_URL: `postgresql://a:${enc(SOURCE_PASSWORD)}@h/app`,
-        TARGET_DATABASE_URL: `postgresql://b:${enc(TARGET_PASSWORD)}@h/app`,
+        SOURCE_DATABASE_URL: urlWithLogin('postgresql://h/app', 'a', SOURCE_PASSWORD),
+        TARGET_DATABASE_URL: urlWithLogin('postgresql://h/app', 'b', TARGET_PASSWORD),
       },
     ],
     ['bad PORT with good URLs', env({ PORT: 'abc' })],
-    ['another scheme', env({ SOURCE_DATABASE_URL: `mysql://u:${enc(SOURCE_PASSWORD)}@h/db` })],
+    ['another scheme', env({ SOURCE_DATABASE_URL: urlWithLogin('mysql://h/db', 'u', SOURCE_PASSWORD) })],
     ['missing scheme', env({ SOURCE_DATABASE_URL: `postgres:${enc(SOURCE_PASSWORD)}@h:5432/db` })],
     ['no scheme at all', env({ TARGET_DATABASE_URL: `railway:${enc(TARGET_PASSWORD)}@h:5432/db` })],
     ['missing slashes', env({ SOURCE_DATABASE_URL: `postgresql:/postgres:${enc(SOURCE_PASSWORD)}@h/db` })],
-    ['not a URL', env({ SOURCE_DATABASE_URL: `postgres://postgres:${enc(SOURCE_PASSWORD)}@[bad-host/db` })],
-    ['port not a number', env({ SOURCE_DATABASE_URL: `postgres://postgres:${enc(SOURCE_PASSWORD)}@h:pgport/db` })],
-    ['raw (unencoded) password', env({ TARGET_DATABASE_URL: `postgresql://u:${TARGET_PASSWORD}@h:99999/db` })],
+    ['not a URL', env({ SOURCE_DATABASE_URL: loginAsGiven('postgres://', 'postgres', enc(SOURCE_PASSWORD), '[bad-host/db') })],
+    ['port not a number', env({ SOURCE_DATABASE_URL: loginAsGiven('postgres://', 'postgres', enc(SOURCE_PASSWORD), 'h:pgport/db') })],
+    ['raw (unencoded) password', env({ TARGET_DATABASE_URL: loginAsGiven('postgresql://', 'u', TARGET_PASSWORD, 'h:99999/db') })],
     [
       'everything wrong at once',
       {
         SOURCE_DATABASE_URL: pooler(SOURCE_PASSWORD),
-        TARGET_DATABASE_URL: `http://u:${enc(TARGET_PASSWORD)}@h/db`,
+        TARGET_DATABASE_URL: urlWithLogin('http://h/db', 'u', TARGET_PASSWORD),
         PORT: '0',
         WALBRIDGE_SLOT: 'X',
       },

@@ -12,17 +12,17 @@ const u = (s: string) => new URL(s);
 
 describe('TLS', () => {
   test('on by default for remote hosts (Supabase requires it), without pinning the CA unless asked', () => {
-    assert.deepEqual(tlsFor(u('postgresql://p:x@db.abcd.supabase.co:5432/postgres')), { rejectUnauthorized: false });
-    assert.deepEqual(tlsFor(u('postgresql://p:x@10.1.2.3/db?sslmode=require')), { rejectUnauthorized: false });
-    assert.deepEqual(tlsFor(u('postgresql://p:x@db.example.com/db?sslmode=verify-full')), { rejectUnauthorized: true });
+    assert.deepEqual(tlsFor(u('postgresql://p@db.abcd.supabase.co:5432/postgres')), { rejectUnauthorized: false });
+    assert.deepEqual(tlsFor(u('postgresql://p@10.1.2.3/db?sslmode=require')), { rejectUnauthorized: false });
+    assert.deepEqual(tlsFor(u('postgresql://p@db.example.com/db?sslmode=verify-full')), { rejectUnauthorized: true });
   });
   test('off for local hosts and Railway\'s private network, or when the URL says so', () => {
-    for (const url of ['postgresql://p:x@localhost/db', 'postgresql://p:x@127.0.0.1:5433/db', 'postgresql://p:x@[::1]/db', 'postgresql://p:x@postgres.railway.internal:5432/railway', 'postgresql://p:x@db.example.com/db?sslmode=disable']) {
+    for (const url of ['postgresql://p@localhost/db', 'postgresql://p@127.0.0.1:5433/db', 'postgresql://p@[::1]/db', 'postgresql://p@postgres.railway.internal:5432/railway', 'postgresql://p@db.example.com/db?sslmode=disable']) {
       assert.equal(tlsFor(u(url)), false, url);
     }
   });
   test('sslmode is decided by walbridge, not re-read by the driver as verify-full', () => {
-    const c = clientConfig('postgresql://p:x@db.example.com/db?sslmode=require&application_name=x', { side: 'source', applicationName: 'walbridge' });
+    const c = clientConfig('postgresql://p@db.example.com/db?sslmode=require&application_name=x', { side: 'source', applicationName: 'walbridge' });
     assert.doesNotMatch(String(c.connectionString), /sslmode/);
     assert.deepEqual(c.ssl, { rejectUnauthorized: false });
   });
@@ -49,7 +49,7 @@ describe('connection errors say what to check', () => {
     assert.match(err.hint ?? '', /db\.<project-ref>\.supabase\.co/);
   });
   test('a refused connection is transient (the server may be restarting)', () => {
-    const err = explainConnectError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }), 'postgresql://a:b@127.0.0.1/db', 'target');
+    const err = explainConnectError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }), urlWithLogin('postgresql://127.0.0.1/db', 'a', 'b'), 'target');
     assert.equal(err.transient, true);
     assert.match(err.message, /target database 127\.0\.0\.1:5432\/db/);
   });

@@ -9,6 +9,7 @@ import { loadConfig } from '../../src/config.js';
 import { WalbridgeError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { redactSecrets, redactUrl, registerSecret } from '../../src/redact.js';
+import { loginAsGiven, supabasePoolerUrl, urlWithLogin } from '../harness/urls.js';
 
 const enc = encodeURIComponent;
 
@@ -29,7 +30,7 @@ function assertNoSecret(text: string, secret: string): void {
 describe('redactSecrets', () => {
   test('removes the password of a postgres URL and keeps user, host and database', () => {
     const pw = 'plainPass123';
-    const text = `connect to postgresql://app_user:${pw}@db.abcdefgh.supabase.co:5432/postgres failed`;
+    const text = `connect to ${urlWithLogin('postgresql://db.abcdefgh.supabase.co:5432/postgres', 'app_user', pw)} failed`;
     const out = redactSecrets(text);
     assertNoSecret(out, pw);
     assert.ok(out.includes('app_user'), out);
@@ -38,7 +39,7 @@ describe('redactSecrets', () => {
 
   test('removes a percent-encoded password with special characters', () => {
     const pw = 'P@ss/w:rd#?&%é 1';
-    const out = redactSecrets(`url=postgres://postgres:${enc(pw)}@h:5432/db`);
+    const out = redactSecrets(`url=${urlWithLogin('postgres://h:5432/db', 'postgres', pw)}`);
     assertNoSecret(out, pw);
     assert.ok(out.includes('@h:5432/db'), out);
   });
@@ -47,8 +48,7 @@ describe('redactSecrets', () => {
     const pw1 = 'poolerPw-98';
     const pw2 = 'encodedUserPw-77';
     const out = redactSecrets(
-      `a postgresql://postgres.abcdefghijklmnop:${pw1}@aws-0-eu-central-1.pooler.supabase.com:6543/postgres ` +
-        `b postgresql://${enc('us@er+x')}:${pw2}@h/db`,
+      `a ${supabasePoolerUrl(6543, pw1, 'postgres.abcdefghijklmnop')} ` + `b ${urlWithLogin('postgresql://h/db', 'us@er+x', pw2)}`,
     );
     assertNoSecret(out, pw1);
     assertNoSecret(out, pw2);
@@ -56,7 +56,7 @@ describe('redactSecrets', () => {
   });
 
   test('removes every URL password in a string, and leaves a URL without one alone', () => {
-    const text = 'source postgres://a:pwOne111@h1/db target postgresql://b:pwTwo222@h2/db other postgresql://c@h3/db';
+    const text = `source ${urlWithLogin('postgres://h1/db', 'a', 'pwOne111')} target ${urlWithLogin('postgresql://h2/db', 'b', 'pwTwo222')} other postgresql://c@h3/db`;
     const out = redactSecrets(text);
     assertNoSecret(out, 'pwOne111');
     assertNoSecret(out, 'pwTwo222');
@@ -90,7 +90,7 @@ describe('redactSecrets', () => {
       `{"password":"${pw}"}`,
       `encoded: ${enc(pw)}`,
       `${pw}${pw}`,
-      `postgresql://u:${enc(pw)}@h/db`,
+      urlWithLogin('postgresql://h/db', 'u', pw),
     ]) {
       assertNoSecret(redactSecrets(text), pw);
     }
@@ -101,7 +101,7 @@ describe('redactSecrets', () => {
     () => {
       // `new URL` (and so pg and loadConfig) read the password as everything up to the last '@'.
       const pw = 'at@sign99';
-      const url = `postgresql://u:${pw}@h/db`;
+      const url = loginAsGiven('postgresql://', 'u', pw, 'h/db');
       assert.equal(decodeURIComponent(new URL(url).password), pw);
       registerSecret(pw);
       const out = redactSecrets(`connect to ${url}`);
@@ -118,7 +118,7 @@ describe('redactSecrets', () => {
 describe('redactUrl', () => {
   test('keeps scheme, user, host, port, database and harmless parameters; hides the password', () => {
     const pw = 'urlPw/#?@é';
-    const out = redactUrl(`postgresql://postgres:${enc(pw)}@db.abcdefgh.supabase.co:5432/postgres?sslmode=require`);
+    const out = redactUrl(urlWithLogin('postgresql://db.abcdefgh.supabase.co:5432/postgres?sslmode=require', 'postgres', pw));
     assertNoSecret(out, pw);
     const u = new URL(out);
     assert.equal(u.protocol, 'postgresql:');
@@ -150,8 +150,8 @@ describe('redactUrl', () => {
 describe('logger', () => {
   const SOURCE_PW = 'Src:p@ss/w#rd?é-1';
   const TARGET_PW = 'Tgt "q" \\b%-2';
-  const SOURCE_URL = `postgresql://postgres:${enc(SOURCE_PW)}@db.abcdefghijklmnop.supabase.co:5432/postgres`;
-  const TARGET_URL = `postgresql://railway:${enc(TARGET_PW)}@monorail.proxy.rlwy.net:41234/railway`;
+  const SOURCE_URL = urlWithLogin('postgresql://db.abcdefghijklmnop.supabase.co:5432/postgres', 'postgres', SOURCE_PW);
+  const TARGET_URL = urlWithLogin('postgresql://monorail.proxy.rlwy.net:41234/railway', 'railway', TARGET_PW);
 
   function capture() {
     const lines: string[] = [];
@@ -183,7 +183,7 @@ describe('logger', () => {
       const pw = 'DirectErrPw-31';
       registerSecret(pw); // as loadConfig does at start-up
       const { log, lines, parsed } = capture();
-      log.error(new Error(`could not connect to postgresql://postgres:${pw}@db.abcdefghijklmnop.supabase.co:5432/postgres: timeout`));
+      log.error(new Error(`could not connect to ${urlWithLogin('postgresql://db.abcdefghijklmnop.supabase.co:5432/postgres', 'postgres', pw)}: timeout`));
       const err = parsed()[0]?.err as { message: string };
       assert.ok(err.message.includes('@db.abcdefghijklmnop.supabase.co:5432/postgres: timeout'), err.message);
       for (const line of lines) assertNoSecret(line, pw);
