@@ -25,6 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { waitFor } from './lsn.js';
+import { urlWithLogin } from './urls.js';
 
 export type PgMajor = 15 | 17;
 
@@ -53,7 +54,7 @@ export interface Cluster {
   readonly rootDir: string;
   /** Directory of initdb/pg_ctl/postgres used for this cluster. */
   readonly binDir: string;
-  /** postgres://user:pw@127.0.0.1:port/db, percent-encoded; default db 'app', user 'postgres'. */
+  /** The URL of `database` on 127.0.0.1 with a login (user and password percent-encoded); default db 'app', user 'postgres'. */
   url(database?: string, opts?: { user?: string; password?: string }): string;
   /** Run one statement on a one-shot connection (default database 'app'). */
   query<T = Record<string, unknown>>(sql: string, params?: unknown[], database?: string): Promise<T[]>;
@@ -386,9 +387,7 @@ class PgCluster implements Cluster {
   }
 
   url(database = 'app', opts: { user?: string; password?: string } = {}): string {
-    const user = encodeURIComponent(opts.user ?? 'postgres');
-    const pw = encodeURIComponent(opts.password ?? this.password);
-    return `postgres://${user}:${pw}@${HOST}:${this.currentPort}/${encodeURIComponent(database)}`;
+    return urlWithLogin(`postgres://${HOST}:${this.currentPort}/${encodeURIComponent(database)}`, opts.user ?? 'postgres', opts.password ?? this.password);
   }
 
   async withClient<T>(fn: (c: pg.Client) => Promise<T>, database = 'app'): Promise<T> {
