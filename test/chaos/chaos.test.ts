@@ -176,6 +176,9 @@ async function scenario(
     await body(r.faults, r);
     r.status = 'passed';
   } finally {
+    // A scenario that failed before finish() left its app writing: stop it, or it keeps
+    // writing behind the next scenario's comparison (late writes that look like lost rows).
+    await Promise.all([world?.stopLoad(), slotWorld?.stopLoad()].map((p) => p?.catch(() => undefined)));
     r.seconds = Math.round((Date.now() - t0) / 1000);
     results.push(r);
     for (const f of r.faults) t.diagnostic(`${f.kind} in ${f.phase ?? '?'}: recovered in ${f.recoverySeconds ?? '–'} s`);

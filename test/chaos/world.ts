@@ -64,6 +64,8 @@ export class World {
   private samplerStop = false;
   private sampler: Promise<void> | null = null;
   private loadSeed = 1;
+  /** Every load started and not stopped yet: a scenario that failed may have left one running. */
+  private readonly loads = new Set<WriteLoad>();
 
   private constructor(
     readonly name: string,
@@ -291,13 +293,25 @@ export class World {
   // --- the app ---------------------------------------------------------------------------------
 
   startLoad(opts: { ratePerSec?: number; seed?: number; truncateEvery?: number } = {}): WriteLoad {
-    this.load = startWriteLoad(this.source.url(), { ratePerSec: opts.ratePerSec ?? 60, truncateEvery: opts.truncateEvery ?? 150, seed: opts.seed ?? this.loadSeed++, clients: 2 });
-    return this.load;
+    const l = startWriteLoad(this.source.url(), { ratePerSec: opts.ratePerSec ?? 60, truncateEvery: opts.truncateEvery ?? 150, seed: opts.seed ?? this.loadSeed++, clients: 2 });
+    this.loads.add(l);
+    this.load = l;
+    return l;
   }
 
+  /**
+   * Stop the app: the current load and any other still running (one a failed scenario left
+   * would otherwise keep writing behind the next comparison). Resolves with the current
+   * load's stats once its in-flight transactions ended.
+   */
   async stopLoad(): Promise<WriteLoadStats | null> {
     const l = this.load;
     this.load = null;
+    const all = [...this.loads];
+    this.loads.clear();
+    const stopped = await Promise.allSettled(all.map((x) => x.stop()));
+    const failed = stopped.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+    if (failed) throw failed.reason;
     return l ? l.stop() : null;
   }
 
