@@ -213,7 +213,7 @@ export class World {
       }
       if (Date.now() > deadline) {
         const why = lastError === undefined ? '' : ` (last error: ${lastError instanceof Error ? lastError.message : String(lastError)})`;
-        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${why}\n${this.tail()}`);
+        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${why}\n${this.tail()}\n${await this.sessions()}`);
       }
       await sleep(intervalMs);
     }
@@ -255,6 +255,49 @@ export class World {
 
   async tables(): Promise<TableRow[]> {
     return tableRows(this.target);
+  }
+
+  /**
+   * Every session on both servers that is not idle (running, waiting, or idle in a
+   * transaction), with what it waits for and who blocks it: what a timed-out wait prints.
+   */
+  async sessions(): Promise<string> {
+    const sql = `SELECT pid, backend_type, application_name, state, wait_event_type, wait_event,
+                        to_char(query_start, 'HH24:MI:SS.MS') AS query_start,
+                        round(extract(epoch FROM clock_timestamp() - query_start)::numeric, 1)::text AS seconds,
+                        pg_blocking_pids(pid) AS blocked_by,
+                        left(regexp_replace(query, '\\s+', ' ', 'g'), 200) AS query
+                   FROM pg_stat_activity
+                  WHERE pid <> pg_backend_pid() AND backend_type IN ('client backend', 'walsender') AND state IS DISTINCT FROM 'idle'
+                  ORDER BY backend_start`;
+    type Row = { pid: number; backend_type: string; application_name: string; state: string | null; wait_event_type: string | null; wait_event: string | null; query_start: string | null; seconds: string | null; blocked_by: number[]; query: string };
+    const list = async (side: string, c: Cluster): Promise<string> => {
+      const client = new pg.Client({ connectionString: c.url(), connectionTimeoutMillis: 3000, statement_timeout: 3000, application_name: 'walbridge-test-diagnose' });
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        const rows = (await client.query<Row>(sql)).rows;
+        const lines = rows.map(
+          (r) =>
+            `  pid ${r.pid} ${r.application_name || '(no name)'} [${r.backend_type}]: ${r.state ?? '?'}` +
+            (r.wait_event ? `, waiting on ${r.wait_event_type}/${r.wait_event}` : '') +
+            `, query started ${r.query_start ?? '?'} (${r.seconds ?? '?'} s ago)` +
+            (r.blocked_by.length > 0 ? `, blocked by ${r.blocked_by.join(', ')}` : '') +
+            `: ${r.query}`,
+        );
+        return `${side} sessions not idle (${rows.length}):${lines.length > 0 ? `\n${lines.join('\n')}` : ' none'}`;
+      } catch (err) {
+        return `${side} sessions: could not be listed (${err instanceof Error ? err.message : String(err)})`;
+      } finally {
+        void client.end().catch(() => undefined);
+      }
+    };
+    const timeout = (side: string) => sleep(8000, undefined, { ref: false }).then(() => `${side} sessions: could not be listed (no answer in 8 s)`);
+    const out = await Promise.all([
+      Promise.race([list('source', this.source), timeout('source')]),
+      Promise.race([list('target', this.target), timeout('target')]),
+    ]);
+    return out.join('\n');
   }
 
   async sourceLsn(): Promise<string> {
