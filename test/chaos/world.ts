@@ -258,6 +258,15 @@ export class World {
   }
 
   /**
+   * The recorded copy state of one table ('pending', 'copying', 'copied'; null if none), read
+   * on the polling connection. Only once walbridge's schema exists (phase() is not null).
+   */
+  async tableState(table: string): Promise<string | null> {
+    const rows = await this.watch<{ state: string }>(`SELECT state FROM walbridge.tables WHERE schema_name || '.' || table_name = $1`, [table]);
+    return rows[0]?.state ?? null;
+  }
+
+  /**
    * Every session on both servers that is not idle (running, waiting, or idle in a
    * transaction), with what it waits for and who blocks it: what a timed-out wait prints.
    */
