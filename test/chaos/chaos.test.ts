@@ -206,23 +206,35 @@ function mainWorld(): World {
 
 const between = (range: readonly [number, number]) => rng.int(range[0], range[1]);
 
+interface KillOptions {
+  kind?: string;
+  /** Runs between the kill and the restart (to let go of what held a phase). */
+  afterKill?: () => Promise<void>;
+  /** Runs once the new instance is started, before its recovery is measured (to hold a phase again). */
+  afterRestart?: () => void;
+  /** Recovery is the spool's position passing also in phase catchup: the test holds the drain. */
+  spooled?: boolean;
+}
+
 /**
  * SIGKILL the current instance, start a new one, and measure how long the target takes to pass
- * the source. `afterKill` runs between the kill and the restart (to let go of what held a phase).
+ * the source. Returns the phase recorded at the kill.
  */
-async function killAndRestart(w: World, faults: Fault[], kind = 'SIGKILL', afterKill?: () => Promise<void>): Promise<string | null> {
+async function killAndRestart(w: World, faults: Fault[], opts: KillOptions = {}): Promise<string | null> {
+  const kind = opts.kind ?? 'SIGKILL';
   const d = w.current as DaemonProcess;
   await w.capturePages(d);
   try {
     await w.sigkill(d);
   } finally {
-    await afterKill?.();
+    await opts.afterKill?.();
   }
   const phase = await w.phase();
   const lsn = await w.sourceLsn();
   const t0 = Date.now();
   w.current = await w.launch();
-  const rec = await w.recovery(t0, lsn, `restart after ${kind} in ${phase}`);
+  opts.afterRestart?.();
+  const rec = await w.recovery(t0, lsn, `restart after ${kind} in ${phase}`, undefined, { spooled: opts.spooled === true });
   faults.push({ kind, phase, recoverySeconds: rec });
   return phase;
 }
@@ -236,7 +248,10 @@ async function killAndRestart(w: World, faults: Fault[], kind = 'SIGKILL', after
  *
  * Every kill must release it (killAndRestart's afterKill): the killed instance's apply
  * session stays on the target, waiting for the lock while holding walbridge's writer lock,
- * and the next instance would wait in standby for ever. Arm again once recovered.
+ * and the next instance would wait in standby for ever. It is armed again as soon as the next
+ * instance is started (afterRestart), not once it has recovered: the copy is over within
+ * seconds, and a small spool drained meanwhile; that recovery is then measured by the
+ * spool's position (the applied one is what the test holds).
  */
 class DrainHold {
   private client: pg.Client | null = null;
@@ -360,6 +375,8 @@ test(`SIGKILL storm: ${PLAN.storm.reduce((a, s) => a + s.copy + s.catchup + s.st
       try {
         w.current = await w.launch();
         hold.arm();
+        // Every kill until the drain's: let go of the hold, hold again as soon as restarted.
+        const holdAgain: KillOptions = { afterKill: () => hold.release(), afterRestart: () => hold.arm(), spooled: true };
         await w.until(async () => (await w.tables()).some((x) => x.state === 'copying'), 'the copy to start');
         // One large transaction committed while the copy runs: it waits in the spool, so the
         // drain after the copy (phase catchup) has much to apply.
@@ -374,16 +391,15 @@ test(`SIGKILL storm: ${PLAN.storm.reduce((a, s) => a + s.copy + s.catchup + s.st
           if ((await w.phase()) !== 'backfill') break;
           await w.hold(between(PLAN.copyKillDelayMs), 'a random moment during the copy');
           for (const x of await w.tables()) if (x.state === 'copied' && !copiedBefore.has(x.table)) copiedBefore.set(x.table, String(x.copy_finished_at?.toISOString()));
-          await killAndRestart(w, faults, 'SIGKILL', () => hold.release());
-          hold.arm();
+          await killAndRestart(w, faults, holdAgain);
         }
         for (let k = 0; k < plan.catchup; k++) {
           const held = await hold.ready();
           await w.until(async () => (await w.phase()) !== 'backfill', 'the copy to finish', 300_000, 20);
           await w.hold(between([0, 800]), "a random moment during the spool's drain");
-          const phase = await killAndRestart(w, faults, 'SIGKILL', () => hold.release());
+          const last = k + 1 === plan.catchup;
+          const phase = await killAndRestart(w, faults, last ? { afterKill: () => hold.release() } : holdAgain);
           catchupKill += `${catchupKill ? ', ' : ''}${phase}${held === 'held' ? '' : ' (not held: streaming before llm_traces was copied)'}`;
-          if (k + 1 < plan.catchup) hold.arm();
         }
         // Streaming from here: nothing may hold walbridge back.
         await hold.release();

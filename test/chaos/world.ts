@@ -317,18 +317,21 @@ export class World {
   /**
    * Whether the target's position passed `lsn`: the applied position, or during the copy the
    * spool's (what arrives while tables are copied is made durable on the target and applied after).
+   * With `spooled`, the spool's during its drain (phase catchup) too: for when the test holds
+   * the drain, and so the applied position, on purpose.
    */
-  async passed(lsn: string): Promise<boolean> {
+  async passed(lsn: string, opts: { spooled?: boolean } = {}): Promise<boolean> {
+    const spooledIn = opts.spooled ? ['init', 'backfill', 'catchup'] : ['init', 'backfill'];
     const rows = await this.watch<{ ok: boolean }>(
-      `SELECT (CASE WHEN phase IN ('init', 'backfill') THEN spooled_lsn ELSE applied_lsn END) >= $1::pg_lsn AS ok FROM walbridge.pipeline`,
-      [lsn],
+      `SELECT (CASE WHEN phase = ANY($2::text[]) THEN spooled_lsn ELSE applied_lsn END) >= $1::pg_lsn AS ok FROM walbridge.pipeline`,
+      [lsn, spooledIn],
     );
     return rows[0]?.ok === true;
   }
 
-  /** Seconds from `fromMs` until the target's position passes `lsn`. */
-  async recovery(fromMs: number, lsn: string, what: string, timeoutMs = 240_000): Promise<number> {
-    await this.until(() => this.passed(lsn), `the target to pass source LSN ${lsn} (${what})`, timeoutMs, 50);
+  /** Seconds from `fromMs` until the target's position passes `lsn` (see passed()). */
+  async recovery(fromMs: number, lsn: string, what: string, timeoutMs = 240_000, opts: { spooled?: boolean } = {}): Promise<number> {
+    await this.until(() => this.passed(lsn, opts), `the target to pass source LSN ${lsn} (${what})`, timeoutMs, 50);
     return Math.round((Date.now() - fromMs) / 100) / 10;
   }
 
