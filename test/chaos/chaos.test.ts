@@ -43,7 +43,7 @@ const PLAN = LONG
         { copy: 3, catchup: 1, streaming: 4 },
         { copy: 3, catchup: 1, streaming: 4 },
       ],
-      copyKillDelayMs: [300, 5000] as const,
+      copyKillDelayMs: [200, 2500] as const,
       streamingKillDelayMs: [200, 5000] as const,
       restarts: ['source fast', 'source immediate', 'target fast', 'target immediate', 'source immediate', 'target immediate', 'source fast'] as const,
       terminations: ['source', 'target', 'source', 'target', 'source', 'target'] as const,
