@@ -5,7 +5,7 @@
 import type pg from 'pg';
 import { WalbridgeError } from '../errors.js';
 import { displayTable, quoteIdent, quoteTable, type TableName } from '../pg/ident.js';
-import { EXISTING_SCHEMAS, LIST_COLUMNS, LIST_TABLES, TABLES_WITH_SECONDARY_UNIQUE } from '../sql/catalog.js';
+import { EXISTING_SCHEMAS, INDEXED_LEAD_COLUMNS, LIST_COLUMNS, LIST_TABLES, TABLES_WITH_SECONDARY_UNIQUE } from '../sql/catalog.js';
 import { selectTables, type SelectionInput } from './select.js';
 
 export interface Column {
@@ -41,6 +41,8 @@ export interface TablePlan extends TableName {
   targetKey: string[];
   /** The target table has a unique or exclusion constraint besides its primary key. */
   hasSecondaryUnique: boolean;
+  /** Target columns that lead a btree index (a keyless table's rows are found through them). */
+  indexedColumns: string[];
 }
 
 interface TableRow {
@@ -188,12 +190,15 @@ export interface TableComparison {
  * identity columns that disagree, nullability.
  */
 export async function compareWithTarget(source: pg.ClientBase, target: pg.ClientBase, tables: SourceTable[]): Promise<TableComparison> {
-  const [srcCols, dstCols, uniques] = await Promise.all([
+  const names = [tables.map((t) => t.schema), tables.map((t) => t.name)];
+  const [srcCols, dstCols, uniques, indexed] = await Promise.all([
     listColumns(source, tables),
     listColumns(target, tables),
-    target.query<{ schema: string; name: string }>(TABLES_WITH_SECONDARY_UNIQUE, [tables.map((t) => t.schema), tables.map((t) => t.name)]),
+    target.query<{ schema: string; name: string }>(TABLES_WITH_SECONDARY_UNIQUE, names),
+    target.query<{ schema: string; name: string; columns: string[] }>(INDEXED_LEAD_COLUMNS, names),
   ]);
   const withUnique = new Set(uniques.rows.map(displayTable));
+  const indexedColumns = new Map(indexed.rows.map((r) => [displayTable(r), r.columns]));
   const problems: string[] = [];
   const warnings: string[] = [];
   const plans: TablePlan[] = [];
@@ -249,6 +254,7 @@ export async function compareWithTarget(source: pg.ClientBase, target: pg.Client
       copyColumns,
       targetKey: t.primaryKey,
       hasSecondaryUnique: withUnique.has(key),
+      indexedColumns: indexedColumns.get(key) ?? [],
     });
   }
   return { plans, problems, warnings };

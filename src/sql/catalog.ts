@@ -104,6 +104,23 @@ SELECT DISTINCT n.nspname AS schema, c.relname AS name
  WHERE (i.indisunique AND NOT i.indisprimary) OR i.indisexclusion`;
 
 /**
+ * Columns (of the given schema/name pairs) that lead a valid, non-partial btree index: a row
+ * of a table without a key is then found through the index by that column's value, instead of
+ * a scan of the whole table.
+ */
+export const INDEXED_LEAD_COLUMNS = `
+SELECT n.nspname AS schema, c.relname AS name, array_agg(DISTINCT a.attname::text) AS columns
+  FROM unnest($1::text[], $2::text[]) AS sel(schema, name)
+  JOIN pg_namespace n ON n.nspname = sel.schema
+  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = sel.name
+  JOIN pg_index i ON i.indrelid = c.oid
+  JOIN pg_class ic ON ic.oid = i.indexrelid
+  JOIN pg_am am ON am.oid = ic.relam AND am.amname = 'btree'
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+ WHERE i.indisvalid AND i.indpred IS NULL AND i.indkey[0] <> 0
+ GROUP BY n.nspname, c.relname`;
+
+/**
  * A column the source has and the target lacks ($1 a quoted table name, $2 the column): what
  * `ADD COLUMN` on the target needs to give it the same content. `has_missing` is PostgreSQL's
  * "fast default": the rows that existed before the source's ADD COLUMN read one stored value.
