@@ -7,31 +7,31 @@
  * - Changes are queued per table and grouped into as few statements as the order of changes
  *   to each row allows (queue.ts); between tables order does not matter, because target
  *   sessions run with session_replication_role = replica (no triggers, no foreign-key checks)
- *   and every other constraint is per table. The whole batch, from BEGIN to COMMIT, is one
- *   round trip. Should the grouping trip a unique constraint, the batch is sent again in the
- *   source's exact order.
+ *   and every other constraint is per table. An UPDATE that keeps its row's key is folded into
+ *   the row's queued INSERT or UPDATE where no other constraint can notice. The whole batch,
+ *   from BEGIN to COMMIT, is one round trip of prepared statements that take their rows as
+ *   text[] parameters (statements.ts, params.ts, pg/batch.ts). Should the grouping trip a
+ *   unique constraint, the batch is sent again in the source's exact order.
  * - A change to table T is applied only if its transaction committed at or after T's copy
  *   LSN: earlier ones are already in T's copy.
  * - Large transactions are sent as they arrive (bounded buffers inside an open target
  *   transaction), never held whole in memory.
- * - One batch is in flight on the target while the next one is decoded and queued: the
- *   target and the stream work at the same time. Only what the target has committed is
+ * - One batch is in flight on the target while the next one is decoded, queued and rendered:
+ *   the target and the stream work at the same time. Only what the target has committed is
  *   reported durable.
  */
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import type { AddedColumnDdl } from '../catalog/added-column.js';
 import type { TablePlan } from '../catalog/tables.js';
 import { WalbridgeError } from '../errors.js';
 import type { Metrics } from '../health/metrics.js';
 import type { Logger } from '../log.js';
 import { formatLsn, type Lsn } from '../lsn.js';
+import { PreparedStatements, runBatch, type BatchStatement, type Param } from '../pg/batch.js';
 import { displayTable, quoteIdent, quoteTable } from '../pg/ident.js';
-import { recordAppliedSql } from '../sql/state.js';
+import { RECORD_APPLIED } from '../sql/state.js';
+import { textArray, textArrayOf } from './params.js';
 import {
-  UNCHANGED_TOAST,
   type BeginMessage,
   type CommitMessage,
   type DeleteMessage,
@@ -40,18 +40,19 @@ import {
   type RelationMessage,
   type TruncateMessage,
   type Tuple,
-  type TupleValue,
   type UpdateMessage,
 } from './pgoutput.js';
-import { renderStrict, TableQueue, type Group } from './queue.js';
+import { renderStrict, TableQueue, type Group, type QueuedRow } from './queue.js';
 import * as sql from './statements.js';
-import type { ColumnRef, Value } from './statements.js';
+import type { ColumnRef } from './statements.js';
 
 export interface TableRuntime {
   plan: TablePlan;
   /** Null while the table is not copied yet: its changes cannot be applied. */
   copyLsn: Lsn | null;
 }
+
+type ChangeOp = 'insert' | 'update' | 'delete' | 'truncate';
 
 interface Binding {
   relation: RelationMessage;
@@ -61,13 +62,28 @@ interface Binding {
   columns: ColumnRef[];
   /** Indexes (into relation columns) that identify a row; empty: match on all old values. */
   keyIdx: number[];
+  /** Every relation column, and that list as a signature (a row with every value sent). */
+  allIdx: number[];
+  allSignature: string;
   hasIdentityAlways: boolean;
   /** Relation columns that are GENERATED ALWAYS AS IDENTITY on the target. */
   identityAlwaysIdx: Set<number>;
+  /** Relation columns that lead a btree index on the target (to find rows of a keyless table). */
+  indexedIdx: number[];
+  /** UPDATEs that keep the key may be folded into the row's queued change (queue.ts foldTarget). */
+  foldUpdates: boolean;
+  /** Changes queued since the last flush, by kind (for the metrics, once committed). */
+  counts: Record<ChangeOp, number>;
+}
+
+/** A queued change: the row image whose values it writes, and the one its key comes from. */
+interface Change extends QueuedRow {
+  tuple: Tuple;
+  keyTuple: Tuple;
 }
 
 /** Changes queued per table, or a statement that must run between them (TRUNCATE). */
-type Segment = { kind: 'tables'; queues: Map<Binding, TableQueue> } | { kind: 'sql'; sql: string };
+type Segment = { kind: 'tables'; queues: Map<Binding, TableQueue<Change>> } | { kind: 'sql'; statement: BatchStatement };
 
 export interface ApplierOptions {
   batchChanges: number;
@@ -84,19 +100,30 @@ export interface AppliedPosition {
 }
 
 interface RenderedStatement {
-  sql: string;
-  /** Rows to insert with COPY instead of `sql`. */
-  copy?: { sql: string; data: string };
+  statement: BatchStatement;
   /** Rows it must change (UPDATE/DELETE), for the divergence warning. */
   expect: number | null;
   table: string;
   op: string;
 }
 
+/** A batch ready to go: the source's changes rendered, and what to count once it commits. */
+interface PendingBatch {
+  segments: Segment[];
+  rendered: RenderedStatement[] | null;
+  at: AppliedPosition | null;
+  txns: number;
+  counts: Array<[string, ChangeOp, number]>;
+}
+
+const BEGIN: BatchStatement = { text: 'BEGIN', params: [] };
+const COMMIT: BatchStatement = { text: 'COMMIT', params: [] };
+
 export class Applier {
   private readonly bindings = new Map<number, Binding | null>();
   private readonly unselected = new Map<number, string>();
   private readonly maxBufferBytes: number;
+  private readonly prepared = new PreparedStatements();
 
   /** Source transaction being received, if any. */
   private current: BeginMessage | null = null;
@@ -111,7 +138,6 @@ export class Applier {
   private seq = 0;
   /** Part of the open target transaction was sent already (a large source transaction). */
   private partialSent = false;
-  private readonly changeCounts = new Map<string, number>();
 
   /** Last position handled (applied, or known to hold nothing for us); maybe not committed yet. */
   private position: AppliedPosition;
@@ -178,8 +204,9 @@ export class Applier {
         this.onChange(msg);
         if (this.bufferedBytes >= this.maxBufferBytes) {
           // A large transaction: its part so far goes now, inside the open target transaction.
+          const part = this.takeBatch(null);
           await this.settle();
-          await this.send(this.takeSegments(), null);
+          await this.send(part);
         }
         return;
       default:
@@ -202,28 +229,25 @@ export class Applier {
   /**
    * Hand what has been received so far (complete source transactions) to the target as one
    * batch, after the one in flight has committed, without waiting for it; returns the position
-   * that is durable now. Between source transactions only.
+   * that is durable now. Between source transactions only. The batch is rendered before the
+   * one in flight is waited for, so the target does not wait for the rendering.
    */
   async flush(): Promise<AppliedPosition> {
     if (this.current !== null) return this.durable;
-    await this.settle();
-    if (this.position.lsn <= this.sent.lsn && !this.targetTxnOpen && this.segments.length === 0) return this.durable;
-    const at = { ...this.position };
-    const segments = this.takeSegments();
-    const txns = this.txnsInBatch;
-    const counts = new Map(this.changeCounts);
-    this.changeCounts.clear();
-    this.txnsInBatch = 0;
-    this.changesInBatch = 0;
+    if (this.position.lsn <= this.sent.lsn && this.segments.length === 0) {
+      await this.settle();
+      // Nothing new, unless parts of a large transaction were sent and wait for their COMMIT.
+      if (!this.targetTxnOpen) return this.durable;
+    }
+    const batch = this.takeBatch({ ...this.position });
+    const at = batch.at as AppliedPosition;
     this.sent = at;
-    this.inFlight = this.send(segments, at).then(
+    await this.settle();
+    this.inFlight = this.send(batch).then(
       () => {
         this.durable = at;
-        this.metrics.applyTransactions.inc(txns);
-        for (const [k, n] of counts) {
-          const [table, op] = k.split('\0') as [string, string];
-          this.metrics.applyChanges.inc({ table, op }, n);
-        }
+        this.metrics.applyTransactions.inc(batch.txns);
+        for (const [table, op, n] of batch.counts) this.metrics.applyChanges.inc({ table, op }, n);
       },
       (err: unknown) => {
         this.inFlightError = err;
@@ -248,11 +272,31 @@ export class Applier {
     return this.settle();
   }
 
-  private takeSegments(): Segment[] {
+  /**
+   * Take what is queued as a batch (committing at `at`, or a part of a large transaction when
+   * null), rendered unless it must go in exact source order, which is decided when it is sent.
+   */
+  private takeBatch(at: AppliedPosition | null): PendingBatch {
     const segments = this.segments;
     this.segments = [];
     this.bufferedBytes = 0;
-    return segments;
+    const counts: Array<[string, ChangeOp, number]> = [];
+    if (at !== null) {
+      for (const b of this.bindings.values()) {
+        if (b === null) continue;
+        for (const op of ['insert', 'update', 'delete', 'truncate'] as const) {
+          if (b.counts[op] > 0) counts.push([b.display, op, b.counts[op]]);
+          b.counts[op] = 0;
+        }
+      }
+    }
+    const txns = this.txnsInBatch;
+    if (at !== null) {
+      this.txnsInBatch = 0;
+      this.changesInBatch = 0;
+    }
+    const strict = at === null || this.partialSent;
+    return { segments, rendered: strict ? null : this.render(segments, false), at, txns, counts };
   }
 
   /** Abandon whatever is not committed (on shutdown or error); the source will send it again. */
@@ -265,7 +309,7 @@ export class Applier {
     this.bufferedBytes = 0;
     this.partialSent = false;
     this.current = null;
-    this.changeCounts.clear();
+    for (const b of this.bindings.values()) if (b) b.counts = zeroCounts();
     this.txnsInBatch = 0;
     this.changesInBatch = 0;
     if (this.targetTxnOpen) {
@@ -277,37 +321,38 @@ export class Applier {
   }
 
   /**
-   * Send everything queued as one script; with `commitAt`, also record that position and
-   * COMMIT in the same round trip. A batch sent whole is grouped freely (queue.ts) and, if
-   * that trips a unique constraint, sent again in the source's exact order. Parts of a large
-   * source transaction sent before its end are always in exact order (they cannot be sent again).
+   * Send a batch as one round trip; when it commits, also record its position and COMMIT. A
+   * batch sent whole is grouped freely (queue.ts) and, if that trips a unique constraint, sent
+   * again in the source's exact order. Parts of a large source transaction sent before its end
+   * are always in exact order (they cannot be sent again).
    */
-  private async send(segments: Segment[], commitAt: AppliedPosition | null): Promise<void> {
-    const strict = commitAt === null || this.partialSent;
-    try {
-      await this.sendOnce(segments, commitAt, strict);
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (strict || (code !== '23505' && code !== '23P01')) throw err;
-      this.log.info({ code }, 'grouped statements tripped a unique constraint; applying the batch in source order');
-      await this.sendOnce(segments, commitAt, true);
+  private async send(batch: PendingBatch): Promise<void> {
+    const commitAt = batch.at;
+    if (batch.rendered === null) {
+      await this.sendOnce(this.render(batch.segments, true), commitAt, true);
+    } else {
+      try {
+        await this.sendOnce(batch.rendered, commitAt, false);
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code !== '23505' && code !== '23P01') throw err;
+        this.log.info({ code }, 'grouped statements tripped a unique constraint; applying the batch in source order');
+        await this.sendOnce(this.render(batch.segments, true), commitAt, true);
+      }
     }
     this.partialSent = commitAt === null;
   }
 
-  private async sendOnce(segments: Segment[], commitAt: AppliedPosition | null, strict: boolean): Promise<void> {
-    const statements = this.render(segments, strict);
-    // The batch as steps: runs of statements travel as one script, a COPY is its own exchange.
-    type Step = { sql: string; statement: RenderedStatement | null } | { copy: { sql: string; data: string } };
-    const steps: Step[] = [];
+  private async sendOnce(statements: RenderedStatement[], commitAt: AppliedPosition | null, strict: boolean): Promise<void> {
     const opening = !this.targetTxnOpen;
-    if (opening) steps.push({ sql: 'BEGIN', statement: null });
-    for (const st of statements) steps.push(st.copy ? { copy: st.copy } : { sql: st.sql, statement: st });
+    const batch: BatchStatement[] = [];
+    if (opening) batch.push(BEGIN);
+    for (const st of statements) batch.push(st.statement);
     if (commitAt !== null) {
-      steps.push({ sql: recordAppliedSql(formatLsn(commitAt.lsn), commitTimeText(commitAt.commitTime)), statement: null });
-      steps.push({ sql: 'COMMIT', statement: null });
+      batch.push({ text: RECORD_APPLIED, params: [formatLsn(commitAt.lsn), commitTimeText(commitAt.commitTime)] });
+      batch.push(COMMIT);
     }
-    if (steps.length === 0) return;
+    if (batch.length === 0) return;
     if (this.log.isLevelEnabled('trace')) {
       const byTable: Record<string, number> = {};
       for (const st of statements) byTable[`${st.table} ${st.op}`] = (byTable[`${st.table} ${st.op}`] ?? 0) + 1;
@@ -315,31 +360,22 @@ export class Applier {
     }
     this.log.debug({ statements: statements.length, strict }, 'apply batch');
     this.targetTxnOpen = true;
+    let rowCounts: number[];
     try {
-      for (let i = 0; i < steps.length; ) {
-        const step = steps[i] as Step;
-        if ('copy' in step) {
-          await pipeline(Readable.from([step.copy.data]), this.client.query(copyFrom(step.copy.sql)));
-          i++;
-          continue;
-        }
-        const run: { sql: string; statement: RenderedStatement | null }[] = [];
-        while (i < steps.length && 'sql' in (steps[i] as Step)) run.push(steps[i++] as { sql: string; statement: RenderedStatement | null });
-        const r = (await this.client.query(run.map((x) => x.sql).join(';\n'))) as pg.QueryResult | pg.QueryResult[];
-        const results = Array.isArray(r) ? r : [r];
-        run.forEach((x, k) => this.checkMatched(x.statement, results[k]?.rowCount ?? 0));
-      }
+      rowCounts = await runBatch(this.client, this.prepared, batch);
     } catch (err) {
       this.targetTxnOpen = false;
       await this.client.query('ROLLBACK').catch(() => {});
       throw err;
     }
+    const first = opening ? 1 : 0;
+    statements.forEach((st, k) => this.checkMatched(st, rowCounts[first + k] ?? 0));
     if (commitAt !== null) this.targetTxnOpen = false;
   }
 
   /** An UPDATE or DELETE that found fewer rows than it had changes: the target diverged before. */
-  private checkMatched(s: RenderedStatement | null, matched: number): void {
-    if (s !== null && s.expect !== null && matched < s.expect) {
+  private checkMatched(s: RenderedStatement, matched: number): void {
+    if (s.expect !== null && matched < s.expect) {
       // Verify shows where. Applying the rest is still right; say so loudly.
       this.log.warn({ table: s.table, op: s.op, expected: s.expect, matched }, 'rows to change were not found on the target');
       this.metrics.errors.inc({ kind: 'divergence' });
@@ -350,12 +386,12 @@ export class Applier {
     const out: RenderedStatement[] = [];
     for (const seg of segments) {
       if (seg.kind === 'sql') {
-        out.push({ sql: seg.sql, expect: null, table: '', op: 'truncate' });
+        out.push({ statement: seg.statement, expect: null, table: '', op: 'truncate' });
         continue;
       }
       for (const [b, q] of seg.queues) {
         const groups = strict ? renderStrict(q, b.table.plan.hasSecondaryUnique) : q.groups;
-        for (const g of groups) out.push(renderGroup(b, g));
+        for (const g of groups) out.push(...renderGroup(b, g));
       }
     }
     return out;
@@ -430,15 +466,26 @@ export class Applier {
     } else {
       keyIdx = msg.columns.flatMap((c, i) => (c.isKey ? [i] : []));
     }
+    const allIdx = msg.columns.map((_, i) => i);
+    // Changes queued under an earlier description stay in that binding's own queue (rendered
+    // first): folding never mixes two column layouts.
+    const previous = this.bindings.get(msg.relationId);
     this.bindings.set(msg.relationId, {
       relation: msg,
       table,
       display: key,
       columns,
       keyIdx,
+      allIdx,
+      allSignature: allIdx.join(','),
       hasIdentityAlways: identityAlwaysIdx.size > 0,
       identityAlwaysIdx,
+      indexedIdx: msg.columns.flatMap((c, i) => (table.plan.indexedColumns.includes(c.name) ? [i] : [])),
+      foldUpdates: keyIdx.length > 0 && !table.plan.hasSecondaryUnique,
+      // A new description of a relation mid-batch keeps counting what the old one queued.
+      counts: previous ? previous.counts : zeroCounts(),
     });
+    if (previous) previous.counts = zeroCounts();
   }
 
   private binding(relationId: number): Binding | null {
@@ -463,10 +510,9 @@ export class Applier {
     return (this.current as BeginMessage).finalLsn < copyLsn;
   }
 
-  private count(b: Binding, op: string): void {
+  private count(b: Binding, op: ChangeOp): void {
     this.changesInBatch++;
-    const k = `${b.display}\0${op}`;
-    this.changeCounts.set(k, (this.changeCounts.get(k) ?? 0) + 1);
+    b.counts[op]++;
   }
 
   private onChange(msg: InsertMessage | UpdateMessage | DeleteMessage | TruncateMessage): void {
@@ -497,11 +543,11 @@ export class Applier {
     if (targets.length === 0) return;
     for (const b of targets) this.count(b, 'truncate');
     // Everything queued before runs before it, everything after runs after it.
-    this.segments.push({ kind: 'sql', sql: sql.truncateTables(targets.map((b) => b.table.plan), msg.restartIdentity) });
+    this.segments.push({ kind: 'sql', statement: { text: sql.truncateTables(targets.map((b) => b.table.plan), msg.restartIdentity), params: [] } });
   }
 
   /** The queue of changes for this table in the current segment. */
-  private queue(b: Binding): TableQueue {
+  private queue(b: Binding): TableQueue<Change> {
     let seg = this.segments[this.segments.length - 1];
     if (seg === undefined || seg.kind !== 'tables') {
       seg = { kind: 'tables', queues: new Map() };
@@ -509,15 +555,16 @@ export class Applier {
     }
     let q = seg.queues.get(b);
     if (!q) {
-      q = new TableQueue();
+      q = new TableQueue<Change>();
       seg.queues.set(b, q);
     }
     return q;
   }
 
-  private enqueue(b: Binding, op: 'insert' | 'update' | 'delete', signature: string, cols: number[], values: Value[], keys: string[]): void {
-    this.queue(b).add(op, signature, cols, { seq: this.seq++, values, keys });
-    for (const v of values) this.bufferedBytes += v === null ? 4 : v.length + 4;
+  private enqueue(b: Binding, op: 'insert' | 'update' | 'delete', signature: string, cols: number[], tuple: Tuple, keyTuple: Tuple, keys: string[]): void {
+    this.queue(b).add(op, signature, cols, { seq: this.seq++, tuple, keyTuple, keys });
+    // The message's bytes stay referenced while its change is queued.
+    this.bufferedBytes += tuple.buf.length + (keyTuple === tuple ? 0 : keyTuple.buf.length) + 64;
   }
 
   /**
@@ -526,90 +573,101 @@ export class Applier {
    * TOAST marker and the row cannot be named.
    */
   private rowKey(b: Binding, tuple: Tuple): string | null {
-    const idx = b.keyIdx.length > 0 ? b.keyIdx : tuple.map((_, i) => i);
-    const values = idx.map((i) => tuple[i]);
-    return values.some((v) => v === UNCHANGED_TOAST) ? null : JSON.stringify(values);
+    return tuple.keyOf(b.keyIdx.length > 0 ? b.keyIdx : b.allIdx);
   }
 
   private addInsert(b: Binding, tuple: Tuple): void {
-    const cols = presentColumns(tuple);
+    const complete = presentColumns(tuple, b);
+    const cols = complete ? b.allIdx : b.allIdx.filter((i) => !tuple.isUnchanged(i));
     const key = this.rowKey(b, tuple);
-    const keys = key === null ? [] : [key];
-    this.enqueue(b, 'insert', cols.join(','), cols, cols.map((i) => tuple[i] as Value), keys);
+    this.enqueue(b, 'insert', complete ? b.allSignature : cols.join(','), cols, tuple, tuple, key === null ? [] : [key]);
   }
 
   private addUpdate(b: Binding, msg: UpdateMessage): void {
     const old = msg.oldTuple;
+    const next = msg.newTuple;
     if (b.keyIdx.length === 0) {
       if (msg.oldKind !== 'O' || old === null) {
         throw new WalbridgeError('apply', `UPDATE on ${b.display} carries no old row to find it by`);
       }
       const oldKey = this.rowKey(b, old);
-      const newKey = this.rowKey(b, msg.newTuple);
-      this.addOneRow(b, this.updateOneByValues(b, old, msg.newTuple), oldKey === null || newKey === null ? undefined : [oldKey, newKey]);
+      const newKey = this.rowKey(b, next);
+      this.addOneRow(b, this.updateOneByValues(b, old, next), oldKey === null || newKey === null ? undefined : [oldKey, newKey]);
       return;
     }
-    const keySource = old ?? msg.newTuple;
-    const keyValues = b.keyIdx.map((i) => keySource[i] as TupleValue);
-    if (keyValues.some((v) => v === UNCHANGED_TOAST || v === null)) {
+    const keyTuple = old ?? next;
+    if (b.keyIdx.some((i) => keyTuple.isUnchanged(i) || keyTuple.isNull(i))) {
       throw new WalbridgeError('apply', `UPDATE on ${b.display} arrived without its key values`);
     }
     // Columns to SET: everything sent except unchanged TOAST values (the target keeps its
     // copy) and GENERATED ALWAYS identity columns, which an UPDATE cannot set.
-    const setCols: number[] = [];
-    msg.newTuple.forEach((v, i) => {
-      if (v === UNCHANGED_TOAST) return;
-      if (b.identityAlwaysIdx.has(i)) {
-        this.noteIdentityChange(b, i, old, v);
-        return;
+    let setCols: number[];
+    let signature: string;
+    if (presentColumns(next, b) && !b.hasIdentityAlways) {
+      setCols = b.allIdx;
+      signature = b.allSignature;
+    } else {
+      setCols = [];
+      for (let i = 0; i < next.length; i++) {
+        if (next.isUnchanged(i)) continue;
+        if (b.identityAlwaysIdx.has(i)) {
+          this.noteIdentityChange(b, i, old, next);
+          continue;
+        }
+        setCols.push(i);
       }
-      setCols.push(i);
-    });
-    if (setCols.length === 0) return;
-    const keyText = JSON.stringify(keyValues);
-    const newKeyText = JSON.stringify(b.keyIdx.map((i) => msg.newTuple[i]));
-    const keys = newKeyText === keyText ? [keyText] : [keyText, newKeyText];
-    this.enqueue(
-      b,
-      'update',
-      `${b.keyIdx.join(',')}|${setCols.join(',')}`,
-      setCols,
-      [...(keyValues as Value[]), ...setCols.map((i) => msg.newTuple[i] as Value)],
-      keys,
-    );
+      if (setCols.length === 0) return;
+      signature = setCols.join(',');
+    }
+    const keyText = keyTuple.keyOf(b.keyIdx) as string;
+    const sameKey = old === null || b.keyIdx.every((i) => old.sameValue(i, next, i));
+    if (sameKey && b.foldUpdates && this.fold(b, keyText, signature, next)) return;
+    const keys = sameKey ? [keyText] : [keyText, next.keyOf(b.keyIdx) as string];
+    this.enqueue(b, 'update', signature, setCols, next, keyTuple, keys);
+  }
+
+  /**
+   * An UPDATE that keeps its row's key replaces the values of the row's queued INSERT (when it
+   * sends every column) or of its queued UPDATE of the same columns: one row written once.
+   */
+  private fold(b: Binding, key: string, signature: string, next: Tuple): boolean {
+    const target = this.queue(b).foldTarget(key, signature);
+    if (target === null) return false;
+    if (target.op === 'insert' && (signature !== b.allSignature || b.hasIdentityAlways)) return false;
+    target.row.tuple = next;
+    this.bufferedBytes += next.buf.length;
+    return true;
   }
 
   private addDelete(b: Binding, msg: DeleteMessage): void {
+    const old = msg.oldTuple;
     if (b.keyIdx.length === 0) {
-      const key = this.rowKey(b, msg.oldTuple);
+      const key = this.rowKey(b, old);
       if (key === null) {
-        this.addOneRow(b, this.deleteOneByValues(b, msg.oldTuple));
+        this.addOneRow(b, this.deleteOneByValues(b, old));
       } else {
         // Whole old rows, deleted together in one statement per batch (deleteRowsByValues).
-        const all = msg.oldTuple.map((_, i) => i);
-        this.enqueue(b, 'delete', `values|${all.length}`, all, msg.oldTuple as Value[], [key]);
+        this.enqueue(b, 'delete', `values|${b.allIdx.length}`, b.allIdx, old, old, [key]);
       }
       return;
     }
-    const keyValues = b.keyIdx.map((i) => msg.oldTuple[i] as TupleValue);
-    if (keyValues.some((v) => v === UNCHANGED_TOAST || v === null)) {
+    if (b.keyIdx.some((i) => old.isUnchanged(i) || old.isNull(i))) {
       throw new WalbridgeError('apply', `DELETE on ${b.display} arrived without its key values`);
     }
-    this.enqueue(b, 'delete', b.keyIdx.join(','), b.keyIdx, keyValues as Value[], [JSON.stringify(keyValues)]);
+    this.enqueue(b, 'delete', b.keyIdx.join(','), b.keyIdx, old, old, [old.keyOf(b.keyIdx) as string]);
   }
 
-  private addOneRow(b: Binding, statement: string, keys?: string[]): void {
+  private addOneRow(b: Binding, statement: BatchStatement, keys?: string[]): void {
     this.queue(b).addStatement(statement, keys);
-    this.bufferedBytes += statement.length;
+    for (const p of statement.params) this.bufferedBytes += 4 + (p === null ? 0 : typeof p === 'string' ? p.length : p.byteLength);
   }
 
   /**
    * On the source an identity ALWAYS column only changes through UPDATE ... SET col = DEFAULT;
    * the target cannot be given that value by an UPDATE. Say so, rather than stop the stream.
    */
-  private noteIdentityChange(b: Binding, i: number, old: Tuple | null, v: TupleValue): void {
-    const before = old?.[i];
-    if (old !== null && before !== UNCHANGED_TOAST && before !== v) {
+  private noteIdentityChange(b: Binding, i: number, old: Tuple | null, next: Tuple): void {
+    if (old !== null && !old.isUnchanged(i) && !old.sameValue(i, next, i)) {
       this.log.warn(
         { table: b.display, column: b.columns[i]?.name },
         'an UPDATE changed a GENERATED ALWAYS identity value on the source; the target keeps the old value (verify will show the row)',
@@ -617,65 +675,121 @@ export class Applier {
     }
   }
 
-  private updateOneByValues(b: Binding, old: Tuple, next: Tuple): string {
-    const setIdx = next.flatMap((v, i) => {
-      if (v === UNCHANGED_TOAST) return [];
+  private updateOneByValues(b: Binding, old: Tuple, next: Tuple): BatchStatement {
+    const setIdx: number[] = [];
+    for (let i = 0; i < next.length; i++) {
+      if (next.isUnchanged(i)) continue;
       if (b.identityAlwaysIdx.has(i)) {
-        this.noteIdentityChange(b, i, old, v);
-        return [];
+        this.noteIdentityChange(b, i, old, next);
+        continue;
       }
-      return [i];
-    });
-    const matchIdx = old.flatMap((v, i) => (v === UNCHANGED_TOAST ? [] : [i]));
-    return sql.updateOneRowByValues(
-      b.table.plan,
-      setIdx.map((i) => b.columns[i] as ColumnRef),
-      setIdx.map((i) => next[i] as Value),
-      matchIdx.map((i) => b.columns[i] as ColumnRef),
-      matchIdx.map((i) => old[i] as Value),
-    );
+      setIdx.push(i);
+    }
+    const matchIdx = b.allIdx.filter((i) => !old.isUnchanged(i));
+    return {
+      text: sql.updateOneRowByValues(
+        b.table.plan,
+        setIdx.map((i) => b.columns[i] as ColumnRef),
+        matchIdx.map((i) => b.columns[i] as ColumnRef),
+        probeOf(b, matchIdx, old),
+      ),
+      params: [...setIdx.map((i) => next.bytes(i)), ...matchIdx.map((i) => old.bytes(i))],
+    };
   }
 
-  private deleteOneByValues(b: Binding, old: Tuple): string {
-    const matchIdx = old.flatMap((v, i) => (v === UNCHANGED_TOAST ? [] : [i]));
-    return sql.deleteOneRowByValues(
-      b.table.plan,
-      matchIdx.map((i) => b.columns[i] as ColumnRef),
-      matchIdx.map((i) => old[i] as Value),
-    );
+  private deleteOneByValues(b: Binding, old: Tuple): BatchStatement {
+    const matchIdx = b.allIdx.filter((i) => !old.isUnchanged(i));
+    return {
+      text: sql.deleteOneRowByValues(
+        b.table.plan,
+        matchIdx.map((i) => b.columns[i] as ColumnRef),
+        probeOf(b, matchIdx, old),
+      ),
+      params: matchIdx.map((i) => old.bytes(i)),
+    };
   }
 }
 
-/** Inserts of at least this many rows to one table in one batch use COPY. */
-const COPY_MIN_ROWS = 32;
+function zeroCounts(): Record<ChangeOp, number> {
+  return { insert: 0, update: 0, delete: 0, truncate: 0 };
+}
 
-function renderGroup(b: Binding, g: Group): RenderedStatement {
+/** True when every column's value was sent (no unchanged TOAST marker), the usual case. */
+function presentColumns(tuple: Tuple, b: Binding): boolean {
+  if (tuple.length !== b.allIdx.length) return false;
+  for (let i = 0; i < tuple.length; i++) if (tuple.isUnchanged(i)) return false;
+  return true;
+}
+
+/** The position in `matchIdx` of an indexed column whose old value is not NULL, if any. */
+function probeOf(b: Binding, matchIdx: number[], old: Tuple): number | null {
+  const k = matchIdx.findIndex((i) => b.indexedIdx.includes(i) && !old.isNull(i));
+  return k < 0 ? null : k;
+}
+
+const tupleOf = (c: Change): Tuple => c.tuple;
+const keyTupleOf = (c: Change): Tuple => c.keyTuple;
+
+function renderGroup(b: Binding, g: Group<Change>): RenderedStatement[] {
   const table = b.table.plan;
   const col = (i: number) => b.columns[i] as ColumnRef;
-  const rows = g.rows.map((r) => r.values);
+  const one = (text: string, params: Param[], expect: number | null, op: string): RenderedStatement => ({
+    statement: { text, params },
+    expect,
+    table: b.display,
+    op,
+  });
   switch (g.op) {
     case 'insert':
-      // Many rows go by COPY (fastest); a few ride along in the batch's script (no extra round trip).
-      return rows.length >= COPY_MIN_ROWS
-        ? { sql: '', copy: sql.copyRows(table, g.cols.map(col), rows), expect: null, table: b.display, op: 'insert' }
-        : { sql: sql.insertRows(table, g.cols.map(col), rows, b.hasIdentityAlways), expect: null, table: b.display, op: 'insert' };
+      if (g.cols.length === 0) return g.rows.map(() => one(sql.insertDefaultValues(table), [], null, 'insert'));
+      return [
+        one(
+          sql.insertRows(table, g.cols.map(col), b.hasIdentityAlways),
+          g.cols.map((i) => textArray(g.rows, tupleOf, i)),
+          null,
+          'insert',
+        ),
+      ];
     case 'update':
-      return { sql: sql.updateRowsByKey(table, b.keyIdx.map(col), g.cols.map(col), rows), expect: rows.length, table: b.display, op: 'update' };
-    case 'delete':
-      return b.keyIdx.length > 0
-        ? { sql: sql.deleteRowsByKey(table, g.cols.map(col), rows), expect: rows.length, table: b.display, op: 'delete' }
-        : { sql: sql.deleteRowsByValues(table, g.cols.map(col), rows), expect: rows.length, table: b.display, op: 'delete' };
+      return [
+        one(
+          sql.updateRowsByKey(table, b.keyIdx.map(col), g.cols.map(col)),
+          [...b.keyIdx.map((i) => textArray(g.rows, keyTupleOf, i)), ...g.cols.map((i) => textArray(g.rows, tupleOf, i))],
+          g.rows.length,
+          'update',
+        ),
+      ];
+    case 'delete': {
+      if (b.keyIdx.length > 0) {
+        return [one(sql.deleteRowsByKey(table, g.cols.map(col)), g.cols.map((i) => textArray(g.rows, tupleOf, i)), g.rows.length, 'delete')];
+      }
+      // Keyless: rows whose indexed column holds a value are found through that index, the rest by a hash join.
+      const probeCol = g.cols.find((i) => b.indexedIdx.includes(i));
+      const probed = probeCol === undefined ? [] : g.rows.filter((r) => !r.tuple.isNull(probeCol));
+      const scanned = probeCol === undefined ? g.rows : g.rows.filter((r) => r.tuple.isNull(probeCol));
+      const byValues = (rows: Change[], probe: number | null): RenderedStatement => {
+        // Identical rows are one entry, deleted as many times as the source deleted them.
+        const distinct = new Map<string, { row: Change; n: number }>();
+        for (const r of rows) {
+          const k = r.keys[0] as string;
+          const d = distinct.get(k);
+          if (d) d.n++;
+          else distinct.set(k, { row: r, n: 1 });
+        }
+        const list = [...distinct.values()];
+        return one(
+          sql.deleteRowsByValues(table, g.cols.map(col), probe),
+          [textArrayOf(list.map((_, i) => String(i))), textArrayOf(list.map((d) => String(d.n))), ...g.cols.map((i) => textArray(list, (d) => d.row.tuple, i))],
+          rows.length,
+          'delete',
+        );
+      };
+      const probeAt = probeCol === undefined ? null : g.cols.indexOf(probeCol);
+      return [...(probed.length > 0 ? [byValues(probed, probeAt)] : []), ...(scanned.length > 0 ? [byValues(scanned, null)] : [])];
+    }
     case 'row':
-      return { sql: g.sql as string, expect: 1, table: b.display, op: 'change' };
+      return [{ statement: g.statement as BatchStatement, expect: 1, table: b.display, op: 'change' }];
   }
-}
-
-function presentColumns(tuple: Tuple): number[] {
-  const out: number[] = [];
-  tuple.forEach((v, i) => {
-    if (v !== UNCHANGED_TOAST) out.push(i);
-  });
-  return out;
 }
 
 /** pgoutput times are microseconds since 2000-01-01 UTC; keep them exact as ISO text. */

@@ -14,41 +14,46 @@
  * batch), the batch is rendered again in strict arrival order (see `renderStrict`), which is
  * exactly the source's sequence.
  */
-import type { Value } from './statements.js';
+import type { BatchStatement } from '../pg/batch.js';
 
 export type Op = 'insert' | 'update' | 'delete';
 
 export interface QueuedRow {
   /** Arrival order across the whole batch. */
   seq: number;
-  values: Value[];
   /** The rows (key texts) this change touches: old and new key of an UPDATE. */
   keys: string[];
 }
 
-export interface Group {
+export interface Group<R extends QueuedRow = QueuedRow> {
   op: Op | 'row';
   /** Which columns are written: rows of one group share a statement. */
   signature: string;
   /** insert: written columns; update: SET columns; delete: key columns. */
   cols: number[];
-  rows: QueuedRow[];
+  rows: R[];
   /** For op 'row': one statement that changes exactly one row, found by its values. */
-  sql?: string;
+  statement?: BatchStatement;
   /** For op 'update': the keys it changes (a row can be changed once per statement). */
   keys: Set<string>;
 }
 
-export class TableQueue {
-  readonly groups: Group[] = [];
-  /** Per row key, the index of the last group that touched it. */
-  private readonly lastGroupOf = new Map<string, number>();
-  /** The latest group index of each shape. */
-  private readonly latestOfShape = new Map<string, number>();
+/** The last change queued for a row: its group and, unless it is a one-row statement, its row. */
+interface Latest<R> {
+  index: number;
+  row: R | null;
+}
+
+export class TableQueue<R extends QueuedRow = QueuedRow> {
+  readonly groups: Group<R>[] = [];
+  /** Per row key, the last change that touched it. */
+  private readonly latestOf = new Map<string, Latest<R>>();
+  /** The latest group index of each shape: per operation, by the columns it writes. */
+  private readonly latestOfShape: Record<Op, Map<string, number>> = { insert: new Map(), update: new Map(), delete: new Map() };
   /** Index of the last statement that finds rows by value: nothing may move before it. */
   private barrier = -1;
   /** Every change in arrival order, for the strict rendering. */
-  readonly arrivals: { group: Group; row: QueuedRow | null }[] = [];
+  readonly arrivals: { group: Group<R>; row: R | null }[] = [];
 
   get size(): number {
     return this.arrivals.length;
@@ -58,25 +63,47 @@ export class TableQueue {
    * Queue a change. `row.keys` are the rows it touches (old and new key of an UPDATE); empty
    * for a table without a key, where only arrival order after the last barrier matters.
    */
-  add(op: Op, signature: string, cols: number[], row: QueuedRow): void {
+  add(op: Op, signature: string, cols: number[], row: R): void {
     const keys = row.keys;
-    const shape = `${op}|${signature}`;
-    const latest = this.latestOfShape.get(shape);
+    const shapes = this.latestOfShape[op];
+    const latest = shapes.get(signature);
     let index = -1;
-    if (latest !== undefined && latest > this.barrier && keys.every((k) => (this.lastGroupOf.get(k) ?? -1) < latest)) {
+    if (latest !== undefined && latest > this.barrier && this.untouchedSince(keys, latest)) {
       index = latest;
     } else {
       this.groups.push({ op, signature, cols, rows: [], keys: new Set() });
       index = this.groups.length - 1;
-      this.latestOfShape.set(shape, index);
+      shapes.set(signature, index);
     }
-    const group = this.groups[index] as Group;
+    const group = this.groups[index] as Group<R>;
     group.rows.push(row);
     for (const k of keys) {
-      this.lastGroupOf.set(k, index);
+      this.latestOf.set(k, { index, row });
       if (op === 'update') group.keys.add(k);
     }
     this.arrivals.push({ group, row });
+  }
+
+  /** No change to these rows was queued in group `index` or later. */
+  private untouchedSince(keys: string[], index: number): boolean {
+    for (const k of keys) if ((this.latestOf.get(k)?.index ?? -1) >= index) return false;
+    return true;
+  }
+
+  /**
+   * The queued change an UPDATE of row `key` that keeps its key and writes `signature` can be
+   * folded into: the row's last change, if it is its INSERT or an UPDATE of the same columns.
+   * The caller then gives that change the new values instead of queuing another one. Only for
+   * tables whose key is their only unique or exclusion constraint: moving a row's final values
+   * to its earlier change can then collide with no other row.
+   */
+  foldTarget(key: string, signature: string): { op: 'insert' | 'update'; row: R } | null {
+    const latest = this.latestOf.get(key);
+    if (latest === undefined || latest.row === null) return null;
+    const group = this.groups[latest.index] as Group<R>;
+    if (group.op === 'insert') return { op: 'insert', row: latest.row };
+    if (group.op === 'update' && group.signature === signature && latest.row.keys.length === 1) return { op: 'update', row: latest.row };
+    return null;
   }
 
   /**
@@ -84,12 +111,12 @@ export class TableQueue {
    * and new values), only changes to those values keep their order around it; without, it is
    * a barrier nothing moves before.
    */
-  addStatement(sql: string, keys?: string[]): void {
-    const group: Group = { op: 'row', signature: '', cols: [], rows: [], sql, keys: new Set() };
+  addStatement(statement: BatchStatement, keys?: string[]): void {
+    const group: Group<R> = { op: 'row', signature: '', cols: [], rows: [], statement, keys: new Set() };
     this.groups.push(group);
     const index = this.groups.length - 1;
     if (keys === undefined) this.barrier = index;
-    else for (const k of keys) this.lastGroupOf.set(k, index);
+    else for (const k of keys) this.latestOf.set(k, { index, row: null });
     this.arrivals.push({ group, row: null });
   }
 }
@@ -99,9 +126,9 @@ export class TableQueue {
  * statement, except UPDATEs when `updatesOneByOne` (a unique constraint besides the key is
  * checked row by row, and rows of one UPDATE are changed in no set order).
  */
-export function renderStrict(q: TableQueue, updatesOneByOne: boolean): Group[] {
-  const out: Group[] = [];
-  let current: Group | null = null;
+export function renderStrict<R extends QueuedRow>(q: TableQueue<R>, updatesOneByOne: boolean): Group<R>[] {
+  const out: Group<R>[] = [];
+  let current: Group<R> | null = null;
   for (const a of q.arrivals) {
     const g = a.group;
     if (g.op === 'row' || a.row === null) {

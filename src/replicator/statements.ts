@@ -1,13 +1,13 @@
 /**
  * SQL text for applying changes on the target.
  *
- * Values are written into the statement as quoted literals and cast by the target's own input
- * functions (`'123.450'::numeric(20,6)`): no value is ever parsed in JavaScript, and a whole
- * batch of statements — from BEGIN to COMMIT — travels to the target in one simple-query
- * round trip (node-postgres cannot pipeline parameterised statements, and a round trip per
- * statement is what made naive apply slow). Literals are safe because every target session
- * runs with standard_conforming_strings = on and Postgres text cannot contain NUL: doubling
- * the single quotes is the whole escaping.
+ * Values never appear in the SQL: every statement takes its rows as parameters, one text[]
+ * per column (`unnest($1::text[], $2::text[], …)`), and casts each element with the target's
+ * own input function (`u.c0::numeric(20,6)`), as COPY would. So no value is ever parsed in
+ * JavaScript, a statement's text depends only on the table and the columns it writes (it is
+ * parsed once per connection and kept, see pg/batch.ts), and the target never parses a long
+ * literal list. Parameters are declared `text`/`text[]` explicitly: the element bytes are the
+ * source's text output (params.ts), never another type's binary format.
  */
 import { quoteIdent, quoteTable, type TableName } from '../pg/ident.js';
 
@@ -17,104 +17,99 @@ export interface ColumnRef {
   type: string;
 }
 
-export type Value = string | null;
-
-export function literal(v: Value): string {
-  return v === null ? 'NULL' : `'${v.replace(/'/g, "''")}'`;
+/** `$1::text[], $2::text[], …` for n arrays starting at $from. */
+function arrayParams(n: number, from = 1): string {
+  return Array.from({ length: n }, (_, i) => `$${from + i}::text[]`).join(', ');
 }
 
-function valuesList(rows: Value[][]): string {
-  return rows.map((r) => `(${r.map(literal).join(', ')})`).join(', ');
-}
-
-/** `rows[i]` holds one value per column of `cols`. */
-export function insertRows(table: TableName, cols: ColumnRef[], rows: Value[][], overridingSystemValue: boolean): string {
-  if (cols.length === 0) return rows.map(() => `INSERT INTO ${quoteTable(table)} DEFAULT VALUES`).join(';\n');
+/** Insert rows given as one text[] per column of `cols`. */
+export function insertRows(table: TableName, cols: ColumnRef[], overridingSystemValue: boolean): string {
   const names = cols.map((c) => quoteIdent(c.name)).join(', ');
-  const aliases = cols.map((_, i) => `c${i}`).join(', ');
-  const casts = cols.map((c, i) => `v.c${i}::${c.type}`).join(', ');
+  const casts = cols.map((c, i) => `u.c${i}::${c.type}`).join(', ');
   const overriding = overridingSystemValue ? ' OVERRIDING SYSTEM VALUE' : '';
-  return `INSERT INTO ${quoteTable(table)} (${names})${overriding} SELECT ${casts} FROM (VALUES ${valuesList(rows)}) AS v(${aliases})`;
+  const aliases = cols.map((_, i) => `c${i}`).join(', ');
+  return `INSERT INTO ${quoteTable(table)} (${names})${overriding} SELECT ${casts} FROM unnest(${arrayParams(cols.length)}) AS u(${aliases})`;
 }
 
-/** A value in COPY's text format: backslash, newline, carriage return and tab escaped; NULL as \N. */
-export function copyField(v: Value): string {
-  if (v === null) return '\\N';
-  return v.replace(/[\\\n\r\t]/g, (c) => (c === '\\' ? '\\\\' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\t'));
+/** A row with no column to write (every column has its default). No parameters. */
+export function insertDefaultValues(table: TableName): string {
+  return `INSERT INTO ${quoteTable(table)} DEFAULT VALUES`;
 }
 
-/**
- * Many rows for one table as COPY ... FROM STDIN: the fastest way into a table (no statement
- * to parse, rows inserted in bulk), with the same input functions as a cast. COPY writes
- * identity columns as given, like OVERRIDING SYSTEM VALUE.
- */
-export function copyRows(table: TableName, cols: ColumnRef[], rows: Value[][]): { sql: string; data: string } {
-  return {
-    sql: `COPY ${quoteTable(table)} (${cols.map((c) => quoteIdent(c.name)).join(', ')}) FROM STDIN`,
-    data: rows.map((r) => r.map(copyField).join('\t')).join('\n') + '\n',
-  };
-}
-
-/** `rows[i]` holds the key values, then the SET values. */
-export function updateRowsByKey(table: TableName, key: ColumnRef[], set: ColumnRef[], rows: Value[][]): string {
+/** Parameters: the key columns' arrays, then the SET columns'. */
+export function updateRowsByKey(table: TableName, key: ColumnRef[], set: ColumnRef[]): string {
   const aliases = [...key.map((_, i) => `k${i}`), ...set.map((_, i) => `s${i}`)].join(', ');
-  const assignments = set.map((c, i) => `${quoteIdent(c.name)} = v.s${i}::${c.type}`).join(', ');
-  const where = key.map((c, i) => `t.${quoteIdent(c.name)} = v.k${i}::${c.type}`).join(' AND ');
-  return `UPDATE ${quoteTable(table)} AS t SET ${assignments} FROM (VALUES ${valuesList(rows)}) AS v(${aliases}) WHERE ${where}`;
+  const assignments = set.map((c, i) => `${quoteIdent(c.name)} = u.s${i}::${c.type}`).join(', ');
+  const where = key.map((c, i) => `t.${quoteIdent(c.name)} = u.k${i}::${c.type}`).join(' AND ');
+  return `UPDATE ${quoteTable(table)} AS t SET ${assignments} FROM unnest(${arrayParams(key.length + set.length)}) AS u(${aliases}) WHERE ${where}`;
 }
 
-export function deleteRowsByKey(table: TableName, key: ColumnRef[], rows: Value[][]): string {
+/** Parameters: the key columns' arrays. */
+export function deleteRowsByKey(table: TableName, key: ColumnRef[]): string {
   const aliases = key.map((_, i) => `k${i}`).join(', ');
-  const where = key.map((c, i) => `t.${quoteIdent(c.name)} = v.k${i}::${c.type}`).join(' AND ');
-  return `DELETE FROM ${quoteTable(table)} AS t USING (VALUES ${valuesList(rows)}) AS v(${aliases}) WHERE ${where}`;
+  const where = key.map((c, i) => `t.${quoteIdent(c.name)} = u.k${i}::${c.type}`).join(' AND ');
+  return `DELETE FROM ${quoteTable(table)} AS t USING unnest(${arrayParams(key.length)}) AS u(${aliases}) WHERE ${where}`;
+}
+
+/*
+ * Tables with REPLICA IDENTITY FULL and no key: a row is found by all its old values, and
+ * exactly one matching row is changed even when several are identical ((tableoid, ctid) is
+ * unique across partitions). Rows are compared as `ROW(...)::text` on both sides: the same
+ * output functions read both (json has no equality operator, and a cast to text is not always
+ * the output function), NULL stays distinct from '', and text equality can be hashed, so a
+ * batch of deletes is one hash join instead of a comparison of every pair. `probe` (an index
+ * into `match`) names a column that leads a btree index on the target and is not NULL in the
+ * rows given: the rows are then found through that index, not by reading the whole table.
+ */
+
+function rowText(alias: string, cols: ColumnRef[]): string {
+  return `ROW(${cols.map((c) => `${alias}.${quoteIdent(c.name)}`).join(', ')})::text`;
 }
 
 /**
- * Tables with REPLICA IDENTITY FULL and no key: a row is found by all its old values,
- * compared as text (json has no equality operator), and exactly one matching row is
- * changed even when several are identical. (tableoid, ctid) is unique across partitions.
- * Both sides go through the same cast: a cast to text is not always the output function
- * (boolean 't' casts to 'true', char(n) drops its padding, inet gains its /32).
+ * The condition that finds rows whose values are `values` (one SQL expression per column of
+ * `match`). With a probe the rows are found by the indexed column alone (hash key or index
+ * scan) and only those are compared whole: IS NOT DISTINCT FROM (never NULL here, so the same
+ * as =) cannot be hashed, which keeps the row texts out of the hash key, so they are not
+ * computed for every row of the table.
  */
-function oneRowMatching(table: TableName, match: ColumnRef[], old: Value[]): string {
-  const cond = match
-    .map((c, i) => {
-      const v = old[i] ?? null;
-      return v === null ? `x.${quoteIdent(c.name)} IS NULL` : `x.${quoteIdent(c.name)}::text = (${literal(v)}::${c.type})::text`;
-    })
-    .join(' AND ');
-  return `(tableoid, ctid) = (SELECT x.tableoid, x.ctid FROM ${quoteTable(table)} AS x WHERE ${cond || 'true'} LIMIT 1)`;
+function matchCondition(match: ColumnRef[], values: string[], probe: number | null): string {
+  if (match.length === 0) return 'true';
+  const given = `ROW(${match.map((c, i) => `${values[i] as string}::${c.type}`).join(', ')})::text`;
+  if (probe === null) return `${rowText('x', match)} = ${given}`;
+  const p = match[probe] as ColumnRef;
+  return `x.${quoteIdent(p.name)} = ${values[probe] as string}::${p.type} AND ${rowText('x', match)} IS NOT DISTINCT FROM ${given}`;
 }
 
-export function updateOneRowByValues(table: TableName, set: ColumnRef[], values: Value[], match: ColumnRef[], old: Value[]): string {
-  const assignments = set.map((c, i) => `${quoteIdent(c.name)} = ${literal(values[i] ?? null)}::${c.type}`).join(', ');
-  return `UPDATE ${quoteTable(table)} SET ${assignments} WHERE ${oneRowMatching(table, match, old)}`;
+function oneRowMatching(table: TableName, match: ColumnRef[], firstParam: number, probe: number | null): string {
+  const cond = matchCondition(match, match.map((_, i) => `$${firstParam + i}::text`), probe);
+  return `(tableoid, ctid) = (SELECT x.tableoid, x.ctid FROM ${quoteTable(table)} AS x WHERE ${cond} LIMIT 1)`;
 }
 
-export function deleteOneRowByValues(table: TableName, match: ColumnRef[], old: Value[]): string {
-  return `DELETE FROM ${quoteTable(table)} WHERE ${oneRowMatching(table, match, old)}`;
+/** One row found by its old values. Parameters: the SET values, then the old values (one text each). */
+export function updateOneRowByValues(table: TableName, set: ColumnRef[], match: ColumnRef[], probe: number | null = null): string {
+  const assignments = set.map((c, i) => `${quoteIdent(c.name)} = $${i + 1}::text::${c.type}`).join(', ');
+  return `UPDATE ${quoteTable(table)} SET ${assignments} WHERE ${oneRowMatching(table, match, set.length + 1, probe)}`;
+}
+
+/** One row found by its old values. Parameters: the old values (one text each). */
+export function deleteOneRowByValues(table: TableName, match: ColumnRef[], probe: number | null = null): string {
+  return `DELETE FROM ${quoteTable(table)} WHERE ${oneRowMatching(table, match, 1, probe)}`;
 }
 
 /**
  * DELETE for a table without a key (REPLICA IDENTITY FULL): every row is given by all its old
  * values; identical rows are indistinguishable, so each distinct old row is deleted as many
- * times as it was deleted on the source, and no more. One scan of the table per batch.
+ * times as it was deleted on the source, and no more. Parameters: a text[] of group ids, one
+ * of counts (how many times each distinct row goes), then one per column of `match`.
  */
-export function deleteRowsByValues(table: TableName, match: ColumnRef[], rows: Value[][]): string {
-  const distinct = new Map<string, { values: Value[]; n: number }>();
-  for (const r of rows) {
-    const k = JSON.stringify(r);
-    const d = distinct.get(k);
-    if (d) d.n++;
-    else distinct.set(k, { values: r, n: 1 });
-  }
-  const list = [...distinct.values()].map((d, i) => `(${i}, ${d.n}, ${d.values.map(literal).join(', ')})`).join(', ');
+export function deleteRowsByValues(table: TableName, match: ColumnRef[], probe: number | null = null): string {
   const aliases = match.map((_, i) => `c${i}`).join(', ');
-  const cond = match.map((c, i) => `x.${quoteIdent(c.name)}::text IS NOT DISTINCT FROM (v.c${i}::${c.type})::text`).join(' AND ');
+  const cond = matchCondition(match, match.map((_, i) => `v.c${i}`), probe);
   return (
     `DELETE FROM ${quoteTable(table)} AS t USING (` +
-    `SELECT s.toid, s.tid FROM (SELECT x.tableoid AS toid, x.ctid AS tid, v.n, row_number() OVER (PARTITION BY v.g ORDER BY x.ctid) AS rn ` +
-    `FROM ${quoteTable(table)} AS x JOIN (VALUES ${list}) AS v(g, n, ${aliases}) ON ${cond || 'true'}) AS s WHERE s.rn <= s.n` +
+    `SELECT s.toid, s.tid FROM (SELECT x.tableoid AS toid, x.ctid AS tid, v.n::int AS n, row_number() OVER (PARTITION BY v.g ORDER BY x.ctid) AS rn ` +
+    `FROM ${quoteTable(table)} AS x JOIN unnest(${arrayParams(match.length + 2)}) AS v(g, n, ${aliases}) ON ${cond}) AS s WHERE s.rn <= s.n` +
     `) AS d WHERE t.tableoid = d.toid AND t.ctid = d.tid`
   );
 }

@@ -170,17 +170,13 @@ UPDATE walbridge.tables SET copy_lsn = $4::pg_lsn
 export const RESET_UNFINISHED_COPIES = `UPDATE walbridge.tables SET state = 'pending' WHERE state = 'copying'`;
 
 /**
- * Record the last applied position; it ends each apply batch, inside the batch's transaction
- * (values inlined: the batch is one simple-query round trip).
+ * Record the last applied position; it ends each apply batch, inside the batch's transaction.
+ * $1 the last applied commit's end LSN, $2 its commit time (text, may be NULL). Never moves back.
  */
-export function recordAppliedSql(lsnText: string, commitTimeText: string | null): string {
-  const time = commitTimeText === null ? 'NULL' : `'${commitTimeText}'`;
-  return (
-    `UPDATE walbridge.pipeline SET applied_lsn = '${lsnText}'::pg_lsn, ` +
-    `applied_commit_time = COALESCE(${time}::timestamptz, applied_commit_time), updated_at = now() ` +
-    `WHERE id = 1 AND applied_lsn <= '${lsnText}'::pg_lsn`
-  );
-}
+export const RECORD_APPLIED = `
+UPDATE walbridge.pipeline
+   SET applied_lsn = $1::pg_lsn, applied_commit_time = COALESCE($2::timestamptz, applied_commit_time), updated_at = now()
+ WHERE id = 1 AND applied_lsn <= $1::pg_lsn`;
 
 export const RECORD_SPOOLED = `
 UPDATE walbridge.pipeline

@@ -4,8 +4,12 @@
  * same output functions and session settings on both servers), and a range that differs is
  * read row by row, one md5 per row, to name the keys that differ.
  */
-import { quoteIdent, quoteTable, type TableName } from '../pg/ident.js';
-import { literal } from '../replicator/statements.js';
+import { quoteIdent, quoteLiteral, quoteTable, type TableName } from '../pg/ident.js';
+
+/** A value as an SQL literal (standard_conforming_strings = on), or NULL. */
+function sqlValue(v: string | null): string {
+  return v === null ? 'NULL' : quoteLiteral(v);
+}
 
 export interface VerifyShape {
   table: TableName;
@@ -28,7 +32,7 @@ const keyList = (s: VerifyShape) => s.key.map((k) => col(s, k.name, k.collatable
 const rowText = (s: VerifyShape) => `md5(ROW(${s.columns.map((c) => `t.${quoteIdent(c)}`).join(', ')})::text)`;
 
 function tuple(s: VerifyShape, values: string[]): string {
-  return s.key.map((k, i) => `${literal(values[i] ?? null)}::${k.type}${s.byteOrder && k.collatable ? ' COLLATE "C"' : ''}`).join(', ');
+  return s.key.map((k, i) => `${sqlValue(values[i] ?? null)}::${k.type}${s.byteOrder && k.collatable ? ' COLLATE "C"' : ''}`).join(', ');
 }
 
 function rangeWhere(s: VerifyShape, r: KeyRange): string {

@@ -11,8 +11,8 @@ import {
   commitEndLsn,
   decodePgoutput,
   UNCHANGED_TOAST,
+  Tuple,
   type PgoutputMessage,
-  type Tuple,
 } from '../../src/replicator/pgoutput.js';
 
 /** Big-endian writer for the protocol's Int8/Int16/Int32/Int64/String/Byten fields. */
@@ -216,19 +216,19 @@ describe('tuple values', () => {
   test('Insert: values come back as the exact strings sent', () => {
     const m = expectTag(decodePgoutput(msg.insert(RELID, EXACT_VALUES)), 'insert');
     assert.equal(m.relationId, RELID);
-    assert.deepEqual(m.newTuple, EXACT_VALUES);
-    for (const v of m.newTuple) assert.equal(typeof v, 'string');
+    assert.deepEqual(m.newTuple.values(), EXACT_VALUES);
+    for (const v of m.newTuple.values()) assert.equal(typeof v, 'string');
   });
 
   test('lengths are in bytes: multi-byte UTF-8 does not shift the next column', () => {
     const values = ['🦄', 'Ü', '日本語', 'e\u0301', '🏳️‍🌈 flag', 'after'];
     const m = expectTag(decodePgoutput(msg.insert(1, values)), 'insert');
-    assert.deepEqual(m.newTuple, values);
+    assert.deepEqual(m.newTuple.values(), values);
   });
 
   test('NULL, unchanged TOAST and the empty string are three different things', () => {
     const m = expectTag(decodePgoutput(msg.insert(1, [null, UNCHANGED_TOAST, '', 'x'])), 'insert');
-    const [nul, toast, empty, x] = m.newTuple;
+    const [nul, toast, empty, x] = m.newTuple.values();
     assert.equal(nul, null);
     assert.equal(toast, UNCHANGED_TOAST);
     assert.equal(empty, '');
@@ -236,6 +236,30 @@ describe('tuple values', () => {
     assert.notEqual(toast, null);
     assert.notEqual(toast, '');
     assert.equal(typeof toast, 'symbol');
+  });
+
+  test('values stay in the message: nothing is copied or decoded until asked', () => {
+    const buf = msg.insert(1, ['abc', null, '🦄']);
+    const m = expectTag(decodePgoutput(buf), 'insert');
+    assert.equal(m.newTuple.buf, buf);
+    assert.equal(m.newTuple.byteLength(2), Buffer.byteLength('🦄'));
+    const out = Buffer.alloc(3);
+    m.newTuple.copyValue(0, out, 0);
+    assert.equal(out.toString(), 'abc');
+    assert.equal(m.newTuple.bytes(1), null);
+  });
+
+  test('row keys: equal values give equal keys, any difference (NULL vs empty, column boundaries) another', () => {
+    const k = (vals: Col[], idx: number[]) => Tuple.of(vals).keyOf(idx);
+    assert.equal(k(['42', 'x'], [0]), k(['42', 'y'], [0]));
+    assert.notEqual(k(['a', 'bc'], [0, 1]), k(['ab', 'c'], [0, 1]));
+    assert.notEqual(k([null, 'x'], [0, 1]), k(['', 'x'], [0, 1]));
+    assert.notEqual(k(['n', 'x'], [0, 1]), k([null, 'x'], [0, 1]));
+    assert.equal(k(['Ü🦄', null], [0, 1]), k(['Ü🦄', null], [0, 1]));
+    assert.notEqual(k(['Ü'], [0]), k(['Ã\u009c'], [0]));
+    assert.equal(k([UNCHANGED_TOAST, 'x'], [0, 1]), null, 'an unchanged TOAST value cannot name a row');
+    assert.ok(Tuple.of(['1', null]).sameValue(0, Tuple.of(['1', 'x']), 0));
+    assert.ok(!Tuple.of(['1', null]).sameValue(1, Tuple.of(['1', '']), 1));
   });
 
   test("'b' binary tuple data is refused (walbridge never asks for binary)", () => {
@@ -250,42 +274,42 @@ describe('tuple values', () => {
 });
 
 describe('Update and Delete', () => {
-  const newRow: Tuple = ['1', 'new body', UNCHANGED_TOAST];
+  const newRow: Col[] = ['1', 'new body', UNCHANGED_TOAST];
 
   test('Update without an old tuple (key unchanged)', () => {
     const m = expectTag(decodePgoutput(msg.update(RELID, null, newRow)), 'update');
     assert.equal(m.relationId, RELID);
     assert.equal(m.oldKind, null);
     assert.equal(m.oldTuple, null);
-    assert.deepEqual(m.newTuple, newRow);
+    assert.deepEqual(m.newTuple.values(), newRow);
   });
 
   test("Update with a 'K' key tuple (key changed)", () => {
     const m = expectTag(decodePgoutput(msg.update(RELID, { kind: 'K', cols: ['9223372036854775807', null, null] }, newRow)), 'update');
     assert.equal(m.oldKind, 'K');
-    assert.deepEqual(m.oldTuple, ['9223372036854775807', null, null]);
-    assert.deepEqual(m.newTuple, newRow);
+    assert.deepEqual(m.oldTuple?.values(), ['9223372036854775807', null, null]);
+    assert.deepEqual(m.newTuple.values(), newRow);
   });
 
   test("Update with an 'O' old tuple (REPLICA IDENTITY FULL)", () => {
     const old: Col[] = ['1', 'old body', '2024-01-01 00:00:00.123456+00'];
     const m = expectTag(decodePgoutput(msg.update(RELID, { kind: 'O', cols: old }, newRow)), 'update');
     assert.equal(m.oldKind, 'O');
-    assert.deepEqual(m.oldTuple, old);
-    assert.deepEqual(m.newTuple, newRow);
+    assert.deepEqual(m.oldTuple?.values(), old);
+    assert.deepEqual(m.newTuple.values(), newRow);
   });
 
   test("Delete with a 'K' key tuple", () => {
     const m = expectTag(decodePgoutput(msg.delete(RELID, 'K', ['42', null])), 'delete');
     assert.equal(m.relationId, RELID);
     assert.equal(m.oldKind, 'K');
-    assert.deepEqual(m.oldTuple, ['42', null]);
+    assert.deepEqual(m.oldTuple?.values(), ['42', null]);
   });
 
   test("Delete with an 'O' old tuple", () => {
     const m = expectTag(decodePgoutput(msg.delete(RELID, 'O', ['42', '\\x00ff', ''])), 'delete');
     assert.equal(m.oldKind, 'O');
-    assert.deepEqual(m.oldTuple, ['42', '\\x00ff', '']);
+    assert.deepEqual(m.oldTuple?.values(), ['42', '\\x00ff', '']);
   });
 
   test('Update and Delete missing their required tuple are refused', () => {

@@ -5,7 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { renderStrict, TableQueue, type Group, type Op } from '../../src/replicator/queue.js';
+import { renderStrict, TableQueue, type Group, type Op, type QueuedRow } from '../../src/replicator/queue.js';
+
+type Row = QueuedRow & { values: string[] };
 
 /** A tiny deterministic PRNG, so a failure can be replayed. */
 function rng(seed: number) {
@@ -38,7 +40,7 @@ function applySequential(changes: Change[]): Map<string, string> {
 }
 
 /** Apply groups in order, the rows of each group in the order `shuffle` gives. */
-function applyGroups(groups: Group[], byRow: Map<number, Change>, shuffle: <T>(xs: T[]) => T[]): Map<string, string> {
+function applyGroups(groups: Group<Row>[], byRow: Map<number, Change>, shuffle: <T>(xs: T[]) => T[]): Map<string, string> {
   const t = new Map<string, string>();
   for (const g of groups) {
     const rows = shuffle([...g.rows]);
@@ -93,15 +95,30 @@ function randomChanges(next: () => number, n: number): Change[] {
   return out;
 }
 
-function enqueue(changes: Change[]): { q: TableQueue; byRow: Map<number, Change> } {
-  const q = new TableQueue();
+/**
+ * Queue the changes as the applier does. With `fold`, an UPDATE that keeps its key is folded
+ * into the row's queued INSERT or UPDATE when the queue offers one: that change then writes
+ * the UPDATE's value instead, and the UPDATE is not queued.
+ */
+function enqueue(changes: Change[], fold = false): { q: TableQueue<Row>; byRow: Map<number, Change>; folded: number } {
+  const q = new TableQueue<Row>();
   const byRow = new Map<number, Change>();
+  let folded = 0;
   changes.forEach((c, seq) => {
+    if (fold && c.op === 'update' && c.newKey === c.key) {
+      const target = q.foldTarget(c.key, 'all');
+      if (target) {
+        byRow.set(target.row.seq, { ...(byRow.get(target.row.seq) as Change), value: c.value });
+        target.row.values = [c.value];
+        folded++;
+        return;
+      }
+    }
     byRow.set(seq, c);
     const keys = c.op === 'update' && c.newKey !== c.key ? [c.key, c.newKey] : [c.key];
     q.add(c.op, 'all', [0], { seq, values: [c.value], keys });
   });
-  return { q, byRow };
+  return { q, byRow, folded };
 }
 
 describe('apply queue', () => {
@@ -133,18 +150,46 @@ describe('apply queue', () => {
   });
 
   test('a statement that finds its row by value is a barrier nothing moves before', () => {
-    const q = new TableQueue();
+    const q = new TableQueue<Row>();
     q.add('insert', 'all', [0], { seq: 0, values: ['1'], keys: [] });
-    q.addStatement('DELETE ... LIMIT 1');
+    q.addStatement({ text: 'DELETE ... LIMIT 1', params: [] });
     q.add('insert', 'all', [0], { seq: 2, values: ['2'], keys: [] });
     assert.deepEqual(q.groups.map((g) => [g.op, g.rows.length]), [['insert', 1], ['row', 0], ['insert', 1]]);
   });
 
-  test('grouped and in any row order, the result equals applying the changes one by one (2,000 random histories)', () => {
+  test('an UPDATE that keeps its key folds into the row\'s INSERT or last UPDATE, never past another change of the row', () => {
+    const { q, folded } = enqueue(
+      [
+        { op: 'insert', key: 'a', newKey: 'a', value: '1' },
+        { op: 'update', key: 'a', newKey: 'a', value: '2' },
+        { op: 'update', key: 'b', newKey: 'b', value: '3' },
+        { op: 'update', key: 'b', newKey: 'b', value: '4' },
+        { op: 'delete', key: 'a', newKey: 'a', value: '' },
+        { op: 'insert', key: 'a', newKey: 'a', value: '5' },
+        { op: 'update', key: 'b', newKey: 'c', value: '6' },
+        { op: 'update', key: 'c', newKey: 'c', value: '7' },
+      ],
+      true,
+    );
+    assert.equal(folded, 2);
+    assert.deepEqual(
+      q.groups.map((g) => [g.op, g.rows.map((r) => r.values[0])]),
+      [
+        ['insert', ['2']],
+        ['update', ['4']],
+        ['delete', ['']],
+        ['insert', ['5']],
+        ['update', ['6']],
+        ['update', ['7']],
+      ],
+    );
+  });
+
+  test('grouped (with and without folding) and in any row order, the result equals applying the changes one by one (2,000 random histories)', () => {
     for (let seed = 1; seed <= 2000; seed++) {
       const next = rng(seed);
       const changes = randomChanges(next, 5 + Math.floor(next() * 40));
-      const { q, byRow } = enqueue(changes);
+      const { q, byRow } = enqueue(changes, seed % 2 === 0);
       const want = applySequential(changes);
       const shuffle = <T,>(xs: T[]) => xs.map((x) => [next(), x] as const).sort((a, b) => a[0] - b[0]).map(([, x]) => x);
       assert.deepEqual(applyGroups(q.groups, byRow, shuffle), want, `seed ${seed}`);
