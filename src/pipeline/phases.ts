@@ -22,7 +22,7 @@ import { consumeStream, type StreamSink } from '../replicator/consume.js';
 import { openTargetWriter } from '../pg/sessions.js';
 import { decodePgoutput } from '../replicator/pgoutput.js';
 import { readSpool, SpoolWriter } from '../replicator/spool.js';
-import { WalStream, type XLogData } from '../replicator/stream.js';
+import { PAYLOAD_OFFSET, WalStream, type XLogData } from '../replicator/stream.js';
 import { CLEAR_SPOOL, DISCARD_PARTIAL_SPOOL, RESET_UNFINISHED_COPIES, SET_PHASE, SPOOL_MAX_ID } from '../sql/state.js';
 import { loadPipeline, loadTables, withTransaction, type PipelineState, type TableState } from '../state/store.js';
 import type { ExportedSnapshot } from './init.js';
@@ -288,7 +288,7 @@ class ApplySink implements StreamSink {
     private readonly status: LiveStatus,
   ) {}
   async handle(x: XLogData): Promise<void> {
-    await this.applier.handle(decodePgoutput(x.payload));
+    await this.applier.handle(decodePgoutput(x.chunk, PAYLOAD_OFFSET));
   }
   noteIdlePosition(lsn: Lsn): void {
     this.applier.noteIdlePosition(lsn);

@@ -562,7 +562,7 @@ export class Applier {
   }
 
   private enqueue(b: Binding, op: 'insert' | 'update' | 'delete', signature: string, cols: number[], tuple: Tuple, keyTuple: Tuple, keys: string[]): void {
-    this.queue(b).add(op, signature, cols, { seq: this.seq++, tuple, keyTuple, keys });
+    this.queue(b).add(op, signature, cols, { seq: this.seq++, tuple, keyTuple, keys, group: -1 });
     // The message's bytes stay referenced while its change is queued.
     this.bufferedBytes += tuple.buf.length + (keyTuple === tuple ? 0 : keyTuple.buf.length) + 64;
   }

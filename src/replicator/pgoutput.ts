@@ -308,8 +308,10 @@ function readTuple(r: Reader): Tuple {
 
 const IDENTITIES = new Set(['d', 'n', 'f', 'i']);
 
-export function decodePgoutput(buf: Buffer): PgoutputMessage {
+/** Decode the message that starts at `offset` of `buf` (values stay in `buf`, see Tuple). */
+export function decodePgoutput(buf: Buffer, offset = 0): PgoutputMessage {
   const r = new Reader(buf);
+  r.pos = offset;
   const tag = r.u8();
   switch (tag) {
     case 0x42: // 'B'

@@ -23,6 +23,8 @@ export interface QueuedRow {
   seq: number;
   /** The rows (key texts) this change touches: old and new key of an UPDATE. */
   keys: string[];
+  /** Set by the queue: the group this change joined. */
+  group?: number;
 }
 
 export interface Group<R extends QueuedRow = QueuedRow> {
@@ -38,22 +40,19 @@ export interface Group<R extends QueuedRow = QueuedRow> {
   keys: Set<string>;
 }
 
-/** The last change queued for a row: its group and, unless it is a one-row statement, its row. */
-interface Latest<R> {
-  index: number;
-  row: R | null;
-}
-
 export class TableQueue<R extends QueuedRow = QueuedRow> {
   readonly groups: Group<R>[] = [];
-  /** Per row key, the last change that touched it. */
-  private readonly latestOf = new Map<string, Latest<R>>();
+  /**
+   * Per row key, the last change that touched it: the queued row, or the group index of a
+   * one-row statement. (No wrapper object per change: a batch holds thousands of them.)
+   */
+  private readonly latestOf = new Map<string, R | number>();
   /** The latest group index of each shape: per operation, by the columns it writes. */
   private readonly latestOfShape: Record<Op, Map<string, number>> = { insert: new Map(), update: new Map(), delete: new Map() };
   /** Index of the last statement that finds rows by value: nothing may move before it. */
   private barrier = -1;
-  /** Every change in arrival order, for the strict rendering. */
-  readonly arrivals: { group: Group<R>; row: R | null }[] = [];
+  /** Every change in arrival order, for the strict rendering: a row, or a one-row statement's group. */
+  readonly arrivals: (R | Group<R>)[] = [];
 
   get size(): number {
     return this.arrivals.length;
@@ -77,17 +76,29 @@ export class TableQueue<R extends QueuedRow = QueuedRow> {
     }
     const group = this.groups[index] as Group<R>;
     group.rows.push(row);
+    row.group = index;
     for (const k of keys) {
-      this.latestOf.set(k, { index, row });
+      this.latestOf.set(k, row);
       if (op === 'update') group.keys.add(k);
     }
-    this.arrivals.push({ group, row });
+    this.arrivals.push(row);
+  }
+
+  /** The group of the last change to row `key`, or -1. */
+  private latestGroup(key: string): number {
+    const latest = this.latestOf.get(key);
+    return latest === undefined ? -1 : typeof latest === 'number' ? latest : (latest.group as number);
   }
 
   /** No change to these rows was queued in group `index` or later. */
   private untouchedSince(keys: string[], index: number): boolean {
-    for (const k of keys) if ((this.latestOf.get(k)?.index ?? -1) >= index) return false;
+    for (const k of keys) if (this.latestGroup(k) >= index) return false;
     return true;
+  }
+
+  /** The group an arrival belongs to. */
+  groupOf(a: R | Group<R>): Group<R> {
+    return isGroup(a) ? a : (this.groups[a.group as number] as Group<R>);
   }
 
   /**
@@ -99,10 +110,10 @@ export class TableQueue<R extends QueuedRow = QueuedRow> {
    */
   foldTarget(key: string, signature: string): { op: 'insert' | 'update'; row: R } | null {
     const latest = this.latestOf.get(key);
-    if (latest === undefined || latest.row === null) return null;
-    const group = this.groups[latest.index] as Group<R>;
-    if (group.op === 'insert') return { op: 'insert', row: latest.row };
-    if (group.op === 'update' && group.signature === signature && latest.row.keys.length === 1) return { op: 'update', row: latest.row };
+    if (latest === undefined || typeof latest === 'number') return null;
+    const group = this.groups[latest.group as number] as Group<R>;
+    if (group.op === 'insert') return { op: 'insert', row: latest };
+    if (group.op === 'update' && group.signature === signature && latest.keys.length === 1) return { op: 'update', row: latest };
     return null;
   }
 
@@ -116,9 +127,13 @@ export class TableQueue<R extends QueuedRow = QueuedRow> {
     this.groups.push(group);
     const index = this.groups.length - 1;
     if (keys === undefined) this.barrier = index;
-    else for (const k of keys) this.latestOf.set(k, { index, row: null });
-    this.arrivals.push({ group, row: null });
+    else for (const k of keys) this.latestOf.set(k, index);
+    this.arrivals.push(group);
   }
+}
+
+function isGroup<R extends QueuedRow>(a: R | Group<R>): a is Group<R> {
+  return 'rows' in a;
 }
 
 /**
@@ -130,23 +145,23 @@ export function renderStrict<R extends QueuedRow>(q: TableQueue<R>, updatesOneBy
   const out: Group<R>[] = [];
   let current: Group<R> | null = null;
   for (const a of q.arrivals) {
-    const g = a.group;
-    if (g.op === 'row' || a.row === null) {
-      out.push(g);
+    if (isGroup(a)) {
+      out.push(a);
       current = null;
       continue;
     }
+    const g = q.groupOf(a);
     const sameRun =
       current !== null &&
       current.op === g.op &&
       current.signature === g.signature &&
-      (g.op !== 'update' || (!updatesOneByOne && !a.row.keys.some((k) => current?.keys.has(k))));
+      (g.op !== 'update' || (!updatesOneByOne && !a.keys.some((k) => current?.keys.has(k))));
     if (!sameRun || current === null) {
       current = { op: g.op, signature: g.signature, cols: g.cols, rows: [], keys: new Set() };
       out.push(current);
     }
-    current.rows.push(a.row);
-    if (g.op === 'update') for (const k of a.row.keys) current.keys.add(k);
+    current.rows.push(a);
+    if (g.op === 'update') for (const k of a.keys) current.keys.add(k);
   }
   return out;
 }

@@ -15,12 +15,33 @@ import { quoteIdent, quoteLiteral } from '../pg/ident.js';
 import { formatLsn, type Lsn } from '../lsn.js';
 import type { ReplicationConnection } from '../pg/replication.js';
 
-/** WAL data: one pgoutput message and the WAL position it came from. */
-export interface XLogData {
-  kind: 'xlog';
-  walStart: Lsn;
-  walEnd: Lsn;
-  payload: Buffer;
+/** Where the pgoutput message starts in an XLogData message ('w', walStart, walEnd, sendTime). */
+export const PAYLOAD_OFFSET = 25;
+
+/**
+ * WAL data: one pgoutput message and the WAL position it came from. Fields are read from the
+ * message when asked (most messages are only decoded): no BigInt or buffer view is made for a
+ * message that does not need one.
+ */
+export class XLogData {
+  readonly kind = 'xlog';
+  constructor(
+    /** The whole CopyData message; the pgoutput message starts at PAYLOAD_OFFSET. */
+    readonly chunk: Buffer,
+  ) {}
+
+  get walStart(): Lsn {
+    return this.chunk.readBigUInt64BE(1);
+  }
+
+  get walEnd(): Lsn {
+    return this.chunk.readBigUInt64BE(9);
+  }
+
+  /** The pgoutput message, as a view. */
+  get payload(): Buffer {
+    return this.chunk.subarray(PAYLOAD_OFFSET);
+  }
 }
 
 /** The server's heartbeat: everything up to `walEnd` has been sent. */
@@ -49,6 +70,8 @@ export class WalStream {
   private ended = false;
   private flushed: Lsn;
   private received: Lsn;
+  /** The last XLogData message, whose end position `received` has not taken in yet. */
+  private lastData: Buffer | null = null;
   private readonly timer: NodeJS.Timeout;
   private closed = false;
   private failure: Error | null = null;
@@ -116,10 +139,8 @@ export class WalStream {
   private decode(chunk: Buffer): StreamMessage {
     const tag = chunk[0];
     if (tag === 0x77 /* w */) {
-      const walStart = chunk.readBigUInt64BE(1);
-      const walEnd = chunk.readBigUInt64BE(9);
-      if (walEnd > this.received) this.received = walEnd;
-      return { kind: 'xlog', walStart, walEnd, payload: chunk.subarray(25) };
+      this.lastData = chunk;
+      return new XLogData(chunk);
     }
     if (tag === 0x6b /* k */) {
       const walEnd = chunk.readBigUInt64BE(1);
@@ -148,6 +169,12 @@ export class WalStream {
 
   private sendStatus(replyRequested: boolean): void {
     if (this.closed || this.failure || this.stream.destroyed || this.stream.writableEnded) return;
+    if (this.lastData !== null) {
+      // WAL positions only grow: the last message received holds the highest.
+      const walEnd = this.lastData.readBigUInt64BE(9);
+      if (walEnd > this.received) this.received = walEnd;
+      this.lastData = null;
+    }
     const buf = Buffer.alloc(34);
     buf[0] = 0x72; // 'r'
     const written = this.received > this.flushed ? this.received : this.flushed;
