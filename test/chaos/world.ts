@@ -213,7 +213,7 @@ export class World {
       }
       if (Date.now() > deadline) {
         const why = lastError === undefined ? '' : ` (last error: ${lastError instanceof Error ? lastError.message : String(lastError)})`;
-        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${why}\n${this.tail()}\n${await this.sessions()}`);
+        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${why}\n${this.tail()}\n${await this.sessions()}\n${await this.serverLogs()}`);
       }
       await sleep(intervalMs);
     }
@@ -307,6 +307,12 @@ export class World {
       Promise.race([list('target', this.target), timeout('target')]),
     ]);
     return out.join('\n');
+  }
+
+  /** The last lines of both servers' logs (errors, walsender exits), for a failure message. */
+  async serverLogs(lines = 25): Promise<string> {
+    const [s, t] = await Promise.all([this.source.logTail(lines), this.target.logTail(lines)]);
+    return `--- source server log ---\n${s}\n--- target server log ---\n${t}`;
   }
 
   async sourceLsn(): Promise<string> {
