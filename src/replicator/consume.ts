@@ -68,8 +68,12 @@ export async function consumeStream(stream: WalStream, sink: StreamSink, opts: C
         throw new WalbridgeError('connection', 'the source ended the change stream', { transient: true });
       }
       if (m.kind === 'keepalive') {
+        // A caught-up walsender sends one after almost every transaction: committing at each
+        // would make a target transaction (and a WAL flush) per source transaction. What is
+        // pending waits for its batch to be due, or for the stream to go quiet (TIMEOUT above).
         sink.noteIdlePosition(m.walEnd);
-        if (!sink.inTransaction && (!sink.idle || unconfirmed())) await commit();
+        if (!sink.inTransaction && sink.flushDue) await commit();
+        else if (unconfirmed()) stream.confirm(sink.durableLsn);
         continue;
       }
       await sink.handle(m);
