@@ -1,13 +1,10 @@
 /**
  * Copy one table: `COPY ... TO STDOUT` on the source, under the exported snapshot, streamed
- * byte for byte into `COPY ... FROM STDIN` on the target. No row is decoded in JavaScript.
+ * byte for byte into `COPY ... FROM STDIN` on the target (relay.ts). No row is decoded in JavaScript.
  * The target side is one transaction that also marks the table copied, so a copy that is
  * cut off leaves nothing behind and is simply started again.
  */
-import { Transform, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
-import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { TablePlan } from '../catalog/tables.js';
 import { WalbridgeError } from '../errors.js';
 import { displayTable, quoteIdent, quoteLiteral, quoteTable } from '../pg/ident.js';
@@ -15,41 +12,11 @@ import { formatLsn, type Lsn } from '../lsn.js';
 import { tableHasRows } from '../sql/catalog.js';
 import { TABLE_REWRITTEN_SINCE_SNAPSHOT } from '../sql/source.js';
 import { MARK_COPIED } from '../sql/state.js';
+import { relayCopy } from './relay.js';
 
 export interface CopyProgress {
   rows: number;
   bytes: number;
-}
-
-/**
- * Counts rows (newlines: COPY text escapes the ones inside values) and bytes as they pass,
- * and, when a rate limit is set, holds the stream back to it (backpressure then slows the
- * source's COPY too, sparing its disks on a busy production server).
- */
-class CopyCounter extends Transform {
-  rows = 0;
-  bytes = 0;
-  private readonly started = Date.now();
-  constructor(
-    private readonly onProgress: (delta: CopyProgress) => void,
-    private readonly maxBytesPerSecond: number | null,
-  ) {
-    super();
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    let rows = 0;
-    let i = chunk.indexOf(10);
-    while (i !== -1) {
-      rows++;
-      i = chunk.indexOf(10, i + 1);
-    }
-    this.rows += rows;
-    this.bytes += chunk.length;
-    this.onProgress({ rows, bytes: chunk.length });
-    const ahead = this.maxBytesPerSecond === null ? 0 : (1000 * this.bytes) / this.maxBytesPerSecond - (Date.now() - this.started);
-    if (ahead > 5) setTimeout(() => cb(null, chunk), ahead);
-    else cb(null, chunk);
-  }
 }
 
 /** The table was truncated or rewritten on the source after the copy's snapshot was taken. */
@@ -140,9 +107,7 @@ async function streamRows(
   onProgress: (delta: CopyProgress) => void,
   maxBytesPerSecond: number | null,
 ): Promise<CopyProgress> {
-  const counter = new CopyCounter(onProgress, maxBytesPerSecond);
-  await pipeline(source.query(copyTo(copyOutSql(plan, part))), counter, target.query(copyFrom(copyInSql(plan))));
-  return { rows: counter.rows, bytes: counter.bytes };
+  return relayCopy(source, target, copyOutSql(plan, part), copyInSql(plan), { onProgress, maxBytesPerSecond });
 }
 
 /**

@@ -1,0 +1,327 @@
+/**
+ * COPY from one server straight into another, without re-framing a row.
+ *
+ * A backend's CopyData message ('d', int32 length, bytes) has exactly the format of a
+ * frontend's, and PostgreSQL sends one row per CopyData message in COPY TO. So the bytes read
+ * from the source's socket during `COPY ... TO STDOUT` are written to the target's socket during
+ * `COPY ... FROM STDIN` as they came, whole runs of messages at a time: JavaScript only reads
+ * each message's 5-byte header (to count rows and find the end). pg-copy-streams, which this
+ * replaces for the copy, slices every row out of the socket buffer on one side and wraps every
+ * chunk in a new message on the other: at a million rows that bookkeeping was the daemon's
+ * whole CPU during the copy, on a machine where it competes with both servers.
+ *
+ * Backpressure: when the target's socket buffer is full, the source's socket is not read
+ * until it drains (so the source's COPY waits too). A rate limit holds reading back the same way.
+ * On any failure the relay stops; the connections are then mid-protocol and must be closed
+ * (each server rolls its side back), as with any COPY cut off.
+ */
+import type { Duplex } from 'node:stream';
+import type pg from 'pg';
+
+export interface RelayProgress {
+  rows: number;
+  bytes: number;
+}
+
+export interface RelayOptions {
+  /** Called as rows pass, with the rows and payload bytes since the last call. */
+  onProgress?: (delta: RelayProgress) => void;
+  /** Hold the copy to this many bytes a second of COPY data. */
+  maxBytesPerSecond?: number | null;
+}
+
+const COPY_DATA = 0x64; // 'd'
+const COPY_DONE = 0x63; // 'c'
+const COPY_OUT_RESPONSE = 0x48; // 'H'
+/** Messages the backend may send in the middle of a COPY; never forwarded. */
+const INTERSPERSED = new Set([0x4e /* N notice */, 0x53 /* S parameter status */, 0x41 /* A notification */, COPY_OUT_RESPONSE]);
+const COPY_DONE_MESSAGE = Buffer.from([COPY_DONE, 0, 0, 0, 4]);
+
+/** Query callbacks pg calls on the active query; unused ones are no-ops. */
+abstract class RawQuery implements pg.Submittable {
+  protected connection: pg.Connection | null = null;
+  private failed: Error | null = null;
+  private settled = false;
+  readonly done: Promise<void>;
+  private resolveDone!: () => void;
+  private rejectDone!: (e: Error) => void;
+
+  constructor(protected readonly text: string) {
+    this.done = new Promise<void>((res, rej) => {
+      this.resolveDone = res;
+      this.rejectDone = rej;
+    });
+    this.done.catch(() => {});
+  }
+
+  abstract submit(connection: pg.Connection): void;
+
+  handleError(err: Error): void {
+    this.failed ??= err;
+    this.onFailure(err);
+    if (!this.settled) {
+      this.settled = true;
+      this.rejectDone(err);
+    }
+  }
+
+  handleReadyForQuery(): void {
+    if (this.settled) return;
+    this.settled = true;
+    if (this.failed) this.rejectDone(this.failed);
+    else this.resolveDone();
+  }
+
+  protected onFailure(_err: Error): void {}
+
+  handleCommandComplete(): void {}
+  handleRowDescription(): void {}
+  handleDataRow(): void {}
+  handleEmptyQuery(): void {}
+  handlePortalSuspended(): void {}
+  handleCopyData(): void {}
+}
+
+/** `COPY ... FROM STDIN` on the target: ready to take CopyData messages once the server says so. */
+class CopyIn extends RawQuery {
+  readonly ready: Promise<Duplex>;
+  private resolveReady!: (s: Duplex) => void;
+  private rejectReady!: (e: Error) => void;
+
+  constructor(text: string) {
+    super(text);
+    this.ready = new Promise<Duplex>((res, rej) => {
+      this.resolveReady = res;
+      this.rejectReady = rej;
+    });
+    this.ready.catch(() => {});
+  }
+
+  submit(connection: pg.Connection): void {
+    this.connection = connection;
+    connection.query(this.text);
+  }
+
+  handleCopyInResponse(connection: pg.Connection): void {
+    this.resolveReady(connection.stream);
+  }
+
+  protected override onFailure(err: Error): void {
+    this.rejectReady(err);
+  }
+}
+
+/**
+ * `COPY ... TO STDOUT` on the source, read straight off its socket (as pg-copy-streams does:
+ * pg's own reader is detached for the duration, and given back what follows the copy).
+ */
+class CopyOut extends RawQuery {
+  rows = 0;
+  bytes = 0;
+  private stream: Duplex | null = null;
+  private pgOnData: ((chunk: Buffer) => void) | null = null;
+  /** Bytes of the current message still to come, and whether they are forwarded. */
+  private remaining = 0;
+  private forwarding = false;
+  /** The start of a message header cut off at the end of the last chunk. */
+  private carry: Buffer | null = null;
+  private paused = false;
+  private detached = false;
+  private readonly onReadable = () => this.pump();
+
+  constructor(
+    text: string,
+    /** Takes forwarded bytes; false when it wants no more for now. */
+    private readonly sink: (bytes: Buffer) => boolean,
+    /** Around each turn of reading (everything the socket holds): to batch writes, report, throttle. */
+    private readonly turn: { before: () => void; after: () => void },
+  ) {
+    super(text);
+  }
+
+  submit(connection: pg.Connection): void {
+    this.connection = connection;
+    const stream = connection.stream;
+    this.stream = stream;
+    const listeners = stream.listeners('data') as ((chunk: Buffer) => void)[];
+    if (listeners.length !== 1) throw new Error(`expected one reader on the source connection, found ${listeners.length}`);
+    this.pgOnData = listeners[0] as (chunk: Buffer) => void;
+    stream.removeListener('data', this.pgOnData);
+    stream.pause();
+    stream.on('readable', this.onReadable);
+    connection.query(this.text);
+  }
+
+  /** Stop reading until resume() (the target is full, or the rate limit says wait). */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.pump();
+  }
+
+  private pump(): void {
+    const stream = this.stream;
+    if (!stream) return;
+    let chunk: Buffer | null;
+    this.turn.before();
+    try {
+      while (!this.paused && !this.detached && (chunk = stream.read() as Buffer | null) !== null) this.parse(chunk);
+    } finally {
+      this.turn.after();
+    }
+  }
+
+  private parse(input: Buffer): void {
+    let chunk = input;
+    if (this.carry) {
+      chunk = Buffer.concat([this.carry, input]);
+      this.carry = null;
+    }
+    let pos = 0;
+    let runStart = -1;
+    const endRun = (end: number) => {
+      if (runStart >= 0 && end > runStart && !this.sink(chunk.subarray(runStart, end))) this.paused = true;
+      runStart = -1;
+    };
+    while (pos < chunk.length) {
+      if (this.remaining > 0) {
+        const n = Math.min(this.remaining, chunk.length - pos);
+        if (this.forwarding && runStart < 0) runStart = pos;
+        pos += n;
+        this.remaining -= n;
+        continue;
+      }
+      if (chunk.length - pos < 5) {
+        endRun(pos);
+        this.carry = Buffer.from(chunk.subarray(pos));
+        return;
+      }
+      const code = chunk[pos] as number;
+      const length = chunk.readUInt32BE(pos + 1);
+      if (code === COPY_DATA) {
+        if (runStart < 0) runStart = pos;
+        this.rows++;
+        this.bytes += length - 4;
+        this.forwarding = true;
+      } else if (code === COPY_DONE) {
+        endRun(pos);
+        this.detach(chunk.subarray(pos + 1 + length));
+        return;
+      } else if (INTERSPERSED.has(code)) {
+        endRun(pos);
+        this.forwarding = false;
+      } else {
+        // An error (or anything else): pg reads it and tells this query.
+        endRun(pos);
+        this.detach(chunk.subarray(pos));
+        return;
+      }
+      this.remaining = 1 + length;
+    }
+    endRun(chunk.length);
+  }
+
+  /** Give the connection back to pg, with what it must still read. */
+  private detach(rest: Buffer): void {
+    const stream = this.stream;
+    if (!stream || this.detached) return;
+    this.detached = true;
+    stream.removeListener('readable', this.onReadable);
+    const onData = this.pgOnData as (chunk: Buffer) => void;
+    stream.on('data', onData);
+    if (rest.length > 0) onData(rest);
+    process.nextTick(() => stream.resume());
+  }
+
+  protected override onFailure(): void {
+    this.paused = true;
+  }
+
+  get copyDone(): boolean {
+    return this.detached;
+  }
+}
+
+/**
+ * Run `copyOut` (COPY ... TO STDOUT) on `source` into `copyIn` (COPY ... FROM STDIN) on
+ * `target`, inside whatever transactions both are in. Resolves with the rows and bytes copied
+ * once both servers have completed their COPY.
+ */
+export async function relayCopy(source: pg.ClientBase, target: pg.ClientBase, copyOut: string, copyIn: string, opts: RelayOptions = {}): Promise<RelayProgress> {
+  const into = new CopyIn(copyIn);
+  target.query(into);
+  const targetSocket = await into.ready;
+  const started = Date.now();
+  const maxBps = opts.maxBytesPerSecond ?? null;
+  let reported = { rows: 0, bytes: 0 };
+  let waitingForDrain = false;
+  let rateTimer: NodeJS.Timeout | null = null;
+  // eslint-disable-next-line prefer-const
+  let out: CopyOut;
+  const onDrain = () => {
+    waitingForDrain = false;
+    if (rateTimer === null) out.resume();
+  };
+  out = new CopyOut(
+    copyOut,
+    (bytes) => {
+      if (targetSocket.write(bytes)) return true;
+      if (!waitingForDrain) {
+        waitingForDrain = true;
+        targetSocket.once('drain', onDrain);
+      }
+      return false;
+    },
+    {
+      // What one turn forwards leaves in one write (the socket is corked meanwhile).
+      before: () => targetSocket.cork(),
+      after: () => {
+        targetSocket.uncork();
+        report(false);
+        if (maxBps === null || waitingForDrain || rateTimer !== null) return;
+        const ahead = (1000 * out.bytes) / maxBps - (Date.now() - started);
+        if (ahead > 5) {
+          out.pause();
+          rateTimer = setTimeout(() => {
+            rateTimer = null;
+            if (!waitingForDrain) out.resume();
+          }, ahead);
+        }
+      },
+    },
+  );
+  /** Progress goes out every 100 ms at most (and at the end), not per socket read. */
+  let reportedAt = 0;
+  const report = (final: boolean) => {
+    const now = Date.now();
+    if (!final && now - reportedAt < 100) return;
+    reportedAt = now;
+    const delta = { rows: out.rows - reported.rows, bytes: out.bytes - reported.bytes };
+    reported = { rows: out.rows, bytes: out.bytes };
+    if (delta.rows > 0 || delta.bytes > 0) opts.onProgress?.(delta);
+  };
+  // If the target fails mid-copy (a bad value, a constraint), stop reading the source and fail
+  // at once: the source's COPY would wait forever for the relay to read on.
+  const targetFailed = new Promise<never>((_, reject) => {
+    into.done.catch((err: unknown) => {
+      out.pause();
+      reject(err instanceof Error ? err : new Error(String(err)));
+    });
+  });
+  targetFailed.catch(() => {});
+  source.query(out);
+  try {
+    await Promise.race([out.done, targetFailed]);
+    if (!out.copyDone) throw new Error('the source ended its COPY without CopyDone');
+    targetSocket.write(COPY_DONE_MESSAGE);
+    await into.done;
+    report(true);
+  } finally {
+    if (rateTimer) clearTimeout(rateTimer);
+    targetSocket.removeListener('drain', onDrain);
+  }
+  return { rows: out.rows, bytes: out.bytes };
+}
