@@ -20,6 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import type pg from 'pg';
 import { startCluster, type Cluster } from '../test/harness/cluster.js';
 import { assertSameContent } from '../test/harness/compare.js';
 import { ALL_TABLES, buildSource, bulkShape, countDiffs, createTargetDb, databaseBytes, rowCounts, type BulkRanges } from './dataset.js';
@@ -31,6 +32,7 @@ import {
   nativeCommands,
   nativeCopy,
   nativeDisable,
+  NATIVE,
   nativeEnable,
   pgcopydb,
   pgcopydbCommand,
@@ -39,7 +41,7 @@ import {
   waitNativeConfirmed,
 } from './peers.js';
 import { currentLsn, lsnDiff, runPgbench, settledRowChanges, waitForMarker, writeMarker } from './pgbench.js';
-import { installCleanup, onExit, tempDir } from './proc.js';
+import { installCleanup, lastLines, onExit, runTool, tempDir, toolEnv } from './proc.js';
 import { newestProfile, summariseProfile, type ProfileEntry } from './profile.js';
 import { fmt, markdownTable, textTable, type Row } from './report.js';
 import { measureRetainedWalDuringCopy, prepareRetainedWal, type RetainedWalResult } from './retained-wal.js';
@@ -58,6 +60,7 @@ import {
   type TableCopy,
   type Walbridge,
 } from './walbridge.js';
+import { CpuSampler } from './cpu.js';
 import { startDelayProxy } from './delay-proxy.js';
 import { listenAlsoOn, setupWan, urlVia } from './wan.js';
 
@@ -155,9 +158,13 @@ interface Results {
       peakRssMb?: number;
       /** pg_stat_activity of walbridge's sessions during the drain: share of 100 ms samples per state / wait event. */
       activity?: Record<string, Array<[string, number]>>;
+      /** CPU seconds during the drain: the daemon, its walsender on the source, its sessions on the target. */
+      cpu?: Record<string, number>;
       error?: string;
     };
-    native: { seconds?: number; confirmedSeconds?: number; changesPerSec?: number; txPerSec?: number; check?: string; error?: string };
+    native: { seconds?: number; confirmedSeconds?: number; changesPerSec?: number; txPerSec?: number; cpu?: Record<string, number>; check?: string; error?: string };
+    /** pg_recvlogical reading the same backlog to /dev/null: the walsender's own pace. */
+    decodeOnly?: { seconds?: number; changesPerSec?: number; error?: string };
   };
   live?: {
     seconds: number;
@@ -174,6 +181,8 @@ interface Results {
   };
   /** The same at a steady rate an app might write at (pgbench -R). */
   liveSteady?: Results['live'];
+  /** A native subscription under the same full-rate pgbench run. */
+  liveNative?: { pgbenchTps: number; lag: LagStats; catchUpSeconds: number; error?: string };
   bigtxn?: { rows: number; insertSeconds: number; applySeconds?: number; peakRssMb?: number; targetRows?: number; error?: string };
   verify?: { walbridge: string };
   wal?: Omit<RetainedWalResult, 'samples'> & { tableBytes: number; loadMBps: number; samples: number; error?: string };
@@ -294,21 +303,31 @@ async function walbridgeDrain(
   backlog: Backlog,
   label: string,
   netns?: string,
-): Promise<{ w: Walbridge; seconds: number; streamSeconds: number | null; lsnSeconds: number; activity: Record<string, Array<[string, number]>> }> {
+): Promise<{ w: Walbridge; seconds: number; streamSeconds: number | null; lsnSeconds: number; activity: Record<string, Array<[string, number]>>; cpu: Record<string, number> }> {
   const nodeArgs = nodeArgsFor(ctx, label);
-  const [sc, tc] = await Promise.all([connect(ctx.source, 'postgres'), connect(ctx.target, 'postgres')]);
+  const [sc, tc, scpu, tcpu] = await Promise.all([connect(ctx.source, 'postgres'), connect(ctx.target, 'postgres'), connect(ctx.source, 'postgres'), connect(ctx.target, 'postgres')]);
   const samplers = { source: new ActivitySampler(sc), target: new ActivitySampler(tc) };
   const w = await launchWalbridge(env, { ...(netns ? { netns } : {}), ...(nodeArgs ? { nodeArgs } : {}) });
+  const cpu = new CpuSampler(
+    {
+      daemon: () => (w.daemon.child.pid === undefined ? [] : [w.daemon.child.pid]),
+      walsender: () => backendPids(scpu, "backend_type = 'walsender' AND application_name LIKE 'walbridge%'"),
+      target: () => backendPids(tcpu, "application_name LIKE 'walbridge%'"),
+    },
+    new Set(['daemon', 'walsender', 'target']),
+  );
   const alive = () => {
     if (w.daemon.child.exitCode !== null || w.daemon.child.signalCode !== null) throw new Error(`walbridge exited while draining:\n${daemonTail(w)}`);
   };
   let activity: Record<string, Array<[string, number]>> = {};
+  let cpuSeconds: Record<string, number> = {};
   let applied: number;
   try {
     applied = await waitForMarker(ctx.target, targetDb, backlog.marker.id, COPY_TIMEOUT, alive);
   } finally {
     activity = { source: await samplers.source.stop(), target: await samplers.target.stop() };
-    await Promise.all([sc.end().catch(() => undefined), tc.end().catch(() => undefined)]);
+    cpuSeconds = await cpu.stop();
+    await Promise.all([sc, tc, scpu, tcpu].map((c) => c.end().catch(() => undefined)));
   }
   const tgt = await connect(ctx.target, targetDb);
   const lsnAt = await waitForApplied(w, tgt, backlog.marker.lsn, 60_000).finally(() => void tgt.end().catch(() => undefined));
@@ -319,7 +338,27 @@ async function walbridgeDrain(
     streamSeconds: streamStart === null ? null : (applied - w.startedAt - streamStart) / 1000,
     lsnSeconds: (lsnAt - w.startedAt) / 1000,
     activity,
+    cpu: cpuSeconds,
   };
+}
+
+/** Pids of a server's backends matching a pg_stat_activity condition. */
+async function backendPids(c: pg.Client, where: string): Promise<number[]> {
+  const r = await c.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE ${where}`);
+  return r.rows.map((x) => x.pid);
+}
+
+/**
+ * The source's own limit: how fast its walsender decodes the backlog for a consumer that does
+ * nothing with it (pg_recvlogical writing pgoutput to /dev/null), from a copy of the slot.
+ */
+async function decodeOnly(source: Cluster, slot: string, endLsn: string): Promise<number> {
+  const args = ['-d', `host=${source.host} port=${source.port} dbname=app user=postgres replication=database`, '--slot', slot, '--start', '--endpos', endLsn,
+    '-o', 'proto_version=1', '-o', 'publication_names=walbridge', '-f', '/dev/null', '--no-loop'];
+  const t0 = Date.now();
+  const r = await runTool('/usr/bin/pg_recvlogical', args, { env: toolEnv({ PGPASSWORD: source.password }) });
+  if (r.code !== 0) throw new Error(`pg_recvlogical failed (exit ${r.code}): ${lastLines(r.stdout + r.stderr, 6)}`);
+  return (Date.now() - t0) / 1000;
 }
 
 /** Remove walbridge's slot and publication from a source database (after the daemon stopped). */
@@ -489,6 +528,8 @@ async function main(): Promise<void> {
   if (only.has('drain') && wbCopy) {
     say(`drain: writing a backlog of ${fmt.n(opts.backlog)} app transactions with pgbench (-c ${opts.clients}), no consumer running …`);
     const backlog = await writeBacklog(ctx);
+    // Its twin for the decode-only reference below, at the same position before the backlog.
+    await source.query(`SELECT pg_copy_logical_replication_slot('walbridge', 'bench_decode')`, [], 'app');
     const { marker: _m, ...b } = backlog;
     const drain: NonNullable<Results['drain']> = { backlog: b, walbridge: {}, native: {} };
     results.drain = drain;
@@ -506,6 +547,7 @@ async function main(): Promise<void> {
         txPerSec: b.transactions / d.seconds,
         peakRssMb: d.w.rss.peakMb(),
         activity: d.activity,
+        cpu: d.cpu,
       };
       results.rssMb.drain = d.w.rss.peakMb();
       say(`  walbridge ${fmt.s(d.seconds)} (${fmt.n(drain.walbridge.changesPerSec)} changes/s, ${fmt.n(drain.walbridge.txPerSec)} tx/s; applied_lsn passed at ${fmt.s(d.lsnSeconds)})`);
@@ -517,10 +559,19 @@ async function main(): Promise<void> {
 
     if (nativeDb) {
       say('drain: native subscription (ENABLE) …');
+      const [scpu, tcpu] = await Promise.all([connect(source, 'postgres'), connect(target, 'postgres')]);
       try {
         const t0 = Date.now();
         await nativeEnable(target, nativeDb);
+        const cpu = new CpuSampler(
+          {
+            walsender: () => backendPids(scpu, `backend_type = 'walsender' AND application_name = '${NATIVE}'`),
+            apply: () => backendPids(tcpu, "backend_type LIKE 'logical replication%'"),
+          },
+          new Set(['walsender', 'apply']),
+        );
         const applied = await waitForMarker(target, nativeDb, backlog.marker.id, COPY_TIMEOUT);
+        const cpuSeconds = await cpu.stop();
         const confirmed = await waitNativeConfirmed(source, target, nativeDb, backlog.marker.lsn, 120_000);
         const seconds = (applied - t0) / 1000;
         drain.native = {
@@ -528,16 +579,34 @@ async function main(): Promise<void> {
           confirmedSeconds: (confirmed - t0) / 1000,
           changesPerSec: b.changes / seconds,
           txPerSec: b.transactions / seconds,
+          cpu: cpuSeconds,
           check: countCheck(await rowCounts(source, 'app'), await rowCounts(target, nativeDb)),
         };
         say(`  native ${fmt.s(seconds)} (${fmt.n(drain.native.changesPerSec)} changes/s, ${fmt.n(drain.native.txPerSec)} tx/s; slot confirmed at ${fmt.s(drain.native.confirmedSeconds)}); ${drain.native.check}`);
       } catch (err) {
         drain.native.error = (err as Error).message;
         say(`  native failed: ${drain.native.error}`);
+      } finally {
+        await Promise.all([scpu, tcpu].map((c) => c.end().catch(() => undefined)));
       }
     }
+
+    say('drain: the walsender alone (pg_recvlogical to /dev/null, same backlog, a copy of the slot) …');
+    try {
+      const seconds = await decodeOnly(source, 'bench_decode', backlog.marker.lsn);
+      drain.decodeOnly = { seconds, changesPerSec: b.changes / seconds };
+      say(`  decode only ${fmt.s(seconds)} (${fmt.n(drain.decodeOnly.changesPerSec)} changes/s)`);
+    } catch (err) {
+      drain.decodeOnly = { error: (err as Error).message };
+      say(`  decode only failed: ${drain.decodeOnly.error}`);
+    } finally {
+      await source.query(`SELECT pg_drop_replication_slot('bench_decode')`, [], 'app').catch(() => undefined);
+    }
   }
-  if (nativeDb) {
+  // A native subscription that drained the backlog is kept (disabled) for the live comparison.
+  const liveNativeDb = only.has('live') && nativeDb && results.drain && !results.drain.native.error ? nativeDb : null;
+  if (liveNativeDb) await nativeDisable(source, target, liveNativeDb);
+  else if (nativeDb) {
     await dropNative(source, target, nativeDb);
     await target.query(`DROP DATABASE ${nativeDb} WITH (FORCE)`, [], 'postgres');
     nativeDb = null;
@@ -652,6 +721,35 @@ async function main(): Promise<void> {
     }
   } else if (wbCopy && !only.has('live') && !only.has('bigtxn')) {
     await verifyWalbridge();
+  }
+
+  // 3b. Live lag of a native subscription, same pgbench run (walbridge stopped meanwhile) --------
+  if (liveNativeDb) {
+    say(`live: native subscription, pgbench at full rate (-c ${opts.clients}) for ${opts.liveSeconds} s …`);
+    const [srcClient, tgtClient] = await Promise.all([connect(source, 'app'), connect(target, liveNativeDb)]);
+    try {
+      await nativeEnable(target, liveNativeDb);
+      const m0 = await writeMarker(source);
+      await waitForMarker(target, liveNativeDb, m0.id, 600_000);
+      // Native's applied position: its origin's remote_lsn, the end of the last commit applied.
+      const lag = new LagSampler(srcClient, tgtClient, 'SELECT max(remote_lsn)::text AS lsn FROM pg_replication_origin_status');
+      const from = Date.now();
+      const pb = await runPgbench(source, ranges, { seconds: opts.liveSeconds, clients: opts.clients });
+      const to = Date.now();
+      const mk = await writeMarker(source);
+      const caught = await waitForMarker(target, liveNativeDb, mk.id, 300_000);
+      await lag.stop();
+      results.liveNative = { pgbenchTps: pb.tps, lag: lag.stats(from + 1000, to), catchUpSeconds: (caught - mk.at) / 1000 };
+      const st = results.liveNative.lag;
+      say(`  pgbench ${pb.tps.toFixed(0)} tps; native lag p50 ${fmt.s(st.p50, 2)}, p99 ${fmt.s(st.p99, 2)}, max ${fmt.s(st.max, 2)}`);
+    } catch (err) {
+      results.liveNative = { pgbenchTps: 0, lag: { samples: 0, unresolved: 0, p50: NaN, p90: NaN, p99: NaN, max: NaN }, catchUpSeconds: NaN, error: (err as Error).message };
+      say(`  native live failed: ${(err as Error).message}`);
+    } finally {
+      await Promise.all([srcClient.end().catch(() => undefined), tgtClient.end().catch(() => undefined)]);
+      await dropNative(source, target, liveNativeDb);
+      await target.query(`DROP DATABASE ${liveNativeDb} WITH (FORCE)`, [], 'postgres');
+    }
   }
   if (wbCopy) await teardownWalbridge(source, 'app');
 
@@ -800,12 +898,25 @@ function buildRows(): Row[] {
       ratio: ratio(d.walbridge.txPerSec, d.native.txPerSec),
     });
     rows.push({ scenario: 'backlog drain (s)', walbridge: fmt.s(d.walbridge.seconds), native: fmt.s(d.native.seconds), ratio: ratio(d.native.seconds, d.walbridge.seconds) });
+    if (d.walbridge.cpu || d.native.cpu) {
+      const total = (c: Record<string, number> | undefined) => (c ? Object.values(c).reduce((a, x) => a + x, 0) : undefined);
+      const cell = (c: Record<string, number> | undefined) => (c ? `${fmt.s(total(c))} (${Object.entries(c).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')})` : '');
+      rows.push({ scenario: '  drain: CPU seconds, every process of each', walbridge: cell(d.walbridge.cpu), native: cell(d.native.cpu), ratio: ratio(total(d.native.cpu), total(d.walbridge.cpu)) });
+    }
+    if (d.decodeOnly) {
+      rows.push({
+        scenario: "  the source's walsender alone (pg_recvlogical to /dev/null; changes/s)",
+        walbridge: d.decodeOnly.error ? 'failed' : `${fmt.n(d.decodeOnly.changesPerSec)}${d.native.changesPerSec && d.decodeOnly.changesPerSec ? ` = ${fmt.x(d.decodeOnly.changesPerSec / d.native.changesPerSec)} native` : ''}`,
+      });
+    }
   }
   for (const [live, how] of [[r.live, 'full rate'], [r.liveSteady, 'throttled']] as const) {
     if (live) {
+      const native = how === 'full rate' ? r.liveNative : undefined;
       rows.push({
-        scenario: `live lag p50 / p99 (s), pgbench ${how}: ${live.pgbenchTps.toFixed(0)} tps`,
+        scenario: `live lag p50 / p99 (s), pgbench ${how}: ${live.pgbenchTps.toFixed(0)} tps${native && !native.error ? ` (native run: ${native.pgbenchTps.toFixed(0)} tps)` : ''}`,
         walbridge: `${fmt.s(live.lag.p50, 2)} / ${fmt.s(live.lag.p99, 2)}`,
+        native: native ? (native.error ? 'failed' : `${fmt.s(native.lag.p50, 2)} / ${fmt.s(native.lag.p99, 2)}`) : '',
       });
     }
   }
@@ -853,7 +964,11 @@ const MEANINGS = [
   '  consumer (walbridge daemon / ALTER SUBSCRIPTION ENABLE) until a marker transaction written after the backlog is on the',
   '  target. changes/s = row changes (n_tup_ins+upd+del on the source) / that time.',
   '- live lag: pgbench at full rate, then throttled (-R), while walbridge streams; the source WAL position is sampled every 100 ms and each sample\'s',
-  "  lag is the time until walbridge's recorded applied_lsn on the target passed it.",
+  "  lag is the time until walbridge's recorded applied_lsn on the target passed it; native: its origin's remote_lsn (last commit applied),",
+  '  in a run of its own with the same pgbench settings (walbridge stopped meanwhile).',
+  '- drain CPU seconds: user + system time of every process of each consumer during its drain (walbridge: the daemon, its',
+  "  walsender, its target sessions; native: its walsender and apply worker), from /proc. The walsender alone: pg_recvlogical",
+  '  reading the same backlog from a copy of the slot to /dev/null, the pace of decoding itself, for any consumer.',
   '- big txn: one INSERT … SELECT generate_series of N rows; seconds from its commit on the source until applied on the target.',
   '- peak RSS: highest VmRSS of the walbridge process, sampled every 200 ms, per scenario.',
   "- retained WAL: pg_current_wal_lsn() - restart_lsn of walbridge's slot, sampled every 500 ms while it copies a big table under",

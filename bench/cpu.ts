@@ -1,0 +1,80 @@
+/**
+ * CPU time spent by groups of processes during a measurement (user + system, from
+ * /proc/<pid>/stat): where the work of a drain goes, per process, whatever the wall clock says
+ * on a machine where everything shares two cores. Processes are found by a callback every
+ * `everyMs` (servers start backends as consumers connect); a process that exits keeps the time
+ * last read for it.
+ */
+import fs from 'node:fs';
+import { sleep } from './proc.js';
+
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ; 100 on Linux everywhere in practice). */
+const TICKS_PER_SECOND = 100;
+
+function cpuSeconds(pid: number): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces) in its parentheses.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+  } catch {
+    return null;
+  }
+}
+
+export type PidSource = () => Promise<number[]> | number[];
+
+export class CpuSampler {
+  /** Per group, per pid: CPU seconds when first seen, and last read. */
+  private readonly seen = new Map<string, Map<number, { first: number; last: number }>>();
+  private running = true;
+  private readonly loop: Promise<void>;
+
+  /**
+   * @param groups pids to follow, per group name
+   * @param fromZero groups whose processes start during the measurement: their whole CPU time
+   *   counts (a daemon started for it), not only what they use after first being seen
+   */
+  constructor(
+    private readonly groups: Record<string, PidSource>,
+    private readonly fromZero: ReadonlySet<string> = new Set(),
+    everyMs = 200,
+  ) {
+    this.loop = (async () => {
+      while (this.running) {
+        await this.sample();
+        await sleep(everyMs);
+      }
+    })();
+  }
+
+  private async sample(): Promise<void> {
+    for (const [name, source] of Object.entries(this.groups)) {
+      let pids: number[] = [];
+      try {
+        pids = await source();
+      } catch {
+        // a missed sample
+      }
+      const m = this.seen.get(name) ?? new Map<number, { first: number; last: number }>();
+      this.seen.set(name, m);
+      for (const pid of new Set([...pids, ...m.keys()])) {
+        const s = cpuSeconds(pid);
+        if (s === null) continue;
+        const e = m.get(pid);
+        if (e) e.last = s;
+        else m.set(pid, { first: this.fromZero.has(name) ? 0 : s, last: s });
+      }
+    }
+  }
+
+  /** Stop sampling; CPU seconds per group. */
+  async stop(): Promise<Record<string, number>> {
+    await this.sample();
+    this.running = false;
+    await this.loop;
+    const out: Record<string, number> = {};
+    for (const [name, m] of this.seen) out[name] = [...m.values()].reduce((a, e) => a + (e.last - e.first), 0);
+    return out;
+  }
+}
