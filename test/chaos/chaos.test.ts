@@ -240,26 +240,34 @@ async function killAndRestart(w: World, faults: Fault[], opts: KillOptions = {})
 }
 
 /**
- * Holds the spool's drain (phase catchup) so that a kill can land in it: the drain got faster
- * than any delay the storm could wait for. arm() waits until public.llm_traces is copied,
- * then locks it on the target (SHARE: reads pass, walbridge's writes wait) and writes one
- * llm_traces row on the source, so that a change to that table is spooled behind the lock:
- * the drain after the copy stops at it and the phase stays catchup until release().
+ * Holds the spool's drain (phase catchup) so that a kill can land in it: the drain is often
+ * over within seconds. The drain applies the spool in order, each table's changes from its
+ * copy on, and stops once it is close behind the stream: it waits only at a change that is in
+ * the spool and is to a table the test has locked. So, once public.llm_traces is copied, the
+ * hold locks it on the target (SHARE: reads pass, walbridge's writes wait) and writes one
+ * llm_traces row on the source, once per round; it is held once that row is in the spool
+ * (spooled_lsn past it), and then any drain of this round stops at it (or at an earlier
+ * change to the table), in phase catchup, until release(). If the phase gets to streaming
+ * first (the copy and a short drain ended before the row was spooled), it lets go at once:
+ * the round misses catchup, and streaming is never held.
  *
  * Every kill must release it (killAndRestart's afterKill): the killed instance's apply
  * session stays on the target, waiting for the lock while holding walbridge's writer lock,
  * and the next instance would wait in standby for ever. It is armed again as soon as the next
- * instance is started (afterRestart), not once it has recovered: the copy is over within
- * seconds, and a small spool drained meanwhile; that recovery is then measured by the
- * spool's position (the applied one is what the test holds).
+ * instance is started (afterRestart), before that one gets to its drain; that recovery is
+ * measured by the spool's position (the applied one is what the test holds).
  */
 class DrainHold {
   private client: pg.Client | null = null;
   private pid: number | null = null;
   private task: Promise<void> | null = null;
   private cancelled = false;
-  /** What the last arm() came to: held, or missed (streaming before llm_traces was copied). */
+  /** Where the row written behind the lock was committed (source WAL position), once per round. */
+  private rowLsn: string | null = null;
   private outcome: 'waiting' | 'held' | 'missed' = 'missed';
+  private failure: unknown = null;
+  private settled: Promise<void> = Promise.resolve();
+  private settle: () => void = () => undefined;
   /** How many times the lock was taken. */
   taken = 0;
 
@@ -268,30 +276,37 @@ class DrainHold {
     private readonly label: string,
   ) {}
 
-  /** Start waiting for llm_traces to be copied, in the background; then hold. */
+  /** Start, in the background: wait for llm_traces to be copied, lock it, write the row, watch. */
   arm(): void {
     assert.equal(this.task, null, 'the drain hold is armed already');
     this.cancelled = false;
     this.outcome = 'waiting';
-    const task = this.take();
-    task.catch(() => undefined); // reported by ready()
+    this.failure = null;
+    this.settled = new Promise<void>((resolve) => (this.settle = resolve));
+    const task = this.run().catch((err: unknown) => {
+      this.failure = err;
+      this.decide('missed');
+    });
     this.task = task;
   }
 
-  private async take(): Promise<void> {
+  private decide(outcome: 'held' | 'missed'): void {
+    if (this.outcome !== 'waiting') return;
+    this.outcome = outcome;
+    this.settle();
+  }
+
+  private async run(): Promise<void> {
+    const over = (phase: string | null) => phase !== null && !['init', 'backfill', 'catchup'].includes(phase);
     const deadline = Date.now() + 300_000;
     for (;;) {
       if (this.cancelled) return;
       const phase = await this.w.phase();
-      if (phase !== null && !['init', 'backfill', 'catchup'].includes(phase)) {
-        this.outcome = 'missed';
-        return;
-      }
+      if (over(phase)) return this.decide('missed');
       if (phase !== null && (await this.w.tableState('public.llm_traces').catch(() => null)) === 'copied') break;
       if (Date.now() > deadline) throw new Error(`the drain hold: public.llm_traces was not copied within 300 s (phase ${phase})\n${await this.w.sessions()}`);
       await sleep(20);
     }
-    if (this.cancelled) return;
     const c = new pg.Client({ connectionString: this.w.target.url(), application_name: 'walbridge-test drain hold' });
     c.on('error', () => undefined);
     this.client = c;
@@ -304,39 +319,55 @@ class DrainHold {
     await c.query('LOCK TABLE public.llm_traces IN SHARE MODE');
     if (this.cancelled) return;
     this.taken++;
-    await this.w.source.query(
-      `INSERT INTO public.llm_traces (trace_id, span_name, input, latency_ms)
-       VALUES (md5(clock_timestamp()::text)::uuid, 'drain hold', jsonb_build_object('hold', $1::text, 'n', $2::int), 0)`,
-      [this.label, this.taken],
-    );
-    this.outcome = 'held';
+    if (this.rowLsn === null) {
+      // After llm_traces was copied, so the drain applies it (and waits at it).
+      await this.w.source.query(
+        `INSERT INTO public.llm_traces (trace_id, span_name, input, latency_ms)
+         VALUES (md5(clock_timestamp()::text)::uuid, 'drain hold', jsonb_build_object('hold', $1::text), 0)`,
+        [this.label],
+      );
+      this.rowLsn = await this.w.sourceLsn();
+    }
+    const rowLsn = this.rowLsn;
+    while (!this.cancelled) {
+      const phase = await this.w.phase();
+      if (over(phase)) {
+        // Streaming is never held: waiting for the target to pass a position would never end.
+        await this.end();
+        return this.decide('missed');
+      }
+      if (this.outcome === 'waiting' && (await this.w.passed(rowLsn, { spooled: true }).catch(() => false))) this.decide('held');
+      await sleep(50);
+    }
   }
 
-  /** Once arm() has come to something: 'held', or 'missed' (the copy and its drain were over first). */
+  /**
+   * Once arm() has come to something: 'held' (the drain cannot end before release()), or
+   * 'missed' (the copy and its drain were over first).
+   */
   async ready(): Promise<'held' | 'missed'> {
-    if (this.task) await this.task;
+    await this.settled;
+    if (this.failure !== null) throw this.failure;
     return this.outcome === 'held' ? 'held' : 'missed';
   }
 
-  /** Let go of the lock (if taken) and stop waiting; the lock is gone when this returns. */
+  /** End the hold's session from outside (a LOCK still waiting would not notice its client leave); waits until it is gone. */
+  private async end(): Promise<void> {
+    const pid = this.pid;
+    this.pid = null;
+    if (pid !== null) await this.w.target.query('SELECT pg_terminate_backend($1::int, 10000)', [pid]).catch(() => undefined);
+  }
+
+  /** Let go of the lock (if taken) and stop watching; the lock is gone when this returns. */
   async release(): Promise<void> {
     this.cancelled = true;
-    // Ending the hold's session from outside also ends a LOCK still waiting (which would not
-    // notice its client leave); pg_terminate_backend waits until the session is gone.
-    let ended = false;
-    const end = async () => {
-      if (this.pid === null || ended) return;
-      ended = true;
-      await this.w.target.query('SELECT pg_terminate_backend($1::int, 10000)', [this.pid]).catch(() => undefined);
-    };
-    await end();
-    await this.task?.catch(() => undefined);
+    await this.end();
+    await this.task;
     this.task = null;
-    await end(); // in case the session was opened meanwhile
+    await this.end(); // in case the session was opened meanwhile
     await this.client?.end().catch(() => undefined);
     this.client = null;
-    this.pid = null;
-    if (this.outcome === 'waiting') this.outcome = 'missed';
+    this.decide('missed');
   }
 }
 
@@ -367,8 +398,8 @@ test(`SIGKILL storm: ${PLAN.storm.reduce((a, s) => a + s.copy + s.catchup + s.st
         await w.source.query(`DELETE FROM public.llm_traces WHERE span_name IN ('catchup bulk', 'drain hold')`);
       }
       const load = w.startLoad({ ratePerSec: 80 });
-      // Held from the start: the copy's kills happen with the drain held as soon as
-      // llm_traces is copied, so the copy can end meanwhile and the drain still be there.
+      // Armed from the start, so the copy's kills happen with the hold in place as soon as
+      // llm_traces is copied: the copy may end meanwhile, and the drain is still there.
       const hold = new DrainHold(w, `round ${i + 1}`);
       const copiedBefore = new Map<string, string>();
       let catchupKill = '';
@@ -378,28 +409,33 @@ test(`SIGKILL storm: ${PLAN.storm.reduce((a, s) => a + s.copy + s.catchup + s.st
         // Every kill until the drain's: let go of the hold, hold again as soon as restarted.
         const holdAgain: KillOptions = { afterKill: () => hold.release(), afterRestart: () => hold.arm(), spooled: true };
         await w.until(async () => (await w.tables()).some((x) => x.state === 'copying'), 'the copy to start');
-        // One large transaction committed while the copy runs: it waits in the spool, so the
-        // drain after the copy (phase catchup) has much to apply.
-        const bulk = w.source.query(
-          `INSERT INTO public.llm_traces (trace_id, span_name, input, latency_ms)
-           SELECT md5(g::text || clock_timestamp()::text)::uuid, 'catchup bulk', jsonb_build_object('round', $2::int, 'g', g), g
-             FROM generate_series(1, $1::int) g`,
-          [PLAN.catchupBulk, i + 1],
-        );
-        bulk.catch(() => undefined);
         for (let k = 0; k < plan.copy; k++) {
           if ((await w.phase()) !== 'backfill') break;
           await w.hold(between(PLAN.copyKillDelayMs), 'a random moment during the copy');
           for (const x of await w.tables()) if (x.state === 'copied' && !copiedBefore.has(x.table)) copiedBefore.set(x.table, String(x.copy_finished_at?.toISOString()));
           await killAndRestart(w, faults, holdAgain);
         }
+        let bulk: Promise<unknown> = Promise.resolve();
         for (let k = 0; k < plan.catchup; k++) {
           const held = await hold.ready();
+          if (k === 0) {
+            // One large transaction, committed behind the hold: it waits in the spool, so the
+            // drain after the kill has much to apply. (Committed earlier, during the copy, it
+            // would keep the spool from reaching the hold's row while it is spooled.)
+            bulk = w.source.query(
+              `INSERT INTO public.llm_traces (trace_id, span_name, input, latency_ms)
+               SELECT md5(g::text || clock_timestamp()::text)::uuid, 'catchup bulk', jsonb_build_object('round', $2::int, 'g', g), g
+                 FROM generate_series(1, $1::int) g`,
+              [PLAN.catchupBulk, i + 1],
+            );
+            bulk.catch(() => undefined);
+            if (held === 'held') await bulk;
+          }
           await w.until(async () => (await w.phase()) !== 'backfill', 'the copy to finish', 300_000, 20);
           await w.hold(between([0, 800]), "a random moment during the spool's drain");
           const last = k + 1 === plan.catchup;
           const phase = await killAndRestart(w, faults, last ? { afterKill: () => hold.release() } : holdAgain);
-          catchupKill += `${catchupKill ? ', ' : ''}${phase}${held === 'held' ? '' : ' (not held: streaming before llm_traces was copied)'}`;
+          catchupKill += `${catchupKill ? ', ' : ''}${phase}${held === 'held' ? '' : ' (not held: streaming before the row behind the lock was spooled)'}`;
         }
         // Streaming from here: nothing may hold walbridge back.
         await hold.release();
