@@ -266,6 +266,21 @@ export class World {
     return rows[0]?.state ?? null;
   }
 
+  /** walbridge's sessions on the target that wait for a lock `pid` holds (their application names). */
+  async waitingOn(pid: number): Promise<string[]> {
+    const rows = await this.watch<{ name: string }>(
+      `SELECT application_name AS name FROM pg_stat_activity WHERE application_name LIKE 'walbridge %' AND $1::int = ANY(pg_blocking_pids(pid))`,
+      [pid],
+    );
+    return rows.map((r) => r.name);
+  }
+
+  /** Whether walbridge's slot is in use on the source (a walsender streams from it). */
+  async slotActive(slot = 'walbridge'): Promise<boolean> {
+    const [row] = await this.source.query<{ active: boolean }>('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+    return row?.active === true;
+  }
+
   /**
    * Every session on both servers that is not idle (running, waiting, or idle in a
    * transaction), with what it waits for and who blocks it: what a timed-out wait prints.
