@@ -31,14 +31,29 @@ export interface BatchStatement {
   params: readonly Param[];
 }
 
-/** Statements kept on one connection, by text. */
+const byConnection = new WeakMap<pg.ClientBase, PreparedStatements>();
+
+/**
+ * Statements kept on one connection, by text. One per connection (see of()), whoever uses it:
+ * the spool's applier and then the live one share the target session, and a name parsed by
+ * the first must never be parsed again by the second.
+ */
 export class PreparedStatements {
   private readonly names = new Map<string, string>();
   private next = 0;
   /** A batch failed: which of its statements the server kept is unknown. */
   private unsure = false;
 
-  constructor(private readonly max = 500) {}
+  private constructor(private readonly max = 500) {}
+
+  static of(client: pg.ClientBase): PreparedStatements {
+    let p = byConnection.get(client);
+    if (!p) {
+      p = new PreparedStatements();
+      byConnection.set(client, p);
+    }
+    return p;
+  }
 
   /** The name to parse `text` under, and whether it still needs its Parse; '' for an unnamed statement. */
   lookup(text: string): { name: string; parsed: boolean } {
@@ -48,10 +63,6 @@ export class PreparedStatements {
     const fresh = `walbridge_${++this.next}`;
     this.names.set(text, fresh);
     return { name: fresh, parsed: false };
-  }
-
-  forgetAll(): void {
-    this.names.clear();
   }
 
   markUnsure(): void {
@@ -215,8 +226,9 @@ function writeBind(out: Buffer, pos: number, name: string, params: readonly Para
 }
 
 /** Run `statements` in one round trip; resolves with the rows each affected. */
-export async function runBatch(client: pg.Client, prepared: PreparedStatements, statements: readonly BatchStatement[]): Promise<BatchResult> {
+export async function runBatch(client: pg.Client, statements: readonly BatchStatement[]): Promise<BatchResult> {
   if (statements.length === 0) return [];
+  const prepared = PreparedStatements.of(client);
   await prepared.settle(client);
   const batch = new StatementBatch(statements, prepared);
   client.query(batch);

@@ -27,7 +27,7 @@ import { WalbridgeError } from '../errors.js';
 import type { Metrics } from '../health/metrics.js';
 import type { Logger } from '../log.js';
 import { formatLsn, type Lsn } from '../lsn.js';
-import { PreparedStatements, runBatch, type BatchStatement, type Param } from '../pg/batch.js';
+import { runBatch, type BatchStatement, type Param } from '../pg/batch.js';
 import { displayTable, quoteIdent, quoteTable } from '../pg/ident.js';
 import { RECORD_APPLIED } from '../sql/state.js';
 import { textArray, textArrayOf } from './params.js';
@@ -123,7 +123,6 @@ export class Applier {
   private readonly bindings = new Map<number, Binding | null>();
   private readonly unselected = new Map<number, string>();
   private readonly maxBufferBytes: number;
-  private readonly prepared = new PreparedStatements();
 
   /** Source transaction being received, if any. */
   private current: BeginMessage | null = null;
@@ -362,7 +361,7 @@ export class Applier {
     this.targetTxnOpen = true;
     let rowCounts: number[];
     try {
-      rowCounts = await runBatch(this.client, this.prepared, batch);
+      rowCounts = await runBatch(this.client, batch);
     } catch (err) {
       this.targetTxnOpen = false;
       await this.client.query('ROLLBACK').catch(() => {});
