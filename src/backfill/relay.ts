@@ -17,6 +17,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type pg from 'pg';
+import { INTERSPERSED, RawQuery, SocketReader } from '../pg/raw-query.js';
 
 export interface RelayProgress {
   rows: number;
@@ -33,54 +34,7 @@ export interface RelayOptions {
 const COPY_DATA = 0x64; // 'd'
 const COPY_DONE = 0x63; // 'c'
 const COPY_OUT_RESPONSE = 0x48; // 'H'
-/** Messages the backend may send in the middle of a COPY; never forwarded. */
-const INTERSPERSED = new Set([0x4e /* N notice */, 0x53 /* S parameter status */, 0x41 /* A notification */, COPY_OUT_RESPONSE]);
 const COPY_DONE_MESSAGE = Buffer.from([COPY_DONE, 0, 0, 0, 4]);
-
-/** Query callbacks pg calls on the active query; unused ones are no-ops. */
-abstract class RawQuery implements pg.Submittable {
-  protected connection: pg.Connection | null = null;
-  private failed: Error | null = null;
-  private settled = false;
-  readonly done: Promise<void>;
-  private resolveDone!: () => void;
-  private rejectDone!: (e: Error) => void;
-
-  constructor(protected readonly text: string) {
-    this.done = new Promise<void>((res, rej) => {
-      this.resolveDone = res;
-      this.rejectDone = rej;
-    });
-    this.done.catch(() => {});
-  }
-
-  abstract submit(connection: pg.Connection): void;
-
-  handleError(err: Error): void {
-    this.failed ??= err;
-    this.onFailure(err);
-    if (!this.settled) {
-      this.settled = true;
-      this.rejectDone(err);
-    }
-  }
-
-  handleReadyForQuery(): void {
-    if (this.settled) return;
-    this.settled = true;
-    if (this.failed) this.rejectDone(this.failed);
-    else this.resolveDone();
-  }
-
-  protected onFailure(_err: Error): void {}
-
-  handleCommandComplete(): void {}
-  handleRowDescription(): void {}
-  handleDataRow(): void {}
-  handleEmptyQuery(): void {}
-  handlePortalSuspended(): void {}
-  handleCopyData(): void {}
-}
 
 /** `COPY ... FROM STDIN` on the target: ready to take CopyData messages once the server says so. */
 class CopyIn extends RawQuery {
@@ -118,16 +72,12 @@ class CopyIn extends RawQuery {
 class CopyOut extends RawQuery {
   rows = 0;
   bytes = 0;
-  private stream: Duplex | null = null;
-  private pgOnData: ((chunk: Buffer) => void) | null = null;
+  private reader: SocketReader | null = null;
   /** Bytes of the current message still to come, and whether they are forwarded. */
   private remaining = 0;
   private forwarding = false;
   /** The start of a message header cut off at the end of the last chunk. */
   private carry: Buffer | null = null;
-  private paused = false;
-  private detached = false;
-  private readonly onReadable = () => this.pump();
 
   constructor(
     text: string,
@@ -141,37 +91,17 @@ class CopyOut extends RawQuery {
 
   submit(connection: pg.Connection): void {
     this.connection = connection;
-    const stream = connection.stream;
-    this.stream = stream;
-    const listeners = stream.listeners('data') as ((chunk: Buffer) => void)[];
-    if (listeners.length !== 1) throw new Error(`expected one reader on the source connection, found ${listeners.length}`);
-    this.pgOnData = listeners[0] as (chunk: Buffer) => void;
-    stream.removeListener('data', this.pgOnData);
-    stream.pause();
-    stream.on('readable', this.onReadable);
+    this.reader = new SocketReader(connection.stream, (chunk) => this.parse(chunk), this.turn);
     connection.query(this.text);
   }
 
   /** Stop reading until resume() (the target is full, or the rate limit says wait). */
   pause(): void {
-    this.paused = true;
+    this.reader?.pause();
   }
 
   resume(): void {
-    this.paused = false;
-    this.pump();
-  }
-
-  private pump(): void {
-    const stream = this.stream;
-    if (!stream) return;
-    let chunk: Buffer | null;
-    this.turn.before();
-    try {
-      while (!this.paused && !this.detached && (chunk = stream.read() as Buffer | null) !== null) this.parse(chunk);
-    } finally {
-      this.turn.after();
-    }
+    this.reader?.resume();
   }
 
   private parse(input: Buffer): void {
@@ -183,7 +113,7 @@ class CopyOut extends RawQuery {
     let pos = 0;
     let runStart = -1;
     const endRun = (end: number) => {
-      if (runStart >= 0 && end > runStart && !this.sink(chunk.subarray(runStart, end))) this.paused = true;
+      if (runStart >= 0 && end > runStart && !this.sink(chunk.subarray(runStart, end))) this.pause();
       runStart = -1;
     };
     while (pos < chunk.length) {
@@ -210,7 +140,7 @@ class CopyOut extends RawQuery {
         endRun(pos);
         this.detach(chunk.subarray(pos + 1 + length));
         return;
-      } else if (INTERSPERSED.has(code)) {
+      } else if (code === COPY_OUT_RESPONSE || INTERSPERSED.has(code)) {
         endRun(pos);
         this.forwarding = false;
       } else {
@@ -224,24 +154,16 @@ class CopyOut extends RawQuery {
     endRun(chunk.length);
   }
 
-  /** Give the connection back to pg, with what it must still read. */
   private detach(rest: Buffer): void {
-    const stream = this.stream;
-    if (!stream || this.detached) return;
-    this.detached = true;
-    stream.removeListener('readable', this.onReadable);
-    const onData = this.pgOnData as (chunk: Buffer) => void;
-    stream.on('data', onData);
-    if (rest.length > 0) onData(rest);
-    process.nextTick(() => stream.resume());
+    this.reader?.detach(rest);
   }
 
   protected override onFailure(): void {
-    this.paused = true;
+    this.pause();
   }
 
   get copyDone(): boolean {
-    return this.detached;
+    return this.reader?.isDetached ?? false;
   }
 }
 

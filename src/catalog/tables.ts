@@ -191,12 +191,14 @@ export interface TableComparison {
  */
 export async function compareWithTarget(source: pg.ClientBase, target: pg.ClientBase, tables: SourceTable[]): Promise<TableComparison> {
   const names = [tables.map((t) => t.schema), tables.map((t) => t.name)];
-  const [srcCols, dstCols, uniques, indexed] = await Promise.all([
-    listColumns(source, tables),
-    listColumns(target, tables),
-    target.query<{ schema: string; name: string }>(TABLES_WITH_SECONDARY_UNIQUE, names),
-    target.query<{ schema: string; name: string; columns: string[] }>(INDEXED_LEAD_COLUMNS, names),
-  ]);
+  // One query at a time on each connection (pg queues concurrent ones, which is deprecated).
+  const targetSide = async () => {
+    const cols = await listColumns(target, tables);
+    const uniques = await target.query<{ schema: string; name: string }>(TABLES_WITH_SECONDARY_UNIQUE, names);
+    const indexed = await target.query<{ schema: string; name: string; columns: string[] }>(INDEXED_LEAD_COLUMNS, names);
+    return [cols, uniques, indexed] as const;
+  };
+  const [srcCols, [dstCols, uniques, indexed]] = await Promise.all([listColumns(source, tables), targetSide()]);
   const withUnique = new Set(uniques.rows.map(displayTable));
   const indexedColumns = new Map(indexed.rows.map((r) => [displayTable(r), r.columns]));
   const problems: string[] = [];

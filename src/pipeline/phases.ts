@@ -22,7 +22,7 @@ import { consumeStream, type StreamSink } from '../replicator/consume.js';
 import { openTargetWriter } from '../pg/sessions.js';
 import { decodePgoutput } from '../replicator/pgoutput.js';
 import { readSpool, SpoolWriter } from '../replicator/spool.js';
-import { PAYLOAD_OFFSET, WalStream, type XLogData } from '../replicator/stream.js';
+import { WalStream, type XLogData } from '../replicator/stream.js';
 import { CLEAR_SPOOL, DISCARD_PARTIAL_SPOOL, RESET_UNFINISHED_COPIES, SET_PHASE, SPOOL_MAX_ID } from '../sql/state.js';
 import { loadPipeline, loadTables, withTransaction, type PipelineState, type TableState } from '../state/store.js';
 import type { ExportedSnapshot } from './init.js';
@@ -240,7 +240,8 @@ export async function catchupPhase(ctx: PhaseContext, state: PipelineState): Pro
       const upTo = spooling.spool.durableCompleteId;
       let read = 0;
       for await (const row of readSpool(control, after, upTo)) {
-        await applier.handle(decodePgoutput(row.data));
+        const handled = applier.handle(decodePgoutput(row.data));
+        if (handled) await handled;
         after = row.id;
         read++;
         messages++;
@@ -287,8 +288,8 @@ class ApplySink implements StreamSink {
     private readonly applier: Applier,
     private readonly status: LiveStatus,
   ) {}
-  async handle(x: XLogData): Promise<void> {
-    await this.applier.handle(decodePgoutput(x.chunk, PAYLOAD_OFFSET));
+  handle(x: XLogData): Promise<void> | void {
+    return this.applier.handle(decodePgoutput(x.buf, x.payloadStart, x.end));
   }
   noteIdlePosition(lsn: Lsn): void {
     this.applier.noteIdlePosition(lsn);

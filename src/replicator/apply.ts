@@ -182,11 +182,11 @@ export class Applier {
     return this.current === null && this.position.lsn <= this.durable.lsn;
   }
 
-  async handle(msg: PgoutputMessage): Promise<void> {
+  /** Take one decoded message; a promise only when it must wait (a new relation, a part of a large transaction to send). */
+  handle(msg: PgoutputMessage): Promise<void> | void {
     switch (msg.tag) {
       case 'relation':
-        await this.onRelation(msg);
-        return;
+        return this.onRelation(msg);
       case 'begin':
         this.onBegin(msg);
         return;
@@ -201,16 +201,18 @@ export class Applier {
         if (this.inFlightError !== null) throw this.inFlightError;
         if (this.skipCurrent) return;
         this.onChange(msg);
-        if (this.bufferedBytes >= this.maxBufferBytes) {
-          // A large transaction: its part so far goes now, inside the open target transaction.
-          const part = this.takeBatch(null);
-          await this.settle();
-          await this.send(part);
-        }
+        // A large transaction: its part so far goes now, inside the open target transaction.
+        if (this.bufferedBytes >= this.maxBufferBytes) return this.sendPart();
         return;
       default:
         return;
     }
+  }
+
+  private async sendPart(): Promise<void> {
+    const part = this.takeBatch(null);
+    await this.settle();
+    await this.send(part);
   }
 
   /**
@@ -562,8 +564,7 @@ export class Applier {
 
   private enqueue(b: Binding, op: 'insert' | 'update' | 'delete', signature: string, cols: number[], tuple: Tuple, keyTuple: Tuple, keys: string[]): void {
     this.queue(b).add(op, signature, cols, { seq: this.seq++, tuple, keyTuple, keys, group: -1 });
-    // The message's bytes stay referenced while its change is queued.
-    this.bufferedBytes += tuple.buf.length + (keyTuple === tuple ? 0 : keyTuple.buf.length) + 64;
+    this.bufferedBytes += tuple.size + (keyTuple === tuple ? 0 : keyTuple.size) + 64;
   }
 
   /**
@@ -634,7 +635,7 @@ export class Applier {
     if (target === null) return false;
     if (target.op === 'insert' && (signature !== b.allSignature || b.hasIdentityAlways)) return false;
     target.row.tuple = next;
-    this.bufferedBytes += next.buf.length;
+    this.bufferedBytes += next.size;
     return true;
   }
 

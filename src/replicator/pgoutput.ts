@@ -35,6 +35,8 @@ export class Tuple {
   constructor(
     readonly buf: Buffer,
     at: number[],
+    /** Bytes the row image takes in the message (`buf` may hold much more: a whole socket read). */
+    readonly size: number = buf.length,
   ) {
     this.at = at;
   }
@@ -219,7 +221,11 @@ export type ChangeMessage = InsertMessage | UpdateMessage | DeleteMessage | Trun
 
 class Reader {
   pos = 0;
-  constructor(private readonly buf: Buffer) {}
+  constructor(
+    private readonly buf: Buffer,
+    /** The message ends here (it may sit inside a larger buffer). */
+    private readonly end: number = buf.length,
+  ) {}
 
   get buffer(): Buffer {
     return this.buf;
@@ -261,7 +267,7 @@ class Reader {
   }
   cstring(): string {
     const end = this.buf.indexOf(0, this.pos);
-    if (end < 0) throw new Error('pgoutput: unterminated string');
+    if (end < 0 || end >= this.end) throw new Error('pgoutput: unterminated string');
     const s = this.buf.toString('utf8', this.pos, end);
     this.pos = end + 1;
     return s;
@@ -271,11 +277,12 @@ class Reader {
     this.pos += len;
   }
   private need(n: number): void {
-    if (this.pos + n > this.buf.length) throw new Error('pgoutput: message truncated');
+    if (this.pos + n > this.end) throw new Error('pgoutput: message truncated');
   }
 }
 
 function readTuple(r: Reader): Tuple {
+  const from = r.pos;
   const n = r.i16();
   const at = new Array<number>(n * 2);
   for (let i = 0; i < n; i++) {
@@ -303,14 +310,14 @@ function readTuple(r: Reader): Tuple {
         throw new Error(`pgoutput: unknown tuple data kind 0x${kind.toString(16)}`);
     }
   }
-  return new Tuple(r.buffer, at);
+  return new Tuple(r.buffer, at, r.pos - from);
 }
 
 const IDENTITIES = new Set(['d', 'n', 'f', 'i']);
 
-/** Decode the message that starts at `offset` of `buf` (values stay in `buf`, see Tuple). */
-export function decodePgoutput(buf: Buffer, offset = 0): PgoutputMessage {
-  const r = new Reader(buf);
+/** Decode the message in `buf` from `offset` to `end` (values stay in `buf`, see Tuple). */
+export function decodePgoutput(buf: Buffer, offset = 0, end = buf.length): PgoutputMessage {
+  const r = new Reader(buf, end);
   r.pos = offset;
   const tag = r.u8();
   switch (tag) {

@@ -72,7 +72,7 @@ export class SpoolWriter implements StreamSink {
   /** The spool can be flushed mid-transaction: rows past the last COMMIT are not counted. */
   readonly inTransaction = false;
 
-  async handle(x: XLogData): Promise<void> {
+  handle(x: XLogData): void {
     this.add(x);
   }
 

@@ -5,42 +5,52 @@
  * (losing data on a crash), its parser runs pg's global type parsers (timestamps through a
  * JS Date, numerics through strings that are later rounded), it turns unchanged TOAST
  * values into `undefined`, and it consumes `copyData` events without ever pausing the
- * socket. Here, pg-copy-streams' copy-both Duplex gives real backpressure (a slow apply
- * pauses the socket, which pauses the walsender), frames are kept whole, and the only LSN
- * ever acknowledged is the one the caller says is durable.
+ * socket. Nor pg-copy-streams' copy-both: it slices every message out of the socket's buffer
+ * and pushes each through a stream, which at tens of thousands of changes a second was a good
+ * part of the daemon's CPU. Here the socket is read directly (pg/raw-query.ts): each message is
+ * a position in the chunk it arrived in (decoded in place, see pgoutput.ts), a bounded queue of
+ * them gives real backpressure (a slow apply stops the reading, which stops the walsender),
+ * and the only LSN ever acknowledged is the one the caller says is durable.
  */
-import type { Duplex } from 'node:stream';
-import { both as copyBoth, type CopyBothQueryStream } from 'pg-copy-streams';
+import type pg from 'pg';
 import { quoteIdent, quoteLiteral } from '../pg/ident.js';
 import { formatLsn, type Lsn } from '../lsn.js';
+import { INTERSPERSED, RawQuery, SocketReader } from '../pg/raw-query.js';
 import type { ReplicationConnection } from '../pg/replication.js';
 
 /** Where the pgoutput message starts in an XLogData message ('w', walStart, walEnd, sendTime). */
 export const PAYLOAD_OFFSET = 25;
 
 /**
- * WAL data: one pgoutput message and the WAL position it came from. Fields are read from the
- * message when asked (most messages are only decoded): no BigInt or buffer view is made for a
- * message that does not need one.
+ * WAL data: one pgoutput message and the WAL position it came from, at [start, end) of `buf`
+ * (the socket chunk it arrived in). Fields are read when asked (most messages are only
+ * decoded): no BigInt or buffer view is made for a message that does not need one.
  */
 export class XLogData {
   readonly kind = 'xlog';
   constructor(
-    /** The whole CopyData message; the pgoutput message starts at PAYLOAD_OFFSET. */
-    readonly chunk: Buffer,
+    readonly buf: Buffer,
+    /** Where the XLogData message ('w', walStart, walEnd, sendTime, pgoutput message) starts and ends. */
+    readonly start: number,
+    readonly end: number,
   ) {}
 
   get walStart(): Lsn {
-    return this.chunk.readBigUInt64BE(1);
+    return this.buf.readBigUInt64BE(this.start + 1);
   }
 
   get walEnd(): Lsn {
-    return this.chunk.readBigUInt64BE(9);
+    return this.buf.readBigUInt64BE(this.start + 9);
+  }
+
+  /** Where the pgoutput message starts in `buf`. */
+  get payloadStart(): number {
+    return this.start + PAYLOAD_OFFSET;
   }
 
   /** The pgoutput message, as a view. */
   get payload(): Buffer {
-    return this.chunk.subarray(PAYLOAD_OFFSET);
+    return this.buf.subarray(this.start + PAYLOAD_OFFSET, this.end);
   }
 }
 
@@ -65,16 +75,177 @@ export interface WalStreamOptions {
   statusIntervalMs?: number;
 }
 
+const COPY_DATA = 0x64; // 'd'
+const COPY_DONE = 0x63; // 'c'
+const COPY_BOTH_RESPONSE = 0x57; // 'W'
+/** Messages read ahead of the consumer at most; the socket is not read beyond them. */
+const QUEUE_HIGH = 1024;
+const QUEUE_LOW = 256;
+
+/**
+ * START_REPLICATION, its CopyData messages read straight off the socket into a queue of
+ * positions. pg reads anything else (an error, the end) and tells this query.
+ */
+class Replication extends RawQuery {
+  reader: SocketReader | null = null;
+  readonly queue: StreamMessage[] = [];
+  /** Index of the next message to hand out (the queue is compacted now and then). */
+  head = 0;
+  ended = false;
+  /** A CopyData message that spans socket chunks: its parts so far, and its whole length. */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private pendingTotal = 0;
+  /** The start of a message header cut off at the end of the last chunk. */
+  private carry: Buffer | null = null;
+  private wake: (() => void) | null = null;
+
+  constructor(
+    text: string,
+    private readonly onMessage: (m: StreamMessage) => void,
+  ) {
+    super(text);
+  }
+
+  submit(connection: pg.Connection): void {
+    this.connection = connection;
+    this.reader = new SocketReader(connection.stream, (chunk) => this.parse(chunk));
+    connection.stream.once('close', () => this.notify());
+    connection.query(this.text);
+  }
+
+  get socket(): pg.Connection['stream'] | null {
+    return this.connection?.stream ?? null;
+  }
+
+  get size(): number {
+    return this.queue.length - this.head;
+  }
+
+  shift(): StreamMessage | undefined {
+    if (this.head >= this.queue.length) return undefined;
+    const m = this.queue[this.head++];
+    if (this.head >= 4096 || this.head === this.queue.length) {
+      this.queue.splice(0, this.head);
+      this.head = 0;
+    }
+    if (this.size < QUEUE_LOW) this.reader?.resume();
+    return m;
+  }
+
+  /** Resolves when a message arrives, the stream ends or fails, or after `ms`. */
+  waitFor(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.wake = null;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = null;
+        resolve();
+      };
+    });
+  }
+
+  private notify(): void {
+    this.wake?.();
+  }
+
+  protected override onFailure(): void {
+    this.notify();
+  }
+
+  override handleReadyForQuery(): void {
+    this.ended = true;
+    super.handleReadyForQuery();
+    this.notify();
+  }
+
+  private push(buf: Buffer, start: number, end: number): void {
+    const m = decodeMessage(buf, start, end);
+    this.onMessage(m);
+    this.queue.push(m);
+  }
+
+  private parse(input: Buffer): void {
+    let chunk = input;
+    if (this.carry) {
+      chunk = Buffer.concat([this.carry, input]);
+      this.carry = null;
+    }
+    const before = this.size;
+    let pos = 0;
+    while (pos < chunk.length) {
+      if (this.pendingTotal > 0) {
+        // The rest of a message that began in an earlier chunk.
+        const n = Math.min(this.pendingTotal - this.pendingBytes, chunk.length - pos);
+        this.pending.push(chunk.subarray(pos, pos + n));
+        this.pendingBytes += n;
+        pos += n;
+        if (this.pendingBytes === this.pendingTotal) {
+          const whole = Buffer.concat(this.pending);
+          this.pending = [];
+          this.pendingBytes = 0;
+          this.pendingTotal = 0;
+          this.push(whole, 0, whole.length);
+        }
+        continue;
+      }
+      if (chunk.length - pos < 5) {
+        this.carry = Buffer.from(chunk.subarray(pos));
+        break;
+      }
+      const code = chunk[pos] as number;
+      const length = chunk.readUInt32BE(pos + 1);
+      const end = pos + 1 + length;
+      if (code === COPY_DATA) {
+        if (end <= chunk.length) {
+          this.push(chunk, pos + 5, end);
+        } else {
+          this.pendingTotal = length - 4;
+          this.pending.push(chunk.subarray(pos + 5));
+          this.pendingBytes = chunk.length - pos - 5;
+        }
+        pos = end;
+      } else if (code === COPY_BOTH_RESPONSE || INTERSPERSED.has(code)) {
+        if (end > chunk.length) {
+          // Rare and small: keep it whole for the next chunk.
+          this.carry = Buffer.from(chunk.subarray(pos));
+          break;
+        }
+        pos = end;
+      } else {
+        // CopyDone (the server ends the stream), an error, or anything else: pg reads it.
+        if (code === COPY_DONE) this.ended = true;
+        this.reader?.detach(chunk.subarray(pos));
+        this.notify();
+        return;
+      }
+    }
+    if (this.size >= QUEUE_HIGH) this.reader?.pause();
+    if (this.size > before) this.notify();
+  }
+}
+
+function decodeMessage(buf: Buffer, start: number, end: number): StreamMessage {
+  const tag = buf[start];
+  if (tag === 0x77 /* w */) return new XLogData(buf, start, end);
+  if (tag === 0x6b /* k */) {
+    if (end - start < 18) throw new Error('replication keepalive message truncated');
+    return { kind: 'keepalive', walEnd: buf.readBigUInt64BE(start + 1), replyRequested: buf[start + 17] === 1 };
+  }
+  throw new Error(`unexpected replication message type 0x${(tag ?? 0).toString(16)}`);
+}
+
 export class WalStream {
-  private readonly stream: Duplex;
-  private ended = false;
+  private readonly replication: Replication;
   private flushed: Lsn;
   private received: Lsn;
   /** The last XLogData message, whose end position `received` has not taken in yet. */
-  private lastData: Buffer | null = null;
+  private lastData: XLogData | null = null;
   private readonly timer: NodeJS.Timeout;
   private closed = false;
-  private failure: Error | null = null;
 
   private constructor(
     private readonly conn: ReplicationConnection,
@@ -85,15 +256,11 @@ export class WalStream {
     const sql =
       `START_REPLICATION SLOT ${opts.slotName} LOGICAL ${formatLsn(opts.startLsn)} ` +
       `(proto_version '1', publication_names ${quoteLiteral(quoteIdent(opts.publicationName))})`;
-    // alignOnCopyDataFrame + object mode: one chunk is exactly one CopyData message.
-    this.stream = copyBoth(sql, { alignOnCopyDataFrame: true, readableObjectMode: true, readableHighWaterMark: 512 });
-    this.stream.on('error', (err: Error) => {
-      this.failure ??= err;
+    this.replication = new Replication(sql, (m) => {
+      if (m.kind === 'xlog') this.lastData = m;
+      else if (m.replyRequested) this.sendStatus(false);
     });
-    conn.client.query(this.stream as CopyBothQueryStream);
-    this.stream.on('end', () => {
-      this.ended = true;
-    });
+    conn.client.query(this.replication);
     this.timer = setInterval(() => this.sendStatus(false), opts.statusIntervalMs ?? 10_000);
     this.timer.unref();
   }
@@ -107,48 +274,27 @@ export class WalStream {
     return this.flushed;
   }
 
+  /** A message already read, if any (no waiting). */
+  poll(): StreamMessage | undefined {
+    if (this.replication.error) return undefined;
+    return this.replication.shift();
+  }
+
   /**
    * The next message, or TIMEOUT after `timeoutMs` without one, or ENDED. Messages already
-   * buffered are returned at once, without a timer or a promise race per message: at tens of
+   * read are returned at once, without a timer or a promise per message: at tens of
    * thousands of changes a second that overhead is what would limit the apply.
    */
   async next(timeoutMs: number): Promise<StreamMessage | typeof TIMEOUT | typeof ENDED> {
-    for (;;) {
-      if (this.failure) throw this.failure;
-      const chunk = this.stream.read() as Buffer | null;
-      if (chunk !== null) return this.decode(chunk);
-      if (this.ended) return ENDED;
-      const woke = await new Promise<boolean>((resolve) => {
-        const done = (v: boolean) => {
-          clearTimeout(timer);
-          this.stream.off('readable', onReadable);
-          this.stream.off('end', onReadable);
-          this.stream.off('error', onReadable);
-          resolve(v);
-        };
-        const onReadable = () => done(true);
-        const timer = setTimeout(() => done(false), timeoutMs);
-        this.stream.on('readable', onReadable);
-        this.stream.on('end', onReadable);
-        this.stream.on('error', onReadable);
-      });
-      if (!woke) return TIMEOUT;
+    const r = this.replication;
+    for (let waited = false; ; waited = true) {
+      if (r.error) throw r.error;
+      const m = r.shift();
+      if (m !== undefined) return m;
+      if (r.ended || this.conn.client.connection.stream.destroyed) return ENDED;
+      if (waited) return TIMEOUT;
+      await r.waitFor(timeoutMs);
     }
-  }
-
-  private decode(chunk: Buffer): StreamMessage {
-    const tag = chunk[0];
-    if (tag === 0x77 /* w */) {
-      this.lastData = chunk;
-      return new XLogData(chunk);
-    }
-    if (tag === 0x6b /* k */) {
-      const walEnd = chunk.readBigUInt64BE(1);
-      const replyRequested = chunk[17] === 1;
-      if (replyRequested) this.sendStatus(false);
-      return { kind: 'keepalive', walEnd, replyRequested };
-    }
-    throw new Error(`unexpected replication message type 0x${(tag ?? 0).toString(16)}`);
   }
 
   /**
@@ -168,22 +314,26 @@ export class WalStream {
   }
 
   private sendStatus(replyRequested: boolean): void {
-    if (this.closed || this.failure || this.stream.destroyed || this.stream.writableEnded) return;
+    const socket = this.replication.socket;
+    if (this.closed || this.replication.error || this.replication.ended || !socket || socket.destroyed || socket.writableEnded) return;
     if (this.lastData !== null) {
       // WAL positions only grow: the last message received holds the highest.
-      const walEnd = this.lastData.readBigUInt64BE(9);
+      const walEnd = this.lastData.walEnd;
       if (walEnd > this.received) this.received = walEnd;
       this.lastData = null;
     }
-    const buf = Buffer.alloc(34);
-    buf[0] = 0x72; // 'r'
+    // CopyData ('d', length) around a Standby Status Update ('r', written, flushed, applied, time, reply?).
+    const buf = Buffer.alloc(39);
+    buf[0] = COPY_DATA;
+    buf.writeUInt32BE(38, 1);
+    buf[5] = 0x72; // 'r'
     const written = this.received > this.flushed ? this.received : this.flushed;
-    buf.writeBigUInt64BE(written, 1);
-    buf.writeBigUInt64BE(this.flushed, 9);
-    buf.writeBigUInt64BE(this.flushed, 17);
-    buf.writeBigUInt64BE((BigInt(Date.now()) - PG_EPOCH_MS) * 1000n, 25);
-    buf[33] = replyRequested ? 1 : 0;
-    this.stream.write(buf);
+    buf.writeBigUInt64BE(written, 6);
+    buf.writeBigUInt64BE(this.flushed, 14);
+    buf.writeBigUInt64BE(this.flushed, 22);
+    buf.writeBigUInt64BE((BigInt(Date.now()) - PG_EPOCH_MS) * 1000n, 30);
+    buf[38] = replyRequested ? 1 : 0;
+    socket.write(buf);
   }
 
   /** Send a last status with the durable position and close the connection. */
@@ -192,6 +342,7 @@ export class WalStream {
     this.sendStatus(false);
     this.closed = true;
     clearInterval(this.timer);
+    this.replication.reader?.discard();
     await new Promise<void>((resolve) => {
       // Give the status message a moment to leave the socket before the Terminate message.
       setImmediate(resolve);
