@@ -27,6 +27,8 @@ export interface Config {
   copyMaxBytesPerSecond: number | null;
   /** A table of at least twice this size (with TOAST) is copied in parts (block ranges, partitions) on up to copyJobs sessions. */
   copySplitBytes: number;
+  /** Drop a target table's plain secondary indexes while it is copied and build them again after (faster than maintaining them row by row). */
+  copyDeferIndexes: boolean;
   /** Target-side apply batching: commit after this many changes or this many ms. */
   applyBatchChanges: number;
   applyBatchMs: number;
@@ -137,6 +139,11 @@ const envSchema = z.object({
     .refine((s) => /^\d+(\.\d+)?$/.test(s) && Number(s) > 0, {
       message: 'WALBRIDGE_COPY_SPLIT_MB must be a positive number of megabytes',
     }),
+  WALBRIDGE_COPY_DEFER_INDEXES: z
+    .string()
+    .default('true')
+    .refine((s) => /^(true|false|1|0|yes|no)$/i.test(s), { message: 'WALBRIDGE_COPY_DEFER_INDEXES must be true or false' })
+    .transform((s) => /^(true|1|yes)$/i.test(s)),
   WALBRIDGE_APPLY_BATCH_CHANGES: z
     .string()
     .default('5000')
@@ -166,6 +173,7 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     WALBRIDGE_SCHEMAS: overrides.schemas?.join(',') ?? emptyToUndefined(env.WALBRIDGE_SCHEMAS),
     WALBRIDGE_COPY_MAX_MBPS: emptyToUndefined(env.WALBRIDGE_COPY_MAX_MBPS),
     WALBRIDGE_COPY_SPLIT_MB: emptyToUndefined(env.WALBRIDGE_COPY_SPLIT_MB),
+    WALBRIDGE_COPY_DEFER_INDEXES: emptyToUndefined(env.WALBRIDGE_COPY_DEFER_INDEXES),
   };
   const parsed = envSchema.safeParse(input);
   const problems: string[] = [];
@@ -225,6 +233,7 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     copyJobs: v.WALBRIDGE_COPY_JOBS,
     copyMaxBytesPerSecond: v.WALBRIDGE_COPY_MAX_MBPS === undefined ? null : Math.round(Number(v.WALBRIDGE_COPY_MAX_MBPS) * 1024 * 1024),
     copySplitBytes: Math.round(Number(v.WALBRIDGE_COPY_SPLIT_MB) * 1024 * 1024),
+    copyDeferIndexes: v.WALBRIDGE_COPY_DEFER_INDEXES,
     applyBatchChanges: v.WALBRIDGE_APPLY_BATCH_CHANGES,
     applyBatchMs: v.WALBRIDGE_APPLY_BATCH_MS,
     httpToken,

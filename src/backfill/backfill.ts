@@ -14,7 +14,8 @@ import { openSourceReader, openTargetWriter } from '../pg/sessions.js';
 import { TABLE_PARTS } from '../sql/source.js';
 import { LOCK_PENDING_TABLE, MARK_COPIED, MARK_COPYING, MARK_COPYING_IN_PARTS, MOVE_COPY_LSN } from '../sql/state.js';
 import type { LiveCopy } from '../status/report.js';
-import { assertTargetEmpty, copyPart, copyTable, openSnapshotRead, TableRewrittenError, type CopyPart, type CopyProgress } from './copy.js';
+import { assertTargetEmpty, copyPart, copyTable, openSnapshotRead, TableRewrittenError, type CopyDone, type CopyPart, type CopyProgress } from './copy.js';
+import { buildIndexesAgain, setIndexesAside } from './indexes.js';
 
 export interface BackfillOptions {
   sourceUrl: string;
@@ -27,6 +28,8 @@ export interface BackfillOptions {
   splitBytes: number;
   /** Per copy job, in bytes of COPY data a second; null: as fast as the servers go. */
   maxBytesPerSecond?: number | null;
+  /** Drop a table's plain secondary indexes while it is copied, build them after (indexes.ts). */
+  deferIndexes: boolean;
   log: Logger;
   metrics: Metrics;
   signal: AbortSignal;
@@ -165,7 +168,7 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
     copyLsn: Lsn,
     onProgress: (d: CopyProgress) => void,
     tlog: Logger,
-  ): Promise<CopyProgress> => {
+  ): Promise<CopyDone> => {
     const lsn = formatLsn(copyLsn);
     await assertTargetEmpty(target, plan);
     const marked = await target.query(MARK_COPYING_IN_PARTS, [plan.schema, plan.name, lsn]);
@@ -210,10 +213,19 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
         }
       }),
     );
+    // The indexes set aside, built again in the transaction that marks the table copied.
+    await target.query('BEGIN');
+    const t0 = Date.now();
+    const indexesBuilt = await buildIndexesAgain(target, plan);
+    const indexSeconds = (Date.now() - t0) / 1000;
     const copied = await target.query(MARK_COPIED, [plan.schema, plan.name, lsn, total.rows, total.bytes]);
-    if (copied.rowCount !== 1) throw new WalbridgeError('state', `the copy of ${displayTable(plan)} is no longer this instance's to finish`, { transient: true });
+    if (copied.rowCount !== 1) {
+      await target.query('ROLLBACK');
+      throw new WalbridgeError('state', `the copy of ${displayTable(plan)} is no longer this instance's to finish`, { transient: true });
+    }
+    await target.query('COMMIT');
     await source.query('COMMIT');
-    return total;
+    return { ...total, indexesBuilt, indexSeconds };
   };
 
   const copyOne = async (plan: TablePlan) => {
@@ -228,6 +240,10 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
       target = await openTargetWriter(opts.targetUrl, 'walbridge copy');
       clients.add(target);
       await claimTable(target, plan, tlog);
+      if (opts.deferIndexes) {
+        const aside = await setIndexesAside(target, plan);
+        if (aside.length > 0) tlog.info({ indexes: aside }, 'secondary indexes set aside for the copy; built again once its rows are in');
+      }
       metrics.backfillTables.dec({ state: 'pending' });
       metrics.backfillTables.inc({ state: 'copying' });
       metrics.backfillRowsEstimated.set({ table }, plan.source.estimatedRows);
@@ -262,6 +278,7 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
       metrics.backfillTables.dec({ state: 'copying' });
       metrics.backfillTables.inc({ state: 'copied' });
       const seconds = (Date.now() - progress.startedAt) / 1000;
+      if (done.indexesBuilt.length > 0) tlog.info({ indexes: done.indexesBuilt, seconds: done.indexSeconds }, 'secondary indexes built again');
       tlog.info({ rows: done.rows, bytes: done.bytes, seconds, rowsPerSec: Math.round(done.rows / Math.max(seconds, 0.001)) }, 'copy finished');
     } catch (err) {
       active.delete(table);

@@ -12,11 +12,18 @@ import { formatLsn, type Lsn } from '../lsn.js';
 import { tableHasRows } from '../sql/catalog.js';
 import { TABLE_REWRITTEN_SINCE_SNAPSHOT } from '../sql/source.js';
 import { MARK_COPIED } from '../sql/state.js';
+import { buildIndexesAgain } from './indexes.js';
 import { relayCopy } from './relay.js';
 
 export interface CopyProgress {
   rows: number;
   bytes: number;
+}
+
+/** A finished copy: what it moved, and the indexes it built again (see indexes.ts). */
+export interface CopyDone extends CopyProgress {
+  indexesBuilt: string[];
+  indexSeconds: number;
 }
 
 /** The table was truncated or rewritten on the source after the copy's snapshot was taken. */
@@ -121,13 +128,16 @@ export async function copyTable(
   copyLsn: Lsn,
   onProgress: (delta: CopyProgress) => void,
   maxBytesPerSecond: number | null = null,
-): Promise<CopyProgress> {
+): Promise<CopyDone> {
   // On any failure below, no ROLLBACK is sent: a COPY cut off halfway leaves its connection
   // mid-protocol, and a command sent now would wait forever behind it (keeping the source's
   // snapshot open). The caller closes both connections instead; each server rolls back.
   await target.query('BEGIN');
   await assertTargetEmpty(target, plan);
   const done = await streamRows(source, target, plan, null, onProgress, maxBytesPerSecond);
+  const t0 = Date.now();
+  const indexesBuilt = await buildIndexesAgain(target, plan);
+  const indexSeconds = (Date.now() - t0) / 1000;
   const marked = await target.query(MARK_COPIED, [plan.schema, plan.name, formatLsn(copyLsn), done.rows, done.bytes]);
   if (marked.rowCount !== 1) {
     // Another instance took this table over (this one lost the writer lock): keep nothing.
@@ -135,7 +145,7 @@ export async function copyTable(
   }
   await target.query('COMMIT');
   await source.query('COMMIT');
-  return done;
+  return { ...done, indexesBuilt, indexSeconds };
 }
 
 /**

@@ -136,6 +136,7 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
           jobs: ctx.config.copyJobs,
           maxBytesPerSecond: ctx.config.copyMaxBytesPerSecond,
           splitBytes: ctx.config.copySplitBytes,
+          deferIndexes: ctx.config.copyDeferIndexes,
           log,
           metrics: ctx.metrics,
           signal: inner.signal,

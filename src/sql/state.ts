@@ -69,6 +69,18 @@ CREATE TABLE IF NOT EXISTS walbridge.tables (
 -- after a crash its target table holds some of them, and is emptied before it is copied again.
 ALTER TABLE walbridge.tables ADD COLUMN IF NOT EXISTS copy_in_parts boolean NOT NULL DEFAULT false;
 
+-- Plain secondary indexes of a target table dropped while the table is copied (maintaining them
+-- row by row is slower than building them once): their definitions, until they are built again
+-- in the transaction that marks the table copied (or by "walbridge teardown --target").
+CREATE TABLE IF NOT EXISTS walbridge.deferred_indexes (
+  schema_name  text NOT NULL,
+  table_name   text NOT NULL,
+  index_name   text NOT NULL,
+  definition   text NOT NULL,
+  comment      text,
+  PRIMARY KEY (schema_name, table_name, index_name)
+);
+
 -- pgoutput messages received while the copy runs, in arrival order, applied after it.
 CREATE TABLE IF NOT EXISTS walbridge.spool (
   id    int8 PRIMARY KEY,
@@ -200,3 +212,41 @@ export const CLEAR_SPOOL = `TRUNCATE walbridge.spool`;
  */
 export const TRY_WRITER_LOCK = `SELECT pg_try_advisory_lock(hashtext('walbridge'), hashtext($1)) AS locked`;
 export const RELEASE_WRITER_LOCK = `SELECT pg_advisory_unlock(hashtext('walbridge'), hashtext($1))`;
+
+/**
+ * The plain secondary indexes of a target table ($1, a quoted name) that can be dropped during
+ * its copy and built again exactly: not a key, unique or exclusion index, not behind a
+ * constraint or anything else that depends on it, not the replica identity or the clustered
+ * index, valid, in the default tablespace, without per-column statistics targets, on an
+ * ordinary table. Run with search_path = pg_catalog so every name in the definition is qualified.
+ */
+export const DEFERRABLE_INDEXES = `
+SELECT ic.relname AS index_name, pg_get_indexdef(i.indexrelid) AS definition,
+       obj_description(i.indexrelid, 'pg_class') AS comment
+  FROM pg_index i
+  JOIN pg_class ic ON ic.oid = i.indexrelid
+  JOIN pg_class tc ON tc.oid = i.indrelid
+ WHERE i.indrelid = $1::regclass
+   AND tc.relkind = 'r'
+   AND NOT i.indisprimary AND NOT i.indisunique AND NOT i.indisexclusion
+   AND NOT i.indisreplident AND NOT i.indisclustered
+   AND i.indisvalid AND i.indisready AND i.indislive
+   AND ic.reltablespace = 0 AND NOT ic.relispartition
+   AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = i.indexrelid)
+   AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = i.indexrelid AND a.attstattarget >= 0)
+ ORDER BY ic.relname`;
+
+export const RECORD_DEFERRED_INDEX = `
+INSERT INTO walbridge.deferred_indexes (schema_name, table_name, index_name, definition, comment)
+VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`;
+
+export const DEFERRED_INDEXES_OF = `
+SELECT index_name, definition, comment FROM walbridge.deferred_indexes
+ WHERE schema_name = $1 AND table_name = $2 ORDER BY index_name`;
+
+export const ALL_DEFERRED_INDEXES = `
+SELECT schema_name, table_name, index_name, definition, comment FROM walbridge.deferred_indexes
+ ORDER BY schema_name, table_name, index_name`;
+
+export const FORGET_DEFERRED_INDEXES = `DELETE FROM walbridge.deferred_indexes WHERE schema_name = $1 AND table_name = $2`;
