@@ -14,7 +14,7 @@ import { openSourceReader, openTargetWriter } from '../pg/sessions.js';
 import { TABLE_PARTS } from '../sql/source.js';
 import { LOCK_PENDING_TABLE, MARK_COPIED, MARK_COPYING, MARK_COPYING_IN_PARTS, MOVE_COPY_LSN } from '../sql/state.js';
 import type { LiveCopy } from '../status/report.js';
-import { assertTargetEmpty, copyPart, copyTable, openSnapshotRead, TableRewrittenError, type CopyDone, type CopyPart, type CopyProgress } from './copy.js';
+import { assertTargetEmpty, copyPart, copyTable, importSnapshot, lockForCopy, openSnapshotRead, TableRewrittenError, type CopyDone, type CopyPart, type CopyProgress } from './copy.js';
 import { buildIndexesAgain, setIndexesAside } from './indexes.js';
 
 export interface BackfillOptions {
@@ -134,12 +134,103 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
     await target.query('COMMIT');
   };
 
-  /** Extra session pairs for copies in parts, shared by all tables (see copyInParts). */
+  /**
+   * Copies in parts in progress, and the extra session pairs that help them: at most jobs - 1
+   * at a time, each taking the next part of whichever table has the most bytes of parts still
+   * waiting (any table: they all read under the same snapshot), part after part, so the largest
+   * table does not end up copying alone on one session at the end.
+   */
+  interface PartsJob {
+    plan: TablePlan;
+    queue: CopyPart[];
+    /** Bytes per part (an estimate, to pick whom to help). */
+    partBytes: number;
+    total: CopyProgress;
+    onProgress: (d: CopyProgress) => void;
+    /** Parts being copied by helpers right now. */
+    inFlight: number;
+    idle: (() => void) | null;
+  }
+  const partsJobs = new Set<PartsJob>();
   let spareSessions = Math.max(0, opts.jobs - 1);
+  let helpers = 0;
+
+  const copyOnePart = async (job: PartsJob, part: CopyPart, s: pg.Client, t: pg.Client) => {
+    const done = await copyPart(s, t, job.plan, part, job.onProgress, opts.maxBytesPerSecond ?? null);
+    job.total.rows += done.rows;
+    job.total.bytes += done.bytes;
+  };
+
+  const nextJob = (): PartsJob | null => {
+    let best: PartsJob | null = null;
+    for (const j of partsJobs) if (j.queue.length > 0 && (best === null || j.queue.length * j.partBytes > best.queue.length * best.partBytes)) best = j;
+    return best;
+  };
+
+  /** A session pair of its own under the shared snapshot, copying parts until none wait. */
+  const help = async () => {
+    const own: pg.Client[] = [];
+    try {
+      const s = await openSourceReader(opts.sourceUrl, 'walbridge copy');
+      own.push(s);
+      clients.add(s);
+      const t = await openTargetWriter(opts.targetUrl, 'walbridge copy');
+      own.push(t);
+      clients.add(t);
+      await importSnapshot(s, opts.snapshotName);
+      const locked = new Set<PartsJob>();
+      for (let job = nextJob(); job !== null && failure === null; job = nextJob()) {
+        if (!locked.has(job)) {
+          await lockForCopy(s, job.plan);
+          locked.add(job);
+        }
+        const part = job.queue.shift();
+        if (part === undefined) continue;
+        job.inFlight++;
+        try {
+          await copyOnePart(job, part, s, t);
+        } finally {
+          job.inFlight--;
+          if (job.inFlight === 0 && job.queue.length === 0) job.idle?.();
+        }
+      }
+      await s.query('COMMIT');
+    } catch (err) {
+      // As any copy failing: the backfill stops (every session closed) and is run again.
+      if (failure === null) {
+        failure = err;
+        queue.clear();
+        closeAll();
+      }
+      for (const j of partsJobs) j.idle?.();
+    } finally {
+      for (const c of own) {
+        clients.delete(c);
+        await c.end().catch(() => {});
+      }
+    }
+  };
+
+  /** Start helpers while session pairs are spare and parts wait for more than the helpers running. */
+  const lendSessions = () => {
+    while (spareSessions > 0 && failure === null && !opts.signal.aborted) {
+      let waiting = 0;
+      for (const j of partsJobs) waiting += j.queue.length;
+      if (waiting <= helpers) return;
+      spareSessions--;
+      helpers++;
+      void help().finally(() => {
+        spareSessions++;
+        helpers--;
+        lendSessions();
+      });
+    }
+  };
 
   /**
    * The parts of a table large enough to split (block ranges of an ordinary table, leaves of
-   * a partitioned one), or null to copy it in one piece.
+   * a partitioned one), or null to copy it in one piece. More parts than sessions, so that
+   * sessions lent from tables that finished early find work.
    */
   const planParts = async (source: pg.Client, plan: TablePlan): Promise<CopyPart[] | null> => {
     if (opts.jobs < 2) return null;
@@ -148,17 +239,17 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
     if (!t) return null;
     const worth = Math.floor(Number(t.bytes) / Math.max(1, opts.splitBytes));
     if (plan.source.kind === 'p') return t.leaves.length >= 2 && worth >= 2 ? t.leaves.map((quotedName) => ({ kind: 'leaf', quotedName })) : null;
-    const n = Math.min(opts.jobs, worth);
+    const n = Math.min(2 * opts.jobs, worth);
     if (!t.tid_range_scan || !(n >= 2)) return null;
     const per = Math.ceil(Number(t.blocks) / n);
     return Array.from({ length: n }, (_, i) => ({ kind: 'blocks', from: i * per, to: i === n - 1 ? null : (i + 1) * per }));
   };
 
   /**
-   * Copy a table in parts side by side, on up to `jobs` pairs of sessions: the table's own
-   * (whose source transaction holds the table's lock throughout) and others of their own
-   * under the same snapshot. Each part commits on its own; the table is marked copied once
-   * all are in.
+   * Copy a table in parts side by side: on the table's own session pair (whose source
+   * transaction holds the table's lock throughout) and on pairs lent from the shared pool
+   * (lendSessions), all under the same snapshot. Each part commits on its own; the table is
+   * marked copied once all are in.
    */
   const copyInParts = async (
     source: pg.Client,
@@ -173,46 +264,28 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
     await assertTargetEmpty(target, plan);
     const marked = await target.query(MARK_COPYING_IN_PARTS, [plan.schema, plan.name, lsn]);
     if (marked.rowCount !== 1) throw new WalbridgeError('state', `${displayTable(plan)} is no longer this instance's to copy`, { transient: true });
-    // Sessions beyond the table's own come from a budget shared by every table copied in parts
-    // at the moment, so the copy never holds more than 2 × jobs - 1 sessions on each server.
-    const extra = Math.max(0, Math.min(opts.jobs, parts.length) - 1);
-    const granted = Math.min(extra, spareSessions);
-    spareSessions -= granted;
-    const workers = 1 + granted;
-    tlog.info({ parts: parts.length, sessions: workers, by: parts[0]?.kind === 'leaf' ? 'partition' : 'block range' }, 'copying in parts side by side');
-    const maxBps = opts.maxBytesPerSecond ?? null;
-    const queue = [...parts];
-    const total: CopyProgress = { rows: 0, bytes: 0 };
-    const drainQueue = async (s: pg.Client, t: pg.Client) => {
-      for (let part = queue.shift(); part !== undefined; part = queue.shift()) {
-        const done = await copyPart(s, t, plan, part, onProgress, maxBps);
-        total.rows += done.rows;
-        total.bytes += done.bytes;
-      }
+    const job: PartsJob = {
+      plan,
+      queue: [...parts],
+      partBytes: plan.source.bytes / Math.max(1, parts.length),
+      total: { rows: 0, bytes: 0 },
+      onProgress,
+      inFlight: 0,
+      idle: null,
     };
-    await Promise.all(
-      Array.from({ length: workers }, async (_, i) => {
-        if (i === 0) return drainQueue(source, target);
-        const own: pg.Client[] = [];
-        try {
-          const s = await openSourceReader(opts.sourceUrl, 'walbridge copy');
-          own.push(s);
-          clients.add(s);
-          const t = await openTargetWriter(opts.targetUrl, 'walbridge copy');
-          own.push(t);
-          clients.add(t);
-          await openSnapshotRead(s, plan, opts.snapshotName);
-          await drainQueue(s, t);
-          await s.query('COMMIT');
-        } finally {
-          for (const c of own) {
-            clients.delete(c);
-            await c.end().catch(() => {});
-          }
-          spareSessions++; // this pair's share of the budget, back (on failure too)
-        }
-      }),
-    );
+    partsJobs.add(job);
+    try {
+      const before = helpers;
+      lendSessions();
+      tlog.info({ parts: parts.length, helpers: helpers - before, by: parts[0]?.kind === 'leaf' ? 'partition' : 'block range' }, 'copying in parts side by side');
+      for (let part = job.queue.shift(); part !== undefined && failure === null; part = job.queue.shift()) await copyOnePart(job, part, source, target);
+      // The last parts may still be copying on helpers' sessions.
+      if (job.inFlight > 0 && failure === null) await new Promise<void>((resolve) => (job.idle = resolve));
+    } finally {
+      partsJobs.delete(job);
+    }
+    if (failure !== null) throw failure;
+    const total = job.total;
     // The indexes set aside, built again in the transaction that marks the table copied.
     await target.query('BEGIN');
     const t0 = Date.now();

@@ -74,6 +74,12 @@ export function copyInSql(plan: TablePlan): string {
  * table was truncated or rewritten since the snapshot was taken.
  */
 export async function openSnapshotRead(source: pg.ClientBase, plan: TablePlan, snapshotName: string): Promise<void> {
+  await importSnapshot(source, snapshotName);
+  await lockForCopy(source, plan);
+}
+
+/** Begin a read-only transaction on `source` under the exported snapshot. */
+export async function importSnapshot(source: pg.ClientBase, snapshotName: string): Promise<void> {
   await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
     await source.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(snapshotName)}`);
@@ -85,8 +91,14 @@ export async function openSnapshotRead(source: pg.ClientBase, plan: TablePlan, s
       hint: 'walbridge takes a new snapshot for the tables not copied yet; nothing to do.',
     });
   }
-  // The lock COPY would take anyway, taken first: from here on no TRUNCATE or rewrite can
-  // commit, and one that committed since the snapshot was taken shows.
+}
+
+/**
+ * Inside importSnapshot's transaction, take the lock COPY would take anyway, first: from here
+ * on no TRUNCATE or rewrite of the table can commit, and one that committed since the snapshot
+ * was taken shows (TableRewrittenError, after rolling back).
+ */
+export async function lockForCopy(source: pg.ClientBase, plan: TablePlan): Promise<void> {
   await source.query(`LOCK TABLE ${quoteTable(plan)} IN ACCESS SHARE MODE`);
   const check = await source.query<{ rewritten: boolean }>(TABLE_REWRITTEN_SINCE_SNAPSHOT, [quoteTable(plan)]);
   if (check.rows[0]?.rewritten) {
