@@ -247,7 +247,7 @@ export async function catchupPhase(ctx: PhaseContext, state: PipelineState): Pro
         read++;
         messages++;
         if (applier.batchDue) {
-          const pos = await applier.flush();
+          const pos = await applier.flush(false);
           ctx.status.appliedLsn = pos.lsn;
           ctx.status.appliedCommitTime = pos.commitTime;
         }
@@ -307,8 +307,8 @@ class ApplySink implements StreamSink {
   get durableLsn(): Lsn {
     return this.applier.durablePosition.lsn;
   }
-  async flush(): Promise<Lsn> {
-    return this.report(await this.applier.flush());
+  async flush(wait: boolean): Promise<Lsn> {
+    return this.report(await this.applier.flush(wait));
   }
   async drain(): Promise<Lsn> {
     return this.report(await this.applier.drain());

@@ -144,8 +144,10 @@ export class Applier {
   private durable: AppliedPosition;
   /** Last position handed to the target (committed, or in flight). */
   private sent: AppliedPosition;
-  /** The batch the target is executing right now, if any. */
+  /** The batch the target is executing (or has finished, until settle() takes its outcome). */
   private inFlight: Promise<void> | null = null;
+  /** The target is executing a batch right now. */
+  private busy = false;
   private inFlightError: unknown = null;
 
   constructor(
@@ -232,25 +234,34 @@ export class Applier {
    * batch, after the one in flight has committed, without waiting for it; returns the position
    * that is durable now. Between source transactions only. The batch is rendered before the
    * one in flight is waited for, so the target does not wait for the rendering.
+   *
+   * With `wait` false (the stream has more to read), nothing is sent while the target is still
+   * busy with the last batch, unless what waits has grown large: the stream goes on being read
+   * and decoded meanwhile, and the next batch simply holds more (the target is the slower side).
    */
-  async flush(): Promise<AppliedPosition> {
+  async flush(wait = true): Promise<AppliedPosition> {
     if (this.current !== null) return this.durable;
     if (this.position.lsn <= this.sent.lsn && this.segments.length === 0) {
+      if (!wait && this.busy) return this.durable;
       await this.settle();
       // Nothing new, unless parts of a large transaction were sent and wait for their COMMIT.
       if (!this.targetTxnOpen) return this.durable;
     }
+    if (!wait && this.busy && this.changesInBatch < 4 * this.opts.batchChanges && this.bufferedBytes < this.maxBufferBytes / 2) return this.durable;
     const batch = this.takeBatch({ ...this.position });
     const at = batch.at as AppliedPosition;
     this.sent = at;
     await this.settle();
+    this.busy = true;
     this.inFlight = this.send(batch).then(
       () => {
+        this.busy = false;
         this.durable = at;
         this.metrics.applyTransactions.inc(batch.txns);
         for (const [table, op, n] of batch.counts) this.metrics.applyChanges.inc({ table, op }, n);
       },
       (err: unknown) => {
+        this.busy = false;
         this.inFlightError = err;
       },
     );
@@ -607,15 +618,7 @@ export class Applier {
       setCols = b.allIdx;
       signature = b.allSignature;
     } else {
-      setCols = [];
-      for (let i = 0; i < next.length; i++) {
-        if (next.isUnchanged(i)) continue;
-        if (b.identityAlwaysIdx.has(i)) {
-          this.noteIdentityChange(b, i, old, next);
-          continue;
-        }
-        setCols.push(i);
-      }
+      setCols = this.setColumns(b, old, next);
       if (setCols.length === 0) return;
       signature = setCols.join(',');
     }
@@ -675,16 +678,22 @@ export class Applier {
     }
   }
 
-  private updateOneByValues(b: Binding, old: Tuple, next: Tuple): BatchStatement {
-    const setIdx: number[] = [];
+  /** The columns an UPDATE sets: every value sent but unchanged TOAST ones and GENERATED ALWAYS identities. */
+  private setColumns(b: Binding, old: Tuple | null, next: Tuple): number[] {
+    const out: number[] = [];
     for (let i = 0; i < next.length; i++) {
       if (next.isUnchanged(i)) continue;
       if (b.identityAlwaysIdx.has(i)) {
         this.noteIdentityChange(b, i, old, next);
         continue;
       }
-      setIdx.push(i);
+      out.push(i);
     }
+    return out;
+  }
+
+  private updateOneByValues(b: Binding, old: Tuple, next: Tuple): BatchStatement {
+    const setIdx = this.setColumns(b, old, next);
     const matchIdx = b.allIdx.filter((i) => !old.isUnchanged(i));
     return {
       text: sql.updateOneRowByValues(

@@ -20,8 +20,11 @@ export interface StreamSink {
   readonly durableLsn: Lsn;
   /** True between a transaction's BEGIN and COMMIT. */
   readonly inTransaction: boolean;
-  /** Hand everything complete to the target (it may still be in flight); returns the durable LSN. */
-  flush(): Promise<Lsn>;
+  /**
+   * Hand everything complete to the target (it may still be in flight); returns the durable
+   * LSN. With `wait` false the sink may keep gathering while the target is busy (more is coming).
+   */
+  flush(wait: boolean): Promise<Lsn>;
   /** Make everything complete durable, and wait for it; returns the durable LSN. */
   drain(): Promise<Lsn>;
   /** Drop what is not durable (the source sends it again). */
@@ -40,8 +43,8 @@ export interface ConsumeOptions {
 const YIELD_EVERY = 64;
 
 export async function consumeStream(stream: WalStream, sink: StreamSink, opts: ConsumeOptions): Promise<void> {
-  const commit = async () => {
-    const durable = await sink.flush();
+  const commit = async (wait = true) => {
+    const durable = await sink.flush(wait);
     stream.confirm(durable);
   };
   // A batch handed over by flush() becomes durable later, maybe once the stream has gone
@@ -81,7 +84,7 @@ export async function consumeStream(stream: WalStream, sink: StreamSink, opts: C
       }
       const handled = sink.handle(m);
       if (handled) await handled;
-      if (sink.flushDue) await commit();
+      if (sink.flushDue) await commit(false);
       if (++sinceYield >= YIELD_EVERY) {
         // Messages already buffered are handled as resolved promises, which never let the
         // event loop run: without this the batch in flight would not reach the target's

@@ -111,7 +111,8 @@ export class SpoolWriter implements StreamSink {
    * transaction. Rows of a transaction still open are written too (memory stays bounded)
    * but not counted: after a crash they are deleted and received again.
    */
-  async flush(): Promise<Lsn> {
+  /** Each flush is written and committed before it returns (`_wait` makes no difference here). */
+  async flush(_wait = true): Promise<Lsn> {
     const lines = this.lines;
     const bytes = this.bufferedBytes;
     const completeId = this.completeId;
