@@ -78,3 +78,10 @@ export class CpuSampler {
     return out;
   }
 }
+
+/** CPU seconds every core of the machine has been busy since boot (user, nice, system, irq, softirq; /proc/stat). */
+export function machineCpuSeconds(): number {
+  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  return ((f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0)) / TICKS_PER_SECOND;
+}

@@ -60,7 +60,7 @@ import {
   type TableCopy,
   type Walbridge,
 } from './walbridge.js';
-import { CpuSampler } from './cpu.js';
+import { CpuSampler, machineCpuSeconds } from './cpu.js';
 import { startDelayProxy } from './delay-proxy.js';
 import { listenAlsoOn, setupWan, urlVia } from './wan.js';
 
@@ -130,6 +130,8 @@ const say = (s: string) => process.stdout.write(`[${((Date.now() - t00) / 1000).
 
 interface PeerCopy {
   seconds?: number;
+  /** CPU time the whole machine spent meanwhile (both servers, the tool, everything). */
+  machineCpuSeconds?: number;
   error?: string;
   check?: string;
 }
@@ -433,7 +435,9 @@ async function main(): Promise<void> {
     say('copy: pg_dump --data-only | psql …');
     await createTargetDb(target, 'peer_pgdump');
     try {
+      const cpu0 = machineCpuSeconds();
       copy.pgdump.seconds = await pgDumpPsql(source.url('app'), target.url('peer_pgdump'));
+      copy.pgdump.machineCpuSeconds = machineCpuSeconds() - cpu0;
       copy.pgdump.check = countCheck(srcCounts, await rowCounts(target, 'peer_pgdump'));
       say(`  pg_dump|psql ${fmt.s(copy.pgdump.seconds)}; ${copy.pgdump.check}`);
     } catch (err) {
@@ -452,7 +456,9 @@ async function main(): Promise<void> {
       if (tool.version) results.machine.pgcopydb = tool.version;
       await createTargetDb(target, 'peer_pgcopydb');
       try {
+        const cpu0 = machineCpuSeconds();
         copy.pgcopydb.seconds = await pgcopydb(source.url('app'), target.url('peer_pgcopydb'));
+        copy.pgcopydb.machineCpuSeconds = machineCpuSeconds() - cpu0;
         copy.pgcopydb.check = countCheck(srcCounts, await rowCounts(target, 'peer_pgcopydb'));
         say(`  pgcopydb ${fmt.s(copy.pgcopydb.seconds)}; ${copy.pgcopydb.check}`);
       } catch (err) {
@@ -469,7 +475,9 @@ async function main(): Promise<void> {
     await createTargetDb(target, nativeDb);
     await createNativePublication(source);
     try {
+      const cpu0 = machineCpuSeconds();
       copy.native.seconds = await nativeCopy(source, target, nativeDb, COPY_TIMEOUT);
+      copy.native.machineCpuSeconds = machineCpuSeconds() - cpu0;
       copy.native.check = countCheck(srcCounts, await rowCounts(target, nativeDb));
       say(`  native ${fmt.s(copy.native.seconds)}; ${copy.native.check}`);
     } catch (err) {
@@ -489,7 +497,9 @@ async function main(): Promise<void> {
     say('copy: walbridge …');
     results.commands.walbridge = 'node dist/daemon.js  (SOURCE_DATABASE_URL, TARGET_DATABASE_URL, WALBRIDGE_SCHEMAS=public,auth; other settings default)';
     try {
+      const cpu0 = machineCpuSeconds();
       wbCopy = await walbridgeCopy(ctx, wbEnv, 'app', 'copy');
+      copy.walbridge.machineCpuSeconds = machineCpuSeconds() - cpu0;
       copy.walbridge.seconds = wbCopy.seconds;
       copy.walbridge.backfillSeconds = wbCopy.backfillSeconds ?? undefined;
       copy.walbridge.tables = wbCopy.tables;
@@ -882,6 +892,17 @@ function buildRows(): Row[] {
       ratio: ratio(r.copy.native.seconds, wb.seconds),
     });
     if (wb.backfillSeconds !== undefined) rows.push({ scenario: '  walbridge: of which backfill (s)', walbridge: fmt.s(wb.backfillSeconds) });
+    const cpu = (p: PeerCopy | undefined) => (p?.machineCpuSeconds === undefined ? '' : fmt.s(p.machineCpuSeconds));
+    if (wb.machineCpuSeconds !== undefined) {
+      rows.push({
+        scenario: '  copy: CPU seconds of the whole machine',
+        walbridge: cpu(wb),
+        native: cpu(r.copy.native),
+        pgdump: cpu(r.copy.pgdump),
+        pgcopydb: cpu(r.copy.pgcopydb),
+        ratio: ratio(r.copy.native.machineCpuSeconds, wb.machineCpuSeconds),
+      });
+    }
   }
   if (r.drain) {
     const d = r.drain;
@@ -966,6 +987,7 @@ const MEANINGS = [
   '- live lag: pgbench at full rate, then throttled (-R), while walbridge streams; the source WAL position is sampled every 100 ms and each sample\'s',
   "  lag is the time until walbridge's recorded applied_lsn on the target passed it; native: its origin's remote_lsn (last commit applied),",
   '  in a run of its own with the same pgbench settings (walbridge stopped meanwhile).',
+  '- copy CPU seconds: the busy time of every core of the machine (/proc/stat) while each copy ran: both servers, the tool, all.',
   '- drain CPU seconds: user + system time of every process of each consumer during its drain (walbridge: the daemon, its',
   "  walsender, its target sessions; native: its walsender and apply worker), from /proc. The walsender alone: pg_recvlogical",
   '  reading the same backlog from a copy of the slot to /dev/null, the pace of decoding itself, for any consumer.',

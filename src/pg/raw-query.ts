@@ -58,51 +58,55 @@ export abstract class RawQuery implements pg.Submittable {
   handleCopyData(): void {}
 }
 
-/** The socket of a connection, read by us until detach(). */
+/**
+ * The socket of a connection, read by us until detach(). Chunks come as the socket delivers
+ * them ('data' events, paused and resumed for backpressure): reading a paused socket with
+ * read() instead joins everything it buffered into a new buffer each time, a copy of every byte
+ * and garbage V8 collects with full GCs.
+ */
 export class SocketReader {
   private readonly pgOnData: (chunk: Buffer) => void;
   private detached = false;
-  private readonly onReadable = () => this.pump();
   private paused = false;
+  private readonly onData = (chunk: Buffer) => {
+    if (this.detached) return;
+    this.turn?.before();
+    try {
+      this.parse(chunk);
+    } finally {
+      this.turn?.after();
+    }
+  };
 
   constructor(
     readonly stream: Duplex,
     /** Handles one chunk; may call detach() or pause(). */
     private readonly parse: (chunk: Buffer) => void,
-    /** Around each turn of reading (everything the socket holds at the moment). */
+    /** Around each chunk read. */
     private readonly turn?: { before: () => void; after: () => void },
   ) {
     const listeners = stream.listeners('data') as ((chunk: Buffer) => void)[];
     if (listeners.length !== 1) throw new Error(`expected one reader on the connection, found ${listeners.length}`);
     this.pgOnData = listeners[0] as (chunk: Buffer) => void;
     stream.removeListener('data', this.pgOnData);
-    stream.pause();
-    stream.on('readable', this.onReadable);
+    stream.on('data', this.onData);
   }
 
   get isDetached(): boolean {
     return this.detached;
   }
 
+  /** No more chunks until resume() (those already on their way wait in the socket's buffer). */
   pause(): void {
+    if (this.paused || this.detached) return;
     this.paused = true;
+    this.stream.pause();
   }
 
   resume(): void {
-    if (!this.paused) return;
+    if (!this.paused || this.detached) return;
     this.paused = false;
-    this.pump();
-  }
-
-  pump(): void {
-    if (this.paused || this.detached) return;
-    this.turn?.before();
-    try {
-      let chunk: Buffer | null;
-      while (!this.paused && !this.detached && (chunk = this.stream.read() as Buffer | null) !== null) this.parse(chunk);
-    } finally {
-      this.turn?.after();
-    }
+    this.stream.resume();
   }
 
   /**
@@ -112,7 +116,7 @@ export class SocketReader {
   discard(): void {
     if (this.detached) return;
     this.detached = true;
-    this.stream.removeListener('readable', this.onReadable);
+    this.stream.removeListener('data', this.onData);
     this.stream.on('data', () => {});
     this.stream.resume();
   }
@@ -121,7 +125,7 @@ export class SocketReader {
   detach(rest: Buffer): void {
     if (this.detached) return;
     this.detached = true;
-    this.stream.removeListener('readable', this.onReadable);
+    this.stream.removeListener('data', this.onData);
     this.stream.on('data', this.pgOnData);
     if (rest.length > 0) this.pgOnData(rest);
     const stream = this.stream;
