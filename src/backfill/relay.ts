@@ -181,13 +181,11 @@ export async function relayCopy(source: pg.ClientBase, target: pg.ClientBase, co
   let reported = { rows: 0, bytes: 0 };
   let waitingForDrain = false;
   let rateTimer: NodeJS.Timeout | null = null;
-  // eslint-disable-next-line prefer-const
-  let out: CopyOut;
   const onDrain = () => {
     waitingForDrain = false;
     if (rateTimer === null) out.resume();
   };
-  out = new CopyOut(
+  const out: CopyOut = new CopyOut(
     copyOut,
     (bytes) => {
       if (targetSocket.write(bytes)) return true;
@@ -198,7 +196,7 @@ export async function relayCopy(source: pg.ClientBase, target: pg.ClientBase, co
       return false;
     },
     {
-      // What one turn forwards leaves in one write (the socket is corked meanwhile).
+      // What one chunk forwards leaves in one write (the socket is corked meanwhile).
       before: () => targetSocket.cork(),
       after: () => {
         targetSocket.uncork();
