@@ -201,7 +201,9 @@ export async function relayCopy(source: pg.ClientBase, target: pg.ClientBase, co
       after: () => {
         targetSocket.uncork();
         report(false);
-        if (maxBps === null || waitingForDrain || rateTimer !== null) return;
+        // Checked whether or not the target is also full: writes of a whole socket read fill
+        // its buffer nearly every time, and a rate checked only when it is not would never bite.
+        if (maxBps === null || rateTimer !== null) return;
         const ahead = (1000 * out.bytes) / maxBps - (Date.now() - started);
         if (ahead > 5) {
           out.pause();

@@ -66,6 +66,26 @@ test('every row arrives once and whole, large rows included; rows and bytes are 
   }
 });
 
+test('a rate cap holds the copy to it (WALBRIDGE_COPY_MAX_MBPS), and every row still arrives', async () => {
+  const [s, t] = await clients();
+  try {
+    await t.query('BEGIN');
+    const cap = 2 * 1024 * 1024;
+    const started = process.hrtime.bigint();
+    const done = await relayCopy(s, t, 'COPY t TO STDOUT', 'COPY t FROM STDIN', { maxBytesPerSecond: cap });
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    await t.query('COMMIT');
+    // A lower bound only: the cap may be undershot on a slow machine, never overshot. It lets
+    // the first socket read (up to 64 KB) through before it starts waiting.
+    const floor = (done.bytes - 64 * 1024) / cap;
+    assert.ok(seconds >= floor * 0.95, `${done.bytes} bytes took ${seconds.toFixed(2)} s at a cap of 2 MB/s (at least ${floor.toFixed(2)} s expected)`);
+    assert.deepEqual(await md5Of(target), await md5Of(source));
+  } finally {
+    await Promise.all([s.end(), t.end()]);
+    await target.query('TRUNCATE t');
+  }
+});
+
 /** The copy fails with `error`, and `table` on the target holds nothing of it. */
 async function assertCopyFails(copyOut: string, copyIn: string, error: RegExp, table: string): Promise<void> {
   const [s, t] = await clients();
