@@ -29,6 +29,8 @@ export interface Config {
   copySplitBytes: number;
   /** Drop a target table's plain secondary indexes while it is copied and build them again after (faster than maintaining them row by row). */
   copyDeferIndexes: boolean;
+  /** COPY in binary format for tables whose columns are all of built-in types (false: always text). */
+  copyBinary: boolean;
   /** Target-side apply batching: commit after this many changes or this many ms. */
   applyBatchChanges: number;
   applyBatchMs: number;
@@ -88,6 +90,15 @@ const listOf = (s: string | undefined): string[] =>
 
 const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
 
+/** true/false (also 1/0, yes/no), with a default for an unset variable. */
+function booleanSetting(name: string, fallback: boolean) {
+  return z
+    .string()
+    .default(String(fallback))
+    .refine((s) => /^(true|false|1|0|yes|no)$/i.test(s), { message: `${name} must be true or false` })
+    .transform((s) => /^(true|1|yes)$/i.test(s));
+}
+
 const envSchema = z.object({
   SOURCE_DATABASE_URL: z
     .string({ error: 'SOURCE_DATABASE_URL is required: the direct connection URL of the database to migrate from' })
@@ -139,11 +150,8 @@ const envSchema = z.object({
     .refine((s) => /^\d+(\.\d+)?$/.test(s) && Number(s) > 0, {
       message: 'WALBRIDGE_COPY_SPLIT_MB must be a positive number of megabytes',
     }),
-  WALBRIDGE_COPY_DEFER_INDEXES: z
-    .string()
-    .default('true')
-    .refine((s) => /^(true|false|1|0|yes|no)$/i.test(s), { message: 'WALBRIDGE_COPY_DEFER_INDEXES must be true or false' })
-    .transform((s) => /^(true|1|yes)$/i.test(s)),
+  WALBRIDGE_COPY_DEFER_INDEXES: booleanSetting('WALBRIDGE_COPY_DEFER_INDEXES', true),
+  WALBRIDGE_COPY_BINARY: booleanSetting('WALBRIDGE_COPY_BINARY', true),
   WALBRIDGE_APPLY_BATCH_CHANGES: z
     .string()
     .default('5000')
@@ -174,6 +182,7 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     WALBRIDGE_COPY_MAX_MBPS: emptyToUndefined(env.WALBRIDGE_COPY_MAX_MBPS),
     WALBRIDGE_COPY_SPLIT_MB: emptyToUndefined(env.WALBRIDGE_COPY_SPLIT_MB),
     WALBRIDGE_COPY_DEFER_INDEXES: emptyToUndefined(env.WALBRIDGE_COPY_DEFER_INDEXES),
+    WALBRIDGE_COPY_BINARY: emptyToUndefined(env.WALBRIDGE_COPY_BINARY),
   };
   const parsed = envSchema.safeParse(input);
   const problems: string[] = [];
@@ -234,6 +243,7 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     copyMaxBytesPerSecond: v.WALBRIDGE_COPY_MAX_MBPS === undefined ? null : Math.round(Number(v.WALBRIDGE_COPY_MAX_MBPS) * 1024 * 1024),
     copySplitBytes: Math.round(Number(v.WALBRIDGE_COPY_SPLIT_MB) * 1024 * 1024),
     copyDeferIndexes: v.WALBRIDGE_COPY_DEFER_INDEXES,
+    copyBinary: v.WALBRIDGE_COPY_BINARY,
     applyBatchChanges: v.WALBRIDGE_APPLY_BATCH_CHANGES,
     applyBatchMs: v.WALBRIDGE_APPLY_BATCH_MS,
     httpToken,

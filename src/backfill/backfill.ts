@@ -14,7 +14,7 @@ import { openSourceReader, openTargetWriter } from '../pg/sessions.js';
 import { TABLE_PARTS } from '../sql/source.js';
 import { LOCK_PENDING_TABLE, MARK_COPIED, MARK_COPYING, MARK_COPYING_IN_PARTS, MOVE_COPY_LSN } from '../sql/state.js';
 import type { LiveCopy } from '../status/report.js';
-import { assertTargetEmpty, copyPart, copyTable, importSnapshot, lockForCopy, openSnapshotRead, TableRewrittenError, type CopyDone, type CopyPart, type CopyProgress } from './copy.js';
+import { assertTargetEmpty, copyFormat, copyPart, copyTable, importSnapshot, lockForCopy, openSnapshotRead, TableRewrittenError, type CopyDone, type CopyPart, type CopyProgress } from './copy.js';
 import { buildIndexesAgain, setIndexesAside } from './indexes.js';
 
 export interface BackfillOptions {
@@ -30,6 +30,8 @@ export interface BackfillOptions {
   maxBytesPerSecond?: number | null;
   /** Drop a table's plain secondary indexes while it is copied, build them after (indexes.ts). */
   deferIndexes: boolean;
+  /** COPY in binary format where the table's types allow it (copy.ts). */
+  binary: boolean;
   log: Logger;
   metrics: Metrics;
   signal: AbortSignal;
@@ -65,6 +67,7 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
   const active = new Map<string, Progress>();
   const live = opts.live;
   let failure: unknown = null;
+  const copyOptions = { maxBytesPerSecond: opts.maxBytesPerSecond ?? null, binary: opts.binary };
 
   const closeAll = () => {
     for (const c of clients) void c.end().catch(() => {});
@@ -156,7 +159,7 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
   let helpers = 0;
 
   const copyOnePart = async (job: PartsJob, part: CopyPart, s: pg.Client, t: pg.Client) => {
-    const done = await copyPart(s, t, job.plan, part, job.onProgress, opts.maxBytesPerSecond ?? null);
+    const done = await copyPart(s, t, job.plan, part, { ...copyOptions, onProgress: job.onProgress });
     job.total.rows += done.rows;
     job.total.bytes += done.bytes;
   };
@@ -344,7 +347,7 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
       const parts = copyLsn === opts.copyLsn ? await planParts(source, plan) : null;
       const done =
         parts === null
-          ? await copyTable(source, target, plan, copyLsn, onProgress, opts.maxBytesPerSecond ?? null)
+          ? await copyTable(source, target, plan, copyLsn, { ...copyOptions, onProgress })
           : await copyInParts(source, target, plan, parts, copyLsn, onProgress, tlog);
       active.delete(table);
       live.delete(table);
@@ -352,7 +355,10 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
       metrics.backfillTables.inc({ state: 'copied' });
       const seconds = (Date.now() - progress.startedAt) / 1000;
       if (done.indexesBuilt.length > 0) tlog.info({ indexes: done.indexesBuilt, seconds: done.indexSeconds }, 'secondary indexes built again');
-      tlog.info({ rows: done.rows, bytes: done.bytes, seconds, rowsPerSec: Math.round(done.rows / Math.max(seconds, 0.001)) }, 'copy finished');
+      tlog.info(
+        { rows: done.rows, bytes: done.bytes, seconds, rowsPerSec: Math.round(done.rows / Math.max(seconds, 0.001)), format: copyFormat(plan, copyOptions) },
+        'copy finished',
+      );
     } catch (err) {
       active.delete(table);
       live.delete(table);

@@ -1,6 +1,9 @@
 /**
  * Copy one table: `COPY ... TO STDOUT` on the source, under the exported snapshot, streamed
  * byte for byte into `COPY ... FROM STDIN` on the target (relay.ts). No row is decoded in JavaScript.
+ * The format is binary where every column's type allows it (TablePlan.binaryCopy): neither
+ * server formats or parses values as text then, and bytea travels as itself, not as hex; it
+ * took a third off the copy's time and CPU on the benchmark's data.
  * The target side is one transaction that also marks the table copied, so a copy that is
  * cut off leaves nothing behind and is simply started again.
  */
@@ -19,6 +22,22 @@ export interface CopyProgress {
   rows: number;
   bytes: number;
 }
+
+export interface CopyOptions {
+  onProgress: (delta: CopyProgress) => void;
+  /** COPY data bytes a second, per session; null: as fast as the servers go. */
+  maxBytesPerSecond: number | null;
+  /** Use COPY's binary format for tables whose types allow it (WALBRIDGE_COPY_BINARY). */
+  binary: boolean;
+}
+
+export type CopyFormat = 'text' | 'binary';
+
+export function copyFormat(plan: TablePlan, opts: Pick<CopyOptions, 'binary'>): CopyFormat {
+  return opts.binary && plan.binaryCopy ? 'binary' : 'text';
+}
+
+const formatOption = (format: CopyFormat) => (format === 'binary' ? ' WITH (FORMAT binary)' : '');
 
 /** A finished copy: what it moved, and the indexes it built again (see indexes.ts). */
 export interface CopyDone extends CopyProgress {
@@ -44,7 +63,11 @@ export class TableRewrittenError extends WalbridgeError {
  */
 export type CopyPart = { kind: 'blocks'; from: number; to: number | null } | { kind: 'leaf'; quotedName: string };
 
-export function copyOutSql(plan: TablePlan, part: CopyPart | null = null): string {
+export function copyOutSql(plan: TablePlan, part: CopyPart | null = null, format: CopyFormat = 'text'): string {
+  return copyOutStatement(plan, part) + formatOption(format);
+}
+
+function copyOutStatement(plan: TablePlan, part: CopyPart | null): string {
   const cols = plan.copyColumns.map((c) => quoteIdent(c.name)).join(', ');
   if (part?.kind === 'blocks') {
     // A TID range scan (PostgreSQL 14+) reads only these blocks. Every row version a snapshot
@@ -61,11 +84,11 @@ export function copyOutSql(plan: TablePlan, part: CopyPart | null = null): strin
     : `COPY ${quoteTable(plan)} (${cols}) TO STDOUT`;
 }
 
-export function copyInSql(plan: TablePlan): string {
+export function copyInSql(plan: TablePlan, format: CopyFormat = 'text'): string {
   // COPY FROM writes identity columns as given, like OVERRIDING SYSTEM VALUE, and leaves
   // generated columns to the target.
   const cols = plan.copyColumns.map((c) => quoteIdent(c.name)).join(', ');
-  return `COPY ${quoteTable(plan)} (${cols}) FROM STDIN`;
+  return `COPY ${quoteTable(plan)} (${cols}) FROM STDIN${formatOption(format)}`;
 }
 
 /**
@@ -123,10 +146,10 @@ async function streamRows(
   target: pg.ClientBase,
   plan: TablePlan,
   part: CopyPart | null,
-  onProgress: (delta: CopyProgress) => void,
-  maxBytesPerSecond: number | null,
+  opts: CopyOptions,
 ): Promise<CopyProgress> {
-  return relayCopy(source, target, copyOutSql(plan, part), copyInSql(plan), { onProgress, maxBytesPerSecond });
+  const format = copyFormat(plan, opts);
+  return relayCopy(source, target, copyOutSql(plan, part, format), copyInSql(plan, format), { ...opts, format });
 }
 
 /**
@@ -138,15 +161,14 @@ export async function copyTable(
   target: pg.ClientBase,
   plan: TablePlan,
   copyLsn: Lsn,
-  onProgress: (delta: CopyProgress) => void,
-  maxBytesPerSecond: number | null = null,
+  opts: CopyOptions,
 ): Promise<CopyDone> {
   // On any failure below, no ROLLBACK is sent: a COPY cut off halfway leaves its connection
   // mid-protocol, and a command sent now would wait forever behind it (keeping the source's
   // snapshot open). The caller closes both connections instead; each server rolls back.
   await target.query('BEGIN');
   await assertTargetEmpty(target, plan);
-  const done = await streamRows(source, target, plan, null, onProgress, maxBytesPerSecond);
+  const done = await streamRows(source, target, plan, null, opts);
   const t0 = Date.now();
   const indexesBuilt = await buildIndexesAgain(target, plan);
   const indexSeconds = (Date.now() - t0) / 1000;
@@ -170,11 +192,10 @@ export async function copyPart(
   target: pg.ClientBase,
   plan: TablePlan,
   part: CopyPart,
-  onProgress: (delta: CopyProgress) => void,
-  maxBytesPerSecond: number | null = null,
+  opts: CopyOptions,
 ): Promise<CopyProgress> {
   await target.query('BEGIN');
-  const done = await streamRows(source, target, plan, part, onProgress, maxBytesPerSecond);
+  const done = await streamRows(source, target, plan, part, opts);
   await target.query('COMMIT');
   return done;
 }

@@ -29,6 +29,8 @@ export interface RelayOptions {
   onProgress?: (delta: RelayProgress) => void;
   /** Hold the copy to this many bytes a second of COPY data. */
   maxBytesPerSecond?: number | null;
+  /** The COPY format both statements use (to count rows: see CopyOut.rows). */
+  format?: 'text' | 'binary';
 }
 
 const COPY_DATA = 0x64; // 'd'
@@ -70,7 +72,11 @@ class CopyIn extends RawQuery {
  * pg's own reader is detached for the duration, and given back what follows the copy).
  */
 class CopyOut extends RawQuery {
-  rows = 0;
+  /**
+   * One CopyData message a row. In binary format the file header rides in the first row's
+   * message and the trailer comes in a message of its own, so the count starts one lower.
+   */
+  rows: number;
   bytes = 0;
   private reader: SocketReader | null = null;
   /** Bytes of the current message still to come, and whether they are forwarded. */
@@ -85,8 +91,10 @@ class CopyOut extends RawQuery {
     private readonly sink: (bytes: Buffer) => boolean,
     /** Around each turn of reading (everything the socket holds): to batch writes, report, throttle. */
     private readonly turn: { before: () => void; after: () => void },
+    format: 'text' | 'binary',
   ) {
     super(text);
+    this.rows = format === 'binary' ? -1 : 0;
   }
 
   submit(connection: pg.Connection): void {
@@ -214,6 +222,7 @@ export async function relayCopy(source: pg.ClientBase, target: pg.ClientBase, co
         }
       },
     },
+    opts.format ?? 'text',
   );
   /** Progress goes out every 100 ms at most (and at the end), not per socket read. */
   let reportedAt = 0;
@@ -222,8 +231,9 @@ export async function relayCopy(source: pg.ClientBase, target: pg.ClientBase, co
     if (!final && now - reportedAt < 100) return;
     reportedAt = now;
     const delta = { rows: out.rows - reported.rows, bytes: out.bytes - reported.bytes };
+    if (delta.bytes === 0) return; // (rows -1 of a binary copy yet to send its first row is not news)
     reported = { rows: out.rows, bytes: out.bytes };
-    if (delta.rows > 0 || delta.bytes > 0) opts.onProgress?.(delta);
+    opts.onProgress?.(delta);
   };
   // If the target fails mid-copy (a bad value, a constraint), stop reading the source and fail
   // at once: the source's COPY would wait forever for the relay to read on.

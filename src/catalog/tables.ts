@@ -18,6 +18,8 @@ export interface Column {
   generated: boolean;
   /** '' none, 'a' GENERATED ALWAYS AS IDENTITY, 'd' BY DEFAULT. */
   identity: '' | 'a' | 'd';
+  /** A built-in type whose binary form means the same in any database (LIST_COLUMNS). */
+  binaryIo: boolean;
 }
 
 export interface SourceTable extends TableName {
@@ -43,6 +45,8 @@ export interface TablePlan extends TableName {
   hasSecondaryUnique: boolean;
   /** Target columns that lead a btree index (a keyless table's rows are found through them). */
   indexedColumns: string[];
+  /** Every copied column has the same built-in type on both sides, so COPY can use its binary format. */
+  binaryCopy: boolean;
 }
 
 interface TableRow {
@@ -67,6 +71,7 @@ interface ColumnRow {
   not_null: boolean;
   generated: boolean;
   identity: '' | 'a' | 'd';
+  binary_io: boolean;
 }
 
 export async function listSourceTables(source: pg.ClientBase, schemas: string[]): Promise<SourceTable[]> {
@@ -116,6 +121,7 @@ export async function listColumns(db: pg.ClientBase | pg.Pool, tables: TableName
       notNull: r.not_null,
       generated: r.generated,
       identity: r.identity,
+      binaryIo: r.binary_io,
     });
     out.set(key, list);
   }
@@ -247,6 +253,10 @@ export async function compareWithTarget(source: pg.ClientBase, target: pg.Client
       }
     }
     const copyColumns = sourceColumns.filter((c) => !c.generated);
+    const binaryCopy = copyColumns.every((sc) => {
+      const tc = targetColumns.find((c) => c.name === sc.name);
+      return sc.binaryIo && tc !== undefined && tc.binaryIo && tc.typeOid === sc.typeOid;
+    });
     plans.push({
       schema: t.schema,
       name: t.name,
@@ -257,6 +267,7 @@ export async function compareWithTarget(source: pg.ClientBase, target: pg.Client
       targetKey: t.primaryKey,
       hasSecondaryUnique: withUnique.has(key),
       indexedColumns: indexedColumns.get(key) ?? [],
+      binaryCopy,
     });
   }
   return { plans, problems, warnings };

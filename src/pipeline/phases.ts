@@ -137,6 +137,7 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
           maxBytesPerSecond: ctx.config.copyMaxBytesPerSecond,
           splitBytes: ctx.config.copySplitBytes,
           deferIndexes: ctx.config.copyDeferIndexes,
+          binary: ctx.config.copyBinary,
           log,
           metrics: ctx.metrics,
           signal: inner.signal,

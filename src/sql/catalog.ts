@@ -69,12 +69,21 @@ SELECT n.nspname                             AS schema,
        t.typcategory = 'A'                   AS is_array,
        a.attnotnull                          AS not_null,
        a.attgenerated <> ''                  AS generated,
-       a.attidentity                         AS identity
+       a.attidentity                         AS identity,
+       -- COPY's binary format carries values as the type's send/receive functions write them:
+       -- safe between two databases only for a built-in type (same OID and format in every
+       -- version; an array's elements carry their type's OID) that has them, and not for the
+       -- reg* types, whose binary form is the OID of an object that differs between databases.
+       (a.atttypid < 16384
+        AND t.typsend::oid <> 0 AND t.typreceive::oid <> 0
+        AND (e.oid IS NULL OR (e.typsend::oid <> 0 AND e.typreceive::oid <> 0))
+        AND coalesce(e.typname, t.typname) NOT LIKE 'reg%') AS binary_io
   FROM unnest($1::text[], $2::text[]) AS sel(schema, name)
   JOIN pg_namespace n ON n.nspname = sel.schema
   JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = sel.name
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
   JOIN pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_type e ON t.typcategory = 'A' AND e.oid = t.typelem
  ORDER BY n.nspname, c.relname, a.attnum`;
 
 /** Which of the given tables hold at least one row (target emptiness check before a first copy). */

@@ -66,6 +66,23 @@ test('every row arrives once and whole, large rows included; rows and bytes are 
   }
 });
 
+test('in binary format too, every row arrives once and rows are counted (header and trailer are not rows)', async () => {
+  const [s, t] = await clients();
+  try {
+    await t.query('BEGIN');
+    let progressRows = 0;
+    const binary = ' WITH (FORMAT binary)';
+    const done = await relayCopy(s, t, `COPY t TO STDOUT${binary}`, `COPY t FROM STDIN${binary}`, { format: 'binary', onProgress: (d) => (progressRows += d.rows) });
+    await t.query('COMMIT');
+    assert.equal(done.rows, 20000);
+    assert.equal(progressRows, 20000, 'progress adds up to the rows copied');
+    assert.deepEqual(await md5Of(target), await md5Of(source));
+  } finally {
+    await Promise.all([s.end(), t.end()]);
+    await target.query('TRUNCATE t');
+  }
+});
+
 test('a rate cap holds the copy to it (WALBRIDGE_COPY_MAX_MBPS), and every row still arrives', async () => {
   const [s, t] = await clients();
   try {
