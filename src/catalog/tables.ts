@@ -18,7 +18,7 @@ export interface Column {
   generated: boolean;
   /** '' none, 'a' GENERATED ALWAYS AS IDENTITY, 'd' BY DEFAULT. */
   identity: '' | 'a' | 'd';
-  /** A built-in type whose binary form means the same in any database (LIST_COLUMNS). */
+  /** A type whose binary form means the same in any database: built-in, enum, domain over those (LIST_COLUMNS). */
   binaryIo: boolean;
 }
 
@@ -45,7 +45,7 @@ export interface TablePlan extends TableName {
   hasSecondaryUnique: boolean;
   /** Target columns that lead a btree index (a keyless table's rows are found through them). */
   indexedColumns: string[];
-  /** Every copied column has the same built-in type on both sides, so COPY can use its binary format. */
+  /** Every copied column has the same type on both sides, one of those COPY's binary format can carry (Column.binaryIo). */
   binaryCopy: boolean;
 }
 
@@ -255,7 +255,8 @@ export async function compareWithTarget(source: pg.ClientBase, target: pg.Client
     const copyColumns = sourceColumns.filter((c) => !c.generated);
     const binaryCopy = copyColumns.every((sc) => {
       const tc = targetColumns.find((c) => c.name === sc.name);
-      return sc.binaryIo && tc !== undefined && tc.binaryIo && tc.typeOid === sc.typeOid;
+      // The same type by name (for an enum or a domain the OIDs differ between databases).
+      return sc.binaryIo && tc !== undefined && tc.binaryIo && tc.type === sc.type;
     });
     plans.push({
       schema: t.schema,

@@ -70,20 +70,28 @@ SELECT n.nspname                             AS schema,
        a.attnotnull                          AS not_null,
        a.attgenerated <> ''                  AS generated,
        a.attidentity                         AS identity,
-       -- COPY's binary format carries values as the type's send/receive functions write them:
-       -- safe between two databases only for a built-in type (same OID and format in every
-       -- version; an array's elements carry their type's OID) that has them, and not for the
-       -- reg* types, whose binary form is the OID of an object that differs between databases.
-       (a.atttypid < 16384
-        AND t.typsend::oid <> 0 AND t.typreceive::oid <> 0
-        AND (e.oid IS NULL OR (e.typsend::oid <> 0 AND e.typreceive::oid <> 0))
-        AND coalesce(e.typname, t.typname) NOT LIKE 'reg%') AS binary_io
+       -- COPY's binary format carries values as the type's send/receive functions write them,
+       -- which means the same in two databases for: a built-in type (same OID and format in
+       -- every version) that has them, but not the reg* types, whose binary form is the OID of
+       -- an object that differs between databases; an array of such (an array's elements carry
+       -- their type's OID, so not of anything else); an enum (its label, looked up again on
+       -- the target); a domain over any of these (its base type's form).
+       -- Composites and extension types stay text: their binary form carries OIDs or depends
+       -- on the extension's version.
+       (CASE WHEN b.typtype = 'e' THEN true
+             ELSE b.oid < 16384
+                  AND b.typsend::oid <> 0 AND b.typreceive::oid <> 0
+                  AND (e.oid IS NULL OR (e.oid < 16384 AND e.typsend::oid <> 0 AND e.typreceive::oid <> 0))
+                  AND coalesce(e.typname, b.typname) NOT LIKE 'reg%'
+        END)                                 AS binary_io
   FROM unnest($1::text[], $2::text[]) AS sel(schema, name)
   JOIN pg_namespace n ON n.nspname = sel.schema
   JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = sel.name
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
   JOIN pg_type t ON t.oid = a.atttypid
-  LEFT JOIN pg_type e ON t.typcategory = 'A' AND e.oid = t.typelem
+  -- b: the type itself, or a domain's base type (one level; a domain over a domain stays text)
+  JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+  LEFT JOIN pg_type e ON b.typcategory = 'A' AND e.oid = b.typelem
  ORDER BY n.nspname, c.relname, a.attnum`;
 
 /** Which of the given tables hold at least one row (target emptiness check before a first copy). */
