@@ -194,8 +194,12 @@ interface Results {
     rttMs?: number;
     copyMBps?: number;
     loopbackCopyMBps?: number;
+    /** Over the stream itself: from 'streaming changes from the slot' to the marker (as the copy rate is over the copy). */
     drainChangesPerSec?: number;
     loopbackDrainChangesPerSec?: number;
+    /** From starting the daemon to streaming: connections, checks and catalog reads, each a round trip. */
+    drainStartupSeconds?: number;
+    loopbackDrainStartupSeconds?: number;
     peakRssMb?: number;
     error?: string;
   };
@@ -819,6 +823,9 @@ async function main(): Promise<void> {
       const loopCopy = results.copy?.walbridge;
       const loopDrain = results.drain?.walbridge;
       const rate = (c: WbCopy) => c.copiedBytes / 1048576 / (c.backfillSeconds ?? c.seconds);
+      const streamRate = (changes: number, d: { seconds?: number; streamSeconds?: number | null }) => changes / (d.streamSeconds ?? d.seconds ?? 1);
+      const startup = (d: { seconds?: number; streamSeconds?: number | null }) =>
+        d.seconds !== undefined && typeof d.streamSeconds === 'number' ? d.seconds - d.streamSeconds : undefined;
       if (loopCopy?.copiedBytes && (loopCopy.backfillSeconds ?? loopCopy.seconds)) {
         res.loopbackCopyMBps = loopCopy.copiedBytes / 1048576 / (loopCopy.backfillSeconds ?? loopCopy.seconds ?? 1);
       }
@@ -833,12 +840,16 @@ async function main(): Promise<void> {
           const backlog = await writeBacklog(ctx);
           const d = await walbridgeDrain(ctx, refEnv, 'wan_ref', backlog, 'wan-ref-drain');
           await d.w.stop();
-          res.loopbackDrainChangesPerSec = backlog.changes / d.seconds;
+          res.loopbackDrainChangesPerSec = streamRate(backlog.changes, d);
+          res.loopbackDrainStartupSeconds = startup(d);
         }
         await teardownWalbridge(source, 'app');
         await target.query('DROP DATABASE wan_ref WITH (FORCE)', [], 'postgres');
       }
-      if (loopDrain?.changesPerSec) res.loopbackDrainChangesPerSec = loopDrain.changesPerSec;
+      if (loopDrain?.changesPerSec && results.drain) {
+        res.loopbackDrainChangesPerSec = streamRate(results.drain.backlog.changes, loopDrain);
+        res.loopbackDrainStartupSeconds = startup(loopDrain);
+      }
       await createTargetDb(target, 'wan');
       const c = await walbridgeCopy(ctx, env, 'wan', 'wan-copy', netns);
       await c.w.stop();
@@ -847,7 +858,8 @@ async function main(): Promise<void> {
       const backlog = await writeBacklog(ctx);
       const d = await walbridgeDrain(ctx, env, 'wan', backlog, 'wan-drain', netns);
       await d.w.stop();
-      res.drainChangesPerSec = backlog.changes / d.seconds;
+      res.drainChangesPerSec = streamRate(backlog.changes, d);
+      res.drainStartupSeconds = startup(d);
       res.peakRssMb = Math.max(c.w.rss.peakMb(), d.w.rss.peakMb());
       results.rssMb.wan = res.peakRssMb;
       say(`  drain: ${fmt.n(res.drainChangesPerSec)} changes/s with the added latency vs ${fmt.n(res.loopbackDrainChangesPerSec)} on loopback`);
@@ -971,6 +983,12 @@ function buildRows(): Row[] {
         scenario: `WAN +${r.wan.rttMs} ms: drain changes/s (vs loopback)`,
         walbridge: `${fmt.n(r.wan.drainChangesPerSec)}${r.wan.loopbackDrainChangesPerSec ? ` (${((100 * (r.wan.drainChangesPerSec ?? 0)) / r.wan.loopbackDrainChangesPerSec).toFixed(0)}%)` : ''}`,
       });
+      if (r.wan.drainStartupSeconds !== undefined) {
+        rows.push({
+          scenario: `WAN +${r.wan.rttMs} ms: daemon start to streaming (s; vs loopback)`,
+          walbridge: `${fmt.s(r.wan.drainStartupSeconds)}${r.wan.loopbackDrainStartupSeconds !== undefined ? ` (${fmt.s(r.wan.loopbackDrainStartupSeconds)})` : ''}`,
+        });
+      }
     }
   }
   return rows;
@@ -995,6 +1013,9 @@ const MEANINGS = [
   '- peak RSS: highest VmRSS of the walbridge process, sampled every 200 ms, per scenario.',
   "- retained WAL: pg_current_wal_lsn() - restart_lsn of walbridge's slot, sampled every 500 ms while it copies a big table under",
   '  a steady write load; next to it, the WAL the source wrote meanwhile.',
+  '- WAN: the same copy and drain with latency added between walbridge and the source. Rates over the work itself, as on',
+  '  loopback: copy MB/s over the backfill, drain changes/s from \'streaming changes from the slot\' to the marker; the time',
+  '  from starting the daemon to streaming (connections, checks, catalog reads: round trips) is shown on its own line.',
   '- walbridge vs native: how many times faster walbridge is (> 1x: walbridge ahead).',
 ];
 
