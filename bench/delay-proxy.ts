@@ -16,6 +16,14 @@ const HIGH_WATER = 8 * 1024 * 1024;
 function pipeDelayed(from: net.Socket, to: net.Socket, oneWayMs: number): void {
   let pending = 0;
   from.on('data', (chunk: Buffer) => {
+    if (oneWayMs === 0) {
+      // No delay: the same hop through this process, to tell its cost from the latency's.
+      if (!to.destroyed && !to.write(chunk)) {
+        from.pause();
+        to.once('drain', () => from.resume());
+      }
+      return;
+    }
     pending += chunk.length;
     if (pending > HIGH_WATER) from.pause();
     setTimeout(() => {

@@ -194,6 +194,8 @@ interface Results {
     rttMs?: number;
     copyMBps?: number;
     loopbackCopyMBps?: number;
+    /** The copy through the delay proxy with no delay: the proxy's own cost, without the latency. */
+    proxyCopyMBps?: number;
     /** Over the stream itself: from 'streaming changes from the slot' to the marker (as the copy rate is over the copy). */
     drainChangesPerSec?: number;
     loopbackDrainChangesPerSec?: number;
@@ -804,6 +806,8 @@ async function main(): Promise<void> {
       // Prefer a network namespace with tc netem; without netem (or netns), a userspace delay proxy.
       let env: Record<string, string>;
       let netns: string | undefined;
+      const viaProxy = (port: number) => source.url('app').replace(`@127.0.0.1:${source.port}/`, `@127.0.0.1:${port}/`);
+      let proxied = false;
       const wan = setupWan(opts.wanRtt);
       if (!('skip' in wan)) {
         await listenAlsoOn(source, wan.sourceHost);
@@ -815,7 +819,8 @@ async function main(): Promise<void> {
       } else {
         const proxy = await startDelayProxy(source.port, opts.wanRtt / 2);
         teardown = () => proxy.close();
-        env = walbridgeEnv(source.url('app').replace(`@127.0.0.1:${source.port}/`, `@127.0.0.1:${proxy.port}/`), target.url('wan'), { ...opts.walbridgeSettings, ...exclude });
+        env = walbridgeEnv(viaProxy(proxy.port), target.url('wan'), { ...opts.walbridgeSettings, ...exclude });
+        proxied = true;
         res.method = `userspace TCP proxy delaying each direction by ${opts.wanRtt / 2} ms (netns/netem not usable here: ${wan.skip})`;
       }
       say(`  ${res.method}`);
@@ -845,6 +850,23 @@ async function main(): Promise<void> {
         }
         await teardownWalbridge(source, 'app');
         await target.query('DROP DATABASE wan_ref WITH (FORCE)', [], 'postgres');
+      }
+      if (proxied) {
+        // Every byte through the proxy costs this process CPU, which slows a copy that keeps the
+        // machine's cores busy (tc netem would cost nothing): the same proxy with no delay tells
+        // that cost from the latency's.
+        say('  the same copy through the proxy with no delay …');
+        const zero = await startDelayProxy(source.port, 0);
+        try {
+          await createTargetDb(target, 'wan_zero');
+          const zc = await walbridgeCopy(ctx, walbridgeEnv(viaProxy(zero.port), target.url('wan_zero'), { ...opts.walbridgeSettings, ...exclude }), 'wan_zero', 'wan-zero');
+          await zc.w.stop();
+          res.proxyCopyMBps = rate(zc);
+          await teardownWalbridge(source, 'app');
+          await target.query('DROP DATABASE wan_zero WITH (FORCE)', [], 'postgres');
+        } finally {
+          await zero.close();
+        }
       }
       if (loopDrain?.changesPerSec && results.drain) {
         res.loopbackDrainChangesPerSec = streamRate(results.drain.backlog.changes, loopDrain);
@@ -979,6 +1001,12 @@ function buildRows(): Row[] {
         scenario: `WAN +${r.wan.rttMs} ms: copy MB/s (vs loopback)`,
         walbridge: `${(r.wan.copyMBps ?? 0).toFixed(1)} (${((100 * (r.wan.copyMBps ?? 0)) / (r.wan.loopbackCopyMBps ?? 1)).toFixed(0)}%)`,
       });
+      if (r.wan.proxyCopyMBps) {
+        rows.push({
+          scenario: `WAN +${r.wan.rttMs} ms: copy MB/s vs the same proxy with no delay`,
+          walbridge: `${(r.wan.copyMBps ?? 0).toFixed(1)} vs ${r.wan.proxyCopyMBps.toFixed(1)} (${((100 * (r.wan.copyMBps ?? 0)) / r.wan.proxyCopyMBps).toFixed(0)}%)`,
+        });
+      }
       rows.push({
         scenario: `WAN +${r.wan.rttMs} ms: drain changes/s (vs loopback)`,
         walbridge: `${fmt.n(r.wan.drainChangesPerSec)}${r.wan.loopbackDrainChangesPerSec ? ` (${((100 * (r.wan.drainChangesPerSec ?? 0)) / r.wan.loopbackDrainChangesPerSec).toFixed(0)}%)` : ''}`,
