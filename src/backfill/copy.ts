@@ -3,7 +3,7 @@
  * byte for byte into `COPY ... FROM STDIN` on the target (relay.ts). No row is decoded in JavaScript.
  * The format is binary where every column's type allows it (TablePlan.binaryCopy): neither
  * server formats or parses values as text then, and bytea travels as itself, not as hex; it
- * took a third off the copy's time and CPU on the benchmark's data.
+ * took about 30% off the copy's time and CPU on the benchmark's data.
  * The target side is one transaction that also marks the table copied, so a copy that is
  * cut off leaves nothing behind and is simply started again.
  */
