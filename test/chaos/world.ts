@@ -124,6 +124,9 @@ export class World {
       WALBRIDGE_COPY_JOBS: '2',
       // The bigger tables are copied in block ranges, so kills land in those too.
       WALBRIDGE_COPY_SPLIT_MB: '1',
+      // Held to a pace a large production copy has, so that the random kills meant for the
+      // copy land in it: at full speed the copy of this data set is over in a second or two.
+      WALBRIDGE_COPY_MAX_MBPS: '4',
     };
   }
 
