@@ -852,9 +852,9 @@ async function main(): Promise<void> {
         await target.query('DROP DATABASE wan_ref WITH (FORCE)', [], 'postgres');
       }
       if (proxied) {
-        // Every byte through the proxy costs this process CPU, which slows a copy that keeps the
-        // machine's cores busy (tc netem would cost nothing): the same proxy with no delay tells
-        // that cost from the latency's.
+        // Every byte through the proxy costs this process CPU, which could slow a copy that keeps
+        // the machine's cores busy (tc netem would cost nothing): the same proxy with no delay
+        // tells that cost from the latency's.
         say('  the same copy through the proxy with no delay …');
         const zero = await startDelayProxy(source.port, 0);
         try {

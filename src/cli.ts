@@ -46,7 +46,7 @@ Environment:
   WALBRIDGE_COPY_MAX_MBPS   cap each copy job at this many MB/s (default: unlimited)
   WALBRIDGE_COPY_SPLIT_MB   copy a table of twice this size in parts (block ranges, partitions) at once (default: 16)
   WALBRIDGE_COPY_DEFER_INDEXES  drop a target table's plain secondary indexes during its copy, build them after (default: true)
-  WALBRIDGE_COPY_BINARY     COPY in binary format where every column is of a built-in type (default: true; false: always text)
+  WALBRIDGE_COPY_BINARY     COPY in binary format where the column types allow it: built-in, enum, domain (default: true; false: always text)
   WALBRIDGE_APPLY_BATCH_CHANGES, WALBRIDGE_APPLY_BATCH_MS   apply batch size (default: 5000 changes, 200 ms)
   WALBRIDGE_EXIT_ON_ERROR   exit on a permanent error instead of waiting in phase "error"
   WALBRIDGE_REVERSE         after cutover: run the way back (same as run --reverse)

@@ -29,7 +29,7 @@ export interface Config {
   copySplitBytes: number;
   /** Drop a target table's plain secondary indexes while it is copied and build them again after (faster than maintaining them row by row). */
   copyDeferIndexes: boolean;
-  /** COPY in binary format for tables whose columns are all of built-in types (false: always text). */
+  /** COPY in binary format for tables whose column types allow it (TablePlan.binaryCopy; false: always text). */
   copyBinary: boolean;
   /** Target-side apply batching: commit after this many changes or this many ms. */
   applyBatchChanges: number;

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
-import { relayCopy } from '../../src/backfill/relay.js';
+import { relayCopy, type RelayOptions, type RelayProgress } from '../../src/backfill/relay.js';
 import { startPair, type Cluster } from '../harness/cluster.js';
 
 let source: Cluster;
@@ -66,41 +66,41 @@ test('every row arrives once and whole, large rows included; rows and bytes are 
   }
 });
 
-test('in binary format too, every row arrives once and rows are counted (header and trailer are not rows)', async () => {
+/** One relayed copy of t into the target, committed; the target's t is emptied again after `check`. */
+async function relayOnce(copyOut: string, copyIn: string, opts: RelayOptions, check: (done: RelayProgress, seconds: number) => Promise<void>): Promise<void> {
   const [s, t] = await clients();
   try {
     await t.query('BEGIN');
-    let progressRows = 0;
-    const binary = ' WITH (FORMAT binary)';
-    const done = await relayCopy(s, t, `COPY t TO STDOUT${binary}`, `COPY t FROM STDIN${binary}`, { format: 'binary', onProgress: (d) => (progressRows += d.rows) });
+    const started = process.hrtime.bigint();
+    const done = await relayCopy(s, t, copyOut, copyIn, opts);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     await t.query('COMMIT');
-    assert.equal(done.rows, 20000);
-    assert.equal(progressRows, 20000, 'progress adds up to the rows copied');
-    assert.deepEqual(await md5Of(target), await md5Of(source));
+    await check(done, seconds);
   } finally {
     await Promise.all([s.end(), t.end()]);
     await target.query('TRUNCATE t');
   }
+}
+
+test('in binary format too, every row arrives once and rows are counted (header and trailer are not rows)', async () => {
+  let progressRows = 0;
+  const binary = ' WITH (FORMAT binary)';
+  await relayOnce(`COPY t TO STDOUT${binary}`, `COPY t FROM STDIN${binary}`, { format: 'binary', onProgress: (d) => (progressRows += d.rows) }, async (done) => {
+    assert.equal(done.rows, 20000);
+    assert.equal(progressRows, 20000, 'progress adds up to the rows copied');
+    assert.deepEqual(await md5Of(target), await md5Of(source));
+  });
 });
 
 test('a rate cap holds the copy to it (WALBRIDGE_COPY_MAX_MBPS), and every row still arrives', async () => {
-  const [s, t] = await clients();
-  try {
-    await t.query('BEGIN');
-    const cap = 2 * 1024 * 1024;
-    const started = process.hrtime.bigint();
-    const done = await relayCopy(s, t, 'COPY t TO STDOUT', 'COPY t FROM STDIN', { maxBytesPerSecond: cap });
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    await t.query('COMMIT');
+  const cap = 2 * 1024 * 1024;
+  await relayOnce('COPY t TO STDOUT', 'COPY t FROM STDIN', { maxBytesPerSecond: cap }, async (done, seconds) => {
     // A lower bound only: the cap may be undershot on a slow machine, never overshot. It lets
     // the first socket read (up to 64 KB) through before it starts waiting.
     const floor = (done.bytes - 64 * 1024) / cap;
     assert.ok(seconds >= floor * 0.95, `${done.bytes} bytes took ${seconds.toFixed(2)} s at a cap of 2 MB/s (at least ${floor.toFixed(2)} s expected)`);
     assert.deepEqual(await md5Of(target), await md5Of(source));
-  } finally {
-    await Promise.all([s.end(), t.end()]);
-    await target.query('TRUNCATE t');
-  }
+  });
 });
 
 /** The copy fails with `error`, and `table` on the target holds nothing of it. */
