@@ -1,5 +1,6 @@
-# walbridge: build on the official Node 20 image, run with production dependencies only.
-FROM node:20-bookworm-slim AS build
+# walbridge: build on the official Node.js 26 (LTS) image, run with production dependencies only.
+# The major is the one of package.json's engines and scripts/node-lts.sh, which the tests run on.
+FROM node:26-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -7,7 +8,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
 
-FROM node:20-bookworm-slim
+FROM node:26-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./

@@ -4,8 +4,8 @@
  * content itself is compared by SQL.
  *
  * @supabase/postgrest-js is the REST half of @supabase/supabase-js, used directly: supabase-js's
- * createClient also sets up Realtime, which on Node 20 refuses to start without a WebSocket
- * implementation that a one-shot count does not need.
+ * createClient also sets up Realtime (a WebSocket client) and Auth (token refresh timers), which
+ * a one-shot count does not need.
  */
 import { PostgrestClient } from '@supabase/postgrest-js';
 import type { TableName } from '../pg/ident.js';

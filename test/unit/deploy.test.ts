@@ -40,3 +40,14 @@ test('the Dockerfile and railway.toml run the daemon with the same node flags as
   const railway = /^startCommand = "(.*)"$/m.exec(readFileSync('railway.toml', 'utf8'))?.[1];
   assert.equal(railway, pkg.scripts.start, "railway.toml's start command (which overrides the Dockerfile's)");
 });
+
+test('the image, package.json and the tests run one Node.js major, a current LTS', () => {
+  const from = [...readFileSync('Dockerfile', 'utf8').matchAll(/^FROM node:(\d+)/gm)].map((m) => Number(m[1]));
+  const engines = /^>=(\d+)$/.exec((JSON.parse(readFileSync('package.json', 'utf8')) as { engines: { node: string } }).engines.node)?.[1];
+  const script = /^NODE_MAJOR=(\d+)$/m.exec(readFileSync('scripts/node-lts.sh', 'utf8'))?.[1];
+  assert.equal(from.length, 2, 'both stages of the Dockerfile start from the official node image');
+  assert.ok(from.every((m) => m === Number(engines) && m === Number(script)), `Dockerfile ${from.join(', ')}, engines ${engines}, node-lts.sh ${script}`);
+  // Even majors are the LTS lines; this very test runs on it (CI installs it with node-lts.sh).
+  assert.equal(Number(script) % 2, 0, 'an LTS (even) major');
+  assert.equal(process.versions.node.split('.')[0], script, 'the tests run on the major the image ships (PATH="$(scripts/node-lts.sh):$PATH")');
+});
