@@ -4,9 +4,9 @@
 import { loadConfig, reverseConfig, type ConfigOverrides } from '../config.js';
 import { describeError, WalbridgeError } from '../errors.js';
 import { Metrics } from '../health/metrics.js';
+import { LiveStatus } from '../health/live-status.js';
 import { startHealthServer } from '../health/server.js';
 import { createLogger } from '../log.js';
-import { newLiveStatus } from '../pipeline/status.js';
 import { startMonitor } from '../pipeline/monitor.js';
 import { supervise } from '../pipeline/supervise.js';
 import { onShutdown } from '../shutdown.js';
@@ -33,7 +33,7 @@ export async function runCommand(env: NodeJS.ProcessEnv, opts: RunOptions = {}):
   }
   const log = createLogger(config.logLevel);
   const metrics = new Metrics();
-  const status = newLiveStatus();
+  const status = new LiveStatus(metrics);
   const controller = new AbortController();
   const exitOnError = opts.exitOnError ?? /^(1|true|yes)$/i.test(env.WALBRIDGE_EXIT_ON_ERROR ?? '');
 
@@ -54,8 +54,7 @@ export async function runCommand(env: NodeJS.ProcessEnv, opts: RunOptions = {}):
     metrics,
     status,
     onDone: () => {
-      status.phase = 'done';
-      metrics.setPhase('done');
+      status.setPhase('done');
       controller.abort();
     },
   });

@@ -3,9 +3,7 @@
  * Labels carry table names and phases, never connection details.
  */
 import client from 'prom-client';
-
-export const PHASES = ['preflight', 'backfill', 'streaming', 'cutover', 'done', 'standby', 'error'] as const;
-export type Phase = (typeof PHASES)[number];
+import { PHASES, type Phase } from '../status/phase.js';
 
 export class Metrics {
   readonly registry = new client.Registry();

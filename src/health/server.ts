@@ -11,7 +11,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { Logger } from '../log.js';
-import { reportOf, type LiveStatus } from '../pipeline/status.js';
+import type { LiveStatus } from './live-status.js';
 import type { Metrics } from './metrics.js';
 import { STATUS_PAGE } from './page.js';
 
@@ -64,7 +64,7 @@ export async function startHealthServer(opts: {
         return;
       case '/status.json':
         appliedCounts(opts.metrics)
-          .then((applied) => send(200, 'application/json', `${JSON.stringify(reportOf(opts.status, applied), null, 2)}\n`))
+          .then((applied) => send(200, 'application/json', `${JSON.stringify(opts.status.report(applied), null, 2)}\n`))
           .catch((err: unknown) => send(500, 'text/plain', `status failed: ${String(err)}\n`));
         return;
       case '/':

@@ -12,7 +12,7 @@ import type { Logger } from '../log.js';
 import { connect } from '../pg/connect.js';
 import { RECORD_COPY_PROGRESS, RECORD_DAEMON } from '../sql/state.js';
 import { readRecorded, readSlot } from '../status/collect.js';
-import { reportOf, type LiveStatus } from './status.js';
+import type { LiveStatus } from '../health/live-status.js';
 
 export function startMonitor(opts: {
   config: Config;
@@ -53,17 +53,15 @@ export function startMonitor(opts: {
     } else if (p?.phase === 'streaming' && status.writer) {
       // "walbridge cutover" is waiting for the app to stop: still streaming, shown as cutover.
       if (p.cutoverRequestedAt && status.phase === 'streaming') {
-        status.phase = 'cutover';
-        metrics.setPhase('cutover');
+        status.setPhase('cutover');
       } else if (!p.cutoverRequestedAt && status.phase === 'cutover') {
-        status.phase = 'streaming';
-        metrics.setPhase('streaming');
+        status.setPhase('streaming');
       }
     }
   };
 
   const publish = () => {
-    const r = reportOf(status);
+    const r = status.report();
     metrics.slotActive.set(r.slot?.active ? 1 : 0);
     metrics.retainedWalBytes.set(r.slot?.retainedWalBytes ?? 0);
     if (r.lagBytes !== null) metrics.lagBytes.set(r.lagBytes);

@@ -26,7 +26,7 @@ import { WalStream, type XLogData } from '../replicator/stream.js';
 import { CLEAR_SPOOL, DISCARD_PARTIAL_SPOOL, RESET_UNFINISHED_COPIES, SET_PHASE, SPOOL_MAX_ID } from '../sql/state.js';
 import { loadPipeline, loadTables, withTransaction, type PipelineState, type TableState } from '../state/store.js';
 import type { ExportedSnapshot } from './init.js';
-import { markReady, type LiveStatus } from './status.js';
+import type { LiveStatus } from '../health/live-status.js';
 
 export interface PhaseContext {
   config: Config;
@@ -126,7 +126,7 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
           snap = await temporarySnapshot(ctx);
           log.info({ lsn: formatLsn(snap.slot.consistentPoint), tables: pending.length }, 'resuming the copy under a new snapshot');
         }
-        markReady(ctx.status, 'backfill', ctx.metrics);
+        ctx.status.markReady('backfill');
         await runBackfill({
           sourceUrl: ctx.config.sourceUrl,
           targetUrl: ctx.config.targetUrl,
@@ -221,7 +221,7 @@ export async function catchupPhase(ctx: PhaseContext, state: PipelineState): Pro
   const log = ctx.log.child({ component: 'spool' });
   await control.query(DISCARD_PARTIAL_SPOOL, [state.spoolCommittedId.toString()]);
   const applier = newApplier(ctx, await tableRuntimes(control, ctx.plans), state);
-  markReady(ctx.status, 'streaming', ctx.metrics);
+  ctx.status.markReady('streaming');
   const inner = new AbortController();
   const onOuterAbort = () => inner.abort();
   ctx.signal.addEventListener('abort', onOuterAbort, { once: true });
@@ -338,7 +338,7 @@ export async function streamingPhase(ctx: PhaseContext): Promise<void> {
   const applier = newApplier(ctx, tables, state);
   ctx.status.appliedLsn = applier.durablePosition.lsn;
   const stream = await openStream(ctx, applier.durablePosition.lsn);
-  markReady(ctx.status, 'streaming', ctx.metrics);
+  ctx.status.markReady('streaming');
   try {
     await consumeStream(stream, new ApplySink(applier, ctx.status), { signal: ctx.signal, idleFlushMs: ctx.config.applyBatchMs });
   } finally {

@@ -15,7 +15,7 @@ import { assertPreflight, runPreflight } from '../preflight/checks.js';
 import { ensureStateSchema, loadPipeline, stateExists, type PipelineState } from '../state/store.js';
 import { initialize, initializeReverse, type ExportedSnapshot } from './init.js';
 import { backfillPhase, catchupPhase, streamingPhase, type PhaseContext } from './phases.js';
-import type { LiveStatus } from './status.js';
+import type { LiveStatus } from '../health/live-status.js';
 
 /** forward: source → target with a copy; reverse: the rollback window, target → source from the cutover point. */
 export type PipelineMode = 'forward' | 'reverse';
@@ -52,8 +52,7 @@ async function acquireWriterLock(ctx: RunContext, control: pg.Client): Promise<b
     }
     if (!announced) {
       ctx.log.info('another walbridge instance is running this migration; standing by until it stops');
-      ctx.status.phase = 'standby';
-      ctx.metrics.setPhase('standby');
+      ctx.status.setPhase('standby');
       announced = true;
     }
     const waited = await abortableDelay(ctx.standbyPollMs ?? 2000, ctx.signal);
@@ -81,8 +80,7 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
   const clients: pg.Client[] = [];
   let snapshot: ExportedSnapshot | null = null;
   try {
-    ctx.status.phase = 'preflight';
-    ctx.metrics.setPhase('preflight');
+    ctx.status.setPhase('preflight');
     // A pooler or a role without REPLICATION is reported with the other preflight problems;
     // an unreachable source is retried.
     let identity: SystemIdentity | null = null;
@@ -99,8 +97,7 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
     clients.push(control);
 
     if (!(await acquireWriterLock(ctx, control))) return;
-    ctx.status.phase = 'preflight';
-    ctx.metrics.setPhase('preflight');
+    ctx.status.setPhase('preflight');
 
     // Bring a state schema written by an older walbridge up to date (idempotent).
     if (await stateExists(control)) await ensureStateSchema(control);
@@ -125,8 +122,7 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
     if (!state) throw new WalbridgeError('internal', 'walbridge state missing after initialisation');
     if (state.phase === 'done') {
       log.info('this migration was cut over already; nothing to do');
-      ctx.status.phase = 'done';
-      ctx.metrics.setPhase('done');
+      ctx.status.setPhase('done');
       return;
     }
 

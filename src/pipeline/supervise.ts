@@ -12,7 +12,7 @@ import { connect } from '../pg/connect.js';
 import { RECORD_DAEMON, TRY_WRITER_LOCK } from '../sql/state.js';
 import { stateExists } from '../state/store.js';
 import { abortableDelay, runPipeline, type PipelineMode } from './run.js';
-import type { LiveStatus } from './status.js';
+import type { LiveStatus } from '../health/live-status.js';
 
 export interface SuperviseOptions {
   config: Config;
@@ -82,8 +82,7 @@ export async function supervise(opts: SuperviseOptions): Promise<number> {
         continue;
       }
       log.error({ err, hint: d.hint }, `walbridge cannot continue: ${d.message}${d.hint ? ` — fix: ${d.hint}` : ''}`);
-      status.phase = 'error';
-      metrics.setPhase('error');
+      status.setPhase('error');
       if (opts.exitOnError) {
         await recordError(opts.config, status).catch(() => {});
         return 1;

@@ -4,7 +4,7 @@
  * source reports it, and (inside the daemon) live progress. Holds no connection details and
  * no data rows.
  */
-import type { Phase } from '../health/metrics.js';
+import type { Phase } from './phase.js';
 import { formatLsn, lsnDistance, type Lsn } from '../lsn.js';
 import type { PipelineState, RecordedError, TableState } from '../state/store.js';
 

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { Metrics, PHASES } from '../../src/health/metrics.js';
+import { Metrics } from '../../src/health/metrics.js';
+import { PHASES } from '../../src/status/phase.js';
 import { START_NODE_ARGS } from '../helpers/daemon.js';
 
 const exported = async () => new Set((await new Metrics().registry.getMetricsAsJSON()).map((m) => m.name));

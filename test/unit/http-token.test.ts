@@ -7,13 +7,14 @@ import { after, before, test } from 'node:test';
 import { Metrics } from '../../src/health/metrics.js';
 import { startHealthServer, type HealthServer } from '../../src/health/server.js';
 import { createLogger } from '../../src/log.js';
-import { newLiveStatus } from '../../src/pipeline/status.js';
+import { LiveStatus } from '../../src/health/live-status.js';
 
 const TOKEN = 'tok-3f9#/+é';
 let server: HealthServer;
 
 before(async () => {
-  server = await startHealthServer({ port: 0, host: '127.0.0.1', token: TOKEN, metrics: new Metrics(), status: newLiveStatus(), log: createLogger('silent') });
+  const metrics = new Metrics();
+  server = await startHealthServer({ port: 0, host: '127.0.0.1', token: TOKEN, metrics, status: new LiveStatus(metrics), log: createLogger('silent') });
 });
 
 after(async () => {
