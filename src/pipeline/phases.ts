@@ -4,7 +4,7 @@
  *   catchup   — apply the spool in order
  *   streaming — apply the change stream as it comes, until stopped
  * Each phase ends by recording the next one on the target, so a restart resumes where the
- * last one stopped.
+ * last one stopped. The stream path itself (feeds, the loop, the sinks) is in replicator/.
  */
 import type pg from 'pg';
 import { runBackfill } from '../backfill/backfill.js';
@@ -12,21 +12,22 @@ import { addedColumnDdl } from '../catalog/added-column.js';
 import type { TablePlan } from '../catalog/tables.js';
 import type { Config } from '../config.js';
 import { WalbridgeError } from '../errors.js';
+import type { LiveStatus } from '../health/live-status.js';
 import type { Metrics } from '../health/metrics.js';
 import type { Logger } from '../log.js';
-import { formatLsn, maxLsn, type Lsn } from '../lsn.js';
+import { formatLsn, maxLsn } from '../lsn.js';
+import { pgMicrosFromMs } from '../pg/epoch.js';
 import { displayTable } from '../pg/ident.js';
 import { ReplicationConnection } from '../pg/replication.js';
-import { Applier, type AppliedPosition, type TableRuntime } from '../replicator/apply.js';
-import { consumeStream, type StreamSink } from '../replicator/consume.js';
 import { openTargetWriter } from '../pg/sessions.js';
-import { decodePgoutput } from '../replicator/pgoutput.js';
-import { readSpool, SpoolWriter } from '../replicator/spool.js';
-import { WalStream, type XLogData } from '../replicator/stream.js';
-import { CLEAR_SPOOL, DISCARD_PARTIAL_SPOOL, RESET_UNFINISHED_COPIES, SET_PHASE, SPOOL_MAX_ID } from '../sql/state.js';
+import { Applier, type TableRuntime } from '../replicator/apply.js';
+import { ApplySink } from '../replicator/apply-sink.js';
+import { consumeChanges } from '../replicator/consume.js';
+import { SpoolFeed, startSpooling, type Spooling } from '../replicator/spool.js';
+import { openWalStream } from '../replicator/stream.js';
+import { CLEAR_SPOOL, DISCARD_PARTIAL_SPOOL, RESET_UNFINISHED_COPIES, SET_PHASE } from '../sql/state.js';
 import { loadPipeline, loadTables, withTransaction, type PipelineState, type TableState } from '../state/store.js';
 import type { ExportedSnapshot } from './init.js';
-import type { LiveStatus } from '../health/live-status.js';
 
 export interface PhaseContext {
   config: Config;
@@ -39,18 +40,6 @@ export interface PhaseContext {
   signal: AbortSignal;
 }
 
-async function openStream(ctx: PhaseContext, startLsn: Lsn): Promise<WalStream> {
-  const conn = await ReplicationConnection.open(ctx.config.sourceUrl, 'walbridge stream');
-  try {
-    await conn.identifySystem(ctx.config.sourceUrl);
-  } catch (err) {
-    await conn.close();
-    throw err;
-  }
-  ctx.log.info({ component: 'stream', slot: ctx.config.slotName, lsn: formatLsn(startLsn) }, 'streaming changes from the slot');
-  return WalStream.start(conn, { slotName: ctx.config.slotName, publicationName: ctx.config.publicationName, startLsn });
-}
-
 function publishTableGauges(metrics: Metrics, tables: TableState[]): void {
   for (const s of ['pending', 'copying', 'copied'] as const) {
     metrics.backfillTables.set({ state: s }, tables.filter((t) => t.state === s).length);
@@ -61,41 +50,28 @@ function publishTableGauges(metrics: Metrics, tables: TableState[]): void {
   }
 }
 
-/**
- * The change stream drained into the spool on the target, until `stop()`: the source never
- * holds WAL for walbridge while the copy runs, nor while the spool is applied afterwards.
- */
-interface Spooling {
-  spool: SpoolWriter;
-  /** Ends the drain after a final flush; resolves when it has (rejects if the stream broke). */
-  stop(): Promise<void>;
-  /** Settles when the drain ends by itself (a failure) or after stop(). */
-  readonly done: Promise<void>;
+/** Drain the change stream into the spool on `client`, from where the spool ends. */
+function spoolFrom(ctx: PhaseContext, state: PipelineState, client: pg.Client, signal: AbortSignal, onFailure: () => void): Promise<Spooling> {
+  return startSpooling({
+    sourceUrl: ctx.config.sourceUrl,
+    slotName: ctx.config.slotName,
+    publicationName: ctx.config.publicationName,
+    spooledLsn: maxLsn(state.spooledLsn, state.consistentLsn),
+    spoolCommittedId: state.spoolCommittedId,
+    client,
+    metrics: ctx.metrics,
+    log: ctx.log,
+    signal,
+    onFailure,
+  });
 }
 
-async function startSpooling(ctx: PhaseContext, state: PipelineState, client: pg.Client, signal: AbortSignal, onFailure: () => void): Promise<Spooling> {
-  // Rows past the last complete transaction were cut off by a crash; it is sent again.
-  await client.query(DISCARD_PARTIAL_SPOOL, [state.spoolCommittedId.toString()]);
-  const { rows } = await client.query<{ max_id: string }>(SPOOL_MAX_ID);
-  const start = maxLsn(state.spooledLsn, state.consistentLsn);
-  const stream = await openStream(ctx, start);
-  const spool = new SpoolWriter(client, { lsn: start, lastId: BigInt(rows[0]?.max_id ?? '0') }, ctx.metrics);
-  let stopping = false;
-  const done = consumeStream(stream, spool, { signal, idleFlushMs: 200, until: () => stopping })
-    .catch((err: unknown) => {
-      onFailure();
-      throw err;
-    })
-    .finally(() => stream.close());
-  done.catch(() => {}); // observed by whoever awaits stop() or done
-  return {
-    spool,
-    done,
-    stop: async () => {
-      stopping = true;
-      await done;
-    },
-  };
+/** An abort signal of a phase's own, also aborted when the run is: dispose() detaches it. */
+function innerSignal(outer: AbortSignal): { controller: AbortController; dispose(): void } {
+  const controller = new AbortController();
+  const onAbort = () => controller.abort();
+  outer.addEventListener('abort', onAbort, { once: true });
+  return { controller, dispose: () => outer.removeEventListener('abort', onAbort) };
 }
 
 /**
@@ -112,13 +88,11 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
   const copied = new Set(recorded.filter((t) => t.state === 'copied').map((t) => `${t.schema}.${t.name}`));
   const pending = ctx.plans.filter((p) => !copied.has(displayTable(p)));
 
-  const inner = new AbortController();
-  const onOuterAbort = () => inner.abort();
-  ctx.signal.addEventListener('abort', onOuterAbort, { once: true });
+  const inner = innerSignal(ctx.signal);
   let snap = snapshot;
   let spooling: Spooling | null = null;
   try {
-    spooling = await startSpooling(ctx, state, control, inner.signal, () => inner.abort());
+    spooling = await spoolFrom(ctx, state, control, inner.controller.signal, () => inner.controller.abort());
     let copyError: unknown = null;
     try {
       if (pending.length > 0) {
@@ -140,7 +114,7 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
           binary: ctx.config.copyBinary,
           log,
           metrics: ctx.metrics,
-          signal: inner.signal,
+          signal: inner.controller.signal,
           live: ctx.status.copies,
           freshSnapshot: async () => {
             const own = await temporarySnapshot(ctx);
@@ -150,7 +124,7 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
       }
     } catch (err) {
       copyError = err;
-      inner.abort();
+      inner.controller.abort();
     }
     // The drain ends after a final flush once the copy is done (or at once on abort). If it
     // failed, the stream broke first and that is the root cause: stop() throws it.
@@ -158,9 +132,9 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
     if (copyError !== null) throw copyError;
     if (ctx.signal.aborted) return;
     await control.query(SET_PHASE, ['catchup']);
-    log.info({ lsn: formatLsn(spooling.spool.durableLsn) }, 'backfill finished; applying the changes spooled meanwhile');
+    log.info({ lsn: formatLsn(spooling.writer.durableLsn) }, 'backfill finished; applying the changes spooled meanwhile');
   } finally {
-    ctx.signal.removeEventListener('abort', onOuterAbort);
+    inner.dispose();
     if (snap) await snap.conn.close();
     if (spooling) await spooling.stop().catch(() => {});
   }
@@ -192,11 +166,12 @@ async function tableRuntimes(control: pg.Client, plans: TablePlan[]): Promise<Ma
   return out;
 }
 
-function newApplier(ctx: PhaseContext, tables: Map<string, TableRuntime>, state: PipelineState): Applier {
+/** The applier, resuming from the position the target recorded, behind the one sink that applies (and reports it). */
+function applySink(ctx: PhaseContext, tables: Map<string, TableRuntime>, state: PipelineState): { applier: Applier; sink: ApplySink } {
   const start = state.appliedLsn ?? state.consistentLsn;
   if (start === null) throw new WalbridgeError('state', 'walbridge state has no applied position', { hint: 'Run walbridge teardown --target and start again.' });
-  const commitTime = state.appliedCommitTime ? BigInt(state.appliedCommitTime.getTime() - 946_684_800_000) * 1000n : null;
-  return new Applier(
+  const commitTime = state.appliedCommitTime ? pgMicrosFromMs(state.appliedCommitTime.getTime()) : null;
+  const applier = new Applier(
     ctx.control,
     tables,
     { lsn: start, commitTime },
@@ -208,6 +183,7 @@ function newApplier(ctx: PhaseContext, tables: Map<string, TableRuntime>, state:
     ctx.log.child({ component: 'apply' }),
     ctx.metrics,
   );
+  return { applier, sink: new ApplySink(applier, ctx.status) };
 }
 
 /**
@@ -220,107 +196,31 @@ export async function catchupPhase(ctx: PhaseContext, state: PipelineState): Pro
   const { control } = ctx;
   const log = ctx.log.child({ component: 'spool' });
   await control.query(DISCARD_PARTIAL_SPOOL, [state.spoolCommittedId.toString()]);
-  const applier = newApplier(ctx, await tableRuntimes(control, ctx.plans), state);
+  const { applier, sink } = applySink(ctx, await tableRuntimes(control, ctx.plans), state);
   ctx.status.markReady('streaming');
-  const inner = new AbortController();
-  const onOuterAbort = () => inner.abort();
-  ctx.signal.addEventListener('abort', onOuterAbort, { once: true });
+  const inner = innerSignal(ctx.signal);
   const writer = await openTargetWriter(ctx.config.targetUrl, 'walbridge spool');
   let spooling: Spooling | null = null;
-  let messages = 0;
   try {
-    spooling = await startSpooling(ctx, state, writer, inner.signal, () => inner.abort());
-    let after = 0n;
-    let draining = true;
-    for (;;) {
-      if (inner.signal.aborted) {
-        await applier.rollback();
-        await spooling.stop(); // throws the stream's failure, if that is why
-        return;
-      }
-      // Only rows of complete transactions, committed by the drain, are applied.
-      const upTo = spooling.spool.durableCompleteId;
-      let read = 0;
-      for await (const row of readSpool(control, after, upTo)) {
-        const handled = applier.handle(decodePgoutput(row.data));
-        if (handled) await handled;
-        after = row.id;
-        read++;
-        messages++;
-        if (applier.batchDue) {
-          const pos = await applier.flush(false);
-          ctx.status.appliedLsn = pos.lsn;
-          ctx.status.appliedCommitTime = pos.commitTime;
-        }
-      }
-      if (!draining) {
-        if (read === 0) break;
-        continue;
-      }
-      if (upTo - after < 1000n && read < 1000) {
-        // Close behind the drain: stop it (it flushes what it holds) and apply the rest.
-        await spooling.stop();
-        draining = false;
-        continue;
-      }
-      if (read === 0) await new Promise((r) => setTimeout(r, 50));
+    spooling = await spoolFrom(ctx, state, writer, inner.controller.signal, () => inner.controller.abort());
+    await consumeChanges(new SpoolFeed(control, spooling, applier.durablePosition.lsn), sink, {
+      signal: inner.controller.signal,
+      idleFlushMs: ctx.config.applyBatchMs,
+    });
+    if (inner.controller.signal.aborted) {
+      await spooling.stop(); // throws the stream's failure, if that is why
+      return;
     }
-    if (applier.inTransaction) {
-      throw new WalbridgeError('state', 'the spool ends inside a transaction', { hint: 'Report this as a bug; restart walbridge to retry.' });
-    }
-    const pos = await applier.drain();
-    ctx.status.appliedLsn = pos.lsn;
+    const pos = applier.durablePosition;
     await withTransaction(control, async () => {
       await control.query(CLEAR_SPOOL);
       await control.query(SET_PHASE, ['streaming']);
     });
-    log.info({ messages, lsn: formatLsn(pos.lsn) }, 'spool applied; streaming');
-  } catch (err) {
-    await applier.rollback();
-    throw err;
+    log.info({ lsn: formatLsn(pos.lsn) }, 'spool applied; streaming');
   } finally {
-    ctx.signal.removeEventListener('abort', onOuterAbort);
+    inner.dispose();
     if (spooling) await spooling.stop().catch(() => {});
     await writer.end().catch(() => {});
-  }
-}
-
-class ApplySink implements StreamSink {
-  constructor(
-    private readonly applier: Applier,
-    private readonly status: LiveStatus,
-  ) {}
-  handle(x: XLogData): Promise<void> | void {
-    return this.applier.handle(decodePgoutput(x.buf, x.payloadStart, x.end));
-  }
-  noteIdlePosition(lsn: Lsn): void {
-    this.applier.noteIdlePosition(lsn);
-  }
-  get flushDue(): boolean {
-    return this.applier.batchDue;
-  }
-  get idle(): boolean {
-    return this.applier.idle;
-  }
-  get inTransaction(): boolean {
-    return this.applier.inTransaction;
-  }
-  get durableLsn(): Lsn {
-    return this.applier.durablePosition.lsn;
-  }
-  async flush(wait: boolean): Promise<Lsn> {
-    return this.report(await this.applier.flush(wait));
-  }
-  async drain(): Promise<Lsn> {
-    return this.report(await this.applier.drain());
-  }
-  private report(pos: AppliedPosition): Lsn {
-    this.status.appliedLsn = pos.lsn;
-    if (pos.commitTime !== null) this.status.appliedCommitTime = pos.commitTime;
-    return pos.lsn;
-  }
-  async abandon(): Promise<void> {
-    await this.applier.rollback();
   }
 }
 
@@ -335,12 +235,12 @@ export async function streamingPhase(ctx: PhaseContext): Promise<void> {
       hint: 'They were added after the copy; adding tables to a running migration is not supported yet. Remove them from the selection.',
     });
   }
-  const applier = newApplier(ctx, tables, state);
-  ctx.status.appliedLsn = applier.durablePosition.lsn;
-  const stream = await openStream(ctx, applier.durablePosition.lsn);
+  const { applier, sink } = applySink(ctx, tables, state);
+  const { config } = ctx;
+  const stream = await openWalStream(config.sourceUrl, { slotName: config.slotName, publicationName: config.publicationName, startLsn: applier.durablePosition.lsn }, ctx.log);
   ctx.status.markReady('streaming');
   try {
-    await consumeStream(stream, new ApplySink(applier, ctx.status), { signal: ctx.signal, idleFlushMs: ctx.config.applyBatchMs });
+    await consumeChanges(stream, sink, { signal: ctx.signal, idleFlushMs: config.applyBatchMs });
   } finally {
     await stream.close();
   }

@@ -1,17 +1,52 @@
 /**
- * The loop that reads the change stream into a sink (the spool during the backfill, the
- * applier afterwards). Its priorities, in order: stop when asked; commit and acknowledge
- * when a batch is due or the stream goes quiet; take the next message. The position
- * acknowledged to the source is always the sink's durable one.
+ * The one loop every change goes through: it takes messages from a feed (the live change
+ * stream, or the spool written while the copy ran) and hands them to a sink (the spool
+ * writer, or the applier). Its priorities, in order: stop when asked; commit and acknowledge
+ * when a batch is due or the feed goes quiet; take the next message. The position
+ * acknowledged to the feed is always the sink's durable one.
+ *
+ * The shape is pg-boss's worker (a loop with injected fetch and handle), written for a
+ * stream: fetch is `poll()` (a message already read, no promise) or `next()` (wait for one),
+ * handle is the sink's.
  */
 import { WalbridgeError } from '../errors.js';
 import type { Lsn } from '../lsn.js';
-import { ENDED, TIMEOUT, type WalStream, type XLogData } from './stream.js';
 
-export interface StreamSink {
+/** One pgoutput message: bytes [payloadStart, end) of `buf` (a socket read, or a spool row). */
+export interface PgoutputBytes {
+  readonly buf: Buffer;
+  readonly payloadStart: number;
+  readonly end: number;
+}
+
+/** The server's heartbeat: everything up to `walEnd` has been sent. */
+export interface Keepalive {
+  kind: 'keepalive';
+  walEnd: Lsn;
+  replyRequested: boolean;
+}
+
+export const TIMEOUT = Symbol('timeout');
+/** The feed has nothing more, ever (the spool, once applied to its end). */
+export const ENDED = Symbol('ended');
+
+export interface ChangeFeed<M extends PgoutputBytes> {
+  /** A message already read, if any (no waiting). */
+  poll(): M | Keepalive | undefined;
+  /** The next message, TIMEOUT after `timeoutMs` without one, or ENDED. */
+  next(timeoutMs: number): Promise<M | Keepalive | typeof TIMEOUT | typeof ENDED>;
+  /** Everything up to `lsn` is durable on the target. */
+  confirm(lsn: Lsn): void;
+  /** The last position given to confirm(). */
+  readonly confirmedLsn: Lsn;
+  /** Ask where the source is now (answered with a keepalive), when the feed is quiet. */
+  requestPosition(): void;
+}
+
+export interface StreamSink<M extends PgoutputBytes> {
   /** Take one message; a promise only when it must wait (most messages never do). */
-  handle(x: XLogData): Promise<void> | void;
-  /** The server has sent everything before `lsn`. */
+  handle(m: M): Promise<void> | void;
+  /** The source has sent everything before `lsn`. */
   noteIdlePosition(lsn: Lsn): void;
   readonly flushDue: boolean;
   /** Nothing received is waiting to be made durable. */
@@ -42,16 +77,17 @@ export interface ConsumeOptions {
 /** Messages handled between two turns of the event loop. */
 const YIELD_EVERY = 64;
 
-export async function consumeStream(stream: WalStream, sink: StreamSink, opts: ConsumeOptions): Promise<void> {
+const isKeepalive = (m: PgoutputBytes | Keepalive): m is Keepalive => (m as Keepalive).kind === 'keepalive';
+
+export async function consumeChanges<M extends PgoutputBytes>(feed: ChangeFeed<M>, sink: StreamSink<M>, opts: ConsumeOptions): Promise<void> {
   const commit = async (wait = true) => {
-    const durable = await sink.flush(wait);
-    stream.confirm(durable);
+    feed.confirm(await sink.flush(wait));
   };
   // A batch handed over by flush() becomes durable later, maybe once the stream has gone
   // quiet: it must still be acknowledged then. A source shutting down waits for exactly that
   // (its walsender exits only once everything it sent is confirmed), and so does its lag.
-  const unconfirmed = () => sink.durableLsn > stream.flushedLsn;
-  let lastKeepaliveRequest = 0;
+  const unconfirmed = () => sink.durableLsn > feed.confirmedLsn;
+  let lastPositionRequest = 0;
   let sinceYield = 0;
   try {
     for (;;) {
@@ -59,27 +95,30 @@ export async function consumeStream(stream: WalStream, sink: StreamSink, opts: C
       if (opts.until?.() && !sink.inTransaction) break;
       // A message already read is taken without a promise: at tens of thousands a second the
       // promises of an await per message are most of what the loop would cost.
-      const m = stream.poll() ?? (await stream.next(opts.idleFlushMs));
+      const m = feed.poll() ?? (await feed.next(opts.idleFlushMs));
+      if (m === ENDED) {
+        if (sink.inTransaction) {
+          throw new WalbridgeError('state', 'the change feed ended inside a transaction', { hint: 'Report this as a bug; restart walbridge to retry.' });
+        }
+        break;
+      }
       if (m === TIMEOUT) {
         if (!sink.inTransaction && (!sink.idle || unconfirmed())) await commit();
-        else if (sink.idle && Date.now() - lastKeepaliveRequest >= 1000) {
+        else if (sink.idle && Date.now() - lastPositionRequest >= 1000) {
           // Quiet stream: ask where the source is, so the recorded position (and the lag
           // shown to operators) reaches the source's current WAL position within a second.
-          lastKeepaliveRequest = Date.now();
-          stream.requestKeepalive();
+          lastPositionRequest = Date.now();
+          feed.requestPosition();
         }
         continue;
       }
-      if (m === ENDED) {
-        throw new WalbridgeError('connection', 'the source ended the change stream', { transient: true });
-      }
-      if (m.kind === 'keepalive') {
+      if (isKeepalive(m)) {
         // A caught-up walsender sends one after almost every transaction: committing at each
         // would make a target transaction (and a WAL flush) per source transaction. What is
         // pending waits for its batch to be due, or for the stream to go quiet (TIMEOUT above).
         sink.noteIdlePosition(m.walEnd);
         if (!sink.inTransaction && sink.flushDue) await commit();
-        else if (unconfirmed()) stream.confirm(sink.durableLsn);
+        else if (unconfirmed()) feed.confirm(sink.durableLsn);
         continue;
       }
       const handled = sink.handle(m);
@@ -94,7 +133,7 @@ export async function consumeStream(stream: WalStream, sink: StreamSink, opts: C
       }
     }
     // Stopping: keep what is complete, drop a transaction cut in the middle.
-    if (!sink.inTransaction) stream.confirm(await sink.drain());
+    if (!sink.inTransaction) feed.confirm(await sink.drain());
     else await sink.abandon();
   } catch (err) {
     await sink.abandon().catch(() => {});

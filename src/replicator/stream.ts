@@ -13,10 +13,14 @@
  * and the only LSN ever acknowledged is the one the caller says is durable.
  */
 import type pg from 'pg';
-import { quoteIdent, quoteLiteral } from '../pg/ident.js';
+import { WalbridgeError } from '../errors.js';
+import type { Logger } from '../log.js';
 import { formatLsn, type Lsn } from '../lsn.js';
+import { pgMicrosNow } from '../pg/epoch.js';
+import { quoteIdent, quoteLiteral } from '../pg/ident.js';
 import { INTERSPERSED, RawQuery, SocketReader } from '../pg/raw-query.js';
-import type { ReplicationConnection } from '../pg/replication.js';
+import { ReplicationConnection } from '../pg/replication.js';
+import { ENDED, TIMEOUT, type ChangeFeed, type Keepalive, type PgoutputBytes } from './consume.js';
 
 /** Where the pgoutput message starts in an XLogData message ('w', walStart, walEnd, sendTime). */
 export const PAYLOAD_OFFSET = 25;
@@ -26,7 +30,7 @@ export const PAYLOAD_OFFSET = 25;
  * (the socket chunk it arrived in). Fields are read when asked (most messages are only
  * decoded): no BigInt or buffer view is made for a message that does not need one.
  */
-export class XLogData {
+export class XLogData implements PgoutputBytes {
   readonly kind = 'xlog';
   constructor(
     readonly buf: Buffer,
@@ -54,18 +58,7 @@ export class XLogData {
   }
 }
 
-/** The server's heartbeat: everything up to `walEnd` has been sent. */
-export interface Keepalive {
-  kind: 'keepalive';
-  walEnd: Lsn;
-  replyRequested: boolean;
-}
-
 export type StreamMessage = XLogData | Keepalive;
-export const TIMEOUT = Symbol('timeout');
-export const ENDED = Symbol('ended');
-
-const PG_EPOCH_MS = 946_684_800_000n;
 
 export interface WalStreamOptions {
   slotName: string;
@@ -238,7 +231,7 @@ function decodeMessage(buf: Buffer, start: number, end: number): StreamMessage {
   throw new Error(`unexpected replication message type 0x${(tag ?? 0).toString(16)}`);
 }
 
-export class WalStream {
+export class WalStream implements ChangeFeed<XLogData> {
   private readonly replication: Replication;
   private flushed: Lsn;
   private received: Lsn;
@@ -270,7 +263,7 @@ export class WalStream {
   }
 
   /** The highest LSN acknowledged to the source as durable. */
-  get flushedLsn(): Lsn {
+  get confirmedLsn(): Lsn {
     return this.flushed;
   }
 
@@ -281,9 +274,11 @@ export class WalStream {
   }
 
   /**
-   * The next message, or TIMEOUT after `timeoutMs` without one, or ENDED. Messages already
-   * read are returned at once, without a timer or a promise per message: at tens of
-   * thousands of changes a second that overhead is what would limit the apply.
+   * The next message, or TIMEOUT after `timeoutMs` without one. Messages already read are
+   * returned at once, without a timer or a promise per message: at tens of thousands of
+   * changes a second that overhead is what would limit the apply. The change stream never
+   * ends by itself: its end is a failure (transient: the next run resumes from the target's
+   * record), never ENDED.
    */
   async next(timeoutMs: number): Promise<StreamMessage | typeof TIMEOUT | typeof ENDED> {
     const r = this.replication;
@@ -291,7 +286,9 @@ export class WalStream {
       if (r.error) throw r.error;
       const m = r.shift();
       if (m !== undefined) return m;
-      if (r.ended || this.conn.client.connection.stream.destroyed) return ENDED;
+      if (r.ended || this.conn.client.connection.stream.destroyed) {
+        throw new WalbridgeError('connection', 'the source ended the change stream', { transient: true });
+      }
       if (waited) return TIMEOUT;
       await r.waitFor(timeoutMs);
     }
@@ -309,7 +306,7 @@ export class WalStream {
   }
 
   /** Ask the server for a keepalive (used to learn its position quickly). */
-  requestKeepalive(): void {
+  requestPosition(): void {
     this.sendStatus(true);
   }
 
@@ -331,7 +328,7 @@ export class WalStream {
     buf.writeBigUInt64BE(written, 6);
     buf.writeBigUInt64BE(this.flushed, 14);
     buf.writeBigUInt64BE(this.flushed, 22);
-    buf.writeBigUInt64BE((BigInt(Date.now()) - PG_EPOCH_MS) * 1000n, 30);
+    buf.writeBigUInt64BE(pgMicrosNow(), 30);
     buf[38] = replyRequested ? 1 : 0;
     socket.write(buf);
   }
@@ -349,4 +346,17 @@ export class WalStream {
     });
     await this.conn.close();
   }
+}
+
+/** A replication connection to the source, streaming `slotName` from `startLsn`. */
+export async function openWalStream(sourceUrl: string, opts: WalStreamOptions, log: Logger): Promise<WalStream> {
+  const conn = await ReplicationConnection.open(sourceUrl, 'walbridge stream');
+  try {
+    await conn.identifySystem(sourceUrl);
+  } catch (err) {
+    await conn.close();
+    throw err;
+  }
+  log.info({ component: 'stream', slot: opts.slotName, lsn: formatLsn(opts.startLsn) }, 'streaming changes from the slot');
+  return WalStream.start(conn, opts);
 }
