@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startCluster, type Cluster } from '../harness/cluster.js';
-import { textArray, textArrayOf } from '../../src/replicator/params.js';
+import { textArray, textArrayOf } from '../../src/replicator/apply/params.js';
 import { Tuple, type TupleValue } from '../../src/replicator/pgoutput.js';
 
 const AWKWARD: TupleValue[] = [

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { renderStrict, TableQueue, type Group, type Op, type QueuedRow } from '../../src/replicator/queue.js';
+import { renderStrict, TableQueue, type Group, type Op, type QueuedRow } from '../../src/replicator/apply/queue.js';
 
 type Row = QueuedRow & { values: string[] };
 

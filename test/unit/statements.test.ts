@@ -14,7 +14,7 @@ import {
   updateOneRowByValues,
   updateRowsByKey,
   type ColumnRef,
-} from '../../src/replicator/statements.js';
+} from '../../src/replicator/apply/statements.js';
 
 const table: TableName = { schema: 'public', name: 'Kundenbewertungen Ü' };
 const col = (name: string, type = 'text'): ColumnRef => ({ name, type });

@@ -9,7 +9,7 @@
  * literal list. Parameters are declared `text`/`text[]` explicitly: the element bytes are the
  * source's text output (params.ts), never another type's binary format.
  */
-import { quoteIdent, quoteTable, type TableName } from '../pg/ident.js';
+import { quoteIdent, quoteTable, type TableName } from '../../pg/ident.js';
 
 export interface ColumnRef {
   name: string;

@@ -14,7 +14,7 @@
  * batch), the batch is rendered again in strict arrival order (see `renderStrict`), which is
  * exactly the source's sequence.
  */
-import type { BatchStatement } from '../pg/batch.js';
+import type { BatchStatement } from '../../pg/batch.js';
 
 export type Op = 'insert' | 'update' | 'delete';
 

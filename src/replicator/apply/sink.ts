@@ -3,10 +3,11 @@
  * spool): it decodes each pgoutput message in place and hands it to the applier, and it is
  * the one place that tells the daemon's live status how far the target has applied.
  */
-import type { Lsn } from '../lsn.js';
-import type { AppliedPosition, Applier } from './apply.js';
-import type { PgoutputBytes, StreamSink } from './consume.js';
-import { decodePgoutput } from './pgoutput.js';
+import type { Lsn } from '../../lsn.js';
+import type { PgoutputBytes, StreamSink } from '../consume.js';
+import { decodePgoutput } from '../pgoutput.js';
+import type { Applier } from './applier.js';
+import type { AppliedPosition } from './target-txn.js';
 
 /** Where the applied position is shown (health/live-status.ts). */
 export interface AppliedProgress {

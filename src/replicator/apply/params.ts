@@ -9,8 +9,8 @@
  * (int32 length, bytes), so building a parameter is copying: no escaping, no quoting, no string.
  * The array is written straight into the Bind message (pg/batch.ts): no buffer of its own.
  */
-import type { BinaryParam } from '../pg/batch.js';
-import type { Tuple } from './pgoutput.js';
+import type { BinaryParam } from '../../pg/batch.js';
+import type { Tuple } from '../pgoutput.js';
 
 const TEXT_OID = 25;
 const HEADER = 20;

@@ -1,0 +1,286 @@
+/**
+ * Applies decoded pgoutput transactions to the target, exactly once and in commit order. The
+ * applier keeps the transaction and position state; the rest is in its neighbours:
+ * binding.ts (a Relation message bound to its target table), changes.ts (changes queued and
+ * folded), render.ts (statements), target-txn.ts (the batches in flight).
+ *
+ * - Several source transactions share one target transaction (fewer commits than native
+ *   replication); the batch commits together with `walbridge.pipeline.applied_lsn`, so after
+ *   any crash the target itself says where to resume, and nothing is applied twice.
+ * - Changes are queued per table and grouped into as few statements as the order of changes
+ *   to each row allows (queue.ts); between tables order does not matter, because target
+ *   sessions run with session_replication_role = replica (no triggers, no foreign-key checks)
+ *   and every other constraint is per table. An UPDATE that keeps its row's key is folded into
+ *   the row's queued INSERT or UPDATE where no other constraint can notice. The whole batch,
+ *   from BEGIN to COMMIT, is one round trip of prepared statements that take their rows as
+ *   text[] parameters (statements.ts, params.ts, pg/batch.ts). Should the grouping trip a
+ *   unique constraint, the batch is sent again in the source's exact order.
+ * - A change to table T is applied only if its transaction committed at or after T's copy
+ *   LSN: earlier ones are already in T's copy.
+ * - Large transactions are sent as they arrive (bounded buffers inside an open target
+ *   transaction), never held whole in memory.
+ * - One batch is in flight on the target while the next one is decoded, queued and rendered:
+ *   the target and the stream work at the same time. Only what the target has committed is
+ *   reported durable.
+ */
+import type pg from 'pg';
+import { WalbridgeError } from '../../errors.js';
+import type { Metrics } from '../../health/metrics.js';
+import type { Logger } from '../../log.js';
+import type { Lsn } from '../../lsn.js';
+import { displayTable } from '../../pg/ident.js';
+import type { BeginMessage, CommitMessage, DeleteMessage, InsertMessage, PgoutputMessage, RelationMessage, TruncateMessage, UpdateMessage } from '../pgoutput.js';
+import { bindRelation, type Binding, type DescribeAddedColumn, type TableRuntime } from './binding.js';
+import { ChangeBatch } from './changes.js';
+import { renderSegments } from './render.js';
+import { TargetTransaction, type AppliedPosition, type PendingBatch } from './target-txn.js';
+
+export interface ApplierOptions {
+  batchChanges: number;
+  batchMs: number;
+  /** Send queued statements once they hold this many bytes of values (bounds memory). */
+  maxBufferBytes?: number;
+  describeAddedColumn?: DescribeAddedColumn;
+}
+
+export class Applier {
+  /** Per relation id, its binding; null for a relation that is not selected. */
+  private readonly bindings = new Map<number, Binding | null>();
+  /** Unselected relations not reported yet (once, if a change for one ever comes). */
+  private readonly unselected = new Map<number, string>();
+  private readonly batch: ChangeBatch;
+  private readonly target: TargetTransaction;
+  private readonly maxBufferBytes: number;
+
+  /** Source transaction being received, if any. */
+  private current: BeginMessage | null = null;
+  private skipCurrent = false;
+  private batchStartedAt = 0;
+  private txnsInBatch = 0;
+
+  /** Last position handled (applied, or known to hold nothing for us); maybe not committed yet. */
+  private position: AppliedPosition;
+  /** Last position committed on the target. */
+  private durable: AppliedPosition;
+  /** Last position handed to the target (committed, or in flight). */
+  private sent: AppliedPosition;
+
+  constructor(
+    client: pg.Client,
+    private readonly tables: Map<string, TableRuntime>,
+    startAt: AppliedPosition,
+    private readonly opts: ApplierOptions,
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+  ) {
+    this.position = { ...startAt };
+    this.durable = { ...startAt };
+    this.sent = { ...startAt };
+    this.maxBufferBytes = opts.maxBufferBytes ?? 8 * 1024 * 1024;
+    this.batch = new ChangeBatch(log);
+    this.target = new TargetTransaction(client, log, metrics);
+  }
+
+  get durablePosition(): AppliedPosition {
+    return this.durable;
+  }
+
+  get inTransaction(): boolean {
+    return this.current !== null;
+  }
+
+  /** True when what was received should be committed at this transaction boundary. */
+  get batchDue(): boolean {
+    if (this.current !== null) return false;
+    if (this.position.lsn <= this.sent.lsn) return false;
+    return this.batch.changeCount >= this.opts.batchChanges || Date.now() - this.batchStartedAt >= this.opts.batchMs;
+  }
+
+  /** Nothing is received but not yet committed. */
+  get idle(): boolean {
+    return this.current === null && this.position.lsn <= this.durable.lsn;
+  }
+
+  /** Take one decoded message; a promise only when it must wait (a new relation, a part of a large transaction to send). */
+  handle(msg: PgoutputMessage): Promise<void> | void {
+    switch (msg.tag) {
+      case 'relation':
+        return this.onRelation(msg);
+      case 'begin':
+        this.onBegin(msg);
+        return;
+      case 'commit':
+        this.onCommit(msg);
+        return;
+      case 'insert':
+      case 'update':
+      case 'delete':
+      case 'truncate':
+        if (this.current === null) throw new Error(`pgoutput: ${msg.tag} outside a transaction`);
+        this.target.throwIfFailed();
+        if (this.skipCurrent) return;
+        this.onChange(msg);
+        // A large transaction: its part so far goes now, inside the open target transaction.
+        if (this.batch.bufferedBytes >= this.maxBufferBytes) return this.target.sendPart(this.take(null));
+        return;
+      default:
+        return;
+    }
+  }
+
+  /**
+   * A keepalive says the source has sent everything before `lsn`. With no transaction open
+   * that position holds nothing left to apply; recording it keeps lag and the slot moving
+   * while the app writes only to tables we do not replicate.
+   */
+  noteIdlePosition(lsn: Lsn): void {
+    if (this.current === null && lsn > this.position.lsn) {
+      if (this.position.lsn <= this.sent.lsn) this.batchStartedAt = Date.now();
+      this.position = { lsn, commitTime: this.position.commitTime };
+    }
+  }
+
+  /**
+   * Hand what has been received so far (complete source transactions) to the target as one
+   * batch, after the one in flight has committed, without waiting for it; returns the position
+   * that is durable now. Between source transactions only. The batch is rendered before the
+   * one in flight is waited for, so the target does not wait for the rendering.
+   *
+   * With `wait` false (the stream has more to read), nothing is sent while the target is still
+   * busy with the last batch, unless what waits has grown large: the stream goes on being read
+   * and decoded meanwhile, and the next batch simply holds more (the target is the slower side).
+   */
+  async flush(wait = true): Promise<AppliedPosition> {
+    if (this.current !== null) return this.durable;
+    if (this.position.lsn <= this.sent.lsn && this.batch.isEmpty) {
+      if (!wait && this.target.busy) return this.durable;
+      await this.target.settle();
+      // Nothing new, unless parts of a large transaction were sent and wait for their COMMIT.
+      if (!this.target.isOpen) return this.durable;
+    }
+    if (!wait && this.target.busy && this.batch.changeCount < 4 * this.opts.batchChanges && this.batch.bufferedBytes < this.maxBufferBytes / 2) {
+      return this.durable;
+    }
+    const at = { ...this.position };
+    const txns = this.txnsInBatch;
+    const counts = this.batch.takeCounts();
+    const batch = this.take(at);
+    this.txnsInBatch = 0;
+    this.sent = at;
+    await this.target.dispatch(batch, () => {
+      this.durable = at;
+      this.metrics.applyTransactions.inc(txns);
+      for (const [table, op, n] of counts) this.metrics.applyChanges.inc({ table, op }, n);
+    });
+    return this.durable;
+  }
+
+  /** Wait for the batch in flight; throws if it failed. Returns the durable position. */
+  async settle(): Promise<AppliedPosition> {
+    await this.target.settle();
+    return this.durable;
+  }
+
+  /** Everything received is committed (between source transactions). */
+  async drain(): Promise<AppliedPosition> {
+    await this.flush();
+    return this.settle();
+  }
+
+  /** Abandon whatever is not committed (on shutdown or error); the source will send it again. */
+  async rollback(): Promise<void> {
+    await this.target.rollback();
+    this.batch.clear();
+    this.current = null;
+    this.txnsInBatch = 0;
+    this.position = { ...this.durable };
+    this.sent = { ...this.durable };
+  }
+
+  /**
+   * What is queued as a batch (committing at `commitAt`, or a part of a large transaction when
+   * null), rendered now unless it must go in exact source order, which is decided when it is sent.
+   */
+  private take(commitAt: AppliedPosition | null): PendingBatch {
+    const segments = this.batch.takeSegments();
+    return { segments, rendered: this.target.strictFor(commitAt) ? null : renderSegments(segments, false), commitAt };
+  }
+
+  private onBegin(msg: BeginMessage): void {
+    if (this.current !== null) throw new Error('pgoutput: BEGIN inside a transaction');
+    this.current = msg;
+    // Already applied before a restart: the target's applied_lsn is past its commit.
+    this.skipCurrent = msg.finalLsn < this.position.lsn;
+  }
+
+  private onCommit(msg: CommitMessage): void {
+    if (this.current === null) throw new Error('pgoutput: COMMIT outside a transaction');
+    const skipped = this.skipCurrent;
+    this.current = null;
+    this.skipCurrent = false;
+    if (skipped) return;
+    if (this.position.lsn <= this.sent.lsn) this.batchStartedAt = Date.now();
+    if (msg.endLsn > this.position.lsn) this.position = { lsn: msg.endLsn, commitTime: msg.commitTime };
+    this.txnsInBatch++;
+  }
+
+  private async onRelation(msg: RelationMessage): Promise<void> {
+    const table = this.tables.get(displayTable(msg));
+    if (!table) {
+      // pgoutput also describes a partition itself before changes it publishes through the
+      // partition's root; those changes arrive under the root's id. Anything else unselected
+      // is ignored (and said so if a change for it ever comes).
+      this.bindings.set(msg.relationId, null);
+      this.unselected.set(msg.relationId, displayTable(msg));
+      return;
+    }
+    this.bindings.set(msg.relationId, await bindRelation(msg, table, this.opts.describeAddedColumn));
+  }
+
+  private binding(relationId: number): Binding | null {
+    const b = this.bindings.get(relationId);
+    if (b === undefined) throw new Error(`pgoutput: change for relation ${relationId} before its RELATION message`);
+    if (b === null) {
+      const name = this.unselected.get(relationId);
+      if (name !== undefined) {
+        this.log.warn({ table: name }, 'the change stream carries a table that is not selected; its changes are ignored');
+        this.unselected.delete(relationId);
+      }
+    }
+    return b;
+  }
+
+  /** Whether this transaction's changes to the table are already in its copy. */
+  private inCopy(b: Binding): boolean {
+    const copyLsn = b.table.copyLsn;
+    if (copyLsn === null) {
+      throw new WalbridgeError('internal', `a change to ${b.display} arrived before the table was copied`);
+    }
+    return (this.current as BeginMessage).finalLsn < copyLsn;
+  }
+
+  private onChange(msg: InsertMessage | UpdateMessage | DeleteMessage | TruncateMessage): void {
+    if (msg.tag === 'truncate') {
+      this.onTruncate(msg);
+      return;
+    }
+    const b = this.binding(msg.relationId);
+    if (b === null || this.inCopy(b)) return;
+    switch (msg.tag) {
+      case 'insert':
+        this.batch.insert(b, msg.newTuple);
+        break;
+      case 'update':
+        this.batch.update(b, msg);
+        break;
+      case 'delete':
+        this.batch.delete(b, msg);
+        break;
+    }
+  }
+
+  private onTruncate(msg: TruncateMessage): void {
+    const targets = msg.relationIds.map((id) => this.binding(id)).filter((b): b is Binding => b !== null && !this.inCopy(b));
+    if (targets.length > 0) this.batch.truncate(targets, msg.restartIdentity);
+  }
+}

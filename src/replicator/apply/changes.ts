@@ -1,0 +1,275 @@
+/**
+ * The changes of a batch, as they arrive: each one becomes an entry in its table's queue
+ * (queue.ts groups them into as few statements as the order of changes to each row allows),
+ * an UPDATE that keeps its row's key is folded into the row's queued change where nothing can
+ * notice, and a TRUNCATE is a statement between them. Nothing here talks to the target: the
+ * applier decides when a batch goes (applier.ts), render.ts turns it into statements.
+ */
+import { WalbridgeError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { BatchStatement } from '../../pg/batch.js';
+import type { DeleteMessage, Tuple, UpdateMessage } from '../pgoutput.js';
+import type { Binding } from './binding.js';
+import { TableQueue, type QueuedRow } from './queue.js';
+import * as sql from './statements.js';
+import type { ColumnRef } from './statements.js';
+
+export type ChangeOp = 'insert' | 'update' | 'delete' | 'truncate';
+
+/** A queued change: the row image whose values it writes, and the one its key comes from. */
+export interface Change extends QueuedRow {
+  tuple: Tuple;
+  keyTuple: Tuple;
+}
+
+/** Changes queued per table, or a statement that must run between them (TRUNCATE). */
+export type Segment = { kind: 'tables'; queues: Map<Binding, TableQueue<Change>> } | { kind: 'sql'; statement: BatchStatement };
+
+/** Changes per table and operation, counted in the metrics once their batch commits. */
+export type ChangeCounts = Array<[table: string, op: ChangeOp, n: number]>;
+
+export class ChangeBatch {
+  private segments: Segment[] = [];
+  private bytes = 0;
+  /** Arrival counter, for the strict (source order) rendering. */
+  private seq = 0;
+  /** Changes since the last commit (parts of a large transaction sent meanwhile included). */
+  private changes = 0;
+  private counts = new Map<string, Record<ChangeOp, number>>();
+
+  constructor(private readonly log: Logger) {}
+
+  /** Bytes of values queued (what bounds memory). */
+  get bufferedBytes(): number {
+    return this.bytes;
+  }
+
+  get changeCount(): number {
+    return this.changes;
+  }
+
+  get isEmpty(): boolean {
+    return this.segments.length === 0;
+  }
+
+  /** The changes queued since the last take, as segments to render and send; counts stay until takeCounts(). */
+  takeSegments(): Segment[] {
+    const out = this.segments;
+    this.segments = [];
+    this.bytes = 0;
+    return out;
+  }
+
+  /** What the batch that commits now changed, per table and operation; starts the count again. */
+  takeCounts(): ChangeCounts {
+    const out: ChangeCounts = [];
+    for (const [table, byOp] of this.counts) {
+      for (const op of ['insert', 'update', 'delete', 'truncate'] as const) if (byOp[op] > 0) out.push([table, op, byOp[op]]);
+    }
+    this.counts = new Map();
+    this.changes = 0;
+    return out;
+  }
+
+  /** Forget everything (the target rolled back; the source sends it again). */
+  clear(): void {
+    this.takeSegments();
+    this.takeCounts();
+  }
+
+  insert(b: Binding, tuple: Tuple): void {
+    this.count(b, 'insert');
+    const complete = presentColumns(tuple, b);
+    const cols = complete ? b.allIdx : b.allIdx.filter((i) => !tuple.isUnchanged(i));
+    const key = rowKey(b, tuple);
+    this.enqueue(b, 'insert', complete ? b.allSignature : cols.join(','), cols, tuple, tuple, key === null ? [] : [key]);
+  }
+
+  update(b: Binding, msg: UpdateMessage): void {
+    this.count(b, 'update');
+    const old = msg.oldTuple;
+    const next = msg.newTuple;
+    if (b.keyIdx.length === 0) {
+      if (msg.oldKind !== 'O' || old === null) {
+        throw new WalbridgeError('apply', `UPDATE on ${b.display} carries no old row to find it by`);
+      }
+      const oldKey = rowKey(b, old);
+      const newKey = rowKey(b, next);
+      this.addOneRow(b, this.updateOneByValues(b, old, next), oldKey === null || newKey === null ? undefined : [oldKey, newKey]);
+      return;
+    }
+    const keyTuple = old ?? next;
+    if (b.keyIdx.some((i) => keyTuple.isUnchanged(i) || keyTuple.isNull(i))) {
+      throw new WalbridgeError('apply', `UPDATE on ${b.display} arrived without its key values`);
+    }
+    // Columns to SET: everything sent except unchanged TOAST values (the target keeps its
+    // copy) and GENERATED ALWAYS identity columns, which an UPDATE cannot set.
+    let setCols: number[];
+    let signature: string;
+    if (presentColumns(next, b) && !b.hasIdentityAlways) {
+      setCols = b.allIdx;
+      signature = b.allSignature;
+    } else {
+      setCols = this.setColumns(b, old, next);
+      if (setCols.length === 0) return;
+      signature = setCols.join(',');
+    }
+    const keyText = keyTuple.keyOf(b.keyIdx) as string;
+    const sameKey = old === null || b.keyIdx.every((i) => old.sameValue(i, next, i));
+    if (sameKey && b.foldUpdates && this.fold(b, keyText, signature, next)) return;
+    const keys = sameKey ? [keyText] : [keyText, next.keyOf(b.keyIdx) as string];
+    this.enqueue(b, 'update', signature, setCols, next, keyTuple, keys);
+  }
+
+  delete(b: Binding, msg: DeleteMessage): void {
+    this.count(b, 'delete');
+    const old = msg.oldTuple;
+    if (b.keyIdx.length === 0) {
+      const key = rowKey(b, old);
+      if (key === null) {
+        this.addOneRow(b, this.deleteOneByValues(b, old));
+      } else {
+        // Whole old rows, deleted together in one statement per batch (deleteRowsByValues).
+        this.enqueue(b, 'delete', `values|${b.allIdx.length}`, b.allIdx, old, old, [key]);
+      }
+      return;
+    }
+    if (b.keyIdx.some((i) => old.isUnchanged(i) || old.isNull(i))) {
+      throw new WalbridgeError('apply', `DELETE on ${b.display} arrived without its key values`);
+    }
+    this.enqueue(b, 'delete', b.keyIdx.join(','), b.keyIdx, old, old, [old.keyOf(b.keyIdx) as string]);
+  }
+
+  /** Everything queued before runs before it, everything after runs after it. */
+  truncate(targets: Binding[], restartIdentity: boolean): void {
+    for (const b of targets) this.count(b, 'truncate');
+    this.segments.push({ kind: 'sql', statement: { text: sql.truncateTables(targets.map((b) => b.table.plan), restartIdentity), params: [] } });
+  }
+
+  private count(b: Binding, op: ChangeOp): void {
+    this.changes++;
+    let byOp = this.counts.get(b.display);
+    if (!byOp) {
+      byOp = { insert: 0, update: 0, delete: 0, truncate: 0 };
+      this.counts.set(b.display, byOp);
+    }
+    byOp[op]++;
+  }
+
+  /**
+   * The queue of changes for this table in the current segment. Changes queued under an
+   * earlier binding of the same relation (before a new Relation message) stay in that
+   * binding's own queue: folding never mixes two column layouts.
+   */
+  private queue(b: Binding): TableQueue<Change> {
+    let seg = this.segments[this.segments.length - 1];
+    if (seg === undefined || seg.kind !== 'tables') {
+      seg = { kind: 'tables', queues: new Map() };
+      this.segments.push(seg);
+    }
+    let q = seg.queues.get(b);
+    if (!q) {
+      q = new TableQueue<Change>();
+      seg.queues.set(b, q);
+    }
+    return q;
+  }
+
+  private enqueue(b: Binding, op: 'insert' | 'update' | 'delete', signature: string, cols: number[], tuple: Tuple, keyTuple: Tuple, keys: string[]): void {
+    this.queue(b).add(op, signature, cols, { seq: this.seq++, tuple, keyTuple, keys, group: -1 });
+    this.bytes += tuple.size + (keyTuple === tuple ? 0 : keyTuple.size) + 64;
+  }
+
+  /**
+   * An UPDATE that keeps its row's key replaces the values of the row's queued INSERT (when it
+   * sends every column) or of its queued UPDATE of the same columns: one row written once.
+   */
+  private fold(b: Binding, key: string, signature: string, next: Tuple): boolean {
+    const target = this.queue(b).foldTarget(key, signature);
+    if (target === null) return false;
+    if (target.op === 'insert' && (signature !== b.allSignature || b.hasIdentityAlways)) return false;
+    target.row.tuple = next;
+    this.bytes += next.size;
+    return true;
+  }
+
+  private addOneRow(b: Binding, statement: BatchStatement, keys?: string[]): void {
+    this.queue(b).addStatement(statement, keys);
+    for (const p of statement.params) this.bytes += 4 + (p === null ? 0 : typeof p === 'string' ? p.length : p.byteLength);
+  }
+
+  /**
+   * On the source an identity ALWAYS column only changes through UPDATE ... SET col = DEFAULT;
+   * the target cannot be given that value by an UPDATE. Say so, rather than stop the stream.
+   */
+  private noteIdentityChange(b: Binding, i: number, old: Tuple | null, next: Tuple): void {
+    if (old !== null && !old.isUnchanged(i) && !old.sameValue(i, next, i)) {
+      this.log.warn(
+        { table: b.display, column: b.columns[i]?.name },
+        'an UPDATE changed a GENERATED ALWAYS identity value on the source; the target keeps the old value (verify will show the row)',
+      );
+    }
+  }
+
+  /** The columns an UPDATE sets: every value sent but unchanged TOAST ones and GENERATED ALWAYS identities. */
+  private setColumns(b: Binding, old: Tuple | null, next: Tuple): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < next.length; i++) {
+      if (next.isUnchanged(i)) continue;
+      if (b.identityAlwaysIdx.has(i)) {
+        this.noteIdentityChange(b, i, old, next);
+        continue;
+      }
+      out.push(i);
+    }
+    return out;
+  }
+
+  private updateOneByValues(b: Binding, old: Tuple, next: Tuple): BatchStatement {
+    const setIdx = this.setColumns(b, old, next);
+    const matchIdx = b.allIdx.filter((i) => !old.isUnchanged(i));
+    return {
+      text: sql.updateOneRowByValues(
+        b.table.plan,
+        setIdx.map((i) => b.columns[i] as ColumnRef),
+        matchIdx.map((i) => b.columns[i] as ColumnRef),
+        probeOf(b, matchIdx, old),
+      ),
+      params: [...setIdx.map((i) => next.bytes(i)), ...matchIdx.map((i) => old.bytes(i))],
+    };
+  }
+
+  private deleteOneByValues(b: Binding, old: Tuple): BatchStatement {
+    const matchIdx = b.allIdx.filter((i) => !old.isUnchanged(i));
+    return {
+      text: sql.deleteOneRowByValues(
+        b.table.plan,
+        matchIdx.map((i) => b.columns[i] as ColumnRef),
+        probeOf(b, matchIdx, old),
+      ),
+      params: matchIdx.map((i) => old.bytes(i)),
+    };
+  }
+}
+
+/**
+ * The identity of a row for ordering changes: its key, or for a table without one its
+ * whole value (identical rows are interchangeable). Null when a value is an unchanged
+ * TOAST marker and the row cannot be named.
+ */
+function rowKey(b: Binding, tuple: Tuple): string | null {
+  return tuple.keyOf(b.keyIdx.length > 0 ? b.keyIdx : b.allIdx);
+}
+
+/** True when every column's value was sent (no unchanged TOAST marker), the usual case. */
+function presentColumns(tuple: Tuple, b: Binding): boolean {
+  if (tuple.length !== b.allIdx.length) return false;
+  for (let i = 0; i < tuple.length; i++) if (tuple.isUnchanged(i)) return false;
+  return true;
+}
+
+/** The position in `matchIdx` of an indexed column whose old value is not NULL, if any. */
+function probeOf(b: Binding, matchIdx: number[], old: Tuple): number | null {
+  const k = matchIdx.findIndex((i) => b.indexedIdx.includes(i) && !old.isNull(i));
+  return k < 0 ? null : k;
+}
