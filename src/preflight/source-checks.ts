@@ -125,13 +125,27 @@ export function walRetentionResult(keepMb: number, walPerSecond: number): CheckR
     };
   }
   const minutes = walPerSecond > 0 ? (keepMb * 1024 * 1024) / walPerSecond / 60 : Infinity;
-  const held = Number.isFinite(minutes) ? `about ${Math.round(minutes)} minutes` : 'indefinitely at the current rate';
   return {
     id: 'wal-retention',
     status: minutes < 15 ? 'warn' : 'pass',
-    message: `max_slot_wal_keep_size = ${keepMb} MB and ${rate}: if walbridge stops, the slot survives ${held} before the source invalidates it (walbridge drains it during the copy, so the copy's length does not count)`,
+    message: `max_slot_wal_keep_size = ${keepMb} MB and ${rate}: if walbridge stops, the slot survives ${slotSurvival(minutes)} before the source invalidates it (walbridge drains it during the copy, so the copy's length does not count)`,
     ...(minutes < 15 ? { fix: 'Keep walbridge running without long pauses; on Supabase a larger disk raises the limit.' } : {}),
   };
+}
+
+/**
+ * How long a slot nobody reads survives, in words. The rate comes from a sample of a second or
+ * so: good for minutes and hours, while "2556528 minutes" would promise a precision it lacks.
+ */
+export function slotSurvival(minutes: number): string {
+  if (!Number.isFinite(minutes)) return 'indefinitely at the current rate';
+  if (minutes < 1) return 'less than a minute';
+  if (minutes < 90) {
+    const n = Math.round(minutes);
+    return `about ${n} ${n === 1 ? 'minute' : 'minutes'}`;
+  }
+  if (minutes < 24 * 60) return `about ${Math.round(minutes / 60)} hours`;
+  return 'more than a day at the current rate';
 }
 
 /** Bytes of WAL per second the source writes, watched for `sampleMs` from `startLsn` (read just before). */
