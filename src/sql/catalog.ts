@@ -156,3 +156,6 @@ SELECT quote_literal((a.attmissingval::text::${type}[])[1]) AS literal
   FROM pg_attribute a
  WHERE a.attrelid = $1::regclass AND a.attname = $2`;
 }
+
+/** Extensions installed in the database (the target must have those the selected columns' types come from). */
+export const INSTALLED_EXTENSIONS = `SELECT extname FROM pg_extension`;
