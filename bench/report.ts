@@ -1,6 +1,11 @@
 /**
- * The results table (plain text for the terminal, markdown for bench/results/latest.md).
+ * The results: the table (plain text for the terminal, markdown for bench/results/latest.md), the
+ * notes around it, and the files bench/results/latest.{json,md} (quick.tmp.json for --quick).
  */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { PeerCopy, Results } from './context.js';
+import { ALL_TABLES } from './dataset.js';
 
 export type Cell = string;
 
@@ -46,3 +51,215 @@ export const fmt = {
   mb: (bytes: number | undefined | null) => (bytes === undefined || bytes === null || !Number.isFinite(bytes) ? '–' : `${(bytes / 1048576).toFixed(0)} MB`),
   x: (x: number | undefined | null) => (x === undefined || x === null || !Number.isFinite(x) ? '–' : `${x.toFixed(2)}x`),
 };
+
+function ratio(a: number | undefined, b: number | undefined): string {
+  return a && b ? fmt.x(a / b) : '';
+}
+
+function peerCell(p: PeerCopy | undefined): string {
+  if (!p) return '';
+  if (p.error) return `failed: ${p.error.split('\n')[0]?.slice(0, 60)}`;
+  return fmt.s(p.seconds);
+}
+
+function buildRows(r: Results): Row[] {
+  const rows: Row[] = [];
+  if (r.copy) {
+    const wb = r.copy.walbridge;
+    rows.push({
+      scenario: `initial copy (s, ${fmt.mb(r.dataset?.bytes)})`,
+      walbridge: peerCell(wb),
+      native: peerCell(r.copy.native),
+      pgdump: peerCell(r.copy.pgdump),
+      pgcopydb: peerCell(r.copy.pgcopydb),
+      ratio: ratio(r.copy.native.seconds, wb.seconds),
+    });
+    if (wb.backfillSeconds !== undefined) rows.push({ scenario: '  walbridge: of which backfill (s)', walbridge: fmt.s(wb.backfillSeconds) });
+    const cpu = (p: PeerCopy | undefined) => (p?.machineCpuSeconds === undefined ? '' : fmt.s(p.machineCpuSeconds));
+    if (wb.machineCpuSeconds !== undefined) {
+      rows.push({
+        scenario: '  copy: CPU seconds of the whole machine',
+        walbridge: cpu(wb),
+        native: cpu(r.copy.native),
+        pgdump: cpu(r.copy.pgdump),
+        pgcopydb: cpu(r.copy.pgcopydb),
+        ratio: ratio(r.copy.native.machineCpuSeconds, wb.machineCpuSeconds),
+      });
+    }
+  }
+  if (r.drain) {
+    const d = r.drain;
+    rows.push({
+      scenario: `backlog drain (changes/s; ${fmt.n(d.backlog.changes)} changes)`,
+      walbridge: d.walbridge.error ? 'failed' : fmt.n(d.walbridge.changesPerSec),
+      native: d.native.error ? 'failed' : fmt.n(d.native.changesPerSec),
+      ratio: ratio(d.walbridge.changesPerSec, d.native.changesPerSec),
+    });
+    rows.push({
+      scenario: `backlog drain (tx/s; ${fmt.n(d.backlog.transactions)} tx)`,
+      walbridge: fmt.n(d.walbridge.txPerSec),
+      native: fmt.n(d.native.txPerSec),
+      ratio: ratio(d.walbridge.txPerSec, d.native.txPerSec),
+    });
+    rows.push({ scenario: 'backlog drain (s)', walbridge: fmt.s(d.walbridge.seconds), native: fmt.s(d.native.seconds), ratio: ratio(d.native.seconds, d.walbridge.seconds) });
+    if (d.walbridge.cpu || d.native.cpu) {
+      const total = (c: Record<string, number> | undefined) => (c ? Object.values(c).reduce((a, x) => a + x, 0) : undefined);
+      const cell = (c: Record<string, number> | undefined) => (c ? `${fmt.s(total(c))} (${Object.entries(c).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')})` : '');
+      rows.push({ scenario: '  drain: CPU seconds, every process of each', walbridge: cell(d.walbridge.cpu), native: cell(d.native.cpu), ratio: ratio(total(d.native.cpu), total(d.walbridge.cpu)) });
+    }
+    if (d.decodeOnly) {
+      rows.push({
+        scenario: "  the source's walsender alone (pg_recvlogical to /dev/null; changes/s)",
+        walbridge: d.decodeOnly.error ? 'failed' : `${fmt.n(d.decodeOnly.changesPerSec)}${d.native.changesPerSec && d.decodeOnly.changesPerSec ? ` = ${fmt.x(d.decodeOnly.changesPerSec / d.native.changesPerSec)} native` : ''}`,
+      });
+    }
+  }
+  for (const [live, how] of [[r.live, 'full rate'], [r.liveSteady, 'throttled']] as const) {
+    if (live) {
+      const native = how === 'full rate' ? r.liveNative : undefined;
+      rows.push({
+        scenario: `live lag p50 / p99 (s), pgbench ${how}: ${live.pgbenchTps.toFixed(0)} tps${native && !native.error ? ` (native run: ${native.pgbenchTps.toFixed(0)} tps)` : ''}`,
+        walbridge: `${fmt.s(live.lag.p50, 2)} / ${fmt.s(live.lag.p99, 2)}`,
+        native: native ? (native.error ? 'failed' : `${fmt.s(native.lag.p50, 2)} / ${fmt.s(native.lag.p99, 2)}`) : '',
+      });
+    }
+  }
+  if (r.bigtxn) {
+    rows.push({
+      scenario: `${fmt.n(r.bigtxn.rows)}-row txn: apply s / peak RSS`,
+      walbridge: r.bigtxn.error ? 'failed' : `${fmt.s(r.bigtxn.applySeconds)} / ${(r.bigtxn.peakRssMb ?? 0).toFixed(0)} MB`,
+    });
+  }
+  const rss = Object.entries(r.rssMb).filter(([k]) => k !== 'liveDaemonHwm');
+  if (rss.length > 0) rows.push({ scenario: 'peak RSS (MB) per scenario', walbridge: rss.map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ') });
+  if (r.wal && !r.wal.error) {
+    rows.push({
+      scenario: 'retained WAL during copy (max MB)',
+      walbridge: `${fmt.mb(r.wal.maxRetainedBytes)} (load wrote ${fmt.mb(r.wal.loadWalBytes)} in ${fmt.s(r.wal.copySeconds, 0)})`,
+    });
+    rows.push({
+      scenario: '  then spool applied in (s) / max retained until streaming',
+      walbridge: `${r.wal.catchUpSeconds === null ? 'not within 5 min' : fmt.s(r.wal.catchUpSeconds)} / ${fmt.mb(r.wal.maxRetainedUntilStreamingBytes)}`,
+    });
+  } else if (r.wal?.error) rows.push({ scenario: 'retained WAL during copy (max MB)', walbridge: 'failed' });
+  if (r.wan) {
+    if (r.wan.skipped) rows.push({ scenario: 'WAN', walbridge: `skipped: ${r.wan.skipped}` });
+    else if (r.wan.error) rows.push({ scenario: 'WAN', walbridge: 'failed' });
+    else {
+      rows.push({
+        scenario: `WAN +${r.wan.rttMs} ms: copy MB/s (vs loopback)`,
+        walbridge: `${(r.wan.copyMBps ?? 0).toFixed(1)} (${((100 * (r.wan.copyMBps ?? 0)) / (r.wan.loopbackCopyMBps ?? 1)).toFixed(0)}%)`,
+      });
+      if (r.wan.proxyCopyMBps) {
+        rows.push({
+          scenario: `WAN +${r.wan.rttMs} ms: copy MB/s vs the same proxy with no delay`,
+          walbridge: `${(r.wan.copyMBps ?? 0).toFixed(1)} vs ${r.wan.proxyCopyMBps.toFixed(1)} (${((100 * (r.wan.copyMBps ?? 0)) / r.wan.proxyCopyMBps).toFixed(0)}%)`,
+        });
+      }
+      rows.push({
+        scenario: `WAN +${r.wan.rttMs} ms: drain changes/s (vs loopback)`,
+        walbridge: `${fmt.n(r.wan.drainChangesPerSec)}${r.wan.loopbackDrainChangesPerSec ? ` (${((100 * (r.wan.drainChangesPerSec ?? 0)) / r.wan.loopbackDrainChangesPerSec).toFixed(0)}%)` : ''}`,
+      });
+      if (r.wan.drainStartupSeconds !== undefined) {
+        rows.push({
+          scenario: `WAN +${r.wan.rttMs} ms: daemon start to streaming (s; vs loopback)`,
+          walbridge: `${fmt.s(r.wan.drainStartupSeconds)}${r.wan.loopbackDrainStartupSeconds !== undefined ? ` (${fmt.s(r.wan.loopbackDrainStartupSeconds)})` : ''}`,
+        });
+      }
+    }
+  }
+  return rows;
+}
+
+const MEANINGS = [
+  'What the figures mean (same machine, same data, one run; compare ratios, not absolute times):',
+  '- initial copy: seconds from start until the target holds every row. walbridge: from starting the daemon until its recorded phase is',
+  "  'streaming' (copy + spool applied); native: CREATE SUBSCRIPTION until every table's srsubstate is 'r'; pg_dump|psql and",
+  '  pgcopydb: the command\'s wall time. Each into a fresh empty database with the tables and indexes pre-created.',
+  '- backlog drain: a backlog written by pgbench (bench/app.pgbench) with no consumer running, then the time from starting the',
+  '  consumer (walbridge daemon / ALTER SUBSCRIPTION ENABLE) until a marker transaction written after the backlog is on the',
+  '  target. changes/s = row changes (n_tup_ins+upd+del on the source) / that time.',
+  '- live lag: pgbench at full rate, then throttled (-R), while walbridge streams; the source WAL position is sampled every 100 ms and each sample\'s',
+  "  lag is the time until walbridge's recorded applied_lsn on the target passed it; native: its origin's remote_lsn (last commit applied),",
+  '  in a run of its own with the same pgbench settings (walbridge stopped meanwhile).',
+  '- copy CPU seconds: the busy time of every core of the machine (/proc/stat) while each copy ran: both servers, the tool, all.',
+  '- drain CPU seconds: user + system time of every process of each consumer during its drain (walbridge: the daemon, its',
+  "  walsender, its target sessions; native: its walsender and apply worker), from /proc. The walsender alone: pg_recvlogical",
+  '  reading the same backlog from a copy of the slot to /dev/null, the pace of decoding itself, for any consumer.',
+  '- big txn: one INSERT … SELECT generate_series of N rows; seconds from its commit on the source until applied on the target.',
+  '- peak RSS: highest VmRSS of the walbridge process, sampled every 200 ms, per scenario.',
+  "- retained WAL: pg_current_wal_lsn() - restart_lsn of walbridge's slot, sampled every 500 ms while it copies a big table under",
+  '  a steady write load; next to it, the WAL the source wrote meanwhile.',
+  '- WAN: the same copy and drain with latency added between walbridge and the source. Rates over the work itself, as on',
+  '  loopback: copy MB/s over the backfill, drain changes/s from \'streaming changes from the slot\' to the marker; the time',
+  '  from starting the daemon to streaming (connections, checks, catalog reads: round trips) is shown on its own line.',
+  '- walbridge vs native: how many times faster walbridge is (> 1x: walbridge ahead).',
+];
+
+/** The table with what goes around it: `cmd` is the command line that ran the benchmark. */
+function render(r: Results, cmd: string): { text: string; md: string } {
+  const rows = buildRows(r);
+  const head = `walbridge benchmark, ${r.startedAt} — ${r.machine.cpus} cores, node ${r.machine.node}, source ${r.machine.source}, target ${r.machine.target}` +
+    (r.machine.pgcopydb ? `, pgcopydb ${r.machine.pgcopydb}` : '');
+  const dataset = r.dataset ? `data: scale ${r.options.scale}, ${fmt.mb(r.dataset.bytes)}, ${fmt.n(r.dataset.rows)} rows in ${ALL_TABLES.length} tables` : '';
+  const extra: string[] = [];
+  if (r.copy?.walbridge.tables?.length) {
+    extra.push("walbridge's own per-table copy timings (log 'copy finished'), largest first:");
+    for (const t of [...r.copy.walbridge.tables].sort((a, b) => b.bytes - a.bytes).slice(0, 8)) {
+      extra.push(`  ${t.table.padEnd(32)} ${fmt.n(t.rows).padStart(10)} rows ${fmt.mb(t.bytes).padStart(7)} ${fmt.s(t.seconds).padStart(8)}  ${(t.bytes / 1048576 / Math.max(t.seconds, 0.001)).toFixed(1)} MB/s`);
+    }
+  }
+  for (const [k, v] of Object.entries({ 'copy checks': [r.copy?.walbridge.check, r.copy?.native.check, r.copy?.pgdump.check, r.copy?.pgcopydb.check], verify: [r.verify?.walbridge, r.drain?.native.check] })) {
+    const xs = v.filter((x): x is string => typeof x === 'string');
+    if (xs.length) extra.push(`${k}: ${xs.join(' | ')}`);
+  }
+  if (r.drain?.walbridge.activity) {
+    extra.push("walbridge's sessions during the drain (pg_stat_activity every 100 ms: share of samples per state / wait event):");
+    for (const [side, xs] of Object.entries(r.drain.walbridge.activity)) {
+      for (const [k, v] of xs.slice(0, 6)) extra.push(`  ${side.padEnd(6)} ${(100 * v).toFixed(0).padStart(3)}%  ${k}`);
+    }
+  }
+  if (r.wan?.method) extra.push(`WAN: ${r.wan.method}`);
+  if (r.wal && !r.wal.error && r.wal.copySeconds < 20 && !r.options.quick) extra.push(`NOTE: the retained-WAL copy lasted only ${fmt.s(r.wal.copySeconds)} (< 20 s): raise --scale or the table size`);
+  if (r.errors.length) extra.push(`ERRORS:\n  ${r.errors.map((e) => e.split('\n').slice(0, 6).join('\n    ')).join('\n  ')}`);
+  if (r.profiles) {
+    for (const [label, p] of Object.entries(r.profiles)) {
+      extra.push(`CPU profile of walbridge (${label}), ${(p.totalMs / 1000).toFixed(1)} s sampled, top self time:`);
+      for (const e of p.top.slice(0, 12)) extra.push(`  ${e.percent.toFixed(1).padStart(5)}%  ${e.fn}  ${e.where}`);
+    }
+  }
+  const text = [head, dataset, '', textTable(rows), '', ...extra, '', ...MEANINGS].join('\n');
+  const md = [
+    `## walbridge benchmark (\`${cmd}\`)`,
+    '',
+    `${head}. ${dataset}.`,
+    '',
+    markdownTable(rows),
+    '',
+    '```',
+    ...extra,
+    '```',
+    '',
+    ...MEANINGS.map((l) => l.replace(/^- /, '- ')),
+    '',
+    'Commands used:',
+    '',
+    ...Object.entries(r.commands).map(([k, v]) => `- ${k}: \`${v}\``),
+    '',
+  ].join('\n');
+  return { text, md };
+}
+
+/**
+ * Print the table and write `${outBase}.json` (and `${outBase}.md` if `markdown`).
+ * The JSON is `results` as it is: docs and the README quote its shape.
+ */
+export function writeReport(results: Results, opts: { outBase: string; markdown: boolean; cmd: string }): void {
+  const { text, md } = render(results, opts.cmd);
+  const { outBase } = opts;
+  process.stdout.write(`\n${text}\n`);
+  fs.mkdirSync(path.dirname(outBase), { recursive: true });
+  fs.writeFileSync(`${outBase}.json`, `${JSON.stringify(results, null, 2)}\n`);
+  if (opts.markdown) fs.writeFileSync(`${outBase}.md`, md);
+  process.stdout.write(`\nresults: ${path.relative(process.cwd(), `${outBase}.json`)}${opts.markdown ? ` and ${path.relative(process.cwd(), `${outBase}.md`)}` : ''}; ${(results.seconds ?? 0).toFixed(0)} s in all\n`);
+}

@@ -1,0 +1,210 @@
+/**
+ * What every scenario of `npm run bench` is given (the clusters, the options, a way to say what it
+ * does) and what it hands back: its own figures, typed, plus the lines it adds to the run's shared
+ * records (commands, peak RSS, CPU profiles, errors). run.ts gathers them into `Results`, which is
+ * written as bench/results/latest.json: docs and the README quote that shape, keep it.
+ */
+import type { Cluster } from '../test/harness/cluster.js';
+import type { BulkRanges } from './dataset.js';
+import type { LagStats } from './lag.js';
+import type { ProfileEntry } from './profile.js';
+import type { RetainedWalResult } from './retained-wal.js';
+import type { TableCopy } from './walbridge.js';
+
+export const SCENARIOS = ['copy', 'drain', 'live', 'bigtxn', 'wal', 'wan'] as const;
+export type Scenario = (typeof SCENARIOS)[number];
+
+export interface BenchOptions {
+  scale: number;
+  backlog: number;
+  liveSeconds: number;
+  /** The throttled live run's rate (tps): a busy app, well under what this machine reaches. */
+  liveRate: number;
+  clients: number;
+  bigRows: number;
+  wanRtt: number;
+  walTableMB: number;
+  profile: boolean;
+  /** --set NAME=VALUE: walbridge settings for every walbridge run (tuning experiments). */
+  walbridgeSettings: Record<string, string>;
+}
+
+export interface BenchContext {
+  source: Cluster;
+  target: Cluster;
+  ranges: BulkRanges;
+  /** Row counts of the source's app database, to check each copy against. */
+  sourceCounts: Record<string, number>;
+  opts: BenchOptions;
+  quick: boolean;
+  only: ReadonlySet<Scenario>;
+  /** walbridge from the source's app database to the target's app database. */
+  wbEnv: Record<string, string>;
+  /** Where the daemons write CPU profiles (--profile), else null. */
+  profileDir: string | null;
+  say: (s: string) => void;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The figures of each scenario
+// ---------------------------------------------------------------------------------------------
+
+export interface PeerCopy {
+  seconds?: number;
+  /** CPU time the whole machine spent meanwhile (both servers, the tool, everything). */
+  machineCpuSeconds?: number;
+  error?: string;
+  check?: string;
+}
+
+export interface CopyResults {
+  walbridge: PeerCopy & { backfillSeconds?: number; tables?: TableCopy[]; copiedBytes?: number; peakRssMb?: number; copyJobs: string };
+  native: PeerCopy;
+  pgdump: PeerCopy;
+  pgcopydb: PeerCopy;
+}
+
+export interface BacklogFigures {
+  transactions: number;
+  failed: number;
+  changes: number;
+  walBytes: number;
+  pgbenchSeconds: number;
+  pgbenchTps: number;
+}
+
+export interface DrainResults {
+  backlog: BacklogFigures;
+  walbridge: {
+    seconds?: number;
+    streamSeconds?: number;
+    lsnSeconds?: number;
+    changesPerSec?: number;
+    txPerSec?: number;
+    peakRssMb?: number;
+    /** pg_stat_activity of walbridge's sessions during the drain: share of 100 ms samples per state / wait event. */
+    activity?: Record<string, Array<[string, number]>>;
+    /** CPU seconds during the drain: the daemon, its walsender on the source, its sessions on the target. */
+    cpu?: Record<string, number>;
+    error?: string;
+  };
+  native: { seconds?: number; confirmedSeconds?: number; changesPerSec?: number; txPerSec?: number; cpu?: Record<string, number>; check?: string; error?: string };
+  /** pg_recvlogical reading the same backlog to /dev/null: the walsender's own pace. */
+  decodeOnly?: { seconds?: number; changesPerSec?: number; error?: string };
+}
+
+export interface LiveResults {
+  seconds: number;
+  clients: number;
+  pgbenchTps: number;
+  transactions: number;
+  lag: LagStats;
+  /** Lag p50 / max per second of the run (s), to see whether it grows, holds or recovers. */
+  lagPerSecond: Array<[number, number]>;
+  metricLagSeconds: { p50: number; p99: number; max: number };
+  catchUpSeconds: number;
+  peakRssMb: number;
+  error?: string;
+}
+
+export interface LiveNativeResults {
+  pgbenchTps: number;
+  lag: LagStats;
+  catchUpSeconds: number;
+  error?: string;
+}
+
+export interface BigTxnResults {
+  rows: number;
+  insertSeconds: number;
+  applySeconds?: number;
+  peakRssMb?: number;
+  targetRows?: number;
+  error?: string;
+}
+
+export interface VerifyResults {
+  walbridge: string;
+}
+
+export type WalResults = Omit<RetainedWalResult, 'samples'> & { tableBytes: number; loadMBps: number; samples: number; error?: string };
+
+export interface WanResults {
+  skipped?: string;
+  method?: string;
+  rttMs?: number;
+  copyMBps?: number;
+  loopbackCopyMBps?: number;
+  /** The copy through the delay proxy with no delay: the proxy's own cost, without the latency. */
+  proxyCopyMBps?: number;
+  /** Over the stream itself: from 'streaming changes from the slot' to the marker (as the copy rate is over the copy). */
+  drainChangesPerSec?: number;
+  loopbackDrainChangesPerSec?: number;
+  /** From starting the daemon to streaming: connections, checks and catalog reads, each a round trip. */
+  drainStartupSeconds?: number;
+  loopbackDrainStartupSeconds?: number;
+  peakRssMb?: number;
+  error?: string;
+}
+
+export interface ProfileSummary {
+  totalMs: number;
+  top: ProfileEntry[];
+}
+
+/** The scenarios' figures: top-level keys of bench/results/latest.json, each set by one scenario. */
+export interface Figures {
+  copy?: CopyResults;
+  drain?: DrainResults;
+  live?: LiveResults;
+  /** The same at a steady rate an app might write at (pgbench -R). */
+  liveSteady?: LiveResults;
+  /** A native subscription under the same full-rate pgbench run. */
+  liveNative?: LiveNativeResults;
+  bigtxn?: BigTxnResults;
+  verify?: VerifyResults;
+  wal?: WalResults;
+  wan?: WanResults;
+}
+
+/** The whole run, as written to bench/results/latest.json. */
+export interface Results extends Figures {
+  startedAt: string;
+  seconds?: number;
+  machine: { cpus: number; node: string; source: string; target: string; pgcopydb?: string };
+  options: BenchOptions & { only: Scenario[]; quick: boolean };
+  dataset?: { bytes: number; rows: number; tables: Record<string, number> };
+  commands: Record<string, string>;
+  rssMb: Record<string, number>;
+  profiles?: Record<string, ProfileSummary>;
+  errors: string[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a scenario hands back
+// ---------------------------------------------------------------------------------------------
+
+/** A scenario's figures, and what it adds to the run's shared records. */
+export interface Outcome<F extends Figures> {
+  figures: F;
+  /** The commands run, as shown under "Commands used" (pgbench_backlog, pg_dump, …). */
+  commands: Record<string, string>;
+  /** Peak RSS of walbridge per scenario (MB). */
+  rssMb: Record<string, number>;
+  /** CPU profiles of the daemons it stopped (--profile), by label. */
+  profiles: Record<string, ProfileSummary>;
+  errors: string[];
+}
+
+export function outcome<F extends Figures>(figures: F): Outcome<F> {
+  return { figures, commands: {}, rssMb: {}, profiles: {}, errors: [] };
+}
+
+/** Add one outcome's figures and records to another's (a scenario run within another) or to the run's. */
+export function absorb(into: Outcome<Figures> | Results, from: Outcome<Figures>): void {
+  Object.assign('figures' in into ? into.figures : into, from.figures);
+  Object.assign(into.commands, from.commands);
+  Object.assign(into.rssMb, from.rssMb);
+  if (Object.keys(from.profiles).length > 0) into.profiles = { ...into.profiles, ...from.profiles };
+  into.errors.push(...from.errors);
+}

@@ -1,0 +1,113 @@
+/**
+ * Backlog drain: a backlog written by pgbench while no consumer runs, then the time walbridge and
+ * a native subscription each take to apply it, and the pace of the source's walsender alone.
+ */
+import type { Cluster } from '../../test/harness/cluster.js';
+import { outcome, type BenchContext, type DrainResults, type Outcome } from '../context.js';
+import { CpuSampler } from '../cpu.js';
+import { rowCounts } from '../dataset.js';
+import { NATIVE, nativeEnable, waitNativeConfirmed } from '../peers.js';
+import { waitForMarker } from '../pgbench.js';
+import { lastLines, runTool, toolEnv } from '../proc.js';
+import { fmt } from '../report.js';
+import { connect } from '../walbridge.js';
+import { backendPids, COPY_TIMEOUT, countCheck, stopWalbridge, walbridgeDrain, writeBacklog } from './steps.js';
+
+/**
+ * walbridge must have copied the app database (its slot is where the backlog starts); `nativeDb`
+ * is a native subscription that copied it too, disabled, or null to leave native out.
+ */
+export async function measureDrain(ctx: BenchContext, nativeDb: string | null): Promise<Outcome<{ drain: DrainResults }>> {
+  const { source, target, opts, say } = ctx;
+  say(`drain: writing a backlog of ${fmt.n(opts.backlog)} app transactions with pgbench (-c ${opts.clients}), no consumer running …`);
+  const backlog = await writeBacklog(ctx);
+  // Its twin for the decode-only reference below, at the same position before the backlog.
+  await source.query(`SELECT pg_copy_logical_replication_slot('walbridge', 'bench_decode')`, [], 'app');
+  const { marker: _m, command, ...b } = backlog;
+  const drain: DrainResults = { backlog: b, walbridge: {}, native: {} };
+  const rec = outcome({ drain });
+  rec.commands.pgbench_backlog = command;
+  say(`  backlog: ${fmt.n(b.transactions)} transactions, ${fmt.n(b.changes)} row changes, ${fmt.mb(b.walBytes)} of WAL (pgbench ${b.pgbenchTps.toFixed(0)} tps)`);
+
+  say('drain: walbridge …');
+  try {
+    const d = await walbridgeDrain(ctx, ctx.wbEnv, 'app', backlog, 'drain');
+    await stopWalbridge(ctx, d.w, 'drain', rec.profiles);
+    drain.walbridge = {
+      seconds: d.seconds,
+      ...(d.streamSeconds !== null ? { streamSeconds: d.streamSeconds } : {}),
+      lsnSeconds: d.lsnSeconds,
+      changesPerSec: b.changes / d.seconds,
+      txPerSec: b.transactions / d.seconds,
+      peakRssMb: d.w.rss.peakMb(),
+      activity: d.activity,
+      cpu: d.cpu,
+    };
+    rec.rssMb.drain = d.w.rss.peakMb();
+    say(`  walbridge ${fmt.s(d.seconds)} (${fmt.n(drain.walbridge.changesPerSec)} changes/s, ${fmt.n(drain.walbridge.txPerSec)} tx/s; applied_lsn passed at ${fmt.s(d.lsnSeconds)})`);
+  } catch (err) {
+    drain.walbridge.error = (err as Error).message;
+    rec.errors.push(`drain: ${drain.walbridge.error}`);
+    say(`  walbridge failed: ${drain.walbridge.error}`);
+  }
+
+  if (nativeDb) {
+    say('drain: native subscription (ENABLE) …');
+    const [scpu, tcpu] = await Promise.all([connect(source, 'postgres'), connect(target, 'postgres')]);
+    try {
+      const t0 = Date.now();
+      await nativeEnable(target, nativeDb);
+      const cpu = new CpuSampler(
+        {
+          walsender: () => backendPids(scpu, `backend_type = 'walsender' AND application_name = '${NATIVE}'`),
+          apply: () => backendPids(tcpu, "backend_type LIKE 'logical replication%'"),
+        },
+        new Set(['walsender', 'apply']),
+      );
+      const applied = await waitForMarker(target, nativeDb, backlog.marker.id, COPY_TIMEOUT);
+      const cpuSeconds = await cpu.stop();
+      const confirmed = await waitNativeConfirmed(source, target, nativeDb, backlog.marker.lsn, 120_000);
+      const seconds = (applied - t0) / 1000;
+      drain.native = {
+        seconds,
+        confirmedSeconds: (confirmed - t0) / 1000,
+        changesPerSec: b.changes / seconds,
+        txPerSec: b.transactions / seconds,
+        cpu: cpuSeconds,
+        check: countCheck(await rowCounts(source, 'app'), await rowCounts(target, nativeDb)),
+      };
+      say(`  native ${fmt.s(seconds)} (${fmt.n(drain.native.changesPerSec)} changes/s, ${fmt.n(drain.native.txPerSec)} tx/s; slot confirmed at ${fmt.s(drain.native.confirmedSeconds)}); ${drain.native.check}`);
+    } catch (err) {
+      drain.native.error = (err as Error).message;
+      say(`  native failed: ${drain.native.error}`);
+    } finally {
+      await Promise.all([scpu, tcpu].map((c) => c.end().catch(() => undefined)));
+    }
+  }
+
+  say('drain: the walsender alone (pg_recvlogical to /dev/null, same backlog, a copy of the slot) …');
+  try {
+    const seconds = await decodeOnly(source, 'bench_decode', backlog.marker.lsn);
+    drain.decodeOnly = { seconds, changesPerSec: b.changes / seconds };
+    say(`  decode only ${fmt.s(seconds)} (${fmt.n(drain.decodeOnly.changesPerSec)} changes/s)`);
+  } catch (err) {
+    drain.decodeOnly = { error: (err as Error).message };
+    say(`  decode only failed: ${drain.decodeOnly.error}`);
+  } finally {
+    await source.query(`SELECT pg_drop_replication_slot('bench_decode')`, [], 'app').catch(() => undefined);
+  }
+  return rec;
+}
+
+/**
+ * The source's own limit: how fast its walsender decodes the backlog for a consumer that does
+ * nothing with it (pg_recvlogical writing pgoutput to /dev/null), from a copy of the slot.
+ */
+async function decodeOnly(source: Cluster, slot: string, endLsn: string): Promise<number> {
+  const args = ['-d', `host=${source.host} port=${source.port} dbname=app user=postgres replication=database`, '--slot', slot, '--start', '--endpos', endLsn,
+    '-o', 'proto_version=1', '-o', 'publication_names=walbridge', '-f', '/dev/null', '--no-loop'];
+  const t0 = Date.now();
+  const r = await runTool('/usr/bin/pg_recvlogical', args, { env: toolEnv({ PGPASSWORD: source.password }) });
+  if (r.code !== 0) throw new Error(`pg_recvlogical failed (exit ${r.code}): ${lastLines(r.stdout + r.stderr, 6)}`);
+  return (Date.now() - t0) / 1000;
+}
