@@ -11,8 +11,7 @@ import { describeError } from '../errors.js';
 import { connect, describeEndpoint } from '../pg/connect.js';
 import { findPublication, findSlot } from '../pipeline/source-objects.js';
 import { DROP_SLOT, dropPublication } from '../sql/source.js';
-import { STATE_SCHEMA } from '../sql/state.js';
-import { quoteIdent } from '../pg/ident.js';
+import { DROP_STATE, STATE_PRESENCE, STATE_SCHEMA } from '../sql/state.js';
 import { buildAllIndexesAgain } from '../backfill/indexes.js';
 
 export interface TeardownOptions {
@@ -77,17 +76,14 @@ export async function teardownCommand(env: NodeJS.ProcessEnv, opts: TeardownOpti
         await target.query(dropPublication(`${config.publicationName}_reverse`));
         say(`target ${tw}: dropped publication "${config.publicationName}_reverse"`);
       }
-      const { rows } = await target.query<{ exists: boolean; deferred: boolean }>(
-        `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS exists, to_regclass($1 || '.deferred_indexes') IS NOT NULL AS deferred`,
-        [STATE_SCHEMA],
-      );
+      const { rows } = await target.query<{ exists: boolean; deferred: boolean }>(STATE_PRESENCE);
       if (rows[0]?.deferred) {
         // A copy was cut off with indexes set aside: they go back before the record of them does.
         const built = await buildAllIndexesAgain(target);
         if (built > 0) say(`target ${tw}: built again ${built} index(es) walbridge had set aside during the copy`);
       }
       if (rows[0]?.exists) {
-        await target.query(`DROP SCHEMA ${quoteIdent(STATE_SCHEMA)} CASCADE`);
+        await target.query(DROP_STATE);
         say(`target ${tw}: dropped walbridge's state (schema ${STATE_SCHEMA}); your tables and rows are untouched`);
       } else {
         say(`target ${tw}: no walbridge state (nothing to remove)`);

@@ -15,8 +15,9 @@ import type { Logger } from '../log.js';
 import { formatLsn } from '../lsn.js';
 import { ReplicationConnection, type CreatedSlot, type SystemIdentity } from '../pg/replication.js';
 import { createPublication, DROP_SLOT, dropPublication as dropPublicationSql, setPublicationTables } from '../sql/source.js';
-import { INSERT_COPIED_TABLE, INSERT_PIPELINE, SELECT_CUTOVER, START_BACKFILL, START_STREAMING_AT, UPSERT_TABLE } from '../sql/state.js';
-import { ensureStateSchema, withTransaction, type PipelineState } from '../state/store.js';
+import { CUTOVER_RECORDED, DROP_STATE, INSERT_COPIED_TABLE, INSERT_PIPELINE, SELECT_CUTOVER, START_BACKFILL, START_STREAMING_AT, UPSERT_TABLE } from '../sql/state.js';
+import { migrateState } from '../state/migrate.js';
+import { withTransaction, type PipelineState } from '../state/store.js';
 import { findPublication, findSlot } from './source-objects.js';
 
 export interface InitContext {
@@ -41,10 +42,8 @@ export async function initialize(ctx: InitContext, existing: PipelineState | nul
   const fresh = existing === null;
   if (fresh) {
     // Preflight has checked that the target tables are empty and the names free.
-    await withTransaction(control, async () => {
-      await ensureStateSchema(control);
-      await control.query(INSERT_PIPELINE, [ctx.identity.systemId, ctx.identity.database, ctx.slotName, ctx.publicationName]);
-    });
+    await migrateState(control);
+    await control.query(INSERT_PIPELINE, [ctx.identity.systemId, ctx.identity.database, ctx.slotName, ctx.publicationName]);
   }
   let createdPublication = false;
   let snapshot: ExportedSnapshot | null = null;
@@ -101,7 +100,7 @@ async function undoInitialize(ctx: InitContext, dropPublication: boolean): Promi
   const slot = await findSlot(ctx.catalog, ctx.slotName);
   if (slot && !slot.active) await ctx.catalog.query(DROP_SLOT, [ctx.slotName]);
   if (dropPublication) await ctx.catalog.query(dropPublicationSql(ctx.publicationName));
-  await ctx.control.query('DROP SCHEMA IF EXISTS walbridge CASCADE');
+  await ctx.control.query(DROP_STATE);
 }
 
 function explainSlotCreateError(err: unknown, slotName: string): Error {
@@ -135,7 +134,7 @@ export async function initializeReverse(ctx: {
   log: Logger;
 }): Promise<void> {
   const { config, control, catalog } = ctx;
-  const exists = await catalog.query<{ ok: boolean }>(`SELECT to_regclass('walbridge.cutover') IS NOT NULL AS ok`);
+  const exists = await catalog.query<{ ok: boolean }>(CUTOVER_RECORDED);
   const cut = exists.rows[0]?.ok ? (await catalog.query<{ lsn: string; reverse_slot: string | null; reverse_lsn: string | null }>(SELECT_CUTOVER)).rows[0] : undefined;
   if (!cut) {
     throw new WalbridgeError('state', 'no cutover is recorded on the migration\'s target: the way back starts from a cutover', {
@@ -157,8 +156,8 @@ export async function initializeReverse(ctx: {
       hint: 'It was removed (teardown?). A rollback now means migrating again in the other direction.',
     });
   }
+  await migrateState(control);
   await withTransaction(control, async () => {
-    await ensureStateSchema(control);
     await control.query(INSERT_PIPELINE, [ctx.identity.systemId, ctx.identity.database, config.slotName, config.publicationName]);
     for (const p of ctx.plans) {
       await control.query(INSERT_COPIED_TABLE, [p.schema, p.name, cut.reverse_lsn, p.source.estimatedRows, p.source.bytes]);

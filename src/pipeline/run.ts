@@ -12,7 +12,8 @@ import { ReplicationConnection, type SystemIdentity } from '../pg/replication.js
 import { openSourceReader, openTargetWriter } from '../pg/sessions.js';
 import { RELEASE_WRITER_LOCK, TRY_WRITER_LOCK } from '../sql/state.js';
 import { assertPreflight, runPreflight } from '../preflight/checks.js';
-import { ensureStateSchema, loadPipeline, stateExists, type PipelineState } from '../state/store.js';
+import { migrateState } from '../state/migrate.js';
+import { loadPipeline, stateExists, type PipelineState } from '../state/store.js';
 import { initialize, initializeReverse, type ExportedSnapshot } from './init.js';
 import { backfillPhase, catchupPhase, streamingPhase, type PhaseContext } from './phases.js';
 import type { LiveStatus } from '../health/live-status.js';
@@ -99,8 +100,11 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
     if (!(await acquireWriterLock(ctx, control))) return;
     ctx.status.setPhase('preflight');
 
-    // Bring a state schema written by an older walbridge up to date (idempotent).
-    if (await stateExists(control)) await ensureStateSchema(control);
+    // Bring a state written by an older walbridge up to date; refuse one written by a newer one.
+    if (await stateExists(control)) {
+      const migrated = await migrateState(control);
+      if (migrated.to > migrated.from) log.info({ component: 'setup', ...migrated }, "walbridge's state on the target upgraded");
+    }
     let state = await loadPipeline(control);
     const reverse = ctx.mode === 'reverse';
     const report = await runPreflight({ config, source: catalog, target: control, identity, identityError, state, walSampleMs: 0, reverse });

@@ -7,87 +7,21 @@
 
 export const STATE_SCHEMA = 'walbridge';
 
-export const CREATE_STATE = `
-CREATE SCHEMA IF NOT EXISTS walbridge;
+/* The tables themselves are made and changed by numbered steps: sql/migrations.ts. */
 
-CREATE TABLE IF NOT EXISTS walbridge.pipeline (
-  id                  int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
-  source_system_id    text NOT NULL,
-  source_database     text NOT NULL,
-  slot_name           text NOT NULL,
-  publication_name    text NOT NULL,
-  -- 'init': publication/slot being created; 'backfill': copying (changes go to the spool);
-  -- 'catchup': applying the spool; 'streaming'; 'done' after cutover.
-  phase               text NOT NULL,
-  consistent_lsn      pg_lsn,
-  -- End LSN of the last source transaction applied (or a position with nothing left before it).
-  applied_lsn         pg_lsn,
-  applied_commit_time timestamptz,
-  -- End LSN of the last source transaction whose messages are all in walbridge.spool.
-  spooled_lsn         pg_lsn,
-  -- Last spool row of a complete transaction; rows after it belong to one that was cut off.
-  spool_committed_id  int8 NOT NULL DEFAULT 0,
-  created_at          timestamptz NOT NULL DEFAULT now(),
-  updated_at          timestamptz NOT NULL DEFAULT now()
-);
--- The last error an operator must see (kind, message, hint), for "walbridge status" on a laptop.
-ALTER TABLE walbridge.pipeline ADD COLUMN IF NOT EXISTS last_error jsonb;
--- What the running daemon last said about itself, and when (is anyone running?).
-ALTER TABLE walbridge.pipeline ADD COLUMN IF NOT EXISTS daemon_phase text;
-ALTER TABLE walbridge.pipeline ADD COLUMN IF NOT EXISTS daemon_seen_at timestamptz;
--- Set by "walbridge cutover" while it waits for the app to stop writing (phase cutover).
-ALTER TABLE walbridge.pipeline ADD COLUMN IF NOT EXISTS cutover_requested_at timestamptz;
+/** Leave nothing behind of a start that could not succeed (the first start's own state). */
+export const DROP_STATE = 'DROP SCHEMA IF EXISTS walbridge CASCADE';
 
--- The cutover, once done: where, when, what it checked; and the slot prepared for the way back.
-CREATE TABLE IF NOT EXISTS walbridge.cutover (
-  id            int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
-  lsn           pg_lsn NOT NULL,
-  at            timestamptz NOT NULL DEFAULT now(),
-  tables        jsonb NOT NULL,
-  sequences     jsonb NOT NULL,
-  reverse_slot  text,
-  reverse_lsn   pg_lsn
-);
+/** Whether the schema exists, and whether indexes set aside during a copy may still be recorded. */
+export const STATE_PRESENCE = `
+SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'walbridge') AS exists,
+       to_regclass('walbridge.deferred_indexes') IS NOT NULL AS deferred`;
 
-CREATE TABLE IF NOT EXISTS walbridge.tables (
-  schema_name       text NOT NULL,
-  table_name        text NOT NULL,
-  -- 'pending' -> 'copying' -> 'copied'
-  state             text NOT NULL,
-  -- A change to this table is applied only if its transaction committed at or after copy_lsn.
-  copy_lsn          pg_lsn,
-  rows_estimated    int8,
-  bytes_estimated   int8,
-  rows_copied       int8 NOT NULL DEFAULT 0,
-  bytes_copied      int8 NOT NULL DEFAULT 0,
-  copy_started_at   timestamptz,
-  copy_finished_at  timestamptz,
-  PRIMARY KEY (schema_name, table_name)
-);
+/** The cutover's record, if this database holds one (the way back starts from it). */
+export const CUTOVER_RECORDED = `SELECT to_regclass('walbridge.cutover') IS NOT NULL AS ok`;
 
--- Set while a table is copied in parts (block ranges, partitions), each committed on its own:
--- after a crash its target table holds some of them, and is emptied before it is copied again.
-ALTER TABLE walbridge.tables ADD COLUMN IF NOT EXISTS copy_in_parts boolean NOT NULL DEFAULT false;
-
--- Plain secondary indexes of a target table dropped while the table is copied (maintaining them
--- row by row is slower than building them once): their definitions, until they are built again
--- in the transaction that marks the table copied (or by "walbridge teardown --target").
-CREATE TABLE IF NOT EXISTS walbridge.deferred_indexes (
-  schema_name  text NOT NULL,
-  table_name   text NOT NULL,
-  index_name   text NOT NULL,
-  definition   text NOT NULL,
-  comment      text,
-  PRIMARY KEY (schema_name, table_name, index_name)
-);
-
--- pgoutput messages received while the copy runs, in arrival order, applied after it.
-CREATE TABLE IF NOT EXISTS walbridge.spool (
-  id    int8 PRIMARY KEY,
-  lsn   pg_lsn NOT NULL,
-  data  bytea NOT NULL
-);
-`;
+/** Verify waits for the target to have applied the source's position $1. */
+export const APPLIED_AT_LEAST = `SELECT applied_lsn >= $1::pg_lsn AS done FROM walbridge.pipeline`;
 
 export const SELECT_PIPELINE = `
 SELECT source_system_id, source_database, slot_name, publication_name, phase,

@@ -50,10 +50,6 @@ export interface TableState {
   copyFinishedAt: Date | null;
 }
 
-export async function ensureStateSchema(client: pg.ClientBase): Promise<void> {
-  await client.query(q.CREATE_STATE);
-}
-
 export async function stateExists(client: pg.ClientBase): Promise<boolean> {
   const { rows } = await client.query<{ exists: boolean }>(q.STATE_EXISTS);
   return rows[0]?.exists === true;

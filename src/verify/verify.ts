@@ -16,6 +16,7 @@ import { WalbridgeError } from '../errors.js';
 import { formatLsn, parseLsn, type Lsn } from '../lsn.js';
 import { clientConfig } from '../pg/connect.js';
 import { displayTable } from '../pg/ident.js';
+import { APPLIED_AT_LEAST, STATE_EXISTS } from '../sql/state.js';
 import { rangeBoundaries, rangeHash, rangeRows, rowsByKeys, type KeyRange, type VerifyShape } from '../sql/verify.js';
 
 export type DifferenceKind = 'missing on target' | 'extra on target' | 'changed';
@@ -104,15 +105,13 @@ class Sides {
     if (!this.hasState) return;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const { rows } = await this.target.query<{ applied: string | null; exists: boolean }>(
-        `SELECT to_regclass('walbridge.pipeline') IS NOT NULL AS exists`,
-      );
+      const { rows } = await this.target.query<{ exists: boolean }>(STATE_EXISTS);
       if (!rows[0]?.exists) {
         // No walbridge state (for example after teardown): the target is taken as it is.
         this.hasState = false;
         return;
       }
-      const { rows: p } = await this.target.query<{ done: boolean }>(`SELECT applied_lsn >= $1::pg_lsn AS done FROM walbridge.pipeline`, [formatLsn(lsn)]);
+      const { rows: p } = await this.target.query<{ done: boolean }>(APPLIED_AT_LEAST, [formatLsn(lsn)]);
       if (p[0]?.done !== false) return;
       if (Date.now() > deadline) {
         throw new WalbridgeError('apply', `the target did not apply up to the source's position ${formatLsn(lsn)} within ${Math.round(timeoutMs / 1000)} s`, {

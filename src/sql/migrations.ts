@@ -1,0 +1,131 @@
+/**
+ * walbridge's state schema on the target, as numbered steps. The daemon brings a target's
+ * state up to the last step at start (state/migrate.ts), each step in the same transaction as
+ * its record in `walbridge.migrations`, and refuses a state written by a newer walbridge.
+ *
+ * Add a step at the end, never change one that was released: a target may be at any of them.
+ * Steps 1 and 2 are written to be run over a state made before states had versions (which
+ * created these tables with IF NOT EXISTS and added columns at every start): such a state is
+ * at version 0, and either step may find its work partly done already. Later steps need not be.
+ */
+
+export interface Migration {
+  version: number;
+  /** What the step brings, for the record and the log. */
+  name: string;
+  sql: string;
+}
+
+/** Made before any step, so that the version can be read and recorded. */
+export const CREATE_MIGRATIONS_TABLE = `
+CREATE SCHEMA IF NOT EXISTS walbridge;
+CREATE TABLE IF NOT EXISTS walbridge.migrations (
+  version     int PRIMARY KEY,
+  name        text NOT NULL,
+  applied_at  timestamptz NOT NULL DEFAULT now()
+)`;
+
+export const STATE_VERSION = `SELECT COALESCE(max(version), 0) AS version FROM walbridge.migrations`;
+
+/** The version of a state that may exist, without creating anything: null when there is none. */
+export const STATE_VERSION_IF_ANY = `
+SELECT CASE WHEN to_regclass('walbridge.migrations') IS NOT NULL THEN (SELECT COALESCE(max(version), 0) FROM walbridge.migrations)
+            WHEN to_regclass('walbridge.pipeline') IS NOT NULL THEN 0
+       END AS version`;
+
+export const RECORD_MIGRATION = `INSERT INTO walbridge.migrations (version, name) VALUES ($1, $2)`;
+
+/** One migration at a time, whoever runs it (two instances overlap during a deploy). */
+export const LOCK_MIGRATIONS = `SELECT pg_advisory_xact_lock(hashtext('walbridge'), hashtext('state migrations'))`;
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'pipeline, tables, cutover and spool',
+    sql: `
+CREATE TABLE IF NOT EXISTS walbridge.pipeline (
+  id                  int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+  source_system_id    text NOT NULL,
+  source_database     text NOT NULL,
+  slot_name           text NOT NULL,
+  publication_name    text NOT NULL,
+  -- 'init': publication/slot being created; 'backfill': copying (changes go to the spool);
+  -- 'catchup': applying the spool; 'streaming'; 'done' after cutover.
+  phase               text NOT NULL,
+  consistent_lsn      pg_lsn,
+  -- End LSN of the last source transaction applied (or a position with nothing left before it).
+  applied_lsn         pg_lsn,
+  applied_commit_time timestamptz,
+  -- End LSN of the last source transaction whose messages are all in walbridge.spool.
+  spooled_lsn         pg_lsn,
+  -- Last spool row of a complete transaction; rows after it belong to one that was cut off.
+  spool_committed_id  int8 NOT NULL DEFAULT 0,
+  created_at          timestamptz NOT NULL DEFAULT now(),
+  updated_at          timestamptz NOT NULL DEFAULT now()
+);
+
+-- The cutover, once done: where, when, what it checked; and the slot prepared for the way back.
+CREATE TABLE IF NOT EXISTS walbridge.cutover (
+  id            int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+  lsn           pg_lsn NOT NULL,
+  at            timestamptz NOT NULL DEFAULT now(),
+  tables        jsonb NOT NULL,
+  sequences     jsonb NOT NULL,
+  reverse_slot  text,
+  reverse_lsn   pg_lsn
+);
+
+CREATE TABLE IF NOT EXISTS walbridge.tables (
+  schema_name       text NOT NULL,
+  table_name        text NOT NULL,
+  -- 'pending' -> 'copying' -> 'copied'
+  state             text NOT NULL,
+  -- A change to this table is applied only if its transaction committed at or after copy_lsn.
+  copy_lsn          pg_lsn,
+  rows_estimated    int8,
+  bytes_estimated   int8,
+  rows_copied       int8 NOT NULL DEFAULT 0,
+  bytes_copied      int8 NOT NULL DEFAULT 0,
+  copy_started_at   timestamptz,
+  copy_finished_at  timestamptz,
+  PRIMARY KEY (schema_name, table_name)
+);
+
+-- pgoutput messages received while the copy runs, in arrival order, applied after it.
+CREATE TABLE IF NOT EXISTS walbridge.spool (
+  id    int8 PRIMARY KEY,
+  lsn   pg_lsn NOT NULL,
+  data  bytea NOT NULL
+)`,
+  },
+  {
+    version: 2,
+    name: 'daemon reports, cutover request, copies in parts, deferred indexes',
+    sql: `
+-- The last error an operator must see (kind, message, hint), for "walbridge status" on a laptop.
+ALTER TABLE walbridge.pipeline ADD COLUMN IF NOT EXISTS last_error jsonb;
+-- What the running daemon last said about itself, and when (is anyone running?).
+ALTER TABLE walbridge.pipeline ADD COLUMN IF NOT EXISTS daemon_phase text;
+ALTER TABLE walbridge.pipeline ADD COLUMN IF NOT EXISTS daemon_seen_at timestamptz;
+-- Set by "walbridge cutover" while it waits for the app to stop writing (phase cutover).
+ALTER TABLE walbridge.pipeline ADD COLUMN IF NOT EXISTS cutover_requested_at timestamptz;
+
+-- Set while a table is copied in parts (block ranges, partitions), each committed on its own:
+-- after a crash its target table holds some of them, and is emptied before it is copied again.
+ALTER TABLE walbridge.tables ADD COLUMN IF NOT EXISTS copy_in_parts boolean NOT NULL DEFAULT false;
+
+-- Plain secondary indexes of a target table dropped while the table is copied (maintaining them
+-- row by row is slower than building them once): their definitions, until they are built again
+-- in the transaction that marks the table copied (or by "walbridge teardown --target").
+CREATE TABLE IF NOT EXISTS walbridge.deferred_indexes (
+  schema_name  text NOT NULL,
+  table_name   text NOT NULL,
+  index_name   text NOT NULL,
+  definition   text NOT NULL,
+  comment      text,
+  PRIMARY KEY (schema_name, table_name, index_name)
+)`,
+  },
+];
+
+export const LATEST_STATE_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

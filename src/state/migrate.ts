@@ -1,0 +1,52 @@
+/**
+ * Bringing walbridge's state on the target to the schema this walbridge writes
+ * (sql/migrations.ts): the steps it lacks run in order, in one transaction with their records,
+ * under a lock (a deploy overlaps two instances). A state written by a newer walbridge is
+ * refused: this one would misread it, or undo what the newer one relies on.
+ */
+import type pg from 'pg';
+import { WalbridgeError } from '../errors.js';
+import { CREATE_MIGRATIONS_TABLE, LATEST_STATE_VERSION, LOCK_MIGRATIONS, MIGRATIONS, RECORD_MIGRATION, STATE_VERSION, STATE_VERSION_IF_ANY } from '../sql/migrations.js';
+import { withTransaction } from './store.js';
+
+export interface Migrated {
+  from: number;
+  to: number;
+}
+
+function newerStateError(version: number): WalbridgeError {
+  return new WalbridgeError(
+    'state',
+    `walbridge's state on the target is at version ${version}, written by a newer walbridge; this one knows versions up to ${LATEST_STATE_VERSION}`,
+    {
+      hint: 'Run the walbridge release that wrote it (or a later one): redeploy the newer image. To abandon this migration instead, run "walbridge teardown --target" with that release.',
+    },
+  );
+}
+
+/** Create or upgrade the state; returns the versions before and after. */
+export async function migrateState(client: pg.ClientBase): Promise<Migrated> {
+  return withTransaction(client, async () => {
+    await client.query(LOCK_MIGRATIONS);
+    await client.query(CREATE_MIGRATIONS_TABLE);
+    const from = Number((await client.query<{ version: number }>(STATE_VERSION)).rows[0]?.version ?? 0);
+    if (from > LATEST_STATE_VERSION) throw newerStateError(from);
+    for (const step of MIGRATIONS) {
+      if (step.version <= from) continue;
+      await client.query(step.sql);
+      await client.query(RECORD_MIGRATION, [step.version, step.name]);
+    }
+    return { from, to: Math.max(from, LATEST_STATE_VERSION) };
+  });
+}
+
+/**
+ * For commands that write to a state they did not create (cutover): it must be one this
+ * walbridge knows. Null when there is no state; 0 for a state made before versions.
+ */
+export async function assertStateReadable(client: pg.ClientBase): Promise<number | null> {
+  const { rows } = await client.query<{ version: number | null }>(STATE_VERSION_IF_ANY);
+  const version = rows[0]?.version ?? null;
+  if (version !== null && version > LATEST_STATE_VERSION) throw newerStateError(version);
+  return version;
+}
