@@ -48,8 +48,8 @@ Environment:
   WALBRIDGE_COPY_DEFER_INDEXES  drop a target table's plain secondary indexes during its copy, build them after (default: true)
   WALBRIDGE_COPY_BINARY     COPY in binary format where the column types allow it: built-in, enum, domain (default: true; false: always text)
   WALBRIDGE_APPLY_BATCH_CHANGES, WALBRIDGE_APPLY_BATCH_MS   apply batch size (default: 5000 changes, 200 ms)
-  WALBRIDGE_EXIT_ON_ERROR   exit on a permanent error instead of waiting in phase "error"
-  WALBRIDGE_REVERSE         after cutover: run the way back (same as run --reverse)
+  WALBRIDGE_EXIT_ON_ERROR   exit on a permanent error instead of waiting in phase "error" (default: false; same as run --exit-on-error)
+  WALBRIDGE_REVERSE         after cutover: run the way back (default: false; same as run --reverse; the other commands take --reverse)
   WALBRIDGE_HTTP_TOKEN      require this bearer token on every endpoint but /healthz
   PORT                      HTTP port for the status page, /metrics, /healthz, /readyz (default: 8080)
   LOG_LEVEL                 fatal, error, warn, info, debug, trace (default: info)
@@ -79,7 +79,10 @@ program
     if (opts.port) overrides.port = opts.port as number;
     if (opts.copyJobs) overrides.copyJobs = opts.copyJobs as number;
     if (opts.logLevel) overrides.logLevel = opts.logLevel as ConfigOverrides['logLevel'];
-    const code = await runCommand(process.env, { overrides, exitOnError: opts.exitOnError === true ? true : undefined, reverse: opts.reverse === true });
+    // Without the flag, WALBRIDGE_EXIT_ON_ERROR and WALBRIDGE_REVERSE decide.
+    if (opts.exitOnError) overrides.exitOnError = true;
+    if (opts.reverse) overrides.reverse = true;
+    const code = await runCommand(process.env, { overrides });
     process.exit(code);
   });
 
@@ -197,7 +200,11 @@ program
   .option('--target', "also remove walbridge's state (schema walbridge) from the target; your tables stay as they are")
   .option('--force', 'disconnect a walbridge that is still streaming from the slot')
   .option('--reverse', 'remove the way back instead: its slot and publication on the new database (and with --target its state on the old one)')
-  .addHelpText('after', '\nA slot nobody reads makes the source keep WAL until its disk fills (Supabase invalidates it past 512 MB).\nSafe to run twice.')
+  .addHelpText(
+    'after',
+    '\nA slot nobody reads makes the source keep WAL until its disk fills, or until it passes max_slot_wal_keep_size\n' +
+      '(SHOW max_slot_wal_keep_size) and the source invalidates the slot. Safe to run twice.',
+  )
   .action(async (opts: { target?: boolean; force?: boolean; reverse?: boolean }) => {
     process.exit(await teardownCommand(process.env, { target: opts.target === true, force: opts.force === true, reverse: opts.reverse === true }));
   });

@@ -36,6 +36,10 @@ export interface Config {
   applyBatchMs: number;
   /** When set, every HTTP endpoint but /healthz requires it. */
   httpToken: string | null;
+  /** `run` replicates the way back (target → source) after cutover: the rollback window. */
+  reverse: boolean;
+  /** `run` exits with status 1 on a permanent error instead of waiting in phase "error" and retrying. */
+  exitOnError: boolean;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -43,7 +47,21 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** Overrides from command-line flags; same meaning as the env variables they shadow. */
 export type ConfigOverrides = Partial<
-  Pick<Config, 'sourceUrl' | 'targetUrl' | 'schemas' | 'includeTables' | 'excludeTables' | 'slotName' | 'publicationName' | 'port' | 'logLevel' | 'copyJobs'>
+  Pick<
+    Config,
+    | 'sourceUrl'
+    | 'targetUrl'
+    | 'schemas'
+    | 'includeTables'
+    | 'excludeTables'
+    | 'slotName'
+    | 'publicationName'
+    | 'port'
+    | 'logLevel'
+    | 'copyJobs'
+    | 'reverse'
+    | 'exitOnError'
+  >
 >;
 
 const SUPABASE_POOLER_HOST = /\.pooler\.supabase\.com$/i;
@@ -162,27 +180,36 @@ const envSchema = z.object({
     .default('200')
     .refine((s) => /^\d+$/.test(s) && Number(s) >= 1, { message: 'WALBRIDGE_APPLY_BATCH_MS must be a positive whole number' })
     .transform(Number),
+  WALBRIDGE_HTTP_TOKEN: z.string().optional(),
+  WALBRIDGE_REVERSE: booleanSetting('WALBRIDGE_REVERSE', false),
+  WALBRIDGE_EXIT_ON_ERROR: booleanSetting('WALBRIDGE_EXIT_ON_ERROR', false),
 });
 
 /** `schema.table` with optional `*` globs in either part. */
 const TABLE_PATTERN = /^[^.]+\.[^.]+$/;
 
 export function loadConfig(env: Record<string, string | undefined>, overrides: ConfigOverrides = {}): Config {
+  /** A flag's value as the variable it shadows would spell it, else the variable (empty counts as unset). */
+  const flagOrEnv = (flag: string | number | boolean | undefined, name: string) =>
+    flag !== undefined ? String(flag) : emptyToUndefined(env[name]);
   const input = {
     ...env,
     SOURCE_DATABASE_URL: overrides.sourceUrl ?? emptyToUndefined(env.SOURCE_DATABASE_URL),
     TARGET_DATABASE_URL:
       overrides.targetUrl ?? emptyToUndefined(env.TARGET_DATABASE_URL) ?? emptyToUndefined(env.DATABASE_URL),
-    WALBRIDGE_SLOT: overrides.slotName ?? emptyToUndefined(env.WALBRIDGE_SLOT),
-    WALBRIDGE_PUBLICATION: overrides.publicationName ?? emptyToUndefined(env.WALBRIDGE_PUBLICATION),
-    PORT: overrides.port !== undefined ? String(overrides.port) : emptyToUndefined(env.PORT),
-    LOG_LEVEL: overrides.logLevel ?? emptyToUndefined(env.LOG_LEVEL),
-    WALBRIDGE_COPY_JOBS: overrides.copyJobs !== undefined ? String(overrides.copyJobs) : emptyToUndefined(env.WALBRIDGE_COPY_JOBS),
-    WALBRIDGE_SCHEMAS: overrides.schemas?.join(',') ?? emptyToUndefined(env.WALBRIDGE_SCHEMAS),
+    WALBRIDGE_SLOT: flagOrEnv(overrides.slotName, 'WALBRIDGE_SLOT'),
+    WALBRIDGE_PUBLICATION: flagOrEnv(overrides.publicationName, 'WALBRIDGE_PUBLICATION'),
+    PORT: flagOrEnv(overrides.port, 'PORT'),
+    LOG_LEVEL: flagOrEnv(overrides.logLevel, 'LOG_LEVEL'),
+    WALBRIDGE_COPY_JOBS: flagOrEnv(overrides.copyJobs, 'WALBRIDGE_COPY_JOBS'),
+    WALBRIDGE_SCHEMAS: flagOrEnv(overrides.schemas?.join(','), 'WALBRIDGE_SCHEMAS'),
     WALBRIDGE_COPY_MAX_MBPS: emptyToUndefined(env.WALBRIDGE_COPY_MAX_MBPS),
     WALBRIDGE_COPY_SPLIT_MB: emptyToUndefined(env.WALBRIDGE_COPY_SPLIT_MB),
     WALBRIDGE_COPY_DEFER_INDEXES: emptyToUndefined(env.WALBRIDGE_COPY_DEFER_INDEXES),
     WALBRIDGE_COPY_BINARY: emptyToUndefined(env.WALBRIDGE_COPY_BINARY),
+    WALBRIDGE_HTTP_TOKEN: emptyToUndefined(env.WALBRIDGE_HTTP_TOKEN),
+    WALBRIDGE_REVERSE: flagOrEnv(overrides.reverse, 'WALBRIDGE_REVERSE'),
+    WALBRIDGE_EXIT_ON_ERROR: flagOrEnv(overrides.exitOnError, 'WALBRIDGE_EXIT_ON_ERROR'),
   };
   const parsed = envSchema.safeParse(input);
   const problems: string[] = [];
@@ -226,7 +253,7 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     );
   }
   for (const url of [v.SOURCE_DATABASE_URL, v.TARGET_DATABASE_URL]) registerSecret(passwordOf(url));
-  const httpToken = emptyToUndefined(env.WALBRIDGE_HTTP_TOKEN) ?? null;
+  const httpToken = v.WALBRIDGE_HTTP_TOKEN ?? null;
   registerSecret(httpToken);
 
   return {
@@ -247,6 +274,8 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     applyBatchChanges: v.WALBRIDGE_APPLY_BATCH_CHANGES,
     applyBatchMs: v.WALBRIDGE_APPLY_BATCH_MS,
     httpToken,
+    reverse: v.WALBRIDGE_REVERSE,
+    exitOnError: v.WALBRIDGE_EXIT_ON_ERROR,
   };
 }
 

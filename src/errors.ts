@@ -7,18 +7,21 @@
  */
 import { redactSecrets } from './redact.js';
 
-export type ErrorKind =
-  | 'config' // bad or missing setting
-  | 'connection' // could not reach a server
-  | 'auth' // wrong password, no such role
-  | 'privilege' // role lacks a right it needs
-  | 'pooler' // a Supabase pooler URL where a direct connection is required
-  | 'source' // the source cannot be replicated as configured (wal_level, slots...)
-  | 'schema' // tables or columns differ between source and target
-  | 'state' // walbridge's own recorded state disagrees with what it finds
-  | 'slot' // the replication slot is missing, busy or invalidated
-  | 'apply' // a change could not be applied on the target
-  | 'internal';
+/** Every kind, as a list too: the metrics start a counter for each (src/health/metrics.ts). */
+export const ERROR_KINDS = [
+  'config', // bad or missing setting
+  'connection', // could not reach a server
+  'auth', // wrong password, no such role
+  'privilege', // role lacks a right it needs
+  'pooler', // a Supabase pooler URL where a direct connection is required
+  'source', // the source cannot be replicated as configured (wal_level, slots...)
+  'schema', // tables or columns differ between source and target
+  'state', // walbridge's own recorded state disagrees with what it finds
+  'slot', // the replication slot is missing, busy or invalidated
+  'apply', // a change could not be applied on the target
+  'internal',
+] as const;
+export type ErrorKind = (typeof ERROR_KINDS)[number];
 
 export class WalbridgeError extends Error {
   readonly kind: ErrorKind;

@@ -177,11 +177,6 @@ export function replicaIdentityProblem(tables: SourceTable[]): { message: string
   };
 }
 
-export function assertReplicaIdentities(tables: SourceTable[]): void {
-  const p = replicaIdentityProblem(tables);
-  if (p) throw new WalbridgeError('source', p.message, { hint: p.fix });
-}
-
 export interface TableComparison {
   plans: TablePlan[];
   /** Each stops the migration: the fix is in the text. */
@@ -272,15 +267,4 @@ export async function compareWithTarget(source: pg.ClientBase, target: pg.Client
     });
   }
   return { plans, problems, warnings };
-}
-
-/** compareWithTarget, stopping on any problem with the DDL or setting that fixes it. */
-export async function planTables(source: pg.ClientBase, target: pg.ClientBase, tables: SourceTable[]): Promise<TablePlan[]> {
-  const { plans, problems } = await compareWithTarget(source, target, tables);
-  if (problems.length > 0) {
-    throw new WalbridgeError('schema', `the target's tables do not match the source:\n  - ${problems.join('\n  - ')}`, {
-      hint: 'Run the statements above on the target (or exclude the tables with WALBRIDGE_EXCLUDE_TABLES), then start again.',
-    });
-  }
-  return plans;
 }

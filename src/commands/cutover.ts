@@ -1,7 +1,7 @@
 /**
  * `walbridge cutover`: finish the migration safely, then say what to change next.
  */
-import { loadConfig, reverseConfig } from '../config.js';
+import { loadCommandConfig } from './config.js';
 import { describeError } from '../errors.js';
 import { describeEndpoint } from '../pg/connect.js';
 import { runCutover, type CutoverOptions } from '../cutover/cutover.js';
@@ -12,15 +12,9 @@ export interface CutoverCommandOptions extends Omit<CutoverOptions, 'say' | 'rol
 }
 
 export async function cutoverCommand(env: NodeJS.ProcessEnv, opts: CutoverCommandOptions): Promise<number> {
-  let config;
-  try {
-    config = loadConfig(env);
-  } catch (err) {
-    process.stderr.write(`${describeError(err).message}\n`);
-    return 2;
-  }
   // Rolling back is a cutover of the way back: Railway → Supabase.
-  if (opts.reverse) config = reverseConfig(config);
+  const config = loadCommandConfig(env, { reverse: opts.reverse });
+  if (!config) return 2;
   const say = (line: string) => {
     if (!opts.json) process.stdout.write(`${line}\n`);
   };

@@ -3,7 +3,7 @@
  * on both databases. Exit 0 when nothing fails (warnings allowed), 1 when a check fails.
  */
 import type pg from 'pg';
-import { loadConfig } from '../config.js';
+import { loadCommandConfig } from './config.js';
 import { describeError } from '../errors.js';
 import { connect, describeEndpoint } from '../pg/connect.js';
 import { ReplicationConnection, type SystemIdentity } from '../pg/replication.js';
@@ -39,13 +39,9 @@ export function formatPreflight(report: PreflightReport, header: string): string
 }
 
 export async function preflightCommand(env: NodeJS.ProcessEnv, opts: { json: boolean; sampleSeconds: number }): Promise<number> {
-  let config;
-  try {
-    config = loadConfig(env);
-  } catch (err) {
-    process.stderr.write(`${describeError(err).message}\n`);
-    return 2;
-  }
+  // The migration's checks, whatever WALBRIDGE_REVERSE says: they include what the way back will need.
+  const config = loadCommandConfig(env, { reverse: false });
+  if (!config) return 2;
   const clients: pg.Client[] = [];
   try {
     const connectOrReport = async (url: string, side: 'source' | 'target'): Promise<pg.Client | CheckResult> => {

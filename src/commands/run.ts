@@ -1,8 +1,8 @@
 /**
  * `walbridge run` / `node dist/daemon.js`: the long-running service.
  */
-import { loadConfig, reverseConfig, type ConfigOverrides } from '../config.js';
-import { describeError, WalbridgeError } from '../errors.js';
+import { LOG_LEVELS, type ConfigOverrides } from '../config.js';
+import { describeError } from '../errors.js';
 import { Metrics } from '../health/metrics.js';
 import { LiveStatus } from '../health/live-status.js';
 import { startHealthServer } from '../health/server.js';
@@ -10,32 +10,29 @@ import { createLogger } from '../log.js';
 import { startMonitor } from '../pipeline/monitor.js';
 import { supervise } from '../pipeline/supervise.js';
 import { onShutdown } from '../shutdown.js';
+import { loadCommandConfig } from './config.js';
 
 export interface RunOptions {
+  /** Command-line flags, over the variables they shadow. */
   overrides?: ConfigOverrides;
-  exitOnError?: boolean;
-  /** The rollback window: replicate the target back to the source, from the cutover point. */
-  reverse?: boolean;
 }
 
 export async function runCommand(env: NodeJS.ProcessEnv, opts: RunOptions = {}): Promise<number> {
-  let config;
-  try {
-    config = loadConfig(env, opts.overrides);
-    if (opts.reverse ?? /^(1|true|yes)$/i.test(env.WALBRIDGE_REVERSE ?? '')) config = reverseConfig(config);
-  } catch (err) {
-    const d = describeError(err);
-    const log = createLogger(env.LOG_LEVEL && /^[a-z]+$/.test(env.LOG_LEVEL) ? env.LOG_LEVEL : 'info');
-    log.fatal({ err }, d.message);
-    if (err instanceof WalbridgeError && err.hint) process.stderr.write(`${d.message}\n${err.hint}\n`);
-    else process.stderr.write(`${d.message}\n`);
-    return 2;
-  }
+  const config = loadCommandConfig(env, {
+    overrides: opts.overrides,
+    onError: (err) => {
+      // The daemon's log gets the reason too (Railway shows it with the deploy's logs), at the
+      // level asked for unless LOG_LEVEL is itself what is wrong.
+      const level = LOG_LEVELS.find((l) => l === env.LOG_LEVEL?.trim()) ?? 'info';
+      createLogger(level).fatal({ err }, describeError(err).message);
+    },
+  });
+  if (!config) return 2;
+  const { reverse, exitOnError } = config;
   const log = createLogger(config.logLevel);
   const metrics = new Metrics();
   const status = new LiveStatus(metrics);
   const controller = new AbortController();
-  const exitOnError = opts.exitOnError ?? /^(1|true|yes)$/i.test(env.WALBRIDGE_EXIT_ON_ERROR ?? '');
 
   let server;
   try {
@@ -46,7 +43,6 @@ export async function runCommand(env: NodeJS.ProcessEnv, opts: RunOptions = {}):
     process.stderr.write(`cannot listen on PORT ${config.port} (${code ?? String(err)}): set PORT to a free port\n`);
     return 2;
   }
-  const reverse = opts.reverse ?? /^(1|true|yes)$/i.test(env.WALBRIDGE_REVERSE ?? '');
   const unregister = onShutdown(log, () => controller.abort());
   const stopMonitor = startMonitor({
     config,

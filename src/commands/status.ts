@@ -4,7 +4,7 @@
  * daemon runs elsewhere (on Railway).
  */
 import type pg from 'pg';
-import { loadConfig, reverseConfig } from '../config.js';
+import { loadCommandConfig } from './config.js';
 import { describeError } from '../errors.js';
 import { connect } from '../pg/connect.js';
 import { readRecorded, readSlot } from '../status/collect.js';
@@ -12,14 +12,8 @@ import { buildStatus, formatStatusText, type SlotReport } from '../status/report
 import type { PipelineState, TableState } from '../state/store.js';
 
 export async function statusCommand(env: NodeJS.ProcessEnv, opts: { json: boolean; reverse?: boolean }): Promise<number> {
-  let config;
-  try {
-    config = loadConfig(env);
-    if (opts.reverse) config = reverseConfig(config);
-  } catch (err) {
-    process.stderr.write(`${describeError(err).message}\n`);
-    return 2;
-  }
+  const config = loadCommandConfig(env, { reverse: opts.reverse === true });
+  if (!config) return 2;
   const problems: string[] = [];
   let recorded: { pipeline: PipelineState | null; tables: TableState[] } = { pipeline: null, tables: [] };
   let slot: SlotReport | null = null;

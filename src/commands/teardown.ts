@@ -6,7 +6,7 @@
  * unless told to with --force.
  */
 import type pg from 'pg';
-import { loadConfig, reverseConfig } from '../config.js';
+import { loadCommandConfig } from './config.js';
 import { describeError } from '../errors.js';
 import { connect, describeEndpoint } from '../pg/connect.js';
 import { findPublication, findSlot } from '../pipeline/source-objects.js';
@@ -22,14 +22,8 @@ export interface TeardownOptions {
 }
 
 export async function teardownCommand(env: NodeJS.ProcessEnv, opts: TeardownOptions): Promise<number> {
-  let config;
-  try {
-    config = loadConfig(env);
-    if (opts.reverse) config = reverseConfig(config);
-  } catch (err) {
-    process.stderr.write(`${describeError(err).message}\n`);
-    return 2;
-  }
+  const config = loadCommandConfig(env, { reverse: opts.reverse === true });
+  if (!config) return 2;
   const say = (s: string) => process.stdout.write(`${s}\n`);
   let source: pg.Client | null = null;
   let target: pg.Client | null = null;

@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import { resolveSelection } from '../catalog/tables.js';
-import { loadConfig, reverseConfig } from '../config.js';
+import { loadCommandConfig } from './config.js';
 import { describeError } from '../errors.js';
 import { connect, describeEndpoint } from '../pg/connect.js';
 import { displayTable } from '../pg/ident.js';
@@ -64,14 +64,8 @@ export function formatVerify(r: VerifyReport, header: string, api: ApiComparison
 }
 
 export async function verifyCommand(env: NodeJS.ProcessEnv, opts: VerifyCommandOptions): Promise<number> {
-  let config;
-  try {
-    config = loadConfig(env);
-    if (opts.reverse) config = reverseConfig(config);
-  } catch (err) {
-    process.stderr.write(`${describeError(err).message}\n`);
-    return 2;
-  }
+  const config = loadCommandConfig(env, { reverse: opts.reverse === true });
+  if (!config) return 2;
   let source: pg.Client | null = null;
   try {
     source = await connect(config.sourceUrl, { side: 'source', applicationName: 'walbridge verify' });

@@ -6,7 +6,8 @@
  */
 import type pg from 'pg';
 import type { TableName } from '../pg/ident.js';
-import { quoteIdent, quoteLiteral } from '../pg/ident.js';
+import { quoteTable } from '../pg/ident.js';
+import { SEQUENCE_EXISTS, SEQUENCE_RANGE, SET_SEQUENCE, sequenceState } from '../sql/sequences.js';
 import { SEQUENCES_OF_TABLES } from '../sql/source.js';
 
 export interface SequenceSync {
@@ -25,12 +26,25 @@ interface SeqState {
   called: boolean;
 }
 
-async function readSeq(c: pg.ClientBase, qualified: string): Promise<SeqState | null> {
-  const { rows: exists } = await c.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [qualified]);
+/** The target's own increment and bounds: its definition may differ from the source's, and setval() refuses a value outside them. */
+interface SeqRange {
+  increment: bigint;
+  min: bigint;
+  max: bigint;
+}
+
+async function readSeq(c: pg.ClientBase, seq: TableName): Promise<SeqState | null> {
+  const { rows: exists } = await c.query<{ ok: boolean }>(SEQUENCE_EXISTS, [quoteTable(seq)]);
   if (!exists[0]?.ok) return null;
-  const { rows } = await c.query<{ last: string; called: boolean }>(`SELECT last_value::text AS last, is_called AS called FROM ${qualified}`);
+  const { rows } = await c.query<{ last: string; called: boolean }>(sequenceState(seq));
   const r = rows[0];
   return r ? { last: BigInt(r.last), called: r.called } : null;
+}
+
+async function readRange(c: pg.ClientBase, seq: TableName): Promise<SeqRange | null> {
+  const { rows } = await c.query<{ increment: string; min: string; max: string }>(SEQUENCE_RANGE, [seq.schema, seq.name]);
+  const r = rows[0];
+  return r ? { increment: BigInt(r.increment), min: BigInt(r.min), max: BigInt(r.max) } : null;
 }
 
 const next = (s: SeqState, inc: bigint) => (s.called ? s.last + inc : s.last);
@@ -42,25 +56,31 @@ export async function syncSequences(source: pg.ClientBase, target: pg.ClientBase
   ]);
   const out: SequenceSync[] = [];
   for (const r of rows) {
-    const qualified = `${quoteIdent(r.schema)}.${quoteIdent(r.name)}`;
+    const seq: TableName = { schema: r.schema, name: r.name };
     const inc = BigInt(r.increment);
-    const src = await readSeq(source, qualified);
+    const src = await readSeq(source, seq);
     if (!src) continue;
     const sourceNext = next(src, inc);
     const base = { sequence: `${r.schema}.${r.name}`, table: r.table, column: r.column, sourceNext: sourceNext.toString() };
-    const tgt = await readSeq(target, qualified);
-    if (!tgt) {
+    const tgt = await readSeq(target, seq);
+    const range = tgt && (await readRange(target, seq));
+    if (!tgt || !range) {
       out.push({ ...base, targetNextBefore: null, targetNextAfter: null, result: 'missing on target' });
       continue;
     }
-    const before = next(tgt, inc);
+    const before = next(tgt, range.increment);
     const wanted = inc > 0n ? sourceNext + margin : sourceNext - margin;
     if ((inc > 0n && before >= wanted) || (inc < 0n && before <= wanted)) {
       out.push({ ...base, targetNextBefore: before.toString(), targetNextAfter: before.toString(), result: 'already ahead' });
       continue;
     }
-    // is_called = false: the next nextval() returns exactly `wanted`.
-    await target.query(`SELECT setval(${quoteLiteral(qualified)}::regclass, $1::int8, false)`, [wanted.toString()]);
+    // Either way the next nextval() returns exactly `wanted`. Set as the value handed out just
+    // before it, so pg_sequences.last_value shows it (with is_called = false it shows NULL, which
+    // reads as "the sequences were not moved"); when that value lies outside the sequence's
+    // bounds (`wanted` is its first value), is_called = false is the only way.
+    const previous = wanted - range.increment;
+    const called = previous >= range.min && previous <= range.max;
+    await target.query(SET_SEQUENCE, [quoteTable(seq), (called ? previous : wanted).toString(), called]);
     out.push({ ...base, targetNextBefore: before.toString(), targetNextAfter: wanted.toString(), result: 'set' });
   }
   return out;

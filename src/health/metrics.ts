@@ -3,7 +3,14 @@
  * Labels carry table names and phases, never connection details.
  */
 import client from 'prom-client';
+import { ERROR_KINDS } from '../errors.js';
 import { PHASES, type Phase } from '../status/phase.js';
+
+/**
+ * The kinds walbridge_errors_total counts: each error kind, and 'divergence', which apply
+ * counts without stopping (an UPDATE or DELETE found fewer rows on the target than it changed).
+ */
+const ERROR_COUNTER_KINDS = [...ERROR_KINDS, 'divergence'] as const;
 
 export class Metrics {
   readonly registry = new client.Registry();
@@ -84,6 +91,8 @@ export class Metrics {
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics ?? true) client.collectDefaultMetrics({ register: this.registry });
     this.setPhase('preflight');
+    // A series from the start, so rate() and increase() show 0 rather than nothing before the first error.
+    for (const kind of ERROR_COUNTER_KINDS) this.errors.inc({ kind }, 0);
   }
 
   setPhase(current: Phase): void {

@@ -90,13 +90,19 @@ test('cutover waits for the app to stop, moves sequences, verifies, records, cle
   assert.equal(rec?.reverse_slot, 'walbridge_reverse');
   await assertSameContent(source.url(), target.url(), APP_TABLES);
 
-  // Every sequence on the target is past the source's next value, by the margin.
-  const targetNext = await nextValues(target);
+  // Every sequence on the target hands out the source's next value plus the margin, and
+  // pg_sequences shows it moved: a NULL last_value there reads as "never used".
+  const shown = await target.query<{ seq: string; quoted: string; last: string | null }>(
+    `SELECT schemaname || '.' || sequencename AS seq, format('%I.%I', schemaname, sequencename) AS quoted, last_value::text AS last
+       FROM pg_sequences WHERE schemaname IN ('public', 'auth')`,
+  );
   let checked = 0;
   for (const [seq, next] of sourceNext) {
-    const t = targetNext.get(seq);
-    assert.ok(t !== undefined, seq);
-    assert.ok(t >= next + 100n, `${seq}: target next ${t} vs source next ${next}`);
+    const row = shown.find((r) => r.seq === seq);
+    assert.ok(row, `${seq} exists on the target`);
+    assert.notEqual(row.last, null, `${seq}: pg_sequences.last_value is NULL on the target after cutover`);
+    const [v] = await target.query<{ v: string }>('SELECT nextval($1::regclass)::text AS v', [row.quoted]);
+    assert.equal(BigInt(v?.v ?? '0'), next + 100n, `${seq}: nextval() on the target vs the source's next value ${next} plus the margin`);
     checked++;
   }
   assert.ok(checked >= 6, `${checked} sequences checked`);

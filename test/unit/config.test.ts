@@ -1,9 +1,14 @@
 /**
  * loadConfig(env, overrides): defaults, every bad value reported with the variable to fix, and
- * connection strings validated without ever being echoed back.
+ * connection strings validated without ever being echoed back. Every command starts from it
+ * the same way (the last part runs the built CLI: `npm run build` first).
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { loadCommandConfig } from '../../src/commands/config.js';
 import { loadConfig, type ConfigOverrides } from '../../src/config.js';
 import { WalbridgeError } from '../../src/errors.js';
 import { loginAsGiven, supabasePoolerUrl, urlWithLogin } from '../harness/urls.js';
@@ -55,14 +60,22 @@ describe('defaults', () => {
     assert.equal(c.logLevel, 'info');
     assert.equal(c.includeTables, null);
     assert.deepEqual(c.excludeTables, []);
+    assert.equal(c.reverse, false);
+    assert.equal(c.exitOnError, false);
+    assert.equal(c.httpToken, null);
   });
 
   test('empty variables count as unset', () => {
-    const c = loadConfig(env({ PORT: '', LOG_LEVEL: ' ', WALBRIDGE_SLOT: '', WALBRIDGE_SCHEMAS: '' }));
+    const c = loadConfig(
+      env({ PORT: '', LOG_LEVEL: ' ', WALBRIDGE_SLOT: '', WALBRIDGE_SCHEMAS: '', WALBRIDGE_REVERSE: '', WALBRIDGE_EXIT_ON_ERROR: ' ', WALBRIDGE_HTTP_TOKEN: ' ' }),
+    );
     assert.equal(c.port, 8080);
     assert.equal(c.logLevel, 'info');
     assert.equal(c.slotName, 'walbridge');
     assert.deepEqual(c.schemas, ['public']);
+    assert.equal(c.reverse, false);
+    assert.equal(c.exitOnError, false);
+    assert.equal(c.httpToken, null);
   });
 
   test('lists are split on commas and trimmed', () => {
@@ -182,6 +195,27 @@ describe('other settings', () => {
     assert.equal(loadConfig(env({ LOG_LEVEL: 'debug' })).logLevel, 'debug');
   });
 
+  test('WALBRIDGE_REVERSE and WALBRIDGE_EXIT_ON_ERROR take true/false, 1/0 or yes/no, in any case', () => {
+    for (const name of ['WALBRIDGE_REVERSE', 'WALBRIDGE_EXIT_ON_ERROR'] as const) {
+      const field = name === 'WALBRIDGE_REVERSE' ? 'reverse' : 'exitOnError';
+      for (const yes of ['true', 'TRUE', '1', 'yes', ' Yes ']) assert.equal(loadConfig(env({ [name]: yes }))[field], true, `${name}=${yes}`);
+      for (const no of ['false', 'False', '0', 'no']) assert.equal(loadConfig(env({ [name]: no }))[field], false, `${name}=${no}`);
+    }
+  });
+
+  test('any other value of WALBRIDGE_REVERSE or WALBRIDGE_EXIT_ON_ERROR is refused, naming the variable', () => {
+    for (const name of ['WALBRIDGE_REVERSE', 'WALBRIDGE_EXIT_ON_ERROR']) {
+      for (const value of ['maybe', 'on', 'off', 'y', '2']) {
+        const err = configError(env({ [name]: value }));
+        assert.ok(err.message.includes(`${name} must be true or false`), `${name}=${value}: ${err.message}`);
+      }
+    }
+  });
+
+  test('WALBRIDGE_HTTP_TOKEN is taken trimmed', () => {
+    assert.equal(loadConfig(env({ WALBRIDGE_HTTP_TOKEN: ' s3cret-token ' })).httpToken, 's3cret-token');
+  });
+
   test('table filters that are not schema.table are named with the offending pattern', () => {
     for (const pattern of ['users', 'public.', '.users', 'public.a.b']) {
       const inc = configError(env({ WALBRIDGE_TABLES: pattern }));
@@ -243,6 +277,64 @@ describe('overrides (command-line flags)', () => {
     const err = configError(env(), { port: 0 });
     assert.match(err.message, /\bPORT\b/);
   });
+
+  test('--reverse and --exit-on-error win over their variables, even over a bad value', () => {
+    for (const value of ['false', 'maybe']) {
+      const c = loadConfig(env({ WALBRIDGE_REVERSE: value, WALBRIDGE_EXIT_ON_ERROR: value }), { reverse: true, exitOnError: true });
+      assert.equal(c.reverse, true, `WALBRIDGE_REVERSE=${value}`);
+      assert.equal(c.exitOnError, true, `WALBRIDGE_EXIT_ON_ERROR=${value}`);
+    }
+  });
+});
+
+describe('the direction a command runs in (loadCommandConfig)', () => {
+  test('forward by default: source and target, slot and publication as configured', () => {
+    const c = loadCommandConfig(env());
+    assert.ok(c);
+    assert.equal(c.sourceUrl, SOURCE_URL);
+    assert.equal(c.targetUrl, TARGET_URL);
+    assert.equal(c.slotName, 'walbridge');
+    assert.equal(c.reverse, false);
+  });
+
+  test('WALBRIDGE_REVERSE=true, or the --reverse flag: the way back, from the target with the _reverse slot', () => {
+    for (const c of [loadCommandConfig(env({ WALBRIDGE_REVERSE: 'true' })), loadCommandConfig(env(), { overrides: { reverse: true } })]) {
+      assert.ok(c);
+      assert.equal(c.sourceUrl, TARGET_URL);
+      assert.equal(c.targetUrl, SOURCE_URL);
+      assert.equal(c.slotName, 'walbridge_reverse');
+      assert.equal(c.publicationName, 'walbridge_reverse');
+      assert.equal(c.reverse, true);
+    }
+  });
+
+  test('a command that decides by its own flag ignores WALBRIDGE_REVERSE', () => {
+    const c = loadCommandConfig(env({ WALBRIDGE_REVERSE: 'true' }), { reverse: false });
+    assert.ok(c);
+    assert.equal(c.sourceUrl, SOURCE_URL);
+    assert.equal(c.slotName, 'walbridge');
+    assert.equal(c.reverse, false);
+  });
+});
+
+describe('every command refuses a bad configuration the same way', () => {
+  const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/cli.js');
+  // Hosts that do not resolve: a command that tried to connect would report that instead.
+  const bad = {
+    PATH: process.env.PATH ?? '',
+    SOURCE_DATABASE_URL: urlWithLogin('postgresql://source.invalid:5432/app', 'u', SOURCE_PASSWORD),
+    TARGET_DATABASE_URL: urlWithLogin('postgresql://target.invalid:5432/app', 'u', TARGET_PASSWORD),
+    WALBRIDGE_EXIT_ON_ERROR: 'maybe',
+  };
+  for (const args of [['run'], ['preflight'], ['status'], ['verify'], ['cutover'], ['teardown'], ['status', '--reverse']]) {
+    test(`walbridge ${args.join(' ')}: exit 2, the variable named and the fix, on stderr`, () => {
+      const r = spawnSync(process.execPath, [CLI, ...args], { env: bad, encoding: 'utf8', timeout: 20_000 });
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, /^invalid configuration:\n {2}- WALBRIDGE_EXIT_ON_ERROR must be true or false\n/);
+      assert.match(r.stderr, /Fix the variables above/);
+      assert.doesNotMatch(r.stderr, /\.invalid/, 'no connection was attempted');
+    });
+  }
 });
 
 describe('secrets', () => {
