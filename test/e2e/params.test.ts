@@ -1,6 +1,6 @@
 /**
  * Apply's parameters against a real server: a column's values go as one binary text[] built
- * from the bytes pgoutput sent (src/replicator/params.ts), and must reach the server as the
+ * from the bytes pgoutput sent (src/replicator/apply/params.ts), and must reach the server as the
  * exact same text, element by element, NULL kept apart from '' and from the string 'NULL'.
  * Run through PostgreSQL 15 and 17 (array_recv and textrecv on both).
  */
