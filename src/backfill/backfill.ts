@@ -11,6 +11,7 @@ import { formatLsn, type Lsn } from '../lsn.js';
 import { WalbridgeError } from '../errors.js';
 import { displayTable, quoteTable } from '../pg/ident.js';
 import { openSourceReader, openTargetWriter } from '../pg/sessions.js';
+import { deleteAllRows } from '../sql/catalog.js';
 import { TABLE_PARTS } from '../sql/source.js';
 import { LOCK_PENDING_TABLE, MARK_COPIED, MARK_COPYING, MARK_COPYING_IN_PARTS, MOVE_COPY_LSN } from '../sql/state.js';
 import type { LiveCopy } from '../status/report.js';
@@ -168,7 +169,7 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
     }
     if (rows[0]?.copy_in_parts) {
       tlog.info('removing the rows of a copy in parts that was cut off, before copying the table again');
-      await target.query(`DELETE FROM ${quoteTable(plan)}`);
+      await target.query(deleteAllRows(quoteTable(plan)));
     }
     await target.query(MARK_COPYING, [plan.schema, plan.name, formatLsn(opts.copyLsn)]);
     await target.query('COMMIT');
