@@ -10,13 +10,15 @@ import type { Logger } from '../log.js';
 import { formatLsn, type Lsn } from '../lsn.js';
 import { WalbridgeError } from '../errors.js';
 import { displayTable, quoteTable } from '../pg/ident.js';
-import { openSourceReader, openTargetWriter } from '../pg/sessions.js';
 import { deleteAllRows } from '../sql/catalog.js';
 import { TABLE_PARTS } from '../sql/source.js';
 import { LOCK_PENDING_TABLE, MARK_COPIED, MARK_COPYING, MARK_COPYING_IN_PARTS, MOVE_COPY_LSN } from '../sql/state.js';
 import type { LiveCopy } from '../status/report.js';
 import { assertTargetEmpty, copyFormat, copyPart, copyTable, importSnapshot, lockForCopy, openSnapshotRead, TableRewrittenError, type CopyDone, type CopyPart, type CopyProgress } from './copy.js';
 import { buildIndexesAgain, setIndexesAside } from './indexes.js';
+import { BackfillProgress } from './progress.js';
+import { BackfillRun } from './run.js';
+import { SessionPairs } from './session-pairs.js';
 
 export interface BackfillOptions {
   sourceUrl: string;
@@ -55,81 +57,22 @@ export interface FreshSnapshot {
 /** A table truncated on the source again and again while queued is copied under this many snapshots at most. */
 const MAX_SNAPSHOTS_PER_TABLE = 5;
 
-interface SessionPair {
-  source: pg.Client;
-  target: pg.Client;
-}
-
-interface Progress extends LiveCopy {
-  table: string;
-  estimated: number;
-}
-
 export async function runBackfill(opts: BackfillOptions): Promise<void> {
-  const { log, metrics } = opts;
+  const { log } = opts;
   const plans = [...opts.plans].sort((a, b) => b.source.bytes - a.source.bytes);
   const queue = new PQueue({ concurrency: Math.max(1, opts.jobs) });
-  const clients = new Set<pg.Client>();
-  const active = new Map<string, Progress>();
-  const live = opts.live;
-  let failure: unknown = null;
-  const copyOptions = { maxBytesPerSecond: opts.maxBytesPerSecond ?? null, binary: opts.binary };
-
-  const closeAll = () => {
-    for (const c of clients) void c.end().catch(() => {});
-  };
-
-  /**
-   * Session pairs kept from one copy to the next: a new connection costs the source several
-   * round trips (TCP, TLS, SCRAM), which through 30 ms of latency made a fifth of the copy.
-   */
-  const idlePairs: SessionPair[] = [];
-  const takePair = async (): Promise<SessionPair> => {
-    const idle = idlePairs.pop();
-    if (idle) return idle;
-    const source = await openSourceReader(opts.sourceUrl, 'walbridge copy');
-    clients.add(source);
-    try {
-      const target = await openTargetWriter(opts.targetUrl, 'walbridge copy');
-      clients.add(target);
-      return { source, target };
-    } catch (err) {
-      clients.delete(source);
-      await source.end().catch(() => {});
-      throw err;
-    }
-  };
-  /** Kept when both sessions have committed what they did (clean); closed after anything else. */
-  const releasePair = async (pair: SessionPair, clean: boolean) => {
-    if (clean && failure === null && !opts.signal.aborted) {
-      idlePairs.push(pair);
-      return;
-    }
-    for (const c of [pair.source, pair.target]) {
-      clients.delete(c);
-      await c.end().catch(() => {});
-    }
-  };
-  const onAbort = () => {
+  const run = new BackfillRun(opts.signal);
+  const sessions = new SessionPairs(opts.sourceUrl, opts.targetUrl, run);
+  // The first failure, or an abort: no table starts any more, and every session is closed,
+  // which also cuts off the copies in flight.
+  run.onStop(() => {
     queue.clear();
-    closeAll();
-  };
-  opts.signal.addEventListener('abort', onAbort, { once: true });
-
-  // Progress at a steady pace, per table, with percent and ETA; never per row.
-  const ticker = setInterval(() => {
-    for (const p of active.values()) {
-      const seconds = (Date.now() - p.startedAt) / 1000;
-      const rate = seconds > 0 ? p.rows / seconds : 0;
-      const pct = p.estimated > 0 ? Math.min(99.9, (100 * p.rows) / p.estimated) : null;
-      const eta = rate > 0 && p.estimated > p.rows ? Math.round((p.estimated - p.rows) / rate) : null;
-      log.info(
-        { table: p.table, rows: p.rows, bytes: p.bytes, percent: pct === null ? null : Number(pct.toFixed(1)), rowsPerSec: Math.round(rate), etaSeconds: eta },
-        'copying',
-      );
-    }
-  }, opts.progressIntervalMs ?? 10_000);
-  ticker.unref();
+    sessions.closeAll();
+  });
+  const stopOnAbort = run.stopOnAbort();
+  const progress = new BackfillProgress(log, opts.metrics, opts.live);
+  const stopTicker = progress.logEvery(opts.progressIntervalMs ?? 10_000);
+  const copyOptions = { maxBytesPerSecond: opts.maxBytesPerSecond ?? null, binary: opts.binary };
 
   /**
    * The table was truncated or rewritten after the shared snapshot: read it under a snapshot
@@ -209,47 +152,38 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
   };
 
   /** A session pair of its own under the shared snapshot, copying parts until none wait. */
-  const help = async () => {
-    let pair: SessionPair | null = null;
-    let clean = false;
-    try {
-      pair = await takePair();
-      const { source: s, target: t } = pair;
-      await importSnapshot(s, opts.snapshotName);
-      const locked = new Set<PartsJob>();
-      for (let job = nextJob(); job !== null && failure === null; job = nextJob()) {
-        if (!locked.has(job)) {
-          await lockForCopy(s, job.plan);
-          locked.add(job);
+  const help = () =>
+    sessions.withPair(
+      async ({ source: s, target: t }) => {
+        await importSnapshot(s, opts.snapshotName);
+        const locked = new Set<PartsJob>();
+        for (let job = nextJob(); job !== null && !run.failed; job = nextJob()) {
+          if (!locked.has(job)) {
+            await lockForCopy(s, job.plan);
+            locked.add(job);
+          }
+          const part = job.queue.shift();
+          if (part === undefined) continue;
+          job.inFlight++;
+          try {
+            await copyOnePart(job, part, s, t);
+          } finally {
+            job.inFlight--;
+            if (job.inFlight === 0 && job.queue.length === 0) job.idle?.();
+          }
         }
-        const part = job.queue.shift();
-        if (part === undefined) continue;
-        job.inFlight++;
-        try {
-          await copyOnePart(job, part, s, t);
-        } finally {
-          job.inFlight--;
-          if (job.inFlight === 0 && job.queue.length === 0) job.idle?.();
-        }
-      }
-      await s.query('COMMIT');
-      clean = true;
-    } catch (err) {
-      // As any copy failing: the backfill stops (every session closed) and is run again.
-      if (failure === null) {
-        failure = err;
-        queue.clear();
-        closeAll();
-      }
-      for (const j of partsJobs) j.idle?.();
-    } finally {
-      if (pair) await releasePair(pair, clean);
-    }
-  };
+        await s.query('COMMIT');
+      },
+      (err) => {
+        // As any copy failing: the backfill stops (every session closed) and is run again.
+        run.fail(err);
+        for (const j of partsJobs) j.idle?.();
+      },
+    );
 
   /** Start helpers while session pairs are spare and parts wait for more than the helpers running. */
   const lendSessions = () => {
-    while (spareSessions > 0 && failure === null && !opts.signal.aborted) {
+    while (spareSessions > 0 && !run.stopped) {
       let waiting = 0;
       for (const j of partsJobs) waiting += j.queue.length;
       if (waiting <= helpers) return;
@@ -314,13 +248,13 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
       const before = helpers;
       lendSessions();
       tlog.info({ parts: parts.length, helpers: helpers - before, by: parts[0]?.kind === 'leaf' ? 'partition' : 'block range' }, 'copying in parts side by side');
-      for (let part = job.queue.shift(); part !== undefined && failure === null; part = job.queue.shift()) await copyOnePart(job, part, source, target);
+      for (let part = job.queue.shift(); part !== undefined && !run.failed; part = job.queue.shift()) await copyOnePart(job, part, source, target);
       // The last parts may still be copying on helpers' sessions.
-      if (job.inFlight > 0 && failure === null) await new Promise<void>((resolve) => (job.idle = resolve));
+      if (job.inFlight > 0 && !run.failed) await new Promise<void>((resolve) => (job.idle = resolve));
     } finally {
       partsJobs.delete(job);
     }
-    if (failure !== null) throw failure;
+    run.throwIfFailed();
     const total = job.total;
     // The indexes set aside, built again in the transaction that marks the table copied.
     await target.query('BEGIN');
@@ -338,70 +272,48 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
   };
 
   const copyOne = async (plan: TablePlan) => {
-    if (failure !== null || opts.signal.aborted) return;
+    if (run.stopped) return;
     const table = displayTable(plan);
     const tlog = log.child({ table, lsn: formatLsn(opts.copyLsn) });
-    let pair: SessionPair | null = null;
-    let clean = false;
-    try {
-      pair = await takePair();
-      const { source, target } = pair;
-      await claimTable(target, plan, tlog);
-      if (opts.deferIndexes) {
-        const aside = await setIndexesAside(target, plan);
-        if (aside.length > 0) tlog.info({ indexes: aside }, 'secondary indexes set aside for the copy; built again once its rows are in');
-      }
-      metrics.backfillTables.dec({ state: 'pending' });
-      metrics.backfillTables.inc({ state: 'copying' });
-      metrics.backfillRowsEstimated.set({ table }, plan.source.estimatedRows);
-      const progress: Progress = { table, estimated: plan.source.estimatedRows, rows: 0, bytes: 0, startedAt: Date.now() };
-      active.set(table, progress);
-      live.set(table, progress);
-      tlog.info({ estimatedRows: plan.source.estimatedRows, bytes: plan.source.bytes }, 'copy started');
-      const onProgress = (d: CopyProgress) => {
-        progress.rows += d.rows;
-        progress.bytes += d.bytes;
-        metrics.backfillRows.inc({ table }, d.rows);
-        metrics.backfillBytes.inc({ table }, d.bytes);
-      };
-      let copyLsn = opts.copyLsn;
-      try {
-        await openSnapshotRead(source, plan, opts.snapshotName);
-      } catch (err) {
-        if (!(err instanceof TableRewrittenError)) throw err;
-        copyLsn = await readUnderFreshSnapshot(source, plan, err);
-        const moved = await target.query(MOVE_COPY_LSN, [plan.schema, plan.name, formatLsn(opts.copyLsn), formatLsn(copyLsn)]);
-        if (moved.rowCount !== 1) throw new WalbridgeError('state', `${table} is no longer this instance's to copy`, { transient: true });
-      }
-      // A large table is split in parts copied side by side, all under the shared snapshot
-      // (one taken for this table alone, after a rewrite, is not shared).
-      const parts = copyLsn === opts.copyLsn ? await planParts(source, plan) : null;
-      const done =
-        parts === null
-          ? await copyTable(source, target, plan, copyLsn, { ...copyOptions, onProgress })
-          : await copyInParts(source, target, plan, parts, copyLsn, onProgress, tlog);
-      active.delete(table);
-      live.delete(table);
-      metrics.backfillTables.dec({ state: 'copying' });
-      metrics.backfillTables.inc({ state: 'copied' });
-      const seconds = (Date.now() - progress.startedAt) / 1000;
-      if (done.indexesBuilt.length > 0) tlog.info({ indexes: done.indexesBuilt, seconds: done.indexSeconds }, 'secondary indexes built again');
-      tlog.info(
-        { rows: done.rows, bytes: done.bytes, seconds, rowsPerSec: Math.round(done.rows / Math.max(seconds, 0.001)), format: copyFormat(plan, copyOptions) },
-        'copy finished',
-      );
-      clean = true;
-    } catch (err) {
-      active.delete(table);
-      live.delete(table);
-      if (failure === null) {
-        failure = err;
-        queue.clear();
-        closeAll();
-      }
-    } finally {
-      if (pair) await releasePair(pair, clean);
-    }
+    await sessions.withPair(
+      async ({ source, target }) => {
+        await claimTable(target, plan, tlog);
+        if (opts.deferIndexes) {
+          const aside = await setIndexesAside(target, plan);
+          if (aside.length > 0) tlog.info({ indexes: aside }, 'secondary indexes set aside for the copy; built again once its rows are in');
+        }
+        const copying = progress.started(plan);
+        tlog.info({ estimatedRows: plan.source.estimatedRows, bytes: plan.source.bytes }, 'copy started');
+        const { onProgress } = copying;
+        let copyLsn = opts.copyLsn;
+        try {
+          await openSnapshotRead(source, plan, opts.snapshotName);
+        } catch (err) {
+          if (!(err instanceof TableRewrittenError)) throw err;
+          copyLsn = await readUnderFreshSnapshot(source, plan, err);
+          const moved = await target.query(MOVE_COPY_LSN, [plan.schema, plan.name, formatLsn(opts.copyLsn), formatLsn(copyLsn)]);
+          if (moved.rowCount !== 1) throw new WalbridgeError('state', `${table} is no longer this instance's to copy`, { transient: true });
+        }
+        // A large table is split in parts copied side by side, all under the shared snapshot
+        // (one taken for this table alone, after a rewrite, is not shared).
+        const parts = copyLsn === opts.copyLsn ? await planParts(source, plan) : null;
+        const done =
+          parts === null
+            ? await copyTable(source, target, plan, copyLsn, { ...copyOptions, onProgress })
+            : await copyInParts(source, target, plan, parts, copyLsn, onProgress, tlog);
+        progress.finished(table);
+        const seconds = (Date.now() - copying.startedAt) / 1000;
+        if (done.indexesBuilt.length > 0) tlog.info({ indexes: done.indexesBuilt, seconds: done.indexSeconds }, 'secondary indexes built again');
+        tlog.info(
+          { rows: done.rows, bytes: done.bytes, seconds, rowsPerSec: Math.round(done.rows / Math.max(seconds, 0.001)), format: copyFormat(plan, copyOptions) },
+          'copy finished',
+        );
+      },
+      (err) => {
+        progress.dropped(table);
+        run.fail(err);
+      },
+    );
   };
 
   try {
@@ -409,10 +321,10 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
     for (const plan of plans) queue.add(() => copyOne(plan)).catch(() => {});
     await queue.onIdle();
   } finally {
-    clearInterval(ticker);
-    opts.signal.removeEventListener('abort', onAbort);
-    await Promise.all(idlePairs.splice(0).map((pair) => releasePair(pair, false)));
+    stopTicker();
+    stopOnAbort();
+    await sessions.closeIdle();
   }
-  if (failure !== null) throw failure;
-  if (opts.signal.aborted) throw new Error('backfill stopped');
+  run.throwIfFailed();
+  if (run.aborted) throw new Error('backfill stopped');
 }
