@@ -11,11 +11,11 @@ import { formatLsn, type Lsn } from '../lsn.js';
 import { WalbridgeError } from '../errors.js';
 import { displayTable, quoteTable } from '../pg/ident.js';
 import { deleteAllRows } from '../sql/catalog.js';
-import { TABLE_PARTS } from '../sql/source.js';
 import { LOCK_PENDING_TABLE, MARK_COPIED, MARK_COPYING, MARK_COPYING_IN_PARTS, MOVE_COPY_LSN } from '../sql/state.js';
 import type { LiveCopy } from '../status/report.js';
-import { assertTargetEmpty, copyFormat, copyPart, copyTable, importSnapshot, lockForCopy, openSnapshotRead, TableRewrittenError, type CopyDone, type CopyPart, type CopyProgress } from './copy.js';
+import { assertTargetEmpty, copyFormat, copyTable, openSnapshotRead, TableRewrittenError, type CopyDone, type CopyPart, type CopyProgress } from './copy.js';
 import { buildIndexesAgain, setIndexesAside } from './indexes.js';
+import { PartsScheduler } from './parts.js';
 import { BackfillProgress } from './progress.js';
 import { BackfillRun } from './run.js';
 import { SessionPairs } from './session-pairs.js';
@@ -73,6 +73,7 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
   const progress = new BackfillProgress(log, opts.metrics, opts.live);
   const stopTicker = progress.logEvery(opts.progressIntervalMs ?? 10_000);
   const copyOptions = { maxBytesPerSecond: opts.maxBytesPerSecond ?? null, binary: opts.binary };
+  const scheduler = new PartsScheduler({ jobs: opts.jobs, splitBytes: opts.splitBytes, snapshotName: opts.snapshotName, copyOptions }, sessions, run);
 
   /**
    * The table was truncated or rewritten after the shared snapshot: read it under a snapshot
@@ -119,107 +120,8 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
   };
 
   /**
-   * Copies in parts in progress, and the extra session pairs that help them: at most jobs - 1
-   * at a time, each taking the next part of whichever table has the most bytes of parts still
-   * waiting (any table: they all read under the same snapshot), part after part, so the largest
-   * table does not end up copying alone on one session at the end.
-   */
-  interface PartsJob {
-    plan: TablePlan;
-    queue: CopyPart[];
-    /** Bytes per part (an estimate, to pick whom to help). */
-    partBytes: number;
-    total: CopyProgress;
-    onProgress: (d: CopyProgress) => void;
-    /** Parts being copied by helpers right now. */
-    inFlight: number;
-    idle: (() => void) | null;
-  }
-  const partsJobs = new Set<PartsJob>();
-  let spareSessions = Math.max(0, opts.jobs - 1);
-  let helpers = 0;
-
-  const copyOnePart = async (job: PartsJob, part: CopyPart, s: pg.Client, t: pg.Client) => {
-    const done = await copyPart(s, t, job.plan, part, { ...copyOptions, onProgress: job.onProgress });
-    job.total.rows += done.rows;
-    job.total.bytes += done.bytes;
-  };
-
-  const nextJob = (): PartsJob | null => {
-    let best: PartsJob | null = null;
-    for (const j of partsJobs) if (j.queue.length > 0 && (best === null || j.queue.length * j.partBytes > best.queue.length * best.partBytes)) best = j;
-    return best;
-  };
-
-  /** A session pair of its own under the shared snapshot, copying parts until none wait. */
-  const help = () =>
-    sessions.withPair(
-      async ({ source: s, target: t }) => {
-        await importSnapshot(s, opts.snapshotName);
-        const locked = new Set<PartsJob>();
-        for (let job = nextJob(); job !== null && !run.failed; job = nextJob()) {
-          if (!locked.has(job)) {
-            await lockForCopy(s, job.plan);
-            locked.add(job);
-          }
-          const part = job.queue.shift();
-          if (part === undefined) continue;
-          job.inFlight++;
-          try {
-            await copyOnePart(job, part, s, t);
-          } finally {
-            job.inFlight--;
-            if (job.inFlight === 0 && job.queue.length === 0) job.idle?.();
-          }
-        }
-        await s.query('COMMIT');
-      },
-      (err) => {
-        // As any copy failing: the backfill stops (every session closed) and is run again.
-        run.fail(err);
-        for (const j of partsJobs) j.idle?.();
-      },
-    );
-
-  /** Start helpers while session pairs are spare and parts wait for more than the helpers running. */
-  const lendSessions = () => {
-    while (spareSessions > 0 && !run.stopped) {
-      let waiting = 0;
-      for (const j of partsJobs) waiting += j.queue.length;
-      if (waiting <= helpers) return;
-      spareSessions--;
-      helpers++;
-      void help().finally(() => {
-        spareSessions++;
-        helpers--;
-        lendSessions();
-      });
-    }
-  };
-
-  /**
-   * The parts of a table large enough to split (block ranges of an ordinary table, leaves of
-   * a partitioned one), or null to copy it in one piece. More parts than sessions, so that
-   * sessions lent from tables that finished early find work.
-   */
-  const planParts = async (source: pg.Client, plan: TablePlan): Promise<CopyPart[] | null> => {
-    if (opts.jobs < 2) return null;
-    const { rows } = await source.query<{ bytes: string; blocks: string; tid_range_scan: boolean; leaves: string[] }>(TABLE_PARTS, [quoteTable(plan)]);
-    const t = rows[0];
-    if (!t) return null;
-    const worth = Math.floor(Number(t.bytes) / Math.max(1, opts.splitBytes));
-    if (plan.source.kind === 'p') return t.leaves.length >= 2 && worth >= 2 ? t.leaves.map((quotedName) => ({ kind: 'leaf', quotedName })) : null;
-    const n = Math.min(2 * opts.jobs, worth);
-    if (!t.tid_range_scan || !(n >= 2)) return null;
-    const per = Math.ceil(Number(t.blocks) / n);
-    return Array.from({ length: n }, (_, i) => ({ kind: 'blocks', from: i * per, to: i === n - 1 ? null : (i + 1) * per }));
-  };
-
-  /**
-   * Copy a table in parts side by side: on the table's own session pair (whose source
-   * transaction holds the table's lock throughout) and on pairs lent from the shared pool
-   * (lendSessions), all under the same snapshot. Each part commits on its own; the table is
-   * marked copied once all are in.
+   * Copy a table in parts side by side (PartsScheduler), each part committed on its own; the
+   * table is marked copied once all are in.
    */
   const copyInParts = async (
     source: pg.Client,
@@ -234,28 +136,7 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
     await assertTargetEmpty(target, plan);
     const marked = await target.query(MARK_COPYING_IN_PARTS, [plan.schema, plan.name, lsn]);
     if (marked.rowCount !== 1) throw new WalbridgeError('state', `${displayTable(plan)} is no longer this instance's to copy`, { transient: true });
-    const job: PartsJob = {
-      plan,
-      queue: [...parts],
-      partBytes: plan.source.bytes / Math.max(1, parts.length),
-      total: { rows: 0, bytes: 0 },
-      onProgress,
-      inFlight: 0,
-      idle: null,
-    };
-    partsJobs.add(job);
-    try {
-      const before = helpers;
-      lendSessions();
-      tlog.info({ parts: parts.length, helpers: helpers - before, by: parts[0]?.kind === 'leaf' ? 'partition' : 'block range' }, 'copying in parts side by side');
-      for (let part = job.queue.shift(); part !== undefined && !run.failed; part = job.queue.shift()) await copyOnePart(job, part, source, target);
-      // The last parts may still be copying on helpers' sessions.
-      if (job.inFlight > 0 && !run.failed) await new Promise<void>((resolve) => (job.idle = resolve));
-    } finally {
-      partsJobs.delete(job);
-    }
-    run.throwIfFailed();
-    const total = job.total;
+    const total = await scheduler.copyParts(source, target, plan, parts, onProgress, tlog);
     // The indexes set aside, built again in the transaction that marks the table copied.
     await target.query('BEGIN');
     const t0 = Date.now();
@@ -296,7 +177,7 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
         }
         // A large table is split in parts copied side by side, all under the shared snapshot
         // (one taken for this table alone, after a rewrite, is not shared).
-        const parts = copyLsn === opts.copyLsn ? await planParts(source, plan) : null;
+        const parts = copyLsn === opts.copyLsn ? await scheduler.planParts(source, plan) : null;
         const done =
           parts === null
             ? await copyTable(source, target, plan, copyLsn, { ...copyOptions, onProgress })
