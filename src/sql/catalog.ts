@@ -97,6 +97,9 @@ SELECT n.nspname                             AS schema,
 /** Which of the given tables hold at least one row (target emptiness check before a first copy). */
 export const tableHasRows = (quotedTable: string) => `SELECT EXISTS (SELECT 1 FROM ${quotedTable}) AS has_rows`;
 
+/** Every row of a target table removed, inside the caller's transaction (a copy in parts that was cut off). */
+export const deleteAllRows = (quotedTable: string) => `DELETE FROM ${quotedTable}`;
+
 export const SERVER_INFO = `
 SELECT current_setting('server_version_num')::int AS version_num,
        current_database()                         AS database,
