@@ -12,7 +12,7 @@ import { PartsScheduler } from './parts.js';
 import { BackfillProgress } from './progress.js';
 import { BackfillRun } from './run.js';
 import { SessionPairs } from './session-pairs.js';
-import { backfillTable, type BackfillContext } from './table.js';
+import { backfillTable, type BackfillContext, type FreshSnapshot } from './table.js';
 
 export interface BackfillOptions {
   sourceUrl: string;
@@ -40,12 +40,6 @@ export interface BackfillOptions {
    * was taken; `lsn` is its copy LSN. Call release() once the copy has imported it.
    */
   freshSnapshot: () => Promise<FreshSnapshot>;
-}
-
-export interface FreshSnapshot {
-  name: string;
-  lsn: Lsn;
-  release(): Promise<void>;
 }
 
 export async function runBackfill(opts: BackfillOptions): Promise<void> {

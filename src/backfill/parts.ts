@@ -75,16 +75,16 @@ export interface PartsSchedulerOptions {
  * table does not end up copying alone on one session at the end.
  */
 export class PartsScheduler {
-  readonly #jobs = new Set<PartsJob>();
-  #spareSessions: number;
-  #helpers = 0;
+  private readonly jobs = new Set<PartsJob>();
+  private spareSessions: number;
+  private helpers = 0;
 
   constructor(
     private readonly opts: PartsSchedulerOptions,
     private readonly sessions: SessionPairs,
     private readonly run: BackfillRun,
   ) {
-    this.#spareSessions = Math.max(0, opts.jobs - 1);
+    this.spareSessions = Math.max(0, opts.jobs - 1);
   }
 
   /** The parts `plan` splits into (see splitTable), or null to copy it in one piece. */
@@ -120,44 +120,44 @@ export class PartsScheduler {
       inFlight: 0,
       idle: null,
     };
-    this.#jobs.add(job);
+    this.jobs.add(job);
     try {
-      const before = this.#helpers;
-      this.#lendSessions();
-      tlog.info({ parts: parts.length, helpers: this.#helpers - before, by: parts[0]?.kind === 'leaf' ? 'partition' : 'block range' }, 'copying in parts side by side');
-      for (let part = job.queue.shift(); part !== undefined && !this.run.failed; part = job.queue.shift()) await this.#copyOnePart(job, part, source, target);
+      const before = this.helpers;
+      this.lendSessions();
+      tlog.info({ parts: parts.length, helpers: this.helpers - before, by: parts[0]?.kind === 'leaf' ? 'partition' : 'block range' }, 'copying in parts side by side');
+      for (let part = job.queue.shift(); part !== undefined && !this.run.failed; part = job.queue.shift()) await this.copyOnePart(job, part, source, target);
       // The last parts may still be copying on helpers' sessions.
       if (job.inFlight > 0 && !this.run.failed) await new Promise<void>((resolve) => (job.idle = resolve));
     } finally {
-      this.#jobs.delete(job);
+      this.jobs.delete(job);
     }
     this.run.throwIfFailed();
     return job.total;
   }
 
   /** Start helpers while session pairs are spare and parts wait for more than the helpers running. */
-  #lendSessions(): void {
-    while (this.#spareSessions > 0 && !this.run.stopped) {
+  private lendSessions(): void {
+    while (this.spareSessions > 0 && !this.run.stopped) {
       let waiting = 0;
-      for (const j of this.#jobs) waiting += j.queue.length;
-      if (waiting <= this.#helpers) return;
-      this.#spareSessions--;
-      this.#helpers++;
-      void this.#help().finally(() => {
-        this.#spareSessions++;
-        this.#helpers--;
-        this.#lendSessions();
+      for (const j of this.jobs) waiting += j.queue.length;
+      if (waiting <= this.helpers) return;
+      this.spareSessions--;
+      this.helpers++;
+      void this.help().finally(() => {
+        this.spareSessions++;
+        this.helpers--;
+        this.lendSessions();
       });
     }
   }
 
   /** A session pair of its own under the shared snapshot, copying parts until none wait. */
-  async #help(): Promise<void> {
+  private async help(): Promise<void> {
     await this.sessions.withPair(
       async ({ source: s, target: t }) => {
         await importSnapshot(s, this.opts.snapshotName);
         const locked = new Set<PartsJob>();
-        for (let job = mostBytesWaiting(this.#jobs); job !== null && !this.run.failed; job = mostBytesWaiting(this.#jobs)) {
+        for (let job = mostBytesWaiting(this.jobs); job !== null && !this.run.failed; job = mostBytesWaiting(this.jobs)) {
           if (!locked.has(job)) {
             await lockForCopy(s, job.plan);
             locked.add(job);
@@ -166,7 +166,7 @@ export class PartsScheduler {
           if (part === undefined) continue;
           job.inFlight++;
           try {
-            await this.#copyOnePart(job, part, s, t);
+            await this.copyOnePart(job, part, s, t);
           } finally {
             job.inFlight--;
             if (job.inFlight === 0 && job.queue.length === 0) job.idle?.();
@@ -177,12 +177,12 @@ export class PartsScheduler {
       (err) => {
         // As any copy failing: the backfill stops (every session closed) and is run again.
         this.run.fail(err);
-        for (const j of this.#jobs) j.idle?.();
+        for (const j of this.jobs) j.idle?.();
       },
     );
   }
 
-  async #copyOnePart(job: PartsJob, part: CopyPart, s: pg.ClientBase, t: pg.ClientBase): Promise<void> {
+  private async copyOnePart(job: PartsJob, part: CopyPart, s: pg.ClientBase, t: pg.ClientBase): Promise<void> {
     const done = await copyPart(s, t, job.plan, part, { ...this.opts.copyOptions, onProgress: job.onProgress });
     job.total.rows += done.rows;
     job.total.bytes += done.bytes;

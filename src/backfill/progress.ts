@@ -21,7 +21,7 @@ export interface TableCopyProgress {
 }
 
 export class BackfillProgress {
-  readonly #active = new Map<string, TableProgress>();
+  private readonly active = new Map<string, TableProgress>();
 
   constructor(
     private readonly log: Logger,
@@ -34,7 +34,7 @@ export class BackfillProgress {
   logEvery(intervalMs: number): () => void {
     // Progress at a steady pace, per table, with percent and ETA; never per row.
     const ticker = setInterval(() => {
-      for (const p of this.#active.values()) this.#logOne(p);
+      for (const p of this.active.values()) this.logOne(p);
     }, intervalMs);
     ticker.unref();
     return () => clearInterval(ticker);
@@ -47,7 +47,7 @@ export class BackfillProgress {
     this.metrics.backfillTables.inc({ state: 'copying' });
     this.metrics.backfillRowsEstimated.set({ table }, plan.source.estimatedRows);
     const progress: TableProgress = { table, estimated: plan.source.estimatedRows, rows: 0, bytes: 0, startedAt: Date.now() };
-    this.#active.set(table, progress);
+    this.active.set(table, progress);
     this.live.set(table, progress);
     return {
       startedAt: progress.startedAt,
@@ -62,22 +62,22 @@ export class BackfillProgress {
 
   /** The table's copy is in: counted as copied. */
   finished(table: string): void {
-    this.#forget(table);
+    this.forget(table);
     this.metrics.backfillTables.dec({ state: 'copying' });
     this.metrics.backfillTables.inc({ state: 'copied' });
   }
 
   /** The table's copy (or its start) failed: no longer shown. */
   dropped(table: string): void {
-    this.#forget(table);
+    this.forget(table);
   }
 
-  #forget(table: string): void {
-    this.#active.delete(table);
+  private forget(table: string): void {
+    this.active.delete(table);
     this.live.delete(table);
   }
 
-  #logOne(p: TableProgress): void {
+  private logOne(p: TableProgress): void {
     const seconds = (Date.now() - p.startedAt) / 1000;
     const rate = seconds > 0 ? p.rows / seconds : 0;
     const pct = p.estimated > 0 ? Math.min(99.9, (100 * p.rows) / p.estimated) : null;

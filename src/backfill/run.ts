@@ -4,32 +4,32 @@
  * is then run again. An abort stops everything the same way.
  */
 export class BackfillRun {
-  #failure: unknown = null;
-  readonly #stops: (() => void)[] = [];
+  private failure: unknown = null;
+  private readonly stops: (() => void)[] = [];
 
   constructor(private readonly signal: AbortSignal) {}
 
   /** `stop` is called on the first failure, and on abort. */
   onStop(stop: () => void): void {
-    this.#stops.push(stop);
+    this.stops.push(stop);
   }
 
   /** From now until the returned function is called, an abort stops everything. */
   stopOnAbort(): () => void {
-    const onAbort = () => this.#stop();
+    const onAbort = () => this.stop();
     this.signal.addEventListener('abort', onAbort, { once: true });
     return () => this.signal.removeEventListener('abort', onAbort);
   }
 
   /** The first failure is kept and stops everything; later ones mostly follow from it (their sessions closed under them). */
   fail(err: unknown): void {
-    if (this.#failure !== null) return;
-    this.#failure = err;
-    this.#stop();
+    if (this.failure !== null) return;
+    this.failure = err;
+    this.stop();
   }
 
   get failed(): boolean {
-    return this.#failure !== null;
+    return this.failure !== null;
   }
 
   get aborted(): boolean {
@@ -42,10 +42,10 @@ export class BackfillRun {
   }
 
   throwIfFailed(): void {
-    if (this.#failure !== null) throw this.#failure;
+    if (this.failure !== null) throw this.failure;
   }
 
-  #stop(): void {
-    for (const stop of this.#stops) stop();
+  private stop(): void {
+    for (const stop of this.stops) stop();
   }
 }

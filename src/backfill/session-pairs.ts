@@ -16,8 +16,10 @@ export interface SessionPair {
 
 export class SessionPairs {
   /** Every session open, lent or idle: what closeAll() closes. */
-  readonly #open = new Set<pg.Client>();
-  readonly #idle: SessionPair[] = [];
+  private readonly open = new Set<pg.Client>();
+  private readonly idle: SessionPair[] = [];
+  /** The run is over: a pair released from now on (by a helper still finishing) is closed, not kept. */
+  private ended = false;
 
   constructor(
     private readonly sourceUrl: string,
@@ -34,50 +36,51 @@ export class SessionPairs {
     let pair: SessionPair | null = null;
     let clean = false;
     try {
-      pair = await this.#take();
+      pair = await this.take();
       await work(pair);
       clean = true;
     } catch (err) {
       failed(err);
     } finally {
-      if (pair) await this.#release(pair, clean);
+      if (pair) await this.release(pair, clean);
     }
   }
 
   /** Every session, lent or idle, closed at once without waiting: the run has stopped. */
   closeAll(): void {
-    for (const c of this.#open) void c.end().catch(() => {});
+    for (const c of this.open) void c.end().catch(() => {});
   }
 
   /** The pairs kept for a next copy closed, at the end of the run. */
   async closeIdle(): Promise<void> {
-    await Promise.all(this.#idle.splice(0).map((pair) => this.#release(pair, false)));
+    this.ended = true;
+    await Promise.all(this.idle.splice(0).map((pair) => this.release(pair, false)));
   }
 
-  async #take(): Promise<SessionPair> {
-    const idle = this.#idle.pop();
+  private async take(): Promise<SessionPair> {
+    const idle = this.idle.pop();
     if (idle) return idle;
     const source = await openSourceReader(this.sourceUrl, APPLICATION_NAME);
-    this.#open.add(source);
+    this.open.add(source);
     try {
       const target = await openTargetWriter(this.targetUrl, APPLICATION_NAME);
-      this.#open.add(target);
+      this.open.add(target);
       return { source, target };
     } catch (err) {
-      this.#open.delete(source);
+      this.open.delete(source);
       await source.end().catch(() => {});
       throw err;
     }
   }
 
   /** Kept when both sessions have committed what they did (clean); closed after anything else. */
-  async #release(pair: SessionPair, clean: boolean): Promise<void> {
-    if (clean && !this.run.stopped) {
-      this.#idle.push(pair);
+  private async release(pair: SessionPair, clean: boolean): Promise<void> {
+    if (clean && !this.run.stopped && !this.ended) {
+      this.idle.push(pair);
       return;
     }
     for (const c of [pair.source, pair.target]) {
-      this.#open.delete(c);
+      this.open.delete(c);
       await c.end().catch(() => {});
     }
   }

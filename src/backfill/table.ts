@@ -11,7 +11,6 @@ import { formatLsn, type Lsn } from '../lsn.js';
 import { displayTable, quoteTable } from '../pg/ident.js';
 import { deleteAllRows } from '../sql/catalog.js';
 import { LOCK_PENDING_TABLE, MARK_COPIED, MARK_COPYING, MARK_COPYING_IN_PARTS, MOVE_COPY_LSN } from '../sql/state.js';
-import type { FreshSnapshot } from './backfill.js';
 import { assertTargetEmpty, copyFormat, copyTable, openSnapshotRead, TableRewrittenError, type CopyDone, type CopyOptions, type CopyPart, type CopyProgress } from './copy.js';
 import { buildIndexesAgain, setIndexesAside } from './indexes.js';
 import type { PartsScheduler } from './parts.js';
@@ -23,6 +22,13 @@ import type { SessionPairs } from './session-pairs.js';
 const MAX_SNAPSHOTS_PER_TABLE = 5;
 
 /** What every table's backfill shares. */
+/** A snapshot of a table's own, taken after the shared one (see BackfillOptions.freshSnapshot). */
+export interface FreshSnapshot {
+  name: string;
+  lsn: Lsn;
+  release(): Promise<void>;
+}
+
 export interface BackfillContext {
   run: BackfillRun;
   sessions: SessionPairs;
