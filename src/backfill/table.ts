@@ -21,7 +21,6 @@ import type { SessionPairs } from './session-pairs.js';
 /** A table truncated on the source again and again while queued is copied under this many snapshots at most. */
 const MAX_SNAPSHOTS_PER_TABLE = 5;
 
-/** What every table's backfill shares. */
 /** A snapshot of a table's own, taken after the shared one (see BackfillOptions.freshSnapshot). */
 export interface FreshSnapshot {
   name: string;
@@ -29,6 +28,7 @@ export interface FreshSnapshot {
   release(): Promise<void>;
 }
 
+/** What every table's backfill shares. */
 export interface BackfillContext {
   run: BackfillRun;
   sessions: SessionPairs;
