@@ -81,7 +81,7 @@ async function metricsSeries(port: number, name: string): Promise<Map<string, nu
 async function main(): Promise<void> {
   listenForKeys();
   say('Starting two embedded PostgreSQL servers: source 15, target 17…');
-  pair = await startPair({ sourceMajor: 15, targetMajor: 17 });
+  pair = await startPair({ sourceMajor: 15, targetMajor: 17, namePrefix: 'demo' });
   const { source, target } = pair;
   say(`Loading an app-shaped database on the source (14 tables + auth.users, scale ${scale})…`);
   await source.withClient(async (c) => {

@@ -9,7 +9,8 @@ import os from 'node:os';
 import { test } from 'node:test';
 import { waitFor } from '../harness/lsn.js';
 
-const tempDirs = () => new Set(readdirSync(os.tmpdir()).filter((d) => d.startsWith('walbridge-test-')));
+/** The demo's server directories (its clusters are named demo-source and demo-target): another run's servers on the machine do not count. */
+const tempDirs = () => new Set(readdirSync(os.tmpdir()).filter((d) => d.startsWith('walbridge-test-demo-')));
 
 function demo(args: string[]) {
   const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -591,11 +591,14 @@ export async function startPair(
     targetMajor?: PgMajor;
     sourceSettings?: Record<string, string>;
     targetSettings?: Record<string, string>;
+    /** Put before the clusters' names (and so their directories'): whose servers they are. */
+    namePrefix?: string;
   } = {},
 ): Promise<{ source: Cluster; target: Cluster; destroy(): Promise<void> }> {
+  const prefix = opts.namePrefix ? `${opts.namePrefix}-` : '';
   const results = await Promise.allSettled([
-    startCluster({ major: opts.sourceMajor ?? 15, name: 'source', ...(opts.sourceSettings ? { settings: opts.sourceSettings } : {}) }),
-    startCluster({ major: opts.targetMajor ?? 17, name: 'target', ...(opts.targetSettings ? { settings: opts.targetSettings } : {}) }),
+    startCluster({ major: opts.sourceMajor ?? 15, name: `${prefix}source`, ...(opts.sourceSettings ? { settings: opts.sourceSettings } : {}) }),
+    startCluster({ major: opts.targetMajor ?? 17, name: `${prefix}target`, ...(opts.targetSettings ? { settings: opts.targetSettings } : {}) }),
   ]);
   const [s, t] = results;
   if (s.status === 'fulfilled' && t.status === 'fulfilled') {
