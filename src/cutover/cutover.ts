@@ -14,7 +14,7 @@ import { connect } from '../pg/connect.js';
 import { findPublication, findSlot } from '../pipeline/source-objects.js';
 import { CREATE_SLOT_SQL, createPublication, CURRENT_WAL_LSN, DROP_SLOT, dropPublication } from '../sql/source.js';
 import { CANCEL_CUTOVER, RECORD_CUTOVER, REQUEST_CUTOVER, SET_PHASE } from '../sql/state.js';
-import { assertStateReadable } from '../state/migrate.js';
+import { checkStateVersion } from '../state/migrate.js';
 import { loadPipeline, withTransaction, type PipelineState } from '../state/store.js';
 import { verifyTables, type VerifyReport } from '../verify/verify.js';
 import { syncSequences, type SequenceSync } from './sequences.js';
@@ -114,7 +114,7 @@ export async function runCutover(config: Config, opts: CutoverOptions): Promise<
   let requested = false;
   try {
     target = await connect(config.targetUrl, { side: 'target', applicationName: 'walbridge cutover' });
-    await assertStateReadable(target);
+    await checkStateVersion(target);
     const state = await loadPipeline(target);
     if (!state) {
       throw new WalbridgeError('state', 'no migration is recorded on the target', { hint: 'Start walbridge (walbridge run) first, and cut over once it is streaming.' });

@@ -12,8 +12,8 @@ import { ReplicationConnection, type SystemIdentity } from '../pg/replication.js
 import { openSourceReader, openTargetWriter } from '../pg/sessions.js';
 import { RELEASE_WRITER_LOCK, TRY_WRITER_LOCK } from '../sql/state.js';
 import { assertPreflight, runPreflight } from '../preflight/checks.js';
-import { migrateState } from '../state/migrate.js';
-import { loadPipeline, stateExists, type PipelineState } from '../state/store.js';
+import { checkStateVersion, migrateState } from '../state/migrate.js';
+import { loadPipeline, type PipelineState } from '../state/store.js';
 import { initialize, initializeReverse, type ExportedSnapshot } from './init.js';
 import { backfillPhase, catchupPhase, streamingPhase, type PhaseContext } from './phases.js';
 import type { LiveStatus } from '../health/live-status.js';
@@ -101,7 +101,7 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
     ctx.status.setPhase('preflight');
 
     // Bring a state written by an older walbridge up to date; refuse one written by a newer one.
-    if (await stateExists(control)) {
+    if ((await checkStateVersion(control)) !== null) {
       const migrated = await migrateState(control);
       if (migrated.to > migrated.from) log.info({ component: 'setup', ...migrated }, "walbridge's state on the target upgraded");
     }

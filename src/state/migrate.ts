@@ -41,10 +41,11 @@ export async function migrateState(client: pg.ClientBase): Promise<Migrated> {
 }
 
 /**
- * For commands that write to a state they did not create (cutover): it must be one this
- * walbridge knows. Null when there is no state; 0 for a state made before versions.
+ * The version of the state on the target, which must be one this walbridge knows (before it
+ * writes to a state it did not create, as cutover does). Null when there is no state; 0 for a
+ * state made before versions.
  */
-export async function assertStateReadable(client: pg.ClientBase): Promise<number | null> {
+export async function checkStateVersion(client: pg.ClientBase): Promise<number | null> {
   const { rows } = await client.query<{ version: number | null }>(STATE_VERSION_IF_ANY);
   const version = rows[0]?.version ?? null;
   if (version !== null && version > LATEST_STATE_VERSION) throw newerStateError(version);
