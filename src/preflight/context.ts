@@ -88,7 +88,8 @@ export interface PreflightContext extends PreflightInput {
   /** walbridge's publication (config.publicationName) exists on the source. */
   publicationExists: boolean;
   /** Bytes of WAL per second the source wrote while preflight watched it; 0 if it did not watch. */
-  walPerSecond: number;
+  /** Null when not sampled (the daemon's own preflight at every start does not wait for a sample). */
+  walPerSecond: number | null;
   /** The tables the configuration selects, or why they could not be resolved (then none). */
   selection: { tables: SourceTable[] } | { tables: []; error: unknown };
   /** The selected tables against the target's; null when no table was selected. */

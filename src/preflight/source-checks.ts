@@ -114,7 +114,14 @@ export function walRetention({ capacity, walPerSecond }: PreflightContext): Chec
 }
 
 /** WAL the source may keep for the slot (max_slot_wal_keep_size as read, -1 unlimited), against how fast the app writes it. */
-export function walRetentionResult(keepMb: number, walPerSecond: number): CheckResult {
+export function walRetentionResult(keepMb: number, walPerSecond: number | null): CheckResult {
+  if (walPerSecond === null) {
+    return {
+      id: 'wal-retention',
+      status: keepMb < 0 ? 'warn' : 'pass',
+      message: `max_slot_wal_keep_size = ${keepMb < 0 ? 'unlimited' : `${keepMb} MB`} (the source's write rate was not sampled: "walbridge preflight" measures it)`,
+    };
+  }
   const rate = `the source writes ${mb(walPerSecond * 60)} of WAL per minute`;
   if (keepMb < 0) {
     return {
@@ -149,8 +156,8 @@ export function slotSurvival(minutes: number): string {
 }
 
 /** Bytes of WAL per second the source writes, watched for `sampleMs` from `startLsn` (read just before). */
-export async function sampleWalRate(source: pg.ClientBase, startLsn: string, sampleMs: number): Promise<number> {
-  if (sampleMs <= 0) return 0;
+export async function sampleWalRate(source: pg.ClientBase, startLsn: string, sampleMs: number): Promise<number | null> {
+  if (sampleMs <= 0) return null;
   const start = parseLsn(startLsn);
   await sleep(sampleMs);
   const { rows } = await source.query<{ lsn: string }>(CURRENT_WAL_LSN);

@@ -59,4 +59,11 @@ describe('walRetentionResult', () => {
     assert.equal(r.status, 'warn');
     assert.match(r.message, /^max_slot_wal_keep_size is unlimited: the source writes 1\.0 MB of WAL per minute/);
   });
+
+  test('the daemon does not sample the rate at every start: the line says so instead of claiming 0 MB a minute', () => {
+    const r = walRetentionResult(512, null);
+    assert.equal(r.status, 'pass');
+    assert.equal(r.message, 'max_slot_wal_keep_size = 512 MB (the source\'s write rate was not sampled: "walbridge preflight" measures it)');
+    assert.doesNotMatch(r.message, /per minute|indefinitely/);
+  });
 });
