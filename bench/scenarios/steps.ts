@@ -21,6 +21,7 @@ import {
   dropSlotWhenFree,
   launchWalbridge,
   logTime,
+  type LaunchOptions,
   waitForApplied,
   waitForRecordedPhase,
   type TableCopy,
@@ -58,12 +59,15 @@ export interface WbCopy {
   copiedBytes: number;
 }
 
+/** Where and which daemon a step starts: a network namespace (WAN), another build (--baseline). */
+export type Launch = Pick<LaunchOptions, 'netns' | 'script'>;
+
 /** Start walbridge on an empty target and wait until it streams (copy + spool applied). */
-export async function walbridgeCopy(ctx: BenchContext, env: Record<string, string>, targetDb: string, label: string, netns?: string): Promise<WbCopy> {
+export async function walbridgeCopy(ctx: BenchContext, env: Record<string, string>, targetDb: string, label: string, launch: Launch = {}): Promise<WbCopy> {
   const tgt = await connect(ctx.target, targetDb);
   try {
     const nodeArgs = nodeArgsFor(ctx, label);
-    const w = await launchWalbridge(env, { ...(netns ? { netns } : {}), ...(nodeArgs ? { nodeArgs } : {}) });
+    const w = await launchWalbridge(env, { ...launch, ...(nodeArgs ? { nodeArgs } : {}) });
     const at = await waitForRecordedPhase(w, tgt, 'streaming', COPY_TIMEOUT);
     const tables = copyTimings(w);
     const backfill = logTime(w, 'backfill finished; applying the changes spooled meanwhile');
@@ -108,11 +112,11 @@ export interface WbDrain {
 }
 
 /** Start walbridge on a target that has the data, and time until the backlog's marker is applied. */
-export async function walbridgeDrain(ctx: BenchContext, env: Record<string, string>, targetDb: string, backlog: Backlog, label: string, netns?: string): Promise<WbDrain> {
+export async function walbridgeDrain(ctx: BenchContext, env: Record<string, string>, targetDb: string, backlog: Backlog, label: string, launch: Launch = {}): Promise<WbDrain> {
   const nodeArgs = nodeArgsFor(ctx, label);
   const [sc, tc, scpu, tcpu] = await Promise.all([connect(ctx.source, 'postgres'), connect(ctx.target, 'postgres'), connect(ctx.source, 'postgres'), connect(ctx.target, 'postgres')]);
   const samplers = { source: new ActivitySampler(sc), target: new ActivitySampler(tc) };
-  const w = await launchWalbridge(env, { ...(netns ? { netns } : {}), ...(nodeArgs ? { nodeArgs } : {}) });
+  const w = await launchWalbridge(env, { ...launch, ...(nodeArgs ? { nodeArgs } : {}) });
   const cpu = new CpuSampler(
     {
       daemon: () => (w.daemon.child.pid === undefined ? [] : [w.daemon.child.pid]),
