@@ -12,6 +12,7 @@ import { CpuSampler } from '../cpu.js';
 import { ALL_TABLES, countDiffs } from '../dataset.js';
 import { dropNative } from '../peers.js';
 import { currentLsn, lsnDiff, runPgbench, settledRowChanges, waitForMarker, writeMarker } from '../pgbench.js';
+import { sleep } from '../proc.js';
 import { newestProfile, summariseProfile } from '../profile.js';
 import {
   ActivitySampler,
@@ -111,17 +112,27 @@ export interface WbDrain {
   cpu: Record<string, number>;
 }
 
+/** The drain's CPU groups on the servers, found by application_name (every walbridge session's starts with it). */
+const DRAIN_WALSENDERS = "backend_type = 'walsender' AND application_name LIKE 'walbridge%'";
+const DRAIN_TARGET_SESSIONS = "application_name LIKE 'walbridge%'";
+
 /** Start walbridge on a target that has the data, and time until the backlog's marker is applied. */
 export async function walbridgeDrain(ctx: BenchContext, env: Record<string, string>, targetDb: string, backlog: Backlog, label: string, launch: Launch = {}): Promise<WbDrain> {
   const nodeArgs = nodeArgsFor(ctx, label);
   const [sc, tc, scpu, tcpu] = await Promise.all([connect(ctx.source, 'postgres'), connect(ctx.target, 'postgres'), connect(ctx.source, 'postgres'), connect(ctx.target, 'postgres')]);
+  // The CPU groups count their processes from zero: a session of a daemon stopped a moment ago
+  // (the other build's drain, just before this one) would add its whole CPU time to this drain.
+  await Promise.all([
+    waitNoBackends(scpu, DRAIN_WALSENDERS),
+    waitNoBackends(tcpu, `${DRAIN_TARGET_SESSIONS} AND application_name NOT LIKE 'walbridge-bench%'`),
+  ]);
   const samplers = { source: new ActivitySampler(sc), target: new ActivitySampler(tc) };
   const w = await launchWalbridge(env, { ...launch, ...(nodeArgs ? { nodeArgs } : {}) });
   const cpu = new CpuSampler(
     {
       daemon: () => (w.daemon.child.pid === undefined ? [] : [w.daemon.child.pid]),
-      walsender: () => backendPids(scpu, "backend_type = 'walsender' AND application_name LIKE 'walbridge%'"),
-      target: () => backendPids(tcpu, "application_name LIKE 'walbridge%'"),
+      walsender: () => backendPids(scpu, DRAIN_WALSENDERS),
+      target: () => backendPids(tcpu, DRAIN_TARGET_SESSIONS),
     },
     new Set(['daemon', 'walsender', 'target']),
   );
@@ -155,6 +166,15 @@ export async function walbridgeDrain(ctx: BenchContext, env: Record<string, stri
 export async function backendPids(c: pg.Client, where: string): Promise<number[]> {
   const r = await c.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE ${where}`);
   return r.rows.map((x) => x.pid);
+}
+
+/** Wait until no backend matches a pg_stat_activity condition (a stopped client's backends exit a moment after it). */
+async function waitNoBackends(c: pg.Client, where: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await backendPids(c, where)).length > 0) {
+    if (Date.now() > deadline) throw new Error(`backends still there after ${timeoutMs / 1000} s: ${where}`);
+    await sleep(100);
+  }
 }
 
 /** Remove walbridge's slot and publication from a source database (after the daemon stopped). */
