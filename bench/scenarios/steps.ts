@@ -7,6 +7,7 @@ import path from 'node:path';
 import type pg from 'pg';
 import type { Cluster } from '../../test/harness/cluster.js';
 import { assertSameContent } from '../../test/harness/compare.js';
+import type { Baseline } from '../baseline.js';
 import { outcome, type BacklogFigures, type BenchContext, type Outcome, type ProfileSummary, type VerifyResults } from '../context.js';
 import { CpuSampler } from '../cpu.js';
 import { ALL_TABLES, countDiffs } from '../dataset.js';
@@ -62,6 +63,14 @@ export interface WbCopy {
 
 /** Where and which daemon a step starts: a network namespace (WAN), another build (--baseline). */
 export type Launch = Pick<LaunchOptions, 'netns' | 'script'>;
+
+/** One walbridge run in a scenario: its name in the lines said, environment, target database, label (profiles, errors), build. */
+export interface WalbridgeRun extends Launch {
+  name: string;
+  env: Record<string, string>;
+  db: string;
+  label: string;
+}
 
 /** Start walbridge on an empty target and wait until it streams (copy + spool applied). */
 export async function walbridgeCopy(ctx: BenchContext, env: Record<string, string>, targetDb: string, label: string, launch: Launch = {}): Promise<WbCopy> {
@@ -192,6 +201,12 @@ export async function teardownWalbridge(source: Cluster, database: string, slot 
 export async function dropNativeDb(ctx: BenchContext, nativeDb: string): Promise<void> {
   await dropNative(ctx.source, ctx.target, nativeDb);
   await ctx.target.query(`DROP DATABASE ${nativeDb} WITH (FORCE)`, [], 'postgres');
+}
+
+/** Remove the baseline's slot and publication from the source and the target database it fed. */
+export async function dropBaseline(ctx: BenchContext, b: Baseline): Promise<void> {
+  await teardownWalbridge(ctx.source, 'app', b.slot, b.publication);
+  await ctx.target.query(`DROP DATABASE IF EXISTS ${b.db} WITH (FORCE)`, [], 'postgres');
 }
 
 export function countCheck(src: Record<string, number>, tgt: Record<string, number>): string {
