@@ -5,6 +5,7 @@
  * written as bench/results/latest.json: docs and the README quote that shape, keep it.
  */
 import type { Cluster } from '../test/harness/cluster.js';
+import type { Baseline } from './baseline.js';
 import type { BulkRanges } from './dataset.js';
 import type { LagStats } from './lag.js';
 import type { ProfileEntry } from './profile.js';
@@ -42,6 +43,8 @@ export interface BenchContext {
   wbEnv: Record<string, string>;
   /** Where the daemons write CPU profiles (--profile), else null. */
   profileDir: string | null;
+  /** --baseline REV: another build, measured next to this one in the copy and drain; else null. */
+  baseline: Baseline | null;
   say: (s: string) => void;
 }
 
@@ -57,8 +60,16 @@ export interface PeerCopy {
   check?: string;
 }
 
+/** One walbridge build's copy (this checkout's, or the baseline's). */
+export interface WalbridgeCopy extends PeerCopy {
+  backfillSeconds?: number;
+  tables?: TableCopy[];
+  copiedBytes?: number;
+  peakRssMb?: number;
+}
+
 export interface CopyResults {
-  walbridge: PeerCopy & { backfillSeconds?: number; tables?: TableCopy[]; copiedBytes?: number; peakRssMb?: number; copyJobs: string };
+  walbridge: WalbridgeCopy & { copyJobs: string };
   native: PeerCopy;
   pgdump: PeerCopy;
   pgcopydb: PeerCopy;
@@ -73,21 +84,24 @@ export interface BacklogFigures {
   pgbenchTps: number;
 }
 
+/** One walbridge build's drain of the backlog (this checkout's, or the baseline's). */
+export interface WalbridgeDrain {
+  seconds?: number;
+  streamSeconds?: number;
+  lsnSeconds?: number;
+  changesPerSec?: number;
+  txPerSec?: number;
+  peakRssMb?: number;
+  /** pg_stat_activity of walbridge's sessions during the drain: share of 100 ms samples per state / wait event. */
+  activity?: Record<string, Array<[string, number]>>;
+  /** CPU seconds during the drain: the daemon, its walsender on the source, its sessions on the target. */
+  cpu?: Record<string, number>;
+  error?: string;
+}
+
 export interface DrainResults {
   backlog: BacklogFigures;
-  walbridge: {
-    seconds?: number;
-    streamSeconds?: number;
-    lsnSeconds?: number;
-    changesPerSec?: number;
-    txPerSec?: number;
-    peakRssMb?: number;
-    /** pg_stat_activity of walbridge's sessions during the drain: share of 100 ms samples per state / wait event. */
-    activity?: Record<string, Array<[string, number]>>;
-    /** CPU seconds during the drain: the daemon, its walsender on the source, its sessions on the target. */
-    cpu?: Record<string, number>;
-    error?: string;
-  };
+  walbridge: WalbridgeDrain;
   native: { seconds?: number; confirmedSeconds?: number; changesPerSec?: number; txPerSec?: number; cpu?: Record<string, number>; check?: string; error?: string };
   /** pg_recvlogical reading the same backlog to /dev/null: the walsender's own pace. */
   decodeOnly?: { seconds?: number; changesPerSec?: number; error?: string };
@@ -167,6 +181,15 @@ export interface Figures {
   wan?: WanResults;
 }
 
+/** --baseline REV: the build measured next to this one, and its figures (no key without the flag). */
+export interface BaselineResults {
+  rev: string;
+  commit: string;
+  subject: string;
+  copy?: WalbridgeCopy;
+  drain?: WalbridgeDrain;
+}
+
 /** The whole run, as written to bench/results/latest.json. */
 export interface Results extends Figures {
   startedAt: string;
@@ -174,6 +197,7 @@ export interface Results extends Figures {
   machine: { cpus: number; node: string; source: string; target: string; pgcopydb?: string };
   options: BenchOptions & { only: Scenario[]; quick: boolean };
   dataset?: { bytes: number; rows: number; tables: Record<string, number> };
+  baseline?: BaselineResults;
   commands: Record<string, string>;
   rssMb: Record<string, number>;
   profiles?: Record<string, ProfileSummary>;

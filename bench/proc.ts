@@ -12,13 +12,16 @@ import os from 'node:os';
 import path from 'node:path';
 
 const children = new Set<ChildProcess>();
+/** Children that lead a process group of their own: killing one alone would orphan what it started (npm's scripts). */
+const groupLeaders = new WeakSet<ChildProcess>();
 const syncCleanups: Array<() => void> = [];
 let hooked = false;
 
 function runSyncCleanups(): void {
   for (const c of children) {
     try {
-      c.kill('SIGKILL');
+      if (groupLeaders.has(c) && c.pid !== undefined) process.kill(-c.pid, 'SIGKILL');
+      else c.kill('SIGKILL');
     } catch {
       // already gone
     }
@@ -83,11 +86,19 @@ export interface ProcResult {
   seconds: number;
 }
 
+export interface SpawnOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** A tool that starts others (npm): run it in a process group of its own, all of it killed on exit. */
+  group?: boolean;
+}
+
 /** Spawn a tracked child (killed on exit). */
-export function spawnTracked(file: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): ChildProcess {
+export function spawnTracked(file: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
   installCleanup();
-  const child = spawn(file, args, { env: opts.env ?? toolEnv(), cwd: opts.cwd ?? '/', stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(file, args, { env: opts.env ?? toolEnv(), cwd: opts.cwd ?? '/', stdio: ['pipe', 'pipe', 'pipe'], detached: opts.group === true });
   children.add(child);
+  if (opts.group) groupLeaders.add(child);
   child.once('exit', () => children.delete(child));
   return child;
 }
@@ -110,7 +121,7 @@ export function collect(child: ChildProcess, startedAt = Date.now(), keep = 1 <<
   });
 }
 
-export async function runTool(file: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<ProcResult> {
+export async function runTool(file: string, args: string[], opts: SpawnOptions & { input?: string } = {}): Promise<ProcResult> {
   const t0 = Date.now();
   const child = spawnTracked(file, args, opts);
   const done = collect(child, t0);

@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { baselineName } from './baseline.js';
 import type { PeerCopy, Results } from './context.js';
 import { ALL_TABLES } from './dataset.js';
 
@@ -17,31 +18,41 @@ export interface Row {
   pgcopydb?: Cell;
   /** How many times faster walbridge is than native logical replication (> 1: walbridge ahead). */
   ratio?: Cell;
+  /** --baseline rows: how many times faster the current build is than the baseline (> 1: current ahead). */
+  vsBaseline?: Cell;
 }
 
 export const HEADERS = ['scenario', 'walbridge', 'native', 'pg_dump|psql', 'pgcopydb', 'walbridge vs native'];
+const BASELINE_HEADER = 'current vs baseline';
 
-function cells(r: Row): string[] {
-  return [r.scenario, r.walbridge, r.native ?? '', r.pgdump ?? '', r.pgcopydb ?? '', r.ratio ?? ''];
+/** The columns: the last one only with --baseline, so that a run without it prints what it always did. */
+function headersOf(rows: Row[]): string[] {
+  return rows.some((r) => r.vsBaseline !== undefined) ? [...HEADERS, BASELINE_HEADER] : HEADERS;
+}
+
+function cells(r: Row, n: number): string[] {
+  return [r.scenario, r.walbridge, r.native ?? '', r.pgdump ?? '', r.pgcopydb ?? '', r.ratio ?? '', r.vsBaseline ?? ''].slice(0, n);
 }
 
 export function textTable(rows: Row[]): string {
-  const all = [HEADERS, ...rows.map(cells)];
-  const widths = HEADERS.map((_, i) => Math.max(...all.map((r) => [...(r[i] ?? '')].length)));
+  const headers = headersOf(rows);
+  const all = [headers, ...rows.map((r) => cells(r, headers.length))];
+  const widths = headers.map((_, i) => Math.max(...all.map((r) => [...(r[i] ?? '')].length)));
   const line = (r: string[]) =>
     r
       .map((c, i) => c + ' '.repeat((widths[i] ?? 0) - [...c].length))
       .join('  ')
       .trimEnd();
-  return [line(HEADERS), line(widths.map((w) => '-'.repeat(w))), ...all.slice(1).map(line)].join('\n');
+  return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...all.slice(1).map(line)].join('\n');
 }
 
 export function markdownTable(rows: Row[]): string {
+  const headers = headersOf(rows);
   const esc = (s: string) => s.replace(/\|/g, '\\|');
   return [
-    `| ${HEADERS.map(esc).join(' | ')} |`,
-    `|${HEADERS.map(() => '---').join('|')}|`,
-    ...rows.map((r) => `| ${cells(r).map(esc).join(' | ')} |`),
+    `| ${headers.map(esc).join(' | ')} |`,
+    `|${headers.map(() => '---').join('|')}|`,
+    ...rows.map((r) => `| ${cells(r, headers.length).map(esc).join(' | ')} |`),
   ].join('\n');
 }
 
@@ -64,6 +75,8 @@ function peerCell(p: PeerCopy | undefined): string {
 
 function buildRows(r: Results): Row[] {
   const rows: Row[] = [];
+  /** --baseline: the label of its rows, each right under the current build's figure it compares with. */
+  const base = r.baseline ? `  ${baselineName(r.baseline.commit)}:` : '';
   if (r.copy) {
     const wb = r.copy.walbridge;
     rows.push({
@@ -74,6 +87,8 @@ function buildRows(r: Results): Row[] {
       pgcopydb: peerCell(r.copy.pgcopydb),
       ratio: ratio(r.copy.native.seconds, wb.seconds),
     });
+    const bc = r.baseline?.copy;
+    if (bc) rows.push({ scenario: `${base} initial copy (s)`, walbridge: peerCell(bc), vsBaseline: ratio(bc.seconds, wb.seconds) });
     if (wb.backfillSeconds !== undefined) rows.push({ scenario: '  walbridge: of which backfill (s)', walbridge: fmt.s(wb.backfillSeconds) });
     const cpu = (p: PeerCopy | undefined) => (p?.machineCpuSeconds === undefined ? '' : fmt.s(p.machineCpuSeconds));
     if (wb.machineCpuSeconds !== undefined) {
@@ -86,6 +101,9 @@ function buildRows(r: Results): Row[] {
         ratio: ratio(r.copy.native.machineCpuSeconds, wb.machineCpuSeconds),
       });
     }
+    if (bc?.machineCpuSeconds !== undefined) {
+      rows.push({ scenario: `${base} copy CPU seconds of the whole machine`, walbridge: cpu(bc), vsBaseline: ratio(bc.machineCpuSeconds, wb.machineCpuSeconds) });
+    }
   }
   if (r.drain) {
     const d = r.drain;
@@ -95,6 +113,14 @@ function buildRows(r: Results): Row[] {
       native: d.native.error ? 'failed' : fmt.n(d.native.changesPerSec),
       ratio: ratio(d.walbridge.changesPerSec, d.native.changesPerSec),
     });
+    const bd = r.baseline?.drain;
+    if (bd) {
+      rows.push({
+        scenario: `${base} backlog drain (changes/s)`,
+        walbridge: bd.error ? 'failed' : fmt.n(bd.changesPerSec),
+        vsBaseline: ratio(d.walbridge.changesPerSec, bd.changesPerSec),
+      });
+    }
     rows.push({
       scenario: `backlog drain (tx/s; ${fmt.n(d.backlog.transactions)} tx)`,
       walbridge: fmt.n(d.walbridge.txPerSec),
@@ -102,11 +128,13 @@ function buildRows(r: Results): Row[] {
       ratio: ratio(d.walbridge.txPerSec, d.native.txPerSec),
     });
     rows.push({ scenario: 'backlog drain (s)', walbridge: fmt.s(d.walbridge.seconds), native: fmt.s(d.native.seconds), ratio: ratio(d.native.seconds, d.walbridge.seconds) });
+    if (bd) rows.push({ scenario: `${base} backlog drain (s)`, walbridge: fmt.s(bd.seconds), vsBaseline: ratio(bd.seconds, d.walbridge.seconds) });
+    const total = (c: Record<string, number> | undefined) => (c ? Object.values(c).reduce((a, x) => a + x, 0) : undefined);
+    const cell = (c: Record<string, number> | undefined) => (c ? `${fmt.s(total(c))} (${Object.entries(c).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')})` : '');
     if (d.walbridge.cpu || d.native.cpu) {
-      const total = (c: Record<string, number> | undefined) => (c ? Object.values(c).reduce((a, x) => a + x, 0) : undefined);
-      const cell = (c: Record<string, number> | undefined) => (c ? `${fmt.s(total(c))} (${Object.entries(c).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')})` : '');
       rows.push({ scenario: '  drain: CPU seconds, every process of each', walbridge: cell(d.walbridge.cpu), native: cell(d.native.cpu), ratio: ratio(total(d.native.cpu), total(d.walbridge.cpu)) });
     }
+    if (bd?.cpu) rows.push({ scenario: `${base} drain CPU seconds, every process`, walbridge: cell(bd.cpu), vsBaseline: ratio(total(bd.cpu), total(d.walbridge.cpu)) });
     if (d.decodeOnly) {
       rows.push({
         scenario: "  the source's walsender alone (pg_recvlogical to /dev/null; changes/s)",
@@ -132,6 +160,14 @@ function buildRows(r: Results): Row[] {
   }
   const rss = Object.entries(r.rssMb).filter(([k]) => k !== 'liveDaemonHwm');
   if (rss.length > 0) rows.push({ scenario: 'peak RSS (MB) per scenario', walbridge: rss.map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ') });
+  const baseRss = Object.entries({ copy: r.baseline?.copy?.peakRssMb, drain: r.baseline?.drain?.peakRssMb }).filter((e): e is [string, number] => e[1] !== undefined);
+  if (baseRss.length > 0) {
+    rows.push({
+      scenario: `${base} peak RSS (MB)`,
+      walbridge: baseRss.map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', '),
+      vsBaseline: baseRss.map(([k, v]) => `${k} ${ratio(v, r.rssMb[k]) || '–'}`).join(', '),
+    });
+  }
   if (r.wal && !r.wal.error) {
     rows.push({
       scenario: 'retained WAL during copy (max MB)',
@@ -196,6 +232,13 @@ const MEANINGS = [
   '- walbridge vs native: how many times faster walbridge is (> 1x: walbridge ahead).',
 ];
 
+/** Said only with --baseline. */
+const BASELINE_MEANINGS = [
+  '- baseline: the build of another commit (--baseline REV), measured the same way right after the current build: its copy into a',
+  '  database of its own, its drain of the same backlog from a slot of its own into its own copy of the database.',
+  '  current vs baseline: > 1x: the current build is faster or lighter (rates: current / baseline; seconds and MB: baseline / current).',
+];
+
 /** The table with what goes around it: `cmd` is the command line that ran the benchmark. */
 function render(r: Results, cmd: string): { text: string; md: string } {
   const rows = buildRows(r);
@@ -203,6 +246,8 @@ function render(r: Results, cmd: string): { text: string; md: string } {
     (r.machine.pgcopydb ? `, pgcopydb ${r.machine.pgcopydb}` : '');
   const dataset = r.dataset ? `data: scale ${r.options.scale}, ${fmt.mb(r.dataset.bytes)}, ${fmt.n(r.dataset.rows)} rows in ${ALL_TABLES.length} tables` : '';
   const extra: string[] = [];
+  if (r.baseline) extra.push(`baseline: ${r.baseline.rev} = ${r.baseline.commit} "${r.baseline.subject}"`);
+  const meanings = r.baseline ? [...MEANINGS, ...BASELINE_MEANINGS] : MEANINGS;
   if (r.copy?.walbridge.tables?.length) {
     extra.push("walbridge's own per-table copy timings (log 'copy finished'), largest first:");
     for (const t of [...r.copy.walbridge.tables].sort((a, b) => b.bytes - a.bytes).slice(0, 8)) {
@@ -228,7 +273,7 @@ function render(r: Results, cmd: string): { text: string; md: string } {
       for (const e of p.top.slice(0, 12)) extra.push(`  ${e.percent.toFixed(1).padStart(5)}%  ${e.fn}  ${e.where}`);
     }
   }
-  const text = [head, dataset, '', textTable(rows), '', ...extra, '', ...MEANINGS].join('\n');
+  const text = [head, dataset, '', textTable(rows), '', ...extra, '', ...meanings].join('\n');
   const md = [
     `## walbridge benchmark (\`${cmd}\`)`,
     '',
@@ -240,7 +285,7 @@ function render(r: Results, cmd: string): { text: string; md: string } {
     ...extra,
     '```',
     '',
-    ...MEANINGS.map((l) => l.replace(/^- /, '- ')),
+    ...meanings.map((l) => l.replace(/^- /, '- ')),
     '',
     'Commands used:',
     '',

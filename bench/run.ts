@@ -8,7 +8,9 @@
  *
  * Other flags: --backlog N (drain transactions, 30000), --live-seconds S (30), --live-rate TPS (200), --clients C (4),
  * --big-rows N (1000000), --wal-table-mb MB (1800), --wan-rtt MS (30), --out PATH-PREFIX,
- * --set NAME=VALUE (a walbridge setting for its runs, repeatable: --set WALBRIDGE_COPY_JOBS=2).
+ * --set NAME=VALUE (a walbridge setting for its runs, repeatable: --set WALBRIDGE_COPY_JOBS=2),
+ * --baseline REV (also measure the build of that git revision in the copy and drain, e.g. HEAD~1:
+ * bench/baseline.ts).
  *
  * Source PostgreSQL 15 and target PostgreSQL 15, throwaway clusters on 127.0.0.1 (never the
  * system server). Results: a table on stdout, bench/results/latest.json and latest.md
@@ -23,6 +25,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startCluster, type Cluster } from '../test/harness/cluster.js';
+import { baselineTarget, buildBaseline, type Baseline } from './baseline.js';
 import { absorb, SCENARIOS, type BenchContext, type BenchOptions, type Figures, type Outcome, type Results, type Scenario } from './context.js';
 import { ALL_TABLES, buildSource, bulkShape, createTargetDb, databaseBytes, rowCounts } from './dataset.js';
 import { createNativePublication, nativeCopy, nativeDisable } from './peers.js';
@@ -32,7 +35,7 @@ import { measureCopy } from './scenarios/copy.js';
 import { measureDrain } from './scenarios/drain.js';
 import { measureLive } from './scenarios/live.js';
 import { measureLiveNative } from './scenarios/live-native.js';
-import { COPY_TIMEOUT, dropNativeDb, NATIVE_DB, teardownWalbridge, verifyWalbridge, walbridgeCopy } from './scenarios/steps.js';
+import { COPY_TIMEOUT, dropBaseline, dropNativeDb, NATIVE_DB, teardownWalbridge, verifyWalbridge, walbridgeCopy, type WalbridgeRun } from './scenarios/steps.js';
 import { measureWal } from './scenarios/wal.js';
 import { measureWan } from './scenarios/wan.js';
 import { walbridgeEnv } from './walbridge.js';
@@ -52,6 +55,7 @@ const { values: args } = parseArgs({
     'wal-table-mb': { type: 'string' },
     out: { type: 'string' },
     set: { type: 'string', multiple: true },
+    baseline: { type: 'string' },
   },
 });
 
@@ -85,6 +89,9 @@ const only = new Set<Scenario>(
       ? ['copy', 'drain', 'live', 'bigtxn', 'wal']
       : [...SCENARIOS],
 );
+if (args.baseline !== undefined && !only.has('copy') && !only.has('drain')) {
+  throw new Error('--baseline: the baseline is measured in the copy and drain scenarios only; add one of them to --only');
+}
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const outBase = args.out ?? path.join(ROOT, 'bench', 'results', quick ? 'quick.tmp' : 'latest');
 
@@ -113,6 +120,8 @@ async function main(): Promise<void> {
   let walbridgeReady = false;
   /** A native subscription's database, disabled, kept for the scenarios after its copy. */
   let nativeDb: string | null = null;
+  /** --baseline: it copied the app database into its own and stopped; its slot is there for the drain. */
+  let baselineReady = false;
 
   // 1. Initial copy -----------------------------------------------------------------------------
   if (only.has('copy')) {
@@ -120,14 +129,29 @@ async function main(): Promise<void> {
     if (copy.pgcopydbVersion) results.machine.pgcopydb = copy.pgcopydbVersion;
     walbridgeReady = copy.walbridgeCopied;
     nativeDb = copy.nativeDb;
+    if (results.baseline && copy.baseline) {
+      results.baseline.copy = copy.baseline.copy;
+      baselineReady = copy.baseline.kept;
+    }
   }
   // walbridge and native must have the data for the scenarios after the copy.
   const needWb = only.has('copy') || only.has('drain') || only.has('live') || only.has('bigtxn');
-  if (needWb && !walbridgeReady && !results.copy?.walbridge.error) walbridgeReady = await walbridgeSetupCopy(ctx);
+  if (needWb && !walbridgeReady && !results.copy?.walbridge.error) walbridgeReady = await walbridgeSetupCopy(ctx, { name: 'walbridge', env: ctx.wbEnv, db: 'app', label: 'setup' });
   if (only.has('drain') && !nativeDb && !results.copy?.native.error) nativeDb = await nativeSetupCopy(ctx);
+  const b = ctx.baseline;
+  if (b && only.has('drain') && walbridgeReady && !baselineReady && !results.baseline?.copy?.error) {
+    await createTargetDb(ctx.target, b.db);
+    baselineReady = await walbridgeSetupCopy(ctx, { name: b.name, env: b.env, db: b.db, label: 'baseline-setup', script: b.script });
+  }
 
   // 2. Backlog drain ----------------------------------------------------------------------------
-  if (only.has('drain') && walbridgeReady) take(await measureDrain(ctx, nativeDb));
+  if (only.has('drain') && walbridgeReady) {
+    const drain = take(await measureDrain(ctx, nativeDb, baselineReady ? b : null));
+    if (results.baseline && drain.baseline) results.baseline.drain = drain.baseline;
+  }
+  // The baseline runs in no scenario after the drain: its slot, database and worktree go now.
+  if (b && baselineReady) await dropBaseline(ctx, b);
+  b?.remove();
   // A native subscription that drained the backlog is kept (disabled) for the live comparison.
   const liveNativeDb = only.has('live') && nativeDb && results.drain && !results.drain.native.error ? nativeDb : null;
   if (liveNativeDb) await nativeDisable(ctx.source, ctx.target, liveNativeDb);
@@ -150,10 +174,15 @@ async function main(): Promise<void> {
   await Promise.all([ctx.source.destroy(), ctx.target.destroy()]);
 }
 
-/** The two clusters, the source's app database built, an empty app database on the target. */
+/**
+ * The baseline built (--baseline), the two clusters, the source's app database built, an empty app
+ * database on the target.
+ */
 async function setUp(): Promise<BenchContext> {
   const shape = bulkShape(opts.scale);
   say(`walbridge benchmark: scenarios ${[...only].join(', ')}; scale ${opts.scale} (${shape.messages.toLocaleString('en-US')} messages…)`);
+  // Built first: a revision that does not build stops the run before minutes go into the data.
+  const build = args.baseline === undefined ? null : await buildBaseline(ROOT, args.baseline, say);
   const settings = { max_wal_size: '2GB', max_replication_slots: '16', max_wal_senders: '16' };
   const [source, target] = await Promise.all([
     startCluster({ major: 15, name: 'bench-source', settings }),
@@ -169,6 +198,12 @@ async function setUp(): Promise<BenchContext> {
   const sourceCounts = await rowCounts(source, 'app');
   const bytes = await databaseBytes(source, 'app');
   results.dataset = { bytes, rows: Object.values(sourceCounts).reduce((a, b) => a + b, 0), tables: sourceCounts };
+  let baseline: Baseline | null = null;
+  if (build) {
+    baseline = baselineTarget(build, source.url('app'), (db) => target.url(db), opts.walbridgeSettings);
+    results.baseline = { rev: build.rev, commit: build.commit, subject: build.subject };
+    results.commands.baseline = `git worktree add --detach <tmp> ${build.rev} && npm run build there; node <tmp>/dist/daemon.js  (as walbridge, with WALBRIDGE_SLOT=${baseline.slot}, WALBRIDGE_PUBLICATION=${baseline.publication})`;
+  }
   say(`source ready in ${((Date.now() - tb) / 1000).toFixed(0)} s: ${fmt.mb(bytes)}, ${fmt.n(results.dataset.rows)} rows in ${ALL_TABLES.length} tables`);
 
   const ctx: BenchContext = {
@@ -181,16 +216,17 @@ async function setUp(): Promise<BenchContext> {
     only,
     wbEnv: walbridgeEnv(source.url('app'), target.url('app'), opts.walbridgeSettings),
     profileDir: opts.profile ? tempDir('profiles') : null,
+    baseline,
     say,
   };
   await createTargetDb(target, 'app');
   return ctx;
 }
 
-/** walbridge copies the app database (not measured), for the scenarios after the copy. */
-async function walbridgeSetupCopy(ctx: BenchContext): Promise<true> {
-  say('setup: walbridge initial copy (not measured) …');
-  const c = await walbridgeCopy(ctx, ctx.wbEnv, 'app', 'setup');
+/** A walbridge build copies into its database (not measured), for the scenarios after the copy. */
+async function walbridgeSetupCopy(ctx: BenchContext, run: WalbridgeRun): Promise<true> {
+  say(`setup: ${run.name} initial copy (not measured) …`);
+  const c = await walbridgeCopy(ctx, run.env, run.db, run.label, { script: run.script });
   await c.w.stop();
   return true;
 }

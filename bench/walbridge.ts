@@ -20,6 +20,8 @@ export interface LaunchOptions {
   /** Run the daemon inside this network namespace (`ip netns exec`: same pid, so RSS is the daemon's). */
   netns?: string;
   nodeArgs?: string[];
+  /** Another build's daemon (--baseline: <its worktree>/dist/daemon.js); default this checkout's. */
+  script?: string;
 }
 
 export function walbridgeEnv(sourceUrl: string, targetUrl: string, extra: Record<string, string> = {}): Record<string, string> {
@@ -37,6 +39,7 @@ export async function launchWalbridge(env: Record<string, string>, opts: LaunchO
   const startedAt = Date.now();
   const daemon = await startDaemon(env, {
     ...(opts.nodeArgs ? { nodeArgs: opts.nodeArgs } : {}),
+    ...(opts.script ? { script: opts.script } : {}),
     ...(opts.netns ? { prefix: ['ip', 'netns', 'exec', opts.netns] } : {}),
   });
   const pid = daemon.child.pid;

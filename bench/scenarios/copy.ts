@@ -1,13 +1,14 @@
 /**
  * Initial copy: pg_dump | psql, pgcopydb, a native subscription and walbridge, one after the
- * other, each into a fresh empty database on the same target.
+ * other, each into a fresh empty database on the same target; then the baseline build
+ * (--baseline), into one of its own.
  */
-import { outcome, type BenchContext, type CopyResults, type Outcome, type PeerCopy } from '../context.js';
+import { outcome, type BenchContext, type CopyResults, type Figures, type Outcome, type PeerCopy, type WalbridgeCopy } from '../context.js';
 import { machineCpuSeconds } from '../cpu.js';
 import { createTargetDb, rowCounts } from '../dataset.js';
 import { createNativePublication, ensurePgcopydb, nativeCommands, nativeCopy, nativeDisable, pgcopydb, pgcopydbCommand, pgDumpCommand, pgDumpPsql } from '../peers.js';
 import { fmt } from '../report.js';
-import { COPY_TIMEOUT, countCheck, dropNativeDb, NATIVE_DB, stopWalbridge, walbridgeCopy, type WbCopy } from './steps.js';
+import { COPY_TIMEOUT, countCheck, dropBaseline, dropNativeDb, NATIVE_DB, stopWalbridge, walbridgeCopy, type WalbridgeRun, type WbCopy } from './steps.js';
 
 export interface CopyOutcome extends Outcome<{ copy: CopyResults }> {
   pgcopydbVersion?: string;
@@ -15,11 +16,13 @@ export interface CopyOutcome extends Outcome<{ copy: CopyResults }> {
   walbridgeCopied: boolean;
   /** The native subscription's database, kept (disabled) for the drain; null if dropped. */
   nativeDb: string | null;
+  /** --baseline: its copy's figures; `kept`: its database and slot are there for the drain. */
+  baseline?: { copy: WalbridgeCopy; kept: boolean };
 }
 
-/** `keepNative`: keep the native subscription for the drain after, if its copy succeeded. */
-export async function measureCopy(ctx: BenchContext, keepNative: boolean): Promise<CopyOutcome> {
-  const { source, target, sourceCounts, say } = ctx;
+/** `forDrain`: keep the native subscription and the baseline for the drain after, if their copies succeeded. */
+export async function measureCopy(ctx: BenchContext, forDrain: boolean): Promise<CopyOutcome> {
+  const { source, target, say } = ctx;
   const copy: CopyResults = { walbridge: { copyJobs: ctx.wbEnv.WALBRIDGE_COPY_JOBS ?? 'default (4)' }, native: {}, pgdump: {}, pgcopydb: {} };
   const rec = outcome({ copy });
   let pgcopydbVersion: string | undefined;
@@ -50,7 +53,7 @@ export async function measureCopy(ctx: BenchContext, keepNative: boolean): Promi
   await createTargetDb(target, NATIVE_DB);
   await createNativePublication(source);
   await timePeerCopy(ctx, copy.native, 'native', NATIVE_DB, () => nativeCopy(source, target, NATIVE_DB, COPY_TIMEOUT));
-  const nativeKept = keepNative && !copy.native.error;
+  const nativeKept = forDrain && !copy.native.error;
   if (nativeKept) {
     // Idle while walbridge copies: no apply worker, so it cannot disturb the measurement.
     await nativeDisable(source, target, NATIVE_DB);
@@ -61,28 +64,57 @@ export async function measureCopy(ctx: BenchContext, keepNative: boolean): Promi
 
   say('copy: walbridge …');
   rec.commands.walbridge = 'node dist/daemon.js  (SOURCE_DATABASE_URL, TARGET_DATABASE_URL, WALBRIDGE_SCHEMAS=public,auth; other settings default)';
+  const walbridgeCopied = await timeWalbridgeCopy(ctx, copy.walbridge, rec, { name: 'walbridge', env: ctx.wbEnv, db: 'app', label: 'copy' });
+  if (copy.walbridge.peakRssMb !== undefined) rec.rssMb.copy = copy.walbridge.peakRssMb;
+
+  let baseline: CopyOutcome['baseline'];
+  const b = ctx.baseline;
+  if (b) {
+    // Measured as walbridge's just before: a fresh empty database, the target's dirty pages written out.
+    say(`copy: ${b.name} (its own database, slot and publication) …`);
+    await target.query('CHECKPOINT', [], 'postgres');
+    await createTargetDb(target, b.db);
+    baseline = { copy: {}, kept: false };
+    const copied = await timeWalbridgeCopy(ctx, baseline.copy, rec, { name: b.name, env: b.env, db: b.db, label: 'baseline-copy', script: b.script });
+    baseline.kept = forDrain && copied;
+    if (!baseline.kept) await dropBaseline(ctx, b);
+  }
+  return {
+    ...rec,
+    ...(pgcopydbVersion ? { pgcopydbVersion } : {}),
+    walbridgeCopied,
+    nativeDb: nativeKept ? NATIVE_DB : null,
+    ...(baseline ? { baseline } : {}),
+  };
+}
+
+/**
+ * One walbridge build copies into `db` (empty) until it streams, then stops: its seconds, the whole
+ * machine's CPU seconds meanwhile, its row counts and peak RSS into `fig`. False if it failed
+ * (recorded); its slot and publication stay on the source either way.
+ */
+async function timeWalbridgeCopy(ctx: BenchContext, fig: WalbridgeCopy, rec: Outcome<Figures>, run: WalbridgeRun): Promise<boolean> {
   let wbCopy: WbCopy | null = null;
   try {
     const cpu0 = machineCpuSeconds();
-    wbCopy = await walbridgeCopy(ctx, ctx.wbEnv, 'app', 'copy');
-    copy.walbridge.machineCpuSeconds = machineCpuSeconds() - cpu0;
-    copy.walbridge.seconds = wbCopy.seconds;
-    copy.walbridge.backfillSeconds = wbCopy.backfillSeconds ?? undefined;
-    copy.walbridge.tables = wbCopy.tables;
-    copy.walbridge.copiedBytes = wbCopy.copiedBytes;
-    copy.walbridge.check = countCheck(sourceCounts, await rowCounts(target, 'app'));
-    say(`  walbridge ${fmt.s(wbCopy.seconds)} to streaming (backfill ${fmt.s(wbCopy.backfillSeconds)}); ${copy.walbridge.check}`);
-    await stopWalbridge(ctx, wbCopy.w, 'copy', rec.profiles);
-    copy.walbridge.peakRssMb = wbCopy.w.rss.peakMb();
-    rec.rssMb.copy = copy.walbridge.peakRssMb;
+    wbCopy = await walbridgeCopy(ctx, run.env, run.db, run.label, { script: run.script });
+    fig.machineCpuSeconds = machineCpuSeconds() - cpu0;
+    fig.seconds = wbCopy.seconds;
+    fig.backfillSeconds = wbCopy.backfillSeconds ?? undefined;
+    fig.tables = wbCopy.tables;
+    fig.copiedBytes = wbCopy.copiedBytes;
+    fig.check = countCheck(ctx.sourceCounts, await rowCounts(ctx.target, run.db));
+    ctx.say(`  ${run.name} ${fmt.s(wbCopy.seconds)} to streaming (backfill ${fmt.s(wbCopy.backfillSeconds)}); ${fig.check}`);
+    await stopWalbridge(ctx, wbCopy.w, run.label, rec.profiles);
+    fig.peakRssMb = wbCopy.w.rss.peakMb();
+    return true;
   } catch (err) {
-    copy.walbridge.error = (err as Error).message;
-    say(`  walbridge failed: ${copy.walbridge.error}`);
-    rec.errors.push(`copy: ${copy.walbridge.error}`);
+    fig.error = (err as Error).message;
+    ctx.say(`  ${run.name} failed: ${fig.error}`);
+    rec.errors.push(`${run.label}: ${fig.error}`);
     if (wbCopy) await wbCopy.w.stop();
-    wbCopy = null;
+    return false;
   }
-  return { ...rec, ...(pgcopydbVersion ? { pgcopydbVersion } : {}), walbridgeCopied: wbCopy !== null, nativeDb: nativeKept ? NATIVE_DB : null };
 }
 
 /** One peer's copy into `db`: its seconds, the whole machine's CPU seconds meanwhile, its row counts. */

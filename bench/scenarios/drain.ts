@@ -1,9 +1,11 @@
 /**
- * Backlog drain: a backlog written by pgbench while no consumer runs, then the time walbridge and
- * a native subscription each take to apply it, and the pace of the source's walsender alone.
+ * Backlog drain: a backlog written by pgbench while no consumer runs, then the time walbridge (and
+ * the baseline build, --baseline) and a native subscription each take to apply it, and the pace of
+ * the source's walsender alone.
  */
 import type { Cluster } from '../../test/harness/cluster.js';
-import { outcome, type BenchContext, type DrainResults, type Outcome } from '../context.js';
+import type { Baseline } from '../baseline.js';
+import { outcome, type BenchContext, type DrainResults, type Figures, type Outcome, type WalbridgeDrain } from '../context.js';
 import { CpuSampler } from '../cpu.js';
 import { rowCounts } from '../dataset.js';
 import { NATIVE, nativeEnable, waitNativeConfirmed } from '../peers.js';
@@ -11,13 +13,19 @@ import { waitForMarker } from '../pgbench.js';
 import { lastLines, runTool, toolEnv } from '../proc.js';
 import { fmt } from '../report.js';
 import { connect } from '../walbridge.js';
-import { backendPids, COPY_TIMEOUT, countCheck, stopWalbridge, walbridgeDrain, writeBacklog } from './steps.js';
+import { backendPids, COPY_TIMEOUT, countCheck, stopWalbridge, walbridgeDrain, writeBacklog, type Backlog, type WalbridgeRun } from './steps.js';
+
+export interface DrainOutcome extends Outcome<{ drain: DrainResults }> {
+  /** The baseline's drain (--baseline), when it had its copy. */
+  baseline?: WalbridgeDrain;
+}
 
 /**
  * walbridge must have copied the app database (its slot is where the backlog starts); `nativeDb`
- * is a native subscription that copied it too, disabled, or null to leave native out.
+ * is a native subscription that copied it too, disabled, or null to leave native out; `baseline`
+ * is the baseline build that copied it into its own database (its own slot), or null.
  */
-export async function measureDrain(ctx: BenchContext, nativeDb: string | null): Promise<Outcome<{ drain: DrainResults }>> {
+export async function measureDrain(ctx: BenchContext, nativeDb: string | null, baseline: Baseline | null): Promise<DrainOutcome> {
   const { source, target, opts, say } = ctx;
   say(`drain: writing a backlog of ${fmt.n(opts.backlog)} app transactions with pgbench (-c ${opts.clients}), no consumer running …`);
   const backlog = await writeBacklog(ctx);
@@ -30,25 +38,12 @@ export async function measureDrain(ctx: BenchContext, nativeDb: string | null): 
   say(`  backlog: ${fmt.n(b.transactions)} transactions, ${fmt.n(b.changes)} row changes, ${fmt.mb(b.walBytes)} of WAL (pgbench ${b.pgbenchTps.toFixed(0)} tps)`);
 
   say('drain: walbridge …');
-  try {
-    const d = await walbridgeDrain(ctx, ctx.wbEnv, 'app', backlog, 'drain');
-    await stopWalbridge(ctx, d.w, 'drain', rec.profiles);
-    drain.walbridge = {
-      seconds: d.seconds,
-      ...(d.streamSeconds !== null ? { streamSeconds: d.streamSeconds } : {}),
-      lsnSeconds: d.lsnSeconds,
-      changesPerSec: b.changes / d.seconds,
-      txPerSec: b.transactions / d.seconds,
-      peakRssMb: d.w.rss.peakMb(),
-      activity: d.activity,
-      cpu: d.cpu,
-    };
-    rec.rssMb.drain = d.w.rss.peakMb();
-    say(`  walbridge ${fmt.s(d.seconds)} (${fmt.n(drain.walbridge.changesPerSec)} changes/s, ${fmt.n(drain.walbridge.txPerSec)} tx/s; applied_lsn passed at ${fmt.s(d.lsnSeconds)})`);
-  } catch (err) {
-    drain.walbridge.error = (err as Error).message;
-    rec.errors.push(`drain: ${drain.walbridge.error}`);
-    say(`  walbridge failed: ${drain.walbridge.error}`);
+  drain.walbridge = await timeWalbridgeDrain(ctx, backlog, rec, { name: 'walbridge', env: ctx.wbEnv, db: 'app', label: 'drain' });
+  if (drain.walbridge.peakRssMb !== undefined) rec.rssMb.drain = drain.walbridge.peakRssMb;
+  let baselineDrain: WalbridgeDrain | undefined;
+  if (baseline) {
+    say(`drain: ${baseline.name} (its own slot, its own copy of the database) …`);
+    baselineDrain = await timeWalbridgeDrain(ctx, backlog, rec, { name: baseline.name, env: baseline.env, db: baseline.db, label: 'baseline-drain', script: baseline.script });
   }
 
   if (nativeDb) {
@@ -96,7 +91,32 @@ export async function measureDrain(ctx: BenchContext, nativeDb: string | null): 
   } finally {
     await source.query(`SELECT pg_drop_replication_slot('bench_decode')`, [], 'app').catch(() => undefined);
   }
-  return rec;
+  return { ...rec, ...(baselineDrain ? { baseline: baselineDrain } : {}) };
+}
+
+/** One walbridge build drains the backlog from its slot into `db`, then stops: its figures, or its error (recorded). */
+async function timeWalbridgeDrain(ctx: BenchContext, backlog: Backlog, rec: Outcome<Figures>, run: WalbridgeRun): Promise<WalbridgeDrain> {
+  try {
+    const d = await walbridgeDrain(ctx, run.env, run.db, backlog, run.label, { script: run.script });
+    await stopWalbridge(ctx, d.w, run.label, rec.profiles);
+    const fig: WalbridgeDrain = {
+      seconds: d.seconds,
+      ...(d.streamSeconds !== null ? { streamSeconds: d.streamSeconds } : {}),
+      lsnSeconds: d.lsnSeconds,
+      changesPerSec: backlog.changes / d.seconds,
+      txPerSec: backlog.transactions / d.seconds,
+      peakRssMb: d.w.rss.peakMb(),
+      activity: d.activity,
+      cpu: d.cpu,
+    };
+    ctx.say(`  ${run.name} ${fmt.s(d.seconds)} (${fmt.n(fig.changesPerSec)} changes/s, ${fmt.n(fig.txPerSec)} tx/s; applied_lsn passed at ${fmt.s(d.lsnSeconds)})`);
+    return fig;
+  } catch (err) {
+    const error = (err as Error).message;
+    rec.errors.push(`${run.label}: ${error}`);
+    ctx.say(`  ${run.name} failed: ${error}`);
+    return { error };
+  }
 }
 
 /**

@@ -7,11 +7,13 @@ import path from 'node:path';
 import type pg from 'pg';
 import type { Cluster } from '../../test/harness/cluster.js';
 import { assertSameContent } from '../../test/harness/compare.js';
+import type { Baseline } from '../baseline.js';
 import { outcome, type BacklogFigures, type BenchContext, type Outcome, type ProfileSummary, type VerifyResults } from '../context.js';
 import { CpuSampler } from '../cpu.js';
 import { ALL_TABLES, countDiffs } from '../dataset.js';
 import { dropNative } from '../peers.js';
 import { currentLsn, lsnDiff, runPgbench, settledRowChanges, waitForMarker, writeMarker } from '../pgbench.js';
+import { sleep } from '../proc.js';
 import { newestProfile, summariseProfile } from '../profile.js';
 import {
   ActivitySampler,
@@ -21,6 +23,7 @@ import {
   dropSlotWhenFree,
   launchWalbridge,
   logTime,
+  type LaunchOptions,
   waitForApplied,
   waitForRecordedPhase,
   type TableCopy,
@@ -58,12 +61,23 @@ export interface WbCopy {
   copiedBytes: number;
 }
 
+/** Where and which daemon a step starts: a network namespace (WAN), another build (--baseline). */
+export type Launch = Pick<LaunchOptions, 'netns' | 'script'>;
+
+/** One walbridge run in a scenario: its name in the lines said, environment, target database, label (profiles, errors), build. */
+export interface WalbridgeRun extends Launch {
+  name: string;
+  env: Record<string, string>;
+  db: string;
+  label: string;
+}
+
 /** Start walbridge on an empty target and wait until it streams (copy + spool applied). */
-export async function walbridgeCopy(ctx: BenchContext, env: Record<string, string>, targetDb: string, label: string, netns?: string): Promise<WbCopy> {
+export async function walbridgeCopy(ctx: BenchContext, env: Record<string, string>, targetDb: string, label: string, launch: Launch = {}): Promise<WbCopy> {
   const tgt = await connect(ctx.target, targetDb);
   try {
     const nodeArgs = nodeArgsFor(ctx, label);
-    const w = await launchWalbridge(env, { ...(netns ? { netns } : {}), ...(nodeArgs ? { nodeArgs } : {}) });
+    const w = await launchWalbridge(env, { ...launch, ...(nodeArgs ? { nodeArgs } : {}) });
     const at = await waitForRecordedPhase(w, tgt, 'streaming', COPY_TIMEOUT);
     const tables = copyTimings(w);
     const backfill = logTime(w, 'backfill finished; applying the changes spooled meanwhile');
@@ -107,17 +121,27 @@ export interface WbDrain {
   cpu: Record<string, number>;
 }
 
+/** The drain's CPU groups on the servers, found by application_name (every walbridge session's starts with it). */
+const DRAIN_WALSENDERS = "backend_type = 'walsender' AND application_name LIKE 'walbridge%'";
+const DRAIN_TARGET_SESSIONS = "application_name LIKE 'walbridge%'";
+
 /** Start walbridge on a target that has the data, and time until the backlog's marker is applied. */
-export async function walbridgeDrain(ctx: BenchContext, env: Record<string, string>, targetDb: string, backlog: Backlog, label: string, netns?: string): Promise<WbDrain> {
+export async function walbridgeDrain(ctx: BenchContext, env: Record<string, string>, targetDb: string, backlog: Backlog, label: string, launch: Launch = {}): Promise<WbDrain> {
   const nodeArgs = nodeArgsFor(ctx, label);
   const [sc, tc, scpu, tcpu] = await Promise.all([connect(ctx.source, 'postgres'), connect(ctx.target, 'postgres'), connect(ctx.source, 'postgres'), connect(ctx.target, 'postgres')]);
+  // The CPU groups count their processes from zero: a session of a daemon stopped a moment ago
+  // (the other build's drain, just before this one) would add its whole CPU time to this drain.
+  await Promise.all([
+    waitNoBackends(scpu, DRAIN_WALSENDERS),
+    waitNoBackends(tcpu, `${DRAIN_TARGET_SESSIONS} AND application_name NOT LIKE 'walbridge-bench%'`),
+  ]);
   const samplers = { source: new ActivitySampler(sc), target: new ActivitySampler(tc) };
-  const w = await launchWalbridge(env, { ...(netns ? { netns } : {}), ...(nodeArgs ? { nodeArgs } : {}) });
+  const w = await launchWalbridge(env, { ...launch, ...(nodeArgs ? { nodeArgs } : {}) });
   const cpu = new CpuSampler(
     {
       daemon: () => (w.daemon.child.pid === undefined ? [] : [w.daemon.child.pid]),
-      walsender: () => backendPids(scpu, "backend_type = 'walsender' AND application_name LIKE 'walbridge%'"),
-      target: () => backendPids(tcpu, "application_name LIKE 'walbridge%'"),
+      walsender: () => backendPids(scpu, DRAIN_WALSENDERS),
+      target: () => backendPids(tcpu, DRAIN_TARGET_SESSIONS),
     },
     new Set(['daemon', 'walsender', 'target']),
   );
@@ -153,6 +177,15 @@ export async function backendPids(c: pg.Client, where: string): Promise<number[]
   return r.rows.map((x) => x.pid);
 }
 
+/** Wait until no backend matches a pg_stat_activity condition (a stopped client's backends exit a moment after it). */
+async function waitNoBackends(c: pg.Client, where: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await backendPids(c, where)).length > 0) {
+    if (Date.now() > deadline) throw new Error(`backends still there after ${timeoutMs / 1000} s: ${where}`);
+    await sleep(100);
+  }
+}
+
 /** Remove walbridge's slot and publication from a source database (after the daemon stopped). */
 export async function teardownWalbridge(source: Cluster, database: string, slot = 'walbridge', publication = 'walbridge'): Promise<void> {
   const c = await connect(source, database);
@@ -168,6 +201,12 @@ export async function teardownWalbridge(source: Cluster, database: string, slot 
 export async function dropNativeDb(ctx: BenchContext, nativeDb: string): Promise<void> {
   await dropNative(ctx.source, ctx.target, nativeDb);
   await ctx.target.query(`DROP DATABASE ${nativeDb} WITH (FORCE)`, [], 'postgres');
+}
+
+/** Remove the baseline's slot and publication from the source and the target database it fed. */
+export async function dropBaseline(ctx: BenchContext, b: Baseline): Promise<void> {
+  await teardownWalbridge(ctx.source, 'app', b.slot, b.publication);
+  await ctx.target.query(`DROP DATABASE IF EXISTS ${b.db} WITH (FORCE)`, [], 'postgres');
 }
 
 export function countCheck(src: Record<string, number>, tgt: Record<string, number>): string {

@@ -95,13 +95,13 @@ export async function measureWan(ctx: BenchContext, loopback: LoopbackReference)
       res.loopbackDrainStartupSeconds = startup(loopDrain);
     }
     await createTargetDb(target, 'wan');
-    const c = await walbridgeCopy(ctx, env, 'wan', 'wan-copy', netns);
+    const c = await walbridgeCopy(ctx, env, 'wan', 'wan-copy', { netns });
     await c.w.stop();
     res.copyMBps = rate(c);
     say(`  copy: ${res.copyMBps.toFixed(1)} MB/s with the added latency vs ${(res.loopbackCopyMBps ?? 0).toFixed(1)} MB/s on loopback`);
     const backlog = await writeBacklog(ctx);
     rec.commands.pgbench_backlog = backlog.command;
-    const d = await walbridgeDrain(ctx, env, 'wan', backlog, 'wan-drain', netns);
+    const d = await walbridgeDrain(ctx, env, 'wan', backlog, 'wan-drain', { netns });
     await d.w.stop();
     res.drainChangesPerSec = streamRate(backlog.changes, d);
     res.drainStartupSeconds = startup(d);
