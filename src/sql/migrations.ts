@@ -27,11 +27,14 @@ CREATE TABLE IF NOT EXISTS walbridge.migrations (
 
 export const STATE_VERSION = `SELECT COALESCE(max(version), 0) AS version FROM walbridge.migrations`;
 
-/** The version of a state that may exist, without creating anything: null when there is none. */
-export const STATE_VERSION_IF_ANY = `
-SELECT CASE WHEN to_regclass('walbridge.migrations') IS NOT NULL THEN (SELECT COALESCE(max(version), 0) FROM walbridge.migrations)
-            WHEN to_regclass('walbridge.pipeline') IS NOT NULL THEN 0
-       END AS version`;
+/**
+ * Which state there is, without creating anything: versioned, made before versions (a pipeline
+ * table but no version table), or none. (Reading the version in the same statement would not
+ * do: a statement naming walbridge.migrations fails to plan where it does not exist.)
+ */
+export const STATE_KIND = `
+SELECT to_regclass('walbridge.migrations') IS NOT NULL AS versioned,
+       to_regclass('walbridge.pipeline') IS NOT NULL AS unversioned`;
 
 export const RECORD_MIGRATION = `INSERT INTO walbridge.migrations (version, name) VALUES ($1, $2)`;
 

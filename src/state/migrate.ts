@@ -6,7 +6,7 @@
  */
 import type pg from 'pg';
 import { WalbridgeError } from '../errors.js';
-import { CREATE_MIGRATIONS_TABLE, LATEST_STATE_VERSION, LOCK_MIGRATIONS, MIGRATIONS, RECORD_MIGRATION, STATE_VERSION, STATE_VERSION_IF_ANY } from '../sql/migrations.js';
+import { CREATE_MIGRATIONS_TABLE, LATEST_STATE_VERSION, LOCK_MIGRATIONS, MIGRATIONS, RECORD_MIGRATION, STATE_KIND, STATE_VERSION } from '../sql/migrations.js';
 import { withTransaction } from './store.js';
 
 export interface Migrated {
@@ -46,8 +46,9 @@ export async function migrateState(client: pg.ClientBase): Promise<Migrated> {
  * state made before versions.
  */
 export async function checkStateVersion(client: pg.ClientBase): Promise<number | null> {
-  const { rows } = await client.query<{ version: number | null }>(STATE_VERSION_IF_ANY);
-  const version = rows[0]?.version ?? null;
-  if (version !== null && version > LATEST_STATE_VERSION) throw newerStateError(version);
+  const kind = (await client.query<{ versioned: boolean; unversioned: boolean }>(STATE_KIND)).rows[0];
+  if (!kind?.versioned) return kind?.unversioned ? 0 : null;
+  const version = Number((await client.query<{ version: number }>(STATE_VERSION)).rows[0]?.version ?? 0);
+  if (version > LATEST_STATE_VERSION) throw newerStateError(version);
   return version;
 }

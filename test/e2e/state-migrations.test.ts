@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { formatLsn } from '../../src/lsn.js';
 import { LATEST_STATE_VERSION } from '../../src/sql/migrations.js';
-import { migrateState } from '../../src/state/migrate.js';
+import { checkStateVersion, migrateState } from '../../src/state/migrate.js';
 import { loadPipeline, loadTables } from '../../src/state/store.js';
 import { startPair, type Cluster } from '../harness/cluster.js';
 import { runCli, startDaemon } from '../helpers/daemon.js';
@@ -55,15 +55,18 @@ async function stateSchema(db: string): Promise<string[]> {
 const versions = (db: string) => withDb(db, async (c) => (await c.query<{ version: number }>('SELECT version FROM walbridge.migrations ORDER BY version')).rows.map((r) => r.version));
 
 test('a state written by walbridge 0.1.0, before versions, is upgraded in place and keeps what it records', async () => {
+  assert.equal(await withDb('old', (c) => checkStateVersion(c)), null, 'an empty target has no state');
   await withDb('old', async (c) => {
     await c.query(readFileSync('test/fixtures/state-0.1.0.sql', 'utf8'));
   });
+  assert.equal(await withDb('old', (c) => checkStateVersion(c)), 0, 'a state made before versions is version 0');
   const before = await withDb('old', async (c) => ({ pipeline: await loadPipeline(c), tables: await loadTables(c) }));
   assert.equal(before.pipeline?.phase, 'streaming', 'the fixture is read as it is, before any upgrade');
 
   const upgraded = await withDb('old', (c) => migrateState(c));
   assert.deepEqual(upgraded, { from: 0, to: LATEST_STATE_VERSION });
   assert.deepEqual(await versions('old'), Array.from({ length: LATEST_STATE_VERSION }, (_, i) => i + 1), 'every step recorded once');
+  assert.equal(await withDb('old', (c) => checkStateVersion(c)), LATEST_STATE_VERSION);
 
   const afterUpgrade = await withDb('old', async (c) => ({ pipeline: await loadPipeline(c), tables: await loadTables(c) }));
   assert.deepEqual(afterUpgrade, before, 'the pipeline and every table keep their phase, positions and progress');
