@@ -87,8 +87,7 @@ export interface PreflightContext extends PreflightInput {
   slot: SlotRow | undefined;
   /** walbridge's publication (config.publicationName) exists on the source. */
   publicationExists: boolean;
-  /** Bytes of WAL per second the source wrote while preflight watched it; 0 if it did not watch. */
-  /** Null when not sampled (the daemon's own preflight at every start does not wait for a sample). */
+  /** Bytes of WAL per second the source wrote while preflight watched it; null when it did not watch (the daemon's own preflight at every start). */
   walPerSecond: number | null;
   /** The tables the configuration selects, or why they could not be resolved (then none). */
   selection: { tables: SourceTable[] } | { tables: []; error: unknown };
