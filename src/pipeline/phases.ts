@@ -180,6 +180,9 @@ function applySink(ctx: PhaseContext, tables: Map<string, TableRuntime>, state: 
       batchChanges: ctx.config.applyBatchChanges,
       batchMs: ctx.config.applyBatchMs,
       describeAddedColumn: (table, column) => addedColumnDdl(ctx.catalog, table, column),
+      // While "walbridge cutover" runs, as the monitor last read it (every few seconds), or as
+      // recorded when this phase started (a restart in the middle of a cutover keeps recording).
+      recordChangedRows: () => (ctx.status.recorded?.pipeline ?? state).cutoverRequestedAt !== null,
     },
     ctx.log.child({ component: 'apply' }),
     ctx.metrics,

@@ -203,8 +203,17 @@ export interface TruncateMessage {
   restartIdentity: boolean;
 }
 
+/** A logical decoding message (pg_logical_emit_message); a transactional one sits inside its transaction. */
+export interface LogicalMessage {
+  tag: 'message';
+  transactional: boolean;
+  lsn: Lsn;
+  prefix: string;
+  content: Buffer;
+}
+
 export interface OtherMessage {
-  tag: 'origin' | 'type' | 'message';
+  tag: 'origin' | 'type';
 }
 
 export type PgoutputMessage =
@@ -215,6 +224,7 @@ export type PgoutputMessage =
   | UpdateMessage
   | DeleteMessage
   | TruncateMessage
+  | LogicalMessage
   | OtherMessage;
 
 export type ChangeMessage = InsertMessage | UpdateMessage | DeleteMessage | TruncateMessage;
@@ -275,6 +285,13 @@ class Reader {
   skip(len: number): void {
     this.need(len);
     this.pos += len;
+  }
+  /** `len` bytes, copied (a message's content outlives the socket chunk it came in). */
+  bytes(len: number): Buffer {
+    this.need(len);
+    const out = Buffer.from(this.buf.subarray(this.pos, this.pos + len));
+    this.pos += len;
+    return out;
   }
   private need(n: number): void {
     if (this.pos + n > this.end) throw new Error('pgoutput: message truncated');
@@ -386,8 +403,14 @@ export function decodePgoutput(buf: Buffer, offset = 0, end = buf.length): Pgout
       return { tag: 'origin' };
     case 0x59: // 'Y' type
       return { tag: 'type' };
-    case 0x4d: // 'M' logical decoding message
-      return { tag: 'message' };
+    case 0x4d: {
+      // 'M' logical decoding message (sent with the messages option; no xid outside streaming mode)
+      const flags = r.u8();
+      const lsn = r.u64();
+      const prefix = r.cstring();
+      const length = r.i32();
+      return { tag: 'message', transactional: (flags & 1) !== 0, lsn, prefix, content: r.bytes(length) };
+    }
     default:
       throw new Error(`pgoutput: unknown message type 0x${tag.toString(16)}`);
   }

@@ -246,9 +246,11 @@ export class WalStream implements ChangeFeed<XLogData> {
   ) {
     this.flushed = opts.startLsn;
     this.received = opts.startLsn;
+    // messages: transactional logical messages come through, among them the fence's marker
+    // that cutover waits for (cutover/fence.ts).
     const sql =
       `START_REPLICATION SLOT ${opts.slotName} LOGICAL ${formatLsn(opts.startLsn)} ` +
-      `(proto_version '1', publication_names ${quoteLiteral(quoteIdent(opts.publicationName))})`;
+      `(proto_version '1', publication_names ${quoteLiteral(quoteIdent(opts.publicationName))}, messages 'true')`;
     this.replication = new Replication(sql, (m) => {
       if (m.kind === 'xlog') this.lastData = m;
       else if (m.replyRequested) this.sendStatus(false);

@@ -129,6 +129,28 @@ CREATE TABLE IF NOT EXISTS walbridge.deferred_indexes (
   PRIMARY KEY (schema_name, table_name, index_name)
 )`,
   },
+  {
+    version: 3,
+    name: 'cutover: rows changed while it checks, the fence marker applied',
+    sql: `
+-- Set by the applier when it starts recording the rows it changes, because "walbridge cutover"
+-- asked for it (cutover_requested_at): the position from which walbridge.changed_rows is complete.
+ALTER TABLE walbridge.pipeline ADD COLUMN changes_tracked_from pg_lsn;
+-- The last fence marker (a logical message the fence's transaction wrote on the source) that
+-- the target has applied: everything committed on the source before the fence is applied then.
+ALTER TABLE walbridge.pipeline ADD COLUMN fence_marker text;
+
+-- The rows the applier changed while a cutover checks the content: the key's values (a JSON
+-- array of their text, as verify reads them), or '*' for the whole table (a TRUNCATE, or a table
+-- without a key); lsn: the end of the last batch that changed it.
+CREATE TABLE walbridge.changed_rows (
+  schema_name  text NOT NULL,
+  table_name   text NOT NULL,
+  key          text NOT NULL,
+  lsn          pg_lsn NOT NULL,
+  PRIMARY KEY (schema_name, table_name, key)
+)`,
+  },
 ];
 
 export const LATEST_STATE_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

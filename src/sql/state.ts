@@ -26,7 +26,8 @@ export const APPLIED_AT_LEAST = `SELECT applied_lsn >= $1::pg_lsn AS done FROM w
 export const SELECT_PIPELINE = `
 SELECT source_system_id, source_database, slot_name, publication_name, phase,
        consistent_lsn::text, applied_lsn::text, spooled_lsn::text, spool_committed_id::text,
-       applied_commit_time, last_error, updated_at, daemon_phase, daemon_seen_at, cutover_requested_at
+       applied_commit_time, last_error, updated_at, daemon_phase, daemon_seen_at, cutover_requested_at,
+       changes_tracked_from::text, fence_marker
   FROM walbridge.pipeline WHERE id = 1`;
 
 export const REQUEST_CUTOVER = `UPDATE walbridge.pipeline SET cutover_requested_at = now() WHERE id = 1`;
@@ -123,6 +124,22 @@ export const RECORD_APPLIED = `
 UPDATE walbridge.pipeline
    SET applied_lsn = $1::pg_lsn, applied_commit_time = COALESCE($2::timestamptz, applied_commit_time), updated_at = now()
  WHERE id = 1 AND applied_lsn <= $1::pg_lsn`;
+
+/**
+ * Rows a batch changed while a cutover checks the content (see sql/migrations.ts, step 3):
+ * $1 schemas, $2 tables, $3 keys (JSON arrays of text, or '*'), $4 the commit LSN of the source
+ * transaction of each. $5: the position before this batch, where the record starts if it is the first.
+ */
+export const RECORD_CHANGED_ROWS = `
+WITH started AS (
+  UPDATE walbridge.pipeline SET changes_tracked_from = COALESCE(changes_tracked_from, $5::pg_lsn) WHERE id = 1
+)
+INSERT INTO walbridge.changed_rows AS c (schema_name, table_name, key, lsn)
+SELECT s, t, k, max(l::pg_lsn) FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(s, t, k, l) GROUP BY s, t, k
+ON CONFLICT (schema_name, table_name, key) DO UPDATE SET lsn = greatest(c.lsn, EXCLUDED.lsn)`;
+
+/** A batch applied the fence's marker ($1): everything the source committed before its fence is applied with it. */
+export const RECORD_FENCE_MARKER = `UPDATE walbridge.pipeline SET fence_marker = $1 WHERE id = 1`;
 
 export const RECORD_SPOOLED = `
 UPDATE walbridge.pipeline

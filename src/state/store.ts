@@ -24,8 +24,12 @@ export interface PipelineState {
   /** The running daemon's phase and when it last said so (null if none ever ran this version). */
   daemonPhase: string | null;
   daemonSeenAt: Date | null;
-  /** Set while "walbridge cutover" waits for the app to stop writing. */
+  /** Set while "walbridge cutover" runs (the daemon shows phase cutover, and records the rows it changes). */
   cutoverRequestedAt: Date | null;
+  /** Where the record of changed rows (walbridge.changed_rows) starts, once the applier keeps it. */
+  changesTrackedFrom: Lsn | null;
+  /** The last fence marker applied (cutover/fence.ts). */
+  fenceMarker: string | null;
 }
 
 export interface RecordedError {
@@ -73,6 +77,8 @@ export async function loadPipeline(client: pg.ClientBase): Promise<PipelineState
     daemon_phase: string | null;
     daemon_seen_at: Date | null;
     cutover_requested_at: Date | null;
+    changes_tracked_from: string | null;
+    fence_marker: string | null;
   }>(q.SELECT_PIPELINE);
   const r = rows[0];
   if (!r) return null;
@@ -92,6 +98,8 @@ export async function loadPipeline(client: pg.ClientBase): Promise<PipelineState
     daemonPhase: r.daemon_phase,
     daemonSeenAt: r.daemon_seen_at,
     cutoverRequestedAt: r.cutover_requested_at,
+    changesTrackedFrom: parseLsnOrNull(r.changes_tracked_from),
+    fenceMarker: r.fence_marker,
   };
 }
 

@@ -27,11 +27,15 @@ import type pg from 'pg';
 import { WalbridgeError } from '../../errors.js';
 import type { Metrics } from '../../health/metrics.js';
 import type { Logger } from '../../log.js';
-import type { Lsn } from '../../lsn.js';
+import { formatLsn, type Lsn } from '../../lsn.js';
+import type { BatchStatement } from '../../pg/batch.js';
 import { displayTable } from '../../pg/ident.js';
-import type { BeginMessage, CommitMessage, DeleteMessage, InsertMessage, PgoutputMessage, RelationMessage, TruncateMessage, UpdateMessage } from '../pgoutput.js';
+import { FENCE_MARKER_PREFIX } from '../../sql/fence.js';
+import { RECORD_CHANGED_ROWS, RECORD_FENCE_MARKER } from '../../sql/state.js';
+import type { BeginMessage, CommitMessage, DeleteMessage, InsertMessage, LogicalMessage, PgoutputMessage, RelationMessage, TruncateMessage, UpdateMessage } from '../pgoutput.js';
 import { bindRelation, type Binding, type DescribeAddedColumn, type TableRuntime } from './binding.js';
 import { ChangeBatch } from './changes.js';
+import { textArrayOf } from './params.js';
 import { renderSegments } from './render.js';
 import { TargetTransaction, type AppliedPosition, type PendingBatch } from './target-txn.js';
 
@@ -41,6 +45,11 @@ export interface ApplierOptions {
   /** Send queued statements once they hold this many bytes of values (bounds memory). */
   maxBufferBytes?: number;
   describeAddedColumn?: DescribeAddedColumn;
+  /**
+   * Whether to record the rows each batch changes (walbridge.changed_rows): asked between
+   * batches; true while "walbridge cutover" checks the content.
+   */
+  recordChangedRows?: () => boolean;
 }
 
 export class Applier {
@@ -57,6 +66,13 @@ export class Applier {
   private skipCurrent = false;
   private batchStartedAt = 0;
   private txnsInBatch = 0;
+  /** The fence marker of the source transaction being received, then of the batch it is in. */
+  private markerInTransaction: string | null = null;
+  private fenceMarker: string | null = null;
+  /** Where the record of changed rows starts (the position before the first batch that keeps it). */
+  private changesFrom: string;
+  /** Recording was switched on and no batch has said so on the target yet. */
+  private recordingStartUnsent = false;
 
   /** Last position handled (applied, or known to hold nothing for us); maybe not committed yet. */
   private position: AppliedPosition;
@@ -79,6 +95,8 @@ export class Applier {
     this.maxBufferBytes = opts.maxBufferBytes ?? 8 * 1024 * 1024;
     this.batch = new ChangeBatch(log);
     this.target = new TargetTransaction(client, log, metrics);
+    this.changesFrom = formatLsn(startAt.lsn);
+    this.decideRecording(startAt);
   }
 
   get durablePosition(): AppliedPosition {
@@ -93,12 +111,14 @@ export class Applier {
   get batchDue(): boolean {
     if (this.current !== null) return false;
     if (this.position.lsn <= this.sent.lsn) return false;
+    // A cutover waits for the fence's marker to be applied: it goes at once.
+    if (this.fenceMarker !== null) return true;
     return this.batch.changeCount >= this.opts.batchChanges || Date.now() - this.batchStartedAt >= this.opts.batchMs;
   }
 
-  /** Nothing is received but not yet committed. */
+  /** Nothing is received but not yet committed (nor a start of recording changed rows to say). */
   get idle(): boolean {
-    return this.current === null && this.position.lsn <= this.durable.lsn;
+    return this.current === null && this.position.lsn <= this.durable.lsn && !this.recordingAsked();
   }
 
   /** Take one decoded message; a promise only when it must wait (a new relation, a part of a large transaction to send). */
@@ -111,6 +131,9 @@ export class Applier {
         return;
       case 'commit':
         this.onCommit(msg);
+        return;
+      case 'message':
+        this.onMessage(msg);
         return;
       case 'insert':
       case 'update':
@@ -155,10 +178,12 @@ export class Applier {
     if (this.position.lsn <= this.sent.lsn && this.batch.isEmpty) {
       if (!wait && this.target.busy) return this.durable;
       await this.target.settle();
-      // Nothing new, unless parts of a large transaction were sent and wait for their COMMIT.
-      if (!this.target.isOpen) return this.durable;
+      // Nothing new, unless parts of a large transaction were sent and wait for their COMMIT, or
+      // cutover asked for changed rows: a batch of that record alone tells it they are kept.
+      if (this.recordingAsked()) this.decideRecording(this.sent);
+      if (!this.target.isOpen && !this.recordingStartUnsent) return this.durable;
     }
-    if (!wait && this.target.busy && this.batch.changeCount < 4 * this.opts.batchChanges && this.batch.bufferedBytes < this.maxBufferBytes / 2) {
+    if (!wait && this.target.busy && this.fenceMarker === null && this.batch.changeCount < 4 * this.opts.batchChanges && this.batch.bufferedBytes < this.maxBufferBytes / 2) {
       return this.durable;
     }
     const at = { ...this.position };
@@ -167,6 +192,7 @@ export class Applier {
     const batch = this.take(at);
     this.txnsInBatch = 0;
     this.sent = at;
+    this.decideRecording(at);
     await this.target.dispatch(batch, () => {
       this.durable = at;
       this.metrics.applyTransactions.inc(txns);
@@ -191,6 +217,11 @@ export class Applier {
   async rollback(): Promise<void> {
     await this.target.rollback();
     this.batch.clear();
+    // Whether the start of the record of changed rows committed is unknown: it is said again.
+    this.batch.recordChangedRows(false);
+    this.recordingStartUnsent = false;
+    this.markerInTransaction = null;
+    this.fenceMarker = null;
     this.current = null;
     this.txnsInBatch = 0;
     this.position = { ...this.durable };
@@ -203,7 +234,37 @@ export class Applier {
    */
   private take(commitAt: AppliedPosition | null): PendingBatch {
     const segments = this.batch.takeSegments();
-    return { segments, rendered: this.target.strictFor(commitAt) ? null : renderSegments(segments, false), commitAt };
+    const records: BatchStatement[] = [];
+    const changed = this.batch.takeChangedRows();
+    if (changed !== null && (changed.keys.length > 0 || this.recordingStartUnsent)) {
+      this.recordingStartUnsent = false;
+      records.push({
+        text: RECORD_CHANGED_ROWS,
+        params: [textArrayOf(changed.schemas), textArrayOf(changed.tables), textArrayOf(changed.keys), textArrayOf(changed.lsns), this.changesFrom],
+      });
+    }
+    if (commitAt !== null && this.fenceMarker !== null) {
+      records.push({ text: RECORD_FENCE_MARKER, params: [this.fenceMarker] });
+      this.fenceMarker = null;
+    }
+    return { segments, rendered: this.target.strictFor(commitAt) ? null : renderSegments(segments, false), records, commitAt };
+  }
+
+  /** Cutover asks for the rows changed and the batches do not record them yet. */
+  private recordingAsked(): boolean {
+    return (this.opts.recordChangedRows?.() ?? false) && !this.batch.recordsChangedRows;
+  }
+
+  /**
+   * Between batches, `at` the position of the last one taken: do the next ones record the rows
+   * they change? Switched on, the record is complete from `at` on.
+   */
+  private decideRecording(at: AppliedPosition): void {
+    const on = this.opts.recordChangedRows?.() ?? false;
+    if (on === this.batch.recordsChangedRows) return;
+    this.batch.recordChangedRows(on);
+    this.changesFrom = formatLsn(at.lsn);
+    this.recordingStartUnsent = on;
   }
 
   private onBegin(msg: BeginMessage): void {
@@ -211,6 +272,14 @@ export class Applier {
     this.current = msg;
     // Already applied before a restart: the target's applied_lsn is past its commit.
     this.skipCurrent = msg.finalLsn < this.position.lsn;
+    this.markerInTransaction = null;
+    this.batch.beginTransaction(msg.finalLsn);
+  }
+
+  /** The fence's marker (a transactional logical message of the fence's own transaction). */
+  private onMessage(msg: LogicalMessage): void {
+    if (this.current === null || this.skipCurrent || !msg.transactional || msg.prefix !== FENCE_MARKER_PREFIX) return;
+    this.markerInTransaction = msg.content.toString('utf8');
   }
 
   private onCommit(msg: CommitMessage): void {
@@ -219,6 +288,10 @@ export class Applier {
     this.current = null;
     this.skipCurrent = false;
     if (skipped) return;
+    if (this.markerInTransaction !== null) {
+      this.fenceMarker = this.markerInTransaction;
+      this.markerInTransaction = null;
+    }
     if (this.position.lsn <= this.sent.lsn) this.batchStartedAt = Date.now();
     if (msg.endLsn > this.position.lsn) this.position = { lsn: msg.endLsn, commitTime: msg.commitTime };
     this.txnsInBatch++;

@@ -38,6 +38,12 @@ export interface Binding {
   indexedIdx: number[];
   /** UPDATEs that keep the key may be folded into the row's queued change (queue.ts foldTarget). */
   foldUpdates: boolean;
+  /**
+   * The key as verify names rows (the source's primary key) when it is the key changes arrive
+   * with, so a changed row can be recorded by its key for cutover's check; null: the table is
+   * recorded as a whole.
+   */
+  verifyKeyIdx: number[] | null;
 }
 
 /** The DDL that adds a column the source has and the target lacks (see catalog/added-column.ts). */
@@ -101,5 +107,10 @@ export async function bindRelation(msg: RelationMessage, table: TableRuntime, de
     identityAlwaysIdx,
     indexedIdx: msg.columns.flatMap((c, i) => (table.plan.indexedColumns.includes(c.name) ? [i] : [])),
     foldUpdates: keyIdx.length > 0 && !table.plan.hasSecondaryUnique,
+    verifyKeyIdx: sameColumns(keyIdx.map((i) => msg.columns[i]?.name), table.plan.source.primaryKey) ? keyIdx : null,
   };
+}
+
+function sameColumns(a: (string | undefined)[], b: string[]): boolean {
+  return a.length > 0 && a.length === b.length && a.every((name, i) => name === b[i]);
 }

@@ -7,6 +7,7 @@
  */
 import { WalbridgeError } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import { formatLsn, type Lsn } from '../../lsn.js';
 import type { BatchStatement } from '../../pg/batch.js';
 import type { DeleteMessage, Tuple, UpdateMessage } from '../pgoutput.js';
 import type { Binding } from './binding.js';
@@ -28,6 +29,21 @@ export type Segment = { kind: 'tables'; queues: Map<Binding, TableQueue<Change>>
 /** Changes per table and operation, counted in the metrics once their batch commits. */
 export type ChangeCounts = Array<[table: string, op: ChangeOp, n: number]>;
 
+/**
+ * The rows changed, as cutover's check names them: per row its table, its key (a JSON array of
+ * the key values' text, as verify reads them; '*' for the whole table) and the commit LSN of
+ * its source transaction. Columns of one statement's parameters (RECORD_CHANGED_ROWS).
+ */
+export interface ChangedRows {
+  schemas: string[];
+  tables: string[];
+  keys: string[];
+  lsns: string[];
+}
+
+/** The key that names a whole table in ChangedRows (a TRUNCATE, or a table verify compares whole). */
+export const WHOLE_TABLE = '*';
+
 export class ChangeBatch {
   private segments: Segment[] = [];
   private bytes = 0;
@@ -36,8 +52,33 @@ export class ChangeBatch {
   /** Changes since the last commit (parts of a large transaction sent meanwhile included). */
   private changes = 0;
   private counts = new Map<string, Record<ChangeOp, number>>();
+  /** The rows changed since the last take, while cutover asks for them (null: not recording). */
+  private changed: ChangedRows | null = null;
+  /** The commit LSN of the source transaction the changes come from (BeginMessage.finalLsn), as text. */
+  private transactionLsn = '0/0';
 
   constructor(private readonly log: Logger) {}
+
+  /** Record the rows changed from now on (or stop), for cutover's check. Between batches only. */
+  recordChangedRows(on: boolean): void {
+    this.changed = on ? { schemas: [], tables: [], keys: [], lsns: [] } : null;
+  }
+
+  get recordsChangedRows(): boolean {
+    return this.changed !== null;
+  }
+
+  /** The changes that follow come from the source transaction that commits at `finalLsn`. */
+  beginTransaction(finalLsn: Lsn): void {
+    this.transactionLsn = formatLsn(finalLsn);
+  }
+
+  /** The rows changed since the last call (empty when there are none, null when not recording). */
+  takeChangedRows(): ChangedRows | null {
+    const out = this.changed;
+    if (out !== null) this.changed = { schemas: [], tables: [], keys: [], lsns: [] };
+    return out;
+  }
 
   /** Bytes of values queued (what bounds memory). */
   get bufferedBytes(): number {
@@ -75,10 +116,12 @@ export class ChangeBatch {
   clear(): void {
     this.takeSegments();
     this.takeCounts();
+    this.takeChangedRows();
   }
 
   insert(b: Binding, tuple: Tuple): void {
     this.count(b, 'insert');
+    this.noteChanged(b, tuple);
     const complete = presentColumns(tuple, b);
     const cols = complete ? b.allIdx : b.allIdx.filter((i) => !tuple.isUnchanged(i));
     const key = rowKey(b, tuple);
@@ -89,6 +132,8 @@ export class ChangeBatch {
     this.count(b, 'update');
     const old = msg.oldTuple;
     const next = msg.newTuple;
+    if (old !== null) this.noteChanged(b, old);
+    this.noteChanged(b, next);
     if (b.keyIdx.length === 0) {
       if (msg.oldKind !== 'O' || old === null) {
         throw new WalbridgeError('apply', `UPDATE on ${b.display} carries no old row to find it by`);
@@ -124,6 +169,7 @@ export class ChangeBatch {
   delete(b: Binding, msg: DeleteMessage): void {
     this.count(b, 'delete');
     const old = msg.oldTuple;
+    this.noteChanged(b, old);
     if (b.keyIdx.length === 0) {
       const key = rowKey(b, old);
       if (key === null) {
@@ -142,8 +188,25 @@ export class ChangeBatch {
 
   /** Everything queued before runs before it, everything after runs after it. */
   truncate(targets: Binding[], restartIdentity: boolean): void {
-    for (const b of targets) this.count(b, 'truncate');
+    for (const b of targets) {
+      this.count(b, 'truncate');
+      this.noteChanged(b, null);
+    }
     this.segments.push({ kind: 'sql', statement: { text: sql.truncateTables(targets.map((b) => b.table.plan), restartIdentity), params: [] } });
+  }
+
+  /** The row of `tuple` (null: the whole table) is recorded as changed, while recording. */
+  private noteChanged(b: Binding, tuple: Tuple | null): void {
+    const c = this.changed;
+    if (c === null) return;
+    const idx = b.verifyKeyIdx;
+    const values = tuple === null || idx === null ? null : idx.map((i) => tuple.text(i));
+    // A key value not sent (an unchanged TOAST marker) cannot name the row: the table is checked whole.
+    const key = values === null || values.some((v) => typeof v !== 'string' && v !== null) ? WHOLE_TABLE : JSON.stringify(values);
+    c.schemas.push(b.table.plan.schema);
+    c.tables.push(b.table.plan.name);
+    c.keys.push(key);
+    c.lsns.push(this.transactionLsn);
   }
 
   private count(b: Binding, op: ChangeOp): void {

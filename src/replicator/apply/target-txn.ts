@@ -27,6 +27,8 @@ export interface AppliedPosition {
 export interface PendingBatch {
   segments: Segment[];
   rendered: RenderedStatement[] | null;
+  /** walbridge's own records that commit with the changes (rows changed, a fence marker applied). */
+  records: BatchStatement[];
   /** The position it commits at; null: a part of a large source transaction (no COMMIT yet). */
   commitAt: AppliedPosition | null;
 }
@@ -117,27 +119,28 @@ export class TargetTransaction {
   }
 
   private async send(batch: PendingBatch): Promise<void> {
-    const { commitAt } = batch;
+    const { commitAt, records } = batch;
     if (batch.rendered === null) {
-      await this.sendOnce(renderSegments(batch.segments, true), commitAt, true);
+      await this.sendOnce(renderSegments(batch.segments, true), records, commitAt, true);
     } else {
       try {
-        await this.sendOnce(batch.rendered, commitAt, false);
+        await this.sendOnce(batch.rendered, records, commitAt, false);
       } catch (err) {
         const code = (err as { code?: string }).code;
         if (code !== '23505' && code !== '23P01') throw err;
         this.log.info({ code }, 'grouped statements tripped a unique constraint; applying the batch in source order');
-        await this.sendOnce(renderSegments(batch.segments, true), commitAt, true);
+        await this.sendOnce(renderSegments(batch.segments, true), records, commitAt, true);
       }
     }
     this.partSent = commitAt === null;
   }
 
-  private async sendOnce(statements: RenderedStatement[], commitAt: AppliedPosition | null, strict: boolean): Promise<void> {
+  private async sendOnce(statements: RenderedStatement[], records: BatchStatement[], commitAt: AppliedPosition | null, strict: boolean): Promise<void> {
     const opening = !this.open;
     const batch: BatchStatement[] = [];
     if (opening) batch.push(BEGIN);
     for (const st of statements) batch.push(st.statement);
+    batch.push(...records);
     if (commitAt !== null) {
       batch.push({ text: RECORD_APPLIED, params: [formatLsn(commitAt.lsn), pgMicrosToIso(commitAt.commitTime)] });
       batch.push(COMMIT);
