@@ -3,11 +3,20 @@
  * slot on the source. Used by the daemon's monitor and by `walbridge status` alike.
  */
 import type pg from 'pg';
+import { WalbridgeError } from '../errors.js';
+import { LATEST_STATE_VERSION } from '../sql/migrations.js';
 import { SLOT_STATUS } from '../sql/source.js';
+import { checkStateVersion } from '../state/migrate.js';
 import { loadPipeline, loadTables, type PipelineState, type TableState } from '../state/store.js';
 import type { SlotReport } from './report.js';
 
 export async function readRecorded(target: pg.ClientBase): Promise<{ pipeline: PipelineState | null; tables: TableState[] }> {
+  const version = await checkStateVersion(target);
+  if (version !== null && version < LATEST_STATE_VERSION) {
+    throw new WalbridgeError('state', `walbridge's state on the target is at version ${version}, written by an older walbridge that still runs this migration`, {
+      hint: "The daemon of this release upgrades it when it starts (redeploy it); until then, run the daemon's own release of walbridge status.",
+    });
+  }
   const pipeline = await loadPipeline(target);
   const tables = pipeline ? await loadTables(target) : [];
   return { pipeline, tables };

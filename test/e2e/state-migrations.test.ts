@@ -60,18 +60,26 @@ test('a state written by walbridge 0.1.0, before versions, is upgraded in place 
     await c.query(readFileSync('test/fixtures/state-0.1.0.sql', 'utf8'));
   });
   assert.equal(await withDb('old', (c) => checkStateVersion(c)), 0, 'a state made before versions is version 0');
-  const before = await withDb('old', async (c) => ({ pipeline: await loadPipeline(c), tables: await loadTables(c) }));
-  assert.equal(before.pipeline?.phase, 'streaming', 'the fixture is read as it is, before any upgrade');
+  // What the old release recorded, read as it wrote it (today's reader expects the newer columns).
+  const recorded = (db: string) =>
+    withDb(db, async (c) => ({
+      pipeline: (await c.query('SELECT phase, consistent_lsn::text, applied_lsn::text, spooled_lsn::text, spool_committed_id, applied_commit_time, daemon_phase FROM walbridge.pipeline')).rows,
+      tables: (await c.query('SELECT * FROM walbridge.tables ORDER BY schema_name, table_name')).rows,
+    }));
+  const before = await recorded('old');
+  assert.equal(before.pipeline[0]?.phase, 'streaming');
 
   const upgraded = await withDb('old', (c) => migrateState(c));
   assert.deepEqual(upgraded, { from: 0, to: LATEST_STATE_VERSION });
   assert.deepEqual(await versions('old'), Array.from({ length: LATEST_STATE_VERSION }, (_, i) => i + 1), 'every step recorded once');
   assert.equal(await withDb('old', (c) => checkStateVersion(c)), LATEST_STATE_VERSION);
 
+  assert.deepEqual(await recorded('old'), before, 'the pipeline and every table keep their phase, positions and progress');
   const afterUpgrade = await withDb('old', async (c) => ({ pipeline: await loadPipeline(c), tables: await loadTables(c) }));
-  assert.deepEqual(afterUpgrade, before, 'the pipeline and every table keep their phase, positions and progress');
+  assert.equal(afterUpgrade.pipeline?.phase, 'streaming', "and today's reader reads them");
   assert.equal(formatLsn(afterUpgrade.pipeline?.appliedLsn ?? 0n), '0/1F3B930');
   assert.equal(afterUpgrade.tables.length, 16);
+  assert.equal(afterUpgrade.tables.filter((t) => t.state === 'copied').length, 16);
 
   // The upgraded state is the very schema a new migration starts with.
   assert.deepEqual(await withDb('fresh', (c) => migrateState(c)), { from: 0, to: LATEST_STATE_VERSION });
