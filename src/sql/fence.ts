@@ -42,14 +42,17 @@ $fn$`;
 /** A lock on a busy table is waited for this long, then the fence's transaction starts over. */
 export const FENCE_LOCK_TIMEOUT = `SET LOCAL lock_timeout = '3s'`;
 
-/** Every table a write to `$1` (a quoted name) can reach: itself and, if partitioned, every partition below it. */
+/**
+ * Every table a write to `$1` (a quoted name) can reach: itself and, if partitioned, every
+ * partition below it (pg_partition_tree lists nothing for a table that is not partitioned).
+ */
 export const FENCE_TARGETS = `
 SELECT n.nspname AS schema, c.relname AS name
-  FROM pg_partition_tree($1::regclass) AS p
+  FROM (SELECT $1::regclass AS relid UNION SELECT relid FROM pg_partition_tree($1::regclass)) AS p
   JOIN pg_class c ON c.oid = p.relid
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p')
- ORDER BY p.level, n.nspname, c.relname`;
+ ORDER BY n.nspname, c.relname`;
 
 /** The trigger of `migration`'s fence (one per migration: table groups fence their own tables). */
 export function fenceTriggerName(migration: string): string {
@@ -97,7 +100,7 @@ export const FORGET_FENCE = `DELETE FROM walbridge_fence.fences WHERE migration 
 export const TABLES_NOT_FENCEABLE = `
 SELECT n.nspname || '.' || c.relname AS table, pg_get_userbyid(c.relowner) AS owner
   FROM unnest($1::text[]) AS s(name)
-  CROSS JOIN LATERAL pg_partition_tree(s.name::regclass) AS p
+  CROSS JOIN LATERAL (SELECT s.name::regclass AS relid UNION SELECT relid FROM pg_partition_tree(s.name::regclass)) AS p
   JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p') AND NOT has_table_privilege(c.oid, 'TRIGGER')
  ORDER BY 1`;
