@@ -140,25 +140,36 @@ program
 
 program
   .command('cutover')
-  .description('finish the migration: wait for the app to stop writing, sync sequences, verify, record, clean up the source')
-  .option('--max-lag <bytes>', 'proceed once the target is at most this far behind, even if the app still writes')
-  .addOption(new Option('--quiet-seconds <n>', 'the app counts as stopped after this long without a change').argParser(positiveInt).default(5))
-  .addOption(new Option('--timeout <seconds>', 'give up waiting for the app to stop after this long').argParser(positiveInt).default(600))
+  .description('switch to the new database with no write lost: check the content live, fence the source, apply up to the fence, record')
+  .option('--prepare', 'only check the content while the app writes (the slow part), and stop: cutover later checks only what changed since')
+  .addOption(new Option('--max-check-age <seconds>', 'reuse a check of the content done this recently (by --prepare or an earlier try)').argParser(positiveInt).default(3600))
+  .option('--cancel', 'lift the fence of an interrupted cutover (the source takes writes again) and stop preparing')
+  .option('--no-fence', 'do not fence the source: wait for the app to stop writing instead, and verify every table inside the pause')
+  .option('--max-lag <bytes>', 'with --no-fence: proceed once the target is at most this far behind, even if the app still writes')
+  .addOption(new Option('--quiet-seconds <n>', 'with --no-fence: the app counts as stopped after this long without a change').argParser(positiveInt).default(5))
+  .addOption(new Option('--timeout <seconds>', 'give up waiting for the fence to be applied (or, with --no-fence, for the app to stop) after this long').argParser(positiveInt).default(600))
   .option('--sequence-margin <n>', 'move every target sequence this far past the source\'s next value', '0')
   .option('--keep-source-slot', "keep walbridge's slot and publication on the source")
-  .option('--skip-verify', 'skip the final content verification')
+  .option('--skip-verify', 'with --no-fence: skip the final content verification')
   .option('--no-reverse-slot', 'do not prepare the rollback window (a slot on the target)')
   .option('--reverse', 'roll back: cut over the way back (target → source), after "walbridge run --reverse"')
   .option('--json', 'print the result as JSON')
   .addHelpText(
     'after',
-    '\nSteps: wait until the app has stopped writing and the target has applied everything; move each sequence\n' +
-      "past the source's live value; verify every table; prepare a slot on the target for the way back; record the\n" +
-      "cutover on the target (a running daemon stops by itself); remove walbridge's slot and publication from the\n" +
-      'source. Then point the app at the target.',
+    '\nThe app keeps writing to the source until the fence. Steps: record the rows walbridge changes; check every\n' +
+      'table while the app writes, then the rows changed meanwhile; fence the source (from then on every write to a\n' +
+      'migrated table fails there, whoever writes, with a message naming the move); wait until the target has applied\n' +
+      "everything committed before the fence; move the sequences; check the rows changed since; record the cutover\n" +
+      "(a running daemon stops by itself); remove walbridge's slot and publication from the source (the fence stays).\n" +
+      'Writes are refused for about a second, whatever the size. Then point the app at the target. Interrupted after\n' +
+      'the fence, run it again to finish, or --cancel to lift the fence.',
   )
   .action(
     async (opts: {
+      prepare?: boolean;
+      maxCheckAge: number;
+      cancel?: boolean;
+      fence: boolean;
       maxLag?: string;
       quietSeconds: number;
       timeout: number;
@@ -180,6 +191,10 @@ program
       }
       process.exit(
         await cutoverCommand(process.env, {
+          fence: opts.fence,
+          prepare: opts.prepare === true,
+          cancel: opts.cancel === true,
+          maxCheckAgeSeconds: opts.maxCheckAge,
           maxLagBytes: maxLag,
           quietSeconds: opts.quietSeconds,
           timeoutSeconds: opts.timeout,

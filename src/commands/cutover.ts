@@ -25,12 +25,18 @@ export async function cutoverCommand(env: NodeJS.ProcessEnv, opts: CutoverComman
       process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
       return 0;
     }
+    if (opts.prepare || opts.cancel) return 0;
     const newHome = opts.reverse ? 'SOURCE_DATABASE_URL (the original database)' : 'TARGET_DATABASE_URL';
     say('');
     say(`Cutover done at ${r.lsn}.`);
     say('');
     say('Next:');
-    say(`  1. Point the app's DATABASE_URL at the database of ${newHome} and start the app.`);
+    say(
+      r.fence
+        ? `  1. Point the app's DATABASE_URL at the database of ${newHome}. Until then its writes to the migrated\n` +
+            "     tables fail with a message naming the move (reads still work); walbridge status shows the fence."
+        : `  1. Point the app's DATABASE_URL at the database of ${newHome} and start the app.`,
+    );
     if (!opts.reverse) {
       if (r.reverse && 'slot' in r.reverse) {
         say('  2. Rollback window: keep the old database as a warm fallback by running, with the same variables,');

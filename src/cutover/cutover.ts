@@ -1,29 +1,54 @@
 /**
- * Cutover: the moment the app moves to the target. walbridge waits until the app has
- * stopped writing and the target has applied everything, moves every sequence past the
- * source's live value, verifies the content one last time, records the cutover, prepares
- * the way back (a slot on the target at this very point), and removes its slot and
- * publication from the source. The running daemon sees the record and stops by itself.
+ * Cutover: the moment the app moves to the target, with no write lost and writes refused for
+ * about a second, whatever the size of the data. The app keeps running on the source until then.
+ *
+ *   1. the daemon starts recording the rows it changes;
+ *   2. the content is checked while the app writes: every table, then the rows changed meanwhile
+ *      (cutover/check.ts);
+ *   3. the fence: from here on no write to a migrated table commits on the source (cutover/fence.ts);
+ *   4. the target applies everything committed before the fence: the fence's marker arrives;
+ *   5. sequences move from their live values;
+ *   6. the rows changed since the last check are compared, the source now still;
+ *   7. the cutover is recorded (with the fence's position and how long writes were refused), the
+ *      way back prepared; the running daemon sees the record and stops by itself; then
+ *      walbridge's slot and publication leave the source. The fence stays.
+ * A failure between 3 and 7 lifts the fence: the source takes writes again and nothing switched.
+ * A cutover killed in that window leaves the fence standing (status shows it): run again, it
+ * goes on from step 4; or cancel it.
+ *
+ * Without a fence (--no-fence) it waits for the app to stop writing instead, as walbridge did
+ * before fences, and verifies every table inside the pause.
  */
 import type pg from 'pg';
-import { resolveSelection } from '../catalog/tables.js';
+import { resolveSelection, type SourceTable } from '../catalog/tables.js';
 import { reverseConfig, type Config } from '../config.js';
-import { WalbridgeError } from '../errors.js';
+import { sqlState, WalbridgeError } from '../errors.js';
 import { formatLsn, lsnDistance, parseLsn, type Lsn } from '../lsn.js';
 import { connect } from '../pg/connect.js';
 import { findPublication, findSlot } from '../pipeline/source-objects.js';
 import { CREATE_SLOT_SQL, createPublication, CURRENT_WAL_LSN, DROP_SLOT, dropPublication } from '../sql/source.js';
-import { CANCEL_CUTOVER, RECORD_CUTOVER, REQUEST_CUTOVER, SET_PHASE } from '../sql/state.js';
+import { CANCEL_CUTOVER, FORGET_CHANGED_ROWS, RECORD_CUTOVER, RECORD_REVERSE_SLOT, REQUEST_CUTOVER, SET_PHASE, START_CUTOVER_CHECKS } from '../sql/state.js';
 import { checkStateVersion } from '../state/migrate.js';
 import { loadPipeline, withTransaction, type PipelineState } from '../state/store.js';
 import { verifyTables, type VerifyReport } from '../verify/verify.js';
+import { changedRowsSince, checkChangedRows, checkWhileLive, differencesError } from './check.js';
+import { liftFence, readFences, setFence, type Fence, type FenceDirection } from './fence.js';
 import { syncSequences, type SequenceSync } from './sequences.js';
 
 export interface CutoverOptions {
-  /** Proceed once the target is at most this many bytes behind, even if the app still writes. */
+  /** Fence the source (the default); false: wait for the app to stop writing instead. */
+  fence: boolean;
+  /** Only check the content while the app writes, and stop there: the cutover itself reuses that check. */
+  prepare: boolean;
+  /** Lift the fence of a cutover that was interrupted, and stop recording changed rows. */
+  cancel: boolean;
+  /** A check of the content recorded less than this long ago is reused. */
+  maxCheckAgeSeconds: number;
+  /** Without a fence: proceed once the target is at most this many bytes behind, even if the app still writes. */
   maxLagBytes: number | null;
-  /** The app counts as stopped when nothing was applied for this long. */
+  /** Without a fence: the app counts as stopped when nothing was applied for this long. */
   quietSeconds: number;
+  /** Longest wait for the app to stop (without a fence), or for the fence's marker to be applied. */
   timeoutSeconds: number;
   sequenceMargin: bigint;
   keepSourceSlot: boolean;
@@ -41,54 +66,82 @@ export interface CutoverResult {
   tables: Record<string, number>;
   reverse: { slot: string; lsn: string } | { problem: string } | null;
   sourceCleaned: boolean;
+  /** The fence (null with --no-fence), and how long writes to the migrated tables were refused before the cutover was recorded. */
+  fence: { lsn: string | null; setAt: string; writesPausedSeconds: number } | null;
 }
 
-const PG_SECONDS = (d: Date | null) => (d === null ? null : (Date.now() - d.getTime()) / 1000);
+/** Rows left to compare inside the pause at most, before the fence goes up. */
+const SETTLE_ROWS = 2_000;
+
+const secondsSince = (d: Date | null) => (d === null ? null : (Date.now() - d.getTime()) / 1000);
 
 async function currentLsn(c: pg.ClientBase): Promise<Lsn> {
   const { rows } = await c.query<{ lsn: string }>(CURRENT_WAL_LSN);
   return parseLsn(rows[0]?.lsn ?? '0/0');
 }
 
-/** Wait until the app has stopped writing and the target has applied everything. */
-async function waitForQuiet(source: pg.Client, target: pg.Client, opts: CutoverOptions): Promise<PipelineState> {
-  const deadline = Date.now() + opts.timeoutSeconds * 1000;
-  let lastSay = 0;
+/** Poll `read` until it gives a value, or fail after `timeoutSeconds` with `stuck()`'s error. */
+async function waitUntil<T>(read: () => Promise<T | null>, timeoutSeconds: number, stuck: () => Promise<WalbridgeError>, progress?: () => Promise<void>): Promise<T> {
+  const deadline = Date.now() + timeoutSeconds * 1000;
+  let lastSay = Date.now();
   for (;;) {
-    const src = await currentLsn(source);
-    const p = await loadPipeline(target);
-    if (!p) throw new WalbridgeError('state', 'walbridge state disappeared from the target');
-    const applied = p.appliedLsn ?? 0n;
-    const lag = Number(lsnDistance(applied, src));
-    const quietFor = PG_SECONDS(p.appliedCommitTime);
-    const daemonAgo = PG_SECONDS(p.daemonSeenAt);
-    if (opts.maxLagBytes !== null && lag <= opts.maxLagBytes) return p;
-    if (opts.maxLagBytes === null && lag === 0 && (quietFor === null || quietFor >= opts.quietSeconds)) return p;
-    if (Date.now() > deadline) {
-      throw new WalbridgeError(
-        'apply',
-        lag > 0 && (daemonAgo === null || daemonAgo > 30)
-          ? `the target is ${lag} bytes behind and walbridge is not running (last report ${daemonAgo === null ? 'never' : `${Math.round(daemonAgo)} s ago`})`
-          : `the app is still writing (last change applied ${quietFor === null ? '?' : quietFor.toFixed(1)} s ago, ${lag} bytes behind)`,
-        {
-          hint:
-            lag > 0 && (daemonAgo === null || daemonAgo > 30)
-              ? 'Start walbridge (walbridge run) so it applies the remaining changes, then run cutover again.'
-              : "Stop the app's writes (or scale it to zero) and run cutover again; or accept a small loss window with --max-lag.",
-        },
-      );
-    }
-    if (Date.now() - lastSay > 2000) {
-      opts.say(
-        `  waiting for the app to stop writing: ${lag} bytes behind, last change applied ${quietFor === null ? '–' : `${quietFor.toFixed(1)} s`} ago`,
-      );
+    const v = await read();
+    if (v !== null) return v;
+    if (Date.now() > deadline) throw await stuck();
+    if (progress && Date.now() - lastSay > 2000) {
+      await progress();
       lastSay = Date.now();
     }
-    await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
-/** A slot and publication on the target at this point, for `walbridge run --reverse`. */
+async function loadState(target: pg.ClientBase): Promise<PipelineState> {
+  const p = await loadPipeline(target);
+  if (!p) throw new WalbridgeError('state', 'walbridge state disappeared from the target');
+  return p;
+}
+
+/** The daemon must be running: it is what applies up to the fence, and records the rows it changes. */
+function notRunning(p: PipelineState): WalbridgeError | null {
+  const ago = secondsSince(p.daemonSeenAt);
+  if (ago !== null && ago <= 30) return null;
+  return new WalbridgeError('state', `walbridge is not running (its last report on the target: ${ago === null ? 'never' : `${Math.round(ago)} s ago`})`, {
+    hint: 'Start walbridge (walbridge run) and wait for phase streaming; cutover needs it to apply every change up to the fence.',
+  });
+}
+
+/** Without a fence: wait until the app has stopped writing and the target has applied everything. */
+async function waitForQuiet(source: pg.Client, target: pg.Client, opts: CutoverOptions): Promise<PipelineState> {
+  const lagOf = async () => {
+    const p = await loadState(target);
+    return { p, lag: Number(lsnDistance(p.appliedLsn ?? 0n, await currentLsn(source))), quietFor: secondsSince(p.appliedCommitTime) };
+  };
+  return waitUntil(
+    async () => {
+      const { p, lag, quietFor } = await lagOf();
+      if (opts.maxLagBytes !== null) return lag <= opts.maxLagBytes ? p : null;
+      return lag === 0 && (quietFor === null || quietFor >= opts.quietSeconds) ? p : null;
+    },
+    opts.timeoutSeconds,
+    async () => {
+      const { p, lag, quietFor } = await lagOf();
+      const stopped = lag > 0 ? notRunning(p) : null;
+      return (
+        stopped ??
+        new WalbridgeError('apply', `the app is still writing (last change applied ${quietFor === null ? '?' : quietFor.toFixed(1)} s ago, ${lag} bytes behind)`, {
+          hint: "Stop the app's writes (or scale it to zero) and run cutover again; or cut over with the fence (without --no-fence), which does not need the app stopped.",
+        })
+      );
+    },
+    async () => {
+      const { lag, quietFor } = await lagOf();
+      opts.say(`  waiting for the app to stop writing: ${lag} bytes behind, last change applied ${quietFor === null ? '–' : `${quietFor.toFixed(1)} s`} ago`);
+    },
+  );
+}
+
+/** A slot and publication on the target at this point, for `walbridge run --reverse`, recorded with the cutover. */
 async function prepareReverse(config: Config, target: pg.Client, tables: { schema: string; name: string }[]): Promise<{ slot: string; lsn: string } | { problem: string }> {
   const rev = reverseConfig(config);
   const { rows } = await target.query<{ wal_level: string }>(`SELECT current_setting('wal_level') AS wal_level`);
@@ -104,14 +157,32 @@ async function prepareReverse(config: Config, target: pg.Client, tables: { schem
   // Publication first: pgoutput reads it through the slot's snapshot.
   await target.query(createPublication(rev.publicationName, tables));
   const slot = await target.query<{ lsn: string }>(CREATE_SLOT_SQL, [rev.slotName]);
-  return { slot: rev.slotName, lsn: slot.rows[0]?.lsn ?? '0/0' };
+  const lsn = slot.rows[0]?.lsn ?? '0/0';
+  await target.query(RECORD_REVERSE_SLOT, [rev.slotName, lsn]);
+  return { slot: rev.slotName, lsn };
+}
+
+/** The migration the fence on the way back's target belongs to: the forward one (reverseConfig's names without "_reverse"). */
+const forwardMigration = (config: Config) => config.slotName.replace(/_reverse$/, '');
+
+/** What a refused write says, after the table's name, and its hint. */
+function fenceWords(config: Config, rollingBack: boolean): { message: string; hint: string } {
+  const when = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  return rollingBack
+    ? {
+        message: `no longer takes writes on this database: walbridge moved it back to the old database (rollback of migration "${forwardMigration(config)}", ${when})`,
+        hint: "Point the app's DATABASE_URL back at the old database; \"walbridge status --reverse\" shows this fence.",
+      }
+    : {
+        message: `no longer takes writes on this database: walbridge moved it to the new database (cutover of migration "${config.slotName}", ${when})`,
+        hint: "Point the app's DATABASE_URL at the new database; \"walbridge status\" shows this fence.",
+      };
 }
 
 export async function runCutover(config: Config, opts: CutoverOptions): Promise<CutoverResult> {
   const say = opts.say;
   const source = await connect(config.sourceUrl, { side: 'source', applicationName: 'walbridge cutover' });
   let target: pg.Client | null = null;
-  let requested = false;
   try {
     target = await connect(config.targetUrl, { side: 'target', applicationName: 'walbridge cutover' });
     await checkStateVersion(target);
@@ -123,8 +194,155 @@ export async function runCutover(config: Config, opts: CutoverOptions): Promise<
     if (state.phase !== 'streaming') {
       throw new WalbridgeError('state', `the copy is not finished yet (phase ${state.phase})`, { hint: 'Wait until "walbridge status" shows phase streaming, then run cutover.' });
     }
+    const standing = (await readFences(source)).find((f) => f.migration === config.slotName) ?? null;
+    if (opts.cancel) {
+      await cancelCutover(source, target, config, standing, say);
+      return { lsn: '', sequences: [], verify: null, tables: {}, reverse: null, sourceCleaned: false, fence: null };
+    }
     const tables = await resolveSelection(source, config);
+    if (!opts.fence) {
+      if (standing) {
+        throw new WalbridgeError('state', `the source is fenced by an interrupted cutover (since ${standing.setAt.toISOString()})`, {
+          hint: 'Run "walbridge cutover" (with the fence) to finish it, or "walbridge cutover --cancel" to lift the fence first.',
+        });
+      }
+      return await cutoverWithoutFence(source, target, config, tables, opts);
+    }
+    return await cutoverWithFence(source, target, config, tables, state, standing, opts);
+  } finally {
+    await source.end().catch(() => {});
+    await target?.end().catch(() => {});
+  }
+}
 
+async function cancelCutover(source: pg.Client, target: pg.Client, config: Config, standing: Fence | null, say: (line: string) => void): Promise<void> {
+  if (standing) {
+    const lifted = await liftFence(source, config.slotName);
+    say(`the fence of the interrupted cutover is lifted: the source takes writes to ${lifted.length} table(s) again`);
+  } else {
+    say('no fence stands on the source');
+  }
+  await forgetChecks(target, CANCEL_CUTOVER);
+  say('cutover cancelled: walbridge keeps streaming; run "walbridge cutover" again when you are ready');
+}
+
+async function cutoverWithFence(
+  source: pg.Client,
+  target: pg.Client,
+  config: Config,
+  tables: SourceTable[],
+  state: PipelineState,
+  standing: Fence | null,
+  opts: CutoverOptions,
+): Promise<CutoverResult> {
+  const say = opts.say;
+  const direction: FenceDirection = opts.rollingBack ? 'reverse' : 'forward';
+  const stopped = notRunning(state);
+  if (stopped) throw stopped;
+  const checkCtx = { sourceUrl: config.sourceUrl, targetUrl: config.targetUrl, target, tables, say };
+  let fence: Fence;
+  let checkedFrom: Lsn;
+  /** When writes started to be refused, on this machine's clock (the pause is measured on one clock). */
+  let fencedAt: number;
+  if (standing) {
+    fencedAt = standing.setAt.getTime();
+    say(`resuming the cutover interrupted after its fence (set ${standing.setAt.toISOString()}): the source refuses writes to the migrated tables`);
+    fence = standing;
+    checkedFrom = state.contentCheckedFrom ?? state.changesTrackedFrom ?? (await failAndLift('the record of the rows changed before the fence is missing'));
+  } else {
+    say('1/7 recording the rows walbridge changes from now on…');
+    if (!state.cutoverRequestedAt || !state.changesTrackedFrom) await forgetChecks(target, START_CUTOVER_CHECKS);
+    try {
+      await waitUntil(
+        async () => (await loadState(target)).changesTrackedFrom,
+        30,
+        async () => notRunning(await loadState(target)) ?? new WalbridgeError('apply', 'walbridge did not start recording the rows it changes within 30 s', { hint: 'Check its log and "walbridge status"; run cutover again.' }),
+      );
+      say('2/7 checking the content while the app writes…');
+      checkedFrom = await checkWhileLive(checkCtx, { maxAgeSeconds: opts.maxCheckAgeSeconds, settleRows: SETTLE_ROWS });
+    } catch (err) {
+      if (!opts.prepare) await target.query(CANCEL_CUTOVER).catch(() => {});
+      throw err;
+    }
+    if (opts.prepare) {
+      say('prepared: walbridge keeps recording the rows it changes; "walbridge cutover" now checks only those inside the pause');
+      return { lsn: '', sequences: [], verify: null, tables: {}, reverse: null, sourceCleaned: false, fence: null };
+    }
+    say(`3/7 fencing the source: from now on no write to the ${tables.length} migrated table(s) commits there…`);
+    const asked = Date.now();
+    fence = await setFence(source, { migration: config.slotName, direction, tables, ...fenceWords(config, opts.rollingBack === true) }, (why) => say(`    retrying: ${why}`));
+    // Writes were refused from some moment between asking and the answer: counting from the
+    // answer would hide the wait for the tables' locks, which the app feels too.
+    fencedAt = asked;
+    say(`    fenced at ${fence.lsn === null ? '?' : formatLsn(fence.lsn)}`);
+  }
+
+  /** Anything failing from here on lifts the fence: the app keeps its database, nothing switched. */
+  async function failAndLift(why: string | Error): Promise<never> {
+    const err = typeof why === 'string' ? new WalbridgeError('apply', why) : why;
+    await liftFence(source, config.slotName).catch(() => {});
+    await target.query(CANCEL_CUTOVER).catch(() => {});
+    throw new WalbridgeError(err instanceof WalbridgeError ? err.kind : 'apply', `${err.message} — the fence is lifted: the source takes writes again, nothing was switched`, {
+      cause: err,
+      ...(err instanceof WalbridgeError && err.hint ? { hint: err.hint } : {}),
+    });
+  }
+
+  try {
+    say('4/7 waiting for the target to apply everything committed before the fence…');
+    await waitUntil(
+      async () => ((await loadState(target)).fenceMarker === fence.marker ? true : null),
+      opts.timeoutSeconds,
+      async () => {
+        const p = await loadState(target);
+        return (
+          notRunning(p) ??
+          new WalbridgeError('apply', `the target did not apply the fence's marker within ${opts.timeoutSeconds} s (applied up to ${p.appliedLsn === null ? '?' : formatLsn(p.appliedLsn)})`, {
+            hint: 'Check "walbridge status" and the daemon\'s log, then run cutover again.',
+          })
+        );
+      },
+    );
+    const caughtUp = await loadState(target);
+    const lsn = formatLsn(caughtUp.appliedLsn ?? 0n);
+    say(`    applied up to ${lsn}`);
+
+    say("5/7 moving sequences past the source's values…");
+    const sequences = await syncSequences(source, target, tables, opts.sequenceMargin);
+    reportSequences(sequences, say);
+
+    say('6/7 checking the rows changed since the last check…');
+    const changed = await changedRowsSince(target, checkedFrom);
+    const report = await checkChangedRows({ sourceUrl: config.sourceUrl, targetUrl: config.targetUrl, target, tables, say }, changed);
+    const err = differencesError(report, 'the check inside the pause');
+    if (err) throw err;
+    say(`    ${changed.count} row(s) changed since, equal`);
+
+    say('7/7 recording the cutover (the daemon stops by itself)…');
+    const paused = (Date.now() - fencedAt) / 1000;
+    await recordCutover(target, lsn, report, sequences, fence.lsn, paused);
+    // The way back is prepared after the record, outside the pause: the app writes to the
+    // target only once it is pointed there, after this command.
+    const reverse = opts.prepareReverse ? await prepareReverse(config, target, tables) : null;
+    if (opts.rollingBack) {
+      const lifted = await liftFence(target, forwardMigration(config));
+      if (lifted.length > 0) say(`    the old database's fence is lifted: it takes writes to ${lifted.length} table(s) again`);
+    }
+    say(`    writes to the migrated tables were refused for ${paused.toFixed(1)} s (from the fence to this record)`);
+    reportReverse(reverse, opts, say);
+    const sourceCleaned = await cleanSource(source, config, opts, say);
+    return { lsn, sequences, verify: report, tables: {}, reverse, sourceCleaned, fence: { lsn: fence.lsn === null ? null : formatLsn(fence.lsn), setAt: fence.setAt.toISOString(), writesPausedSeconds: paused } };
+  } catch (err) {
+    // Recorded already (the cleanup failed): nothing to undo.
+    if ((await loadState(target).catch(() => null))?.phase === 'done') throw err;
+    return failAndLift(err instanceof Error ? err : new Error(String(err)));
+  }
+}
+
+async function cutoverWithoutFence(source: pg.Client, target: pg.Client, config: Config, tables: SourceTable[], opts: CutoverOptions): Promise<CutoverResult> {
+  const say = opts.say;
+  let requested = false;
+  try {
     say('1/6 waiting until the app has stopped writing and the target has applied everything…');
     await target.query(REQUEST_CUTOVER);
     requested = true;
@@ -132,67 +350,97 @@ export async function runCutover(config: Config, opts: CutoverOptions): Promise<
     const lsn = formatLsn(caughtUp.appliedLsn ?? 0n);
     say(`    caught up at ${lsn}`);
 
-    say('2/6 moving sequences past the source\'s values…');
+    say("2/6 moving sequences past the source's values…");
     const sequences = await syncSequences(source, target, tables, opts.sequenceMargin);
-    for (const s of sequences) {
-      say(`    ${s.sequence.padEnd(40)} ${s.result === 'set' ? `next value ${s.targetNextBefore} → ${s.targetNextAfter}` : s.result}${s.result === 'set' ? ` (source's next: ${s.sourceNext})` : ''}`);
-    }
-    const missing = sequences.filter((s) => s.result === 'missing on target');
-    if (missing.length > 0) say(`    warning: ${missing.length} sequence(s) do not exist on the target: inserts there will not use them`);
+    reportSequences(sequences, say);
 
     let verify: VerifyReport | null = null;
     if (opts.verify) {
       say('3/6 verifying every table one last time…');
       verify = await verifyTables({ sourceUrl: config.sourceUrl, targetUrl: config.targetUrl, tables });
-      const bad = verify.tables.filter((t) => t.status !== 'equal');
-      if (bad.length > 0) {
-        throw new WalbridgeError(
-          'apply',
-          `the final verification found differences: ${bad.map((t) => `${t.table} (${t.status}${t.differences[0] ? `, e.g. key ${t.differences[0].key.join(',')} ${t.differences[0].kind}` : ''})`).join('; ')}`,
-          { hint: 'Nothing was changed on the source and the app still points to it. Run "walbridge verify" for the full list.' },
-        );
-      }
+      const err = differencesError(verify, 'the final verification');
+      if (err) throw err;
       say(`    ${verify.tables.length} table(s) equal`);
     } else {
       say('3/6 final verification skipped (--skip-verify)');
     }
 
-    const counts: Record<string, number> = {};
-    for (const t of verify?.tables ?? []) counts[t.table] = t.rowsTarget;
-
-    say(opts.rollingBack ? '4/6 the way back of the way back…' : '4/6 preparing the way back (a slot on the target at this point)…');
-    const reverse = opts.prepareReverse ? await prepareReverse(config, target, tables) : null;
-    if (reverse && 'slot' in reverse) say(`    slot ${reverse.slot} at ${reverse.lsn}`);
-    else if (reverse) say(`    not possible: ${reverse.problem}`);
-    else say(opts.rollingBack ? '    not needed: this is the way back' : '    skipped (--no-reverse-slot)');
-
-    say('5/6 recording the cutover on the target (the daemon stops by itself)…');
-    await withTransaction(target, async () => {
-      await (target as pg.Client).query(RECORD_CUTOVER, [
-        lsn,
-        JSON.stringify(counts),
-        JSON.stringify(sequences),
-        reverse && 'slot' in reverse ? reverse.slot : null,
-        reverse && 'slot' in reverse ? reverse.lsn : null,
-      ]);
-      await (target as pg.Client).query(SET_PHASE, ['done']);
-    });
+    say('4/6 recording the cutover on the target (the daemon stops by itself)…');
+    await recordCutover(target, lsn, verify, sequences, null, null);
     requested = false;
 
-    let sourceCleaned = false;
-    if (opts.keepSourceSlot) {
-      say('6/6 keeping the slot and publication on the source (--keep-source-slot): remove them with "walbridge teardown" when done');
-    } else {
-      say('6/6 removing walbridge\'s slot and publication from the source…');
-      await dropSourceObjects(source, config);
-      sourceCleaned = true;
-    }
-    return { lsn, sequences, verify, tables: counts, reverse, sourceCleaned };
+    say(opts.rollingBack ? '5/6 the way back of the way back: not needed' : '5/6 preparing the way back (a slot on the target at this point)…');
+    const reverse = opts.prepareReverse ? await prepareReverse(config, target, tables) : null;
+    reportReverse(reverse, opts, say);
+    const sourceCleaned = await cleanSource(source, config, opts, say, '6/6');
+    return { lsn, sequences, verify, tables: rowCounts(verify), reverse, sourceCleaned, fence: null };
   } finally {
-    if (requested && target) await target.query(CANCEL_CUTOVER).catch(() => {});
-    await source.end().catch(() => {});
-    await target?.end().catch(() => {});
+    if (requested) await target.query(CANCEL_CUTOVER).catch(() => {});
   }
+}
+
+function rowCounts(verify: VerifyReport | null): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const t of verify?.tables ?? []) counts[t.table] = t.rowsTarget;
+  return counts;
+}
+
+function reportSequences(sequences: SequenceSync[], say: (line: string) => void): void {
+  for (const s of sequences) {
+    say(`    ${s.sequence.padEnd(40)} ${s.result === 'set' ? `next value ${s.targetNextBefore} → ${s.targetNextAfter}` : s.result}${s.result === 'set' ? ` (source's next: ${s.sourceNext})` : ''}`);
+  }
+  const missing = sequences.filter((s) => s.result === 'missing on target');
+  if (missing.length > 0) say(`    warning: ${missing.length} sequence(s) do not exist on the target: inserts there will not use them`);
+}
+
+function reportReverse(reverse: { slot: string; lsn: string } | { problem: string } | null, opts: CutoverOptions, say: (line: string) => void): void {
+  if (reverse && 'slot' in reverse) say(`    way back: slot ${reverse.slot} at ${reverse.lsn}`);
+  else if (reverse) say(`    no way back: ${reverse.problem}`);
+  else if (!opts.rollingBack) say('    way back skipped (--no-reverse-slot)');
+}
+
+async function recordCutover(
+  target: pg.Client,
+  lsn: string,
+  verify: VerifyReport | null,
+  sequences: SequenceSync[],
+  fenceLsn: Lsn | null,
+  pausedSeconds: number | null,
+): Promise<void> {
+  await withTransaction(target, async () => {
+    await target.query(RECORD_CUTOVER, [
+      lsn,
+      JSON.stringify(rowCounts(verify)),
+      JSON.stringify(sequences),
+      fenceLsn === null ? null : formatLsn(fenceLsn),
+      pausedSeconds === null ? null : pausedSeconds.toFixed(3),
+    ]);
+    await target.query(SET_PHASE, ['done']);
+    await target.query(CANCEL_CUTOVER);
+  });
+  await target.query(FORGET_CHANGED_ROWS).catch(() => {});
+}
+
+/**
+ * Start or end the record of changed rows: emptied first, then the pipeline row updated, the
+ * order the applier's batches take these locks in (an empty TRUNCATE after the row update
+ * would wait for a batch that waits for the row: a deadlock).
+ */
+async function forgetChecks(target: pg.Client, update: string): Promise<void> {
+  await withTransaction(target, async () => {
+    await target.query(FORGET_CHANGED_ROWS);
+    await target.query(update);
+  });
+}
+
+async function cleanSource(source: pg.Client, config: Config, opts: CutoverOptions, say: (line: string) => void, step = 'then'): Promise<boolean> {
+  if (opts.keepSourceSlot) {
+    say(`${step}: keeping the slot and publication on the source (--keep-source-slot): remove them with "walbridge teardown" when done`);
+    return false;
+  }
+  say(`${step}: removing walbridge's slot and publication from the source…`);
+  await dropSourceObjects(source, config);
+  return true;
 }
 
 /** The daemon stops on its own once the cutover is recorded; its walsender goes with it. */
@@ -201,8 +449,11 @@ async function dropSourceObjects(source: pg.Client, config: Config): Promise<voi
     const slot = await findSlot(source, config.slotName);
     if (!slot) break;
     if (!slot.active) {
-      await source.query(DROP_SLOT, [config.slotName]);
-      break;
+      await source.query(DROP_SLOT, [config.slotName]).catch((err: unknown) => {
+        // The walsender let go a moment ago and another took it (a restart): try again.
+        if (sqlState(err) !== '55006') throw err;
+      });
+      continue;
     }
     // After 15 s the daemon is not coming down by itself (an old version?): the migration is over.
     if (i === 150) await source.query('SELECT pg_terminate_backend($1)', [slot.active_pid]);
@@ -211,4 +462,3 @@ async function dropSourceObjects(source: pg.Client, config: Config): Promise<voi
   if (await findSlot(source, config.slotName)) throw new WalbridgeError('slot', `the slot ${config.slotName} is still in use; run "walbridge teardown --force"`);
   if (await findPublication(source, config.publicationName)) await source.query(dropPublication(config.publicationName));
 }
-

@@ -131,7 +131,7 @@ CREATE TABLE IF NOT EXISTS walbridge.deferred_indexes (
   },
   {
     version: 3,
-    name: 'cutover: rows changed while it checks, the fence marker applied',
+    name: 'cutover: rows changed while it checks, the content checked, the fence',
     sql: `
 -- Set by the applier when it starts recording the rows it changes, because "walbridge cutover"
 -- asked for it (cutover_requested_at): the position from which walbridge.changed_rows is complete.
@@ -139,6 +139,13 @@ ALTER TABLE walbridge.pipeline ADD COLUMN changes_tracked_from pg_lsn;
 -- The last fence marker (a logical message the fence's transaction wrote on the source) that
 -- the target has applied: everything committed on the source before the fence is applied then.
 ALTER TABLE walbridge.pipeline ADD COLUMN fence_marker text;
+-- The content was checked equal, while the source took writes, at content_checked_at: every
+-- row changed in a source transaction committing before content_checked_from included.
+ALTER TABLE walbridge.pipeline ADD COLUMN content_checked_at timestamptz;
+ALTER TABLE walbridge.pipeline ADD COLUMN content_checked_from pg_lsn;
+-- Where the source's fence committed, and how long writes were refused until the cutover was recorded.
+ALTER TABLE walbridge.cutover ADD COLUMN fence_lsn pg_lsn;
+ALTER TABLE walbridge.cutover ADD COLUMN writes_paused_seconds numeric;
 
 -- The rows the applier changed while a cutover checks the content: the key's values (a JSON
 -- array of their text, as verify reads them), or '*' for the whole table (a TRUNCATE, or a table

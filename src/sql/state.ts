@@ -27,20 +27,46 @@ export const SELECT_PIPELINE = `
 SELECT source_system_id, source_database, slot_name, publication_name, phase,
        consistent_lsn::text, applied_lsn::text, spooled_lsn::text, spool_committed_id::text,
        applied_commit_time, last_error, updated_at, daemon_phase, daemon_seen_at, cutover_requested_at,
-       changes_tracked_from::text, fence_marker
+       changes_tracked_from::text, fence_marker, content_checked_at, content_checked_from::text
   FROM walbridge.pipeline WHERE id = 1`;
 
 export const REQUEST_CUTOVER = `UPDATE walbridge.pipeline SET cutover_requested_at = now() WHERE id = 1`;
-export const CANCEL_CUTOVER = `UPDATE walbridge.pipeline SET cutover_requested_at = NULL WHERE id = 1`;
 
+/** A cutover starts over: the daemon records the rows it changes from now on, nothing checked yet. */
+export const START_CUTOVER_CHECKS = `
+UPDATE walbridge.pipeline
+   SET cutover_requested_at = now(), changes_tracked_from = NULL, content_checked_at = NULL, content_checked_from = NULL, fence_marker = NULL
+ WHERE id = 1`;
+export const FORGET_CHANGED_ROWS = `TRUNCATE walbridge.changed_rows`;
+
+/** No cutover under way any more: the daemon stops recording changed rows. */
+export const CANCEL_CUTOVER = `
+UPDATE walbridge.pipeline
+   SET cutover_requested_at = NULL, changes_tracked_from = NULL, content_checked_at = NULL, content_checked_from = NULL
+ WHERE id = 1`;
+
+/** The content was found equal, for every row changed in transactions committed before $1. */
+export const RECORD_CONTENT_CHECKED = `UPDATE walbridge.pipeline SET content_checked_at = now(), content_checked_from = $1::pg_lsn WHERE id = 1`;
+
+/** The rows changed in source transactions that committed at or after $1: key '*' is a whole table. */
+export const CHANGED_ROWS_SINCE = `
+SELECT schema_name, table_name, key FROM walbridge.changed_rows WHERE lsn >= $1::pg_lsn ORDER BY schema_name, table_name, key`;
+
+export const COUNT_CHANGED_ROWS_SINCE = `SELECT count(*)::int AS n FROM walbridge.changed_rows WHERE lsn >= $1::pg_lsn`;
+
+/** $1 lsn, $2 tables, $3 sequences, $4 the fence's position, $5 seconds writes were refused. */
 export const RECORD_CUTOVER = `
-INSERT INTO walbridge.cutover (lsn, tables, sequences, reverse_slot, reverse_lsn)
-VALUES ($1::pg_lsn, $2::jsonb, $3::jsonb, $4, $5::pg_lsn)
+INSERT INTO walbridge.cutover (lsn, tables, sequences, fence_lsn, writes_paused_seconds)
+VALUES ($1::pg_lsn, $2::jsonb, $3::jsonb, $4::pg_lsn, $5::numeric)
 ON CONFLICT (id) DO UPDATE SET lsn = EXCLUDED.lsn, at = now(), tables = EXCLUDED.tables, sequences = EXCLUDED.sequences,
-                               reverse_slot = EXCLUDED.reverse_slot, reverse_lsn = EXCLUDED.reverse_lsn`;
+                               reverse_slot = NULL, reverse_lsn = NULL,
+                               fence_lsn = EXCLUDED.fence_lsn, writes_paused_seconds = EXCLUDED.writes_paused_seconds`;
+
+/** The slot kept for the way back ($1) and where it starts ($2), once made after the record. */
+export const RECORD_REVERSE_SLOT = `UPDATE walbridge.cutover SET reverse_slot = $1, reverse_lsn = $2::pg_lsn WHERE id = 1`;
 
 export const SELECT_CUTOVER = `
-SELECT lsn::text, at, tables, sequences, reverse_slot, reverse_lsn::text
+SELECT lsn::text, at, tables, sequences, reverse_slot, reverse_lsn::text, fence_lsn::text, writes_paused_seconds::float8 AS writes_paused_seconds
   FROM walbridge.cutover WHERE id = 1`;
 
 /** The daemon's own view (phase, last error), refreshed every few seconds by its monitor. */

@@ -30,6 +30,9 @@ export interface PipelineState {
   changesTrackedFrom: Lsn | null;
   /** The last fence marker applied (cutover/fence.ts). */
   fenceMarker: string | null;
+  /** The content was checked equal then, for rows changed in transactions committed before contentCheckedFrom. */
+  contentCheckedAt: Date | null;
+  contentCheckedFrom: Lsn | null;
 }
 
 export interface RecordedError {
@@ -79,6 +82,8 @@ export async function loadPipeline(client: pg.ClientBase): Promise<PipelineState
     cutover_requested_at: Date | null;
     changes_tracked_from: string | null;
     fence_marker: string | null;
+    content_checked_at: Date | null;
+    content_checked_from: string | null;
   }>(q.SELECT_PIPELINE);
   const r = rows[0];
   if (!r) return null;
@@ -100,6 +105,8 @@ export async function loadPipeline(client: pg.ClientBase): Promise<PipelineState
     cutoverRequestedAt: r.cutover_requested_at,
     changesTrackedFrom: parseLsnOrNull(r.changes_tracked_from),
     fenceMarker: r.fence_marker,
+    contentCheckedAt: r.content_checked_at,
+    contentCheckedFrom: parseLsnOrNull(r.content_checked_from),
   };
 }
 

@@ -64,6 +64,12 @@ export interface VerifyOptions {
   retries?: number;
   /** Longest wait for the target to apply up to a source position. */
   catchUpTimeoutMs?: number;
+  /**
+   * Compare only these rows of a table (its keys' values as text, as verify reads them), not the
+   * whole table: cutover's check of the rows that changed since the last one. A table of
+   * `tables` missing here is compared whole.
+   */
+  rows?: Map<string, string[][]>;
   onProgress?: (table: string, rangesDone: number, ranges: number) => void;
 }
 
@@ -182,36 +188,37 @@ export async function verifyTables(opts: VerifyOptions): Promise<VerifyReport> {
       const table = displayTable(t);
       const v: TableVerdict = { table, status: 'equal', ranges: 0, rowsSource: 0, rowsTarget: 0, differences: [], moreDifferences: 0, unstableRows: 0 };
       verdicts.push(v);
-      let shape: VerifyShape;
-      let ranges: KeyRange[];
+      const record = (d: Difference) => {
+        if (v.differences.length < maxDiff) v.differences.push(d);
+        else v.moreDifferences++;
+      };
+      // The table's parts: ranges of keys, or (given rows) lists of them.
+      let parts: (() => Promise<void>)[];
       try {
-        shape = await shapeOf(sides.source, sides.target, t);
-        ranges = [{ lo: null, hi: null }];
-        if (shape.key.length > 0) {
-          const { rows } = await sides.source.query<Record<string, string>>(rangeBoundaries(shape, opts.rangeRows ?? 50_000));
-          const bounds = rows.map((r) => shape.key.map((_, i) => r[`k${i}`] as string));
-          ranges = [...bounds.map((hi, i) => ({ lo: i === 0 ? null : (bounds[i - 1] as string[]), hi })), { lo: bounds[bounds.length - 1] ?? null, hi: null }];
+        const shape = await shapeOf(sides.source, sides.target, t);
+        const keys = shape.key.length > 0 ? opts.rows?.get(table) : undefined;
+        if (keys !== undefined) {
+          parts = chunks(keys, KEYS_PER_QUERY).map((some) => () => compareRows(sides, shape, rowsByKeys(shape, some), v, record, retries, catchUp));
+        } else {
+          const ranges = await keyRanges(sides, shape, opts.rangeRows ?? 50_000);
+          parts = ranges.map((range) => () => compareRange(sides, shape, range, v, record, retries, catchUp));
         }
       } catch (err) {
         v.status = 'error';
         v.message = err instanceof Error ? err.message : String(err);
         continue;
       }
-      v.ranges = ranges.length;
+      v.ranges = parts.length;
       let done = 0;
-      const record = (d: Difference) => {
-        if (v.differences.length < maxDiff) v.differences.push(d);
-        else v.moreDifferences++;
-      };
-      for (const range of ranges) {
+      for (const part of parts) {
         void queue.add(async () => {
           try {
-            await compareRange(sides, shape, range, v, record, retries, catchUp);
+            await part();
           } catch (err) {
             v.status = 'error';
             v.message = err instanceof Error ? err.message : String(err);
           }
-          opts.onProgress?.(table, ++done, ranges.length);
+          opts.onProgress?.(table, ++done, parts.length);
         });
       }
     }
@@ -251,12 +258,45 @@ async function compareRange(
     v.rowsTarget += Number(t1[0]?.n ?? 0);
     return;
   }
-  // 2. Row by row, sandwiched between two reads of the source.
+  // 2. Row by row.
+  await compareRows(sides, shape, rangeRows(shape, range), v, record, retries, catchUpMs);
+}
+
+/** Ranges of about `rangeRows` rows in key order (a table without a key is one range). */
+async function keyRanges(sides: Sides, shape: VerifyShape, rangeRows: number): Promise<KeyRange[]> {
+  if (shape.key.length === 0) return [{ lo: null, hi: null }];
+  const { rows } = await sides.source.query<Record<string, string>>(rangeBoundaries(shape, rangeRows));
+  const bounds = rows.map((r) => shape.key.map((_, i) => r[`k${i}`] as string));
+  return [...bounds.map((hi, i) => ({ lo: i === 0 ? null : (bounds[i - 1] as string[]), hi })), { lo: bounds[bounds.length - 1] ?? null, hi: null }];
+}
+
+/** Keys compared in one query when a list of rows is checked. */
+const KEYS_PER_QUERY = 2000;
+
+function chunks<T>(items: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/**
+ * The rows `sql` reads (rangeRows, rowsByKeys), one md5 each, sandwiched between two reads of
+ * the source; rows that change meanwhile are compared again, alone.
+ */
+async function compareRows(
+  sides: Sides,
+  shape: VerifyShape,
+  sql: string,
+  v: TableVerdict,
+  record: (d: Difference) => void,
+  retries: number,
+  catchUpMs: number,
+): Promise<void> {
   const width = Math.max(1, shape.key.length);
-  const src1 = await sides.sourceRead<Record<string, string>>(rangeRows(shape, range));
+  const src1 = await sides.sourceRead<Record<string, string>>(sql);
   await sides.targetAt(src1.lsn, catchUpMs);
-  const tgt = toMap((await sides.target.query<Record<string, string>>(rangeRows(shape, range))).rows, width);
-  const src2 = toMap((await sides.sourceRead<Record<string, string>>(rangeRows(shape, range))).rows, width);
+  const tgt = toMap((await sides.target.query<Record<string, string>>(sql)).rows, width);
+  const src2 = toMap((await sides.sourceRead<Record<string, string>>(sql)).rows, width);
   const first = toMap(src1.rows, width);
   let moving = new Set<string>();
   const judge = (key: string, a: string | undefined, t: string | undefined, b: string | undefined) => {
@@ -283,11 +323,12 @@ async function compareRange(
     await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
     const keys = [...moving];
     moving = new Set();
-    const sql = shape.key.length > 0 ? rowsByKeys(shape, keys.map((k) => JSON.parse(k) as string[])) : rangeRows(shape, range);
-    const a = await sides.sourceRead<Record<string, string>>(sql);
+    // Without a key the multiset is compared again as a whole (`sql` reads every row).
+    const again = shape.key.length > 0 ? rowsByKeys(shape, keys.map((k) => JSON.parse(k) as string[])) : sql;
+    const a = await sides.sourceRead<Record<string, string>>(again);
     await sides.targetAt(a.lsn, catchUpMs);
-    const t = toMap((await sides.target.query<Record<string, string>>(sql)).rows, width);
-    const b = toMap((await sides.sourceRead<Record<string, string>>(sql)).rows, width);
+    const t = toMap((await sides.target.query<Record<string, string>>(again)).rows, width);
+    const b = toMap((await sides.sourceRead<Record<string, string>>(again)).rows, width);
     const am = toMap(a.rows, width);
     for (const key of keys) judge(key, am.get(key), t.get(key), b.get(key));
   }

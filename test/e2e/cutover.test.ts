@@ -1,22 +1,27 @@
 /**
- * Cutover and the way back. The app writes to the source until it is stopped; cutover waits
- * for that, moves the sequences, verifies, records, and cleans the source; the daemon stops
- * by itself. Then the app writes to the new database, `walbridge run --reverse` carries those
- * writes back to the old one, and `walbridge cutover --reverse` would move the app back.
+ * Cutover and the way back, with writers that never stop: the app's load, a worker session as
+ * the tables' owner and a superuser session go on writing through `walbridge cutover`. Every
+ * write they were told committed is on the new database afterwards, every one after the fence
+ * was refused with the message, and every table is equal. Then the app writes to the new
+ * database, `walbridge run --reverse` carries those writes back to the old one through its
+ * fence, and `walbridge cutover --reverse` moves the app back, the same way.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startPair, type Cluster } from '../harness/cluster.js';
 import { assertSameContent } from '../harness/compare.js';
 import { APP_TABLES, createAppSchema, seedAppData, startWriteLoad } from '../harness/fixture.js';
-import { waitFor } from '../harness/lsn.js';
 import { CLI, runCli, startDaemon, type DaemonProcess } from '../helpers/daemon.js';
 import { pipelineRow, sourceObjects, waitForCatchUp, waitForPhase } from '../helpers/state.js';
+import { startWitness, type Witness } from '../helpers/witness.js';
+import { readFences } from '../../src/cutover/fence.js';
 
 let source: Cluster;
 let target: Cluster;
 let destroy: () => Promise<void>;
 const daemons: DaemonProcess[] = [];
+/** Writers still running when a test fails: stopped in after(), or the process never ends. */
+const writers: { stop(): Promise<unknown> }[] = [];
 
 before(async () => {
   ({ source, target, destroy } = await startPair({ sourceMajor: 15, targetMajor: 17 }));
@@ -25,12 +30,19 @@ before(async () => {
     await seedAppData(c, { scale: 1 });
   });
   await target.withClient((c) => createAppSchema(c, { target: true }));
+  // The table forgotten workers write to, owned on the source by a role that is not a superuser.
+  for (const db of [source, target]) await db.query(WORKER_LOG);
+  await source.query(`CREATE ROLE app_owner LOGIN PASSWORD '${OWNER.password}'; ALTER TABLE public.worker_log OWNER TO app_owner`);
 });
 
 after(async () => {
+  await Promise.all(writers.map((w) => w.stop().catch(() => undefined)));
   for (const d of daemons) d.kill('SIGKILL');
   await destroy?.();
 });
+
+const OWNER = { user: 'app_owner', password: 'owner-pw-9' };
+const WORKER_LOG = `CREATE TABLE public.worker_log (id bigint PRIMARY KEY, who text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`;
 
 const env = () => ({ SOURCE_DATABASE_URL: source.url(), TARGET_DATABASE_URL: target.url(), WALBRIDGE_SCHEMAS: 'public,auth' });
 
@@ -50,55 +62,75 @@ async function nextValues(c: Cluster): Promise<Map<string, bigint>> {
   });
 }
 
-test('cutover waits for the app to stop, moves sequences, verifies, records, cleans the source; the daemon stops by itself', { timeout: 240_000 }, async () => {
+const FENCE_MESSAGE = /^public\.worker_log no longer takes writes on this database: walbridge moved it to the new database \(cutover of migration "walbridge", \d{4}-\d\d-\d\dT[\d:]+Z\)$/;
+
+/** What every witness must show after a cutover: refusals, all the fence's, and every committed id on `db`. */
+async function assertWitnessed(w: Witness, db: Cluster, message: RegExp): Promise<void> {
+  assert.ok(w.refused.length > 0, 'the writer kept writing after the fence and was refused');
+  for (const r of w.refused) {
+    assert.equal(r.code, '25006', r.message);
+    assert.match(r.message, message);
+  }
+  const ids = new Set((await db.query<{ id: string }>('SELECT id::text FROM public.worker_log')).map((r) => Number(r.id)));
+  const lost = w.committed.filter((id) => !ids.has(id));
+  assert.deepEqual(lost, [], `rows the writer was told committed, missing on the new database (of ${w.committed.length})`);
+}
+
+test('cutover while every writer goes on writing: nothing committed is lost, later writes are refused, writes pause briefly', { timeout: 240_000 }, async () => {
   const d = await startDaemon(env());
   daemons.push(d);
   await waitForPhase(target, 'streaming', { daemon: d });
-  const load = startWriteLoad(source.url(), { ratePerSec: 60, seed: 21 });
-  await load.waitFor((s) => s.transactions >= 100, 30_000);
+  const app = startWriteLoad(source.url(), { ratePerSec: 60, seed: 21 });
+  const owner = startWitness(source.url('app', OWNER), { table: 'public.worker_log', who: 'owner', firstId: 1, everyMs: 250 });
+  const superuser = startWitness(source.url(), { table: 'public.worker_log', who: 'superuser', firstId: 1_000_000, everyMs: 300 });
+  writers.push(app, owner, superuser);
+  await app.waitFor((s) => s.transactions >= 100, 30_000);
 
-  // Cutover starts while the app still writes: it must wait for it.
-  const cut = runCli(['cutover', '--quiet-seconds', '2', '--timeout', '120', '--sequence-margin', '100'], env());
-  await waitFor(async () => (await target.query<{ r: boolean }>(`SELECT cutover_requested_at IS NOT NULL AS r FROM walbridge.pipeline`))[0]?.r === true, {
-    what: 'cutover to be requested',
-  });
-  await waitFor(async () => (await fetch(`http://127.0.0.1:${d.port}/status.json`).then((r) => r.json() as Promise<{ phase: string }>)).phase === 'cutover', {
-    what: 'the daemon to show phase cutover',
-    timeoutMs: 10_000,
-  });
-  const seen = load.stats.transactions;
-  await load.waitFor((s) => s.transactions >= seen + 60, 30_000);
-  assert.equal((await pipelineRow(target))?.phase, 'streaming', 'no cutover while the app writes');
-  const stats = await load.stop(); // the app stops writing
-  assert.equal(stats.errors, 0);
-  const sourceNext = await nextValues(source);
-
-  const r = await cut;
+  const r = await runCli(['cutover', '--timeout', '120', '--sequence-margin', '100'], env());
   assert.equal(r.code, 0, r.out);
-  assert.match(r.stdout, /3\/6 verifying every table one last time…\n\s+16 table\(s\) equal/);
+  assert.match(r.stdout, /2\/7 checking the content while the app writes…\n\s+17 table\(s\) equal/);
+  assert.match(r.stdout, /3\/7 fencing the source/);
+  assert.match(r.stdout, /6\/7 checking the rows changed since the last check…\n\s+\d+ row\(s\) changed since, equal/);
+  const paused = Number(/writes to the migrated tables were refused for (\d+\.\d) s/.exec(r.stdout)?.[1]);
+  assert.ok(paused > 0, r.stdout);
   assert.match(r.stdout, /Cutover done at \d+\/[0-9A-F]+/);
   assert.match(r.stdout, /Point the app's DATABASE_URL at the database of TARGET_DATABASE_URL/);
-  assert.match(r.stdout, /walbridge run --reverse/);
 
-  // The daemon saw the record and stopped on its own, cleanly.
+  // The writers go on, refused now; then they stop.
+  await Promise.all([owner, superuser].map((w) => w.until((x) => x.refused.length >= 2)));
+  await Promise.all([owner.stop(), superuser.stop()]);
+  const stats = await app.stop();
+  for (const e of app.recentErrors) assert.match(e, /no longer takes writes on this database: walbridge moved it to the new database/);
+  assert.ok(stats.errors > 0, 'the app was refused too, after the fence');
+  await assertWitnessed(owner, target, FENCE_MESSAGE);
+  await assertWitnessed(superuser, target, FENCE_MESSAGE);
+  await assertSameContent(source.url(), target.url(), [...APP_TABLES, 'public.worker_log']);
+  console.log(`writes refused for ${paused} s; the owner's worker committed ${owner.committed.length} rows, the superuser's ${superuser.committed.length}`);
+
+  // The daemon saw the record and stopped on its own, cleanly; the source stays fenced.
   const { code } = await d.exited;
   assert.equal(code, 0);
   assert.ok(d.logs().some((l) => l.msg === 'the cutover is recorded on the target: this migration is done; stopping'));
   assert.equal((await pipelineRow(target))?.phase, 'done');
   assert.deepEqual(await sourceObjects(source), { slots: [], publications: [] }, 'slot and publication removed from the source');
-  const [rec] = await target.query<{ reverse_slot: string; n: string }>(`SELECT reverse_slot, jsonb_object_keys(tables) AS n FROM walbridge.cutover LIMIT 1`);
+  assert.deepEqual((await source.withClient((c) => readFences(c))).map((f) => f.migration), ['walbridge'], 'the fence stays');
+  const [rec] = await target.query<{ reverse_slot: string; fence_lsn: string | null; paused: string }>(
+    `SELECT reverse_slot, fence_lsn::text, writes_paused_seconds::text AS paused FROM walbridge.cutover`,
+  );
   assert.equal(rec?.reverse_slot, 'walbridge_reverse');
-  await assertSameContent(source.url(), target.url(), APP_TABLES);
+  assert.notEqual(rec?.fence_lsn, null);
+  assert.equal(Number(rec?.paused).toFixed(1), paused.toFixed(1));
 
   // Every sequence on the target hands out the source's next value plus the margin, and
   // pg_sequences shows it moved: a NULL last_value there reads as "never used".
+  const sourceNext = await nextValues(source);
   const shown = await target.query<{ seq: string; quoted: string; last: string | null }>(
     `SELECT schemaname || '.' || sequencename AS seq, format('%I.%I', schemaname, sequencename) AS quoted, last_value::text AS last
        FROM pg_sequences WHERE schemaname IN ('public', 'auth')`,
   );
   let checked = 0;
   for (const [seq, next] of sourceNext) {
-    const row = shown.find((r) => r.seq === seq);
+    const row = shown.find((x) => x.seq === seq);
     assert.ok(row, `${seq} exists on the target`);
     assert.notEqual(row.last, null, `${seq}: pg_sequences.last_value is NULL on the target after cutover`);
     const [v] = await target.query<{ v: string }>('SELECT nextval($1::regclass)::text AS v', [row.quoted]);
@@ -114,23 +146,36 @@ test('cutover waits for the app to stop, moves sequences, verifies, records, cle
   assert.ok(BigInt(row?.id ?? '0') > BigInt(max?.m ?? '0'));
 });
 
-test('the way back: writes on the new database reach the old one, from the cutover point', { timeout: 240_000 }, async () => {
+test('the way back: writes on the new database reach the old one through its fence; rolling back fences the new one, unfences the old', { timeout: 240_000 }, async () => {
   const rev = await startDaemon(env(), { script: CLI, args: ['run', '--reverse'] });
   daemons.push(rev);
   await waitForPhase(source, 'streaming', { daemon: rev });
-  // The app now runs on the new database.
+  // The app now runs on the new database; a worker too.
   const load = startWriteLoad(target.url(), { ratePerSec: 60, seed: 22, truncateEvery: 80 });
+  const worker = startWitness(target.url(), { table: 'public.worker_log', who: 'worker on the new database', firstId: 2_000_000, everyMs: 250 });
+  writers.push(load, worker);
   await load.waitFor((s) => s.transactions >= 150, 60_000);
-  const stats = await load.stop();
-  assert.equal(stats.errors, 0, 'no collision with copied rows: the sequences were moved at cutover');
+  assert.equal(load.stats.errors, 0, 'no collision with copied rows: the sequences were moved at cutover');
   await waitForCatchUp(target, source);
-  await assertSameContent(target.url(), source.url(), APP_TABLES);
 
-  // Rolling back is a cutover of the way back.
-  const r = await runCli(['cutover', '--reverse', '--quiet-seconds', '1', '--timeout', '60'], env());
+  // Rolling back is a cutover of the way back, with the app still writing to the new database.
+  const r = await runCli(['cutover', '--reverse', '--timeout', '60'], env());
   assert.equal(r.code, 0, r.out);
+  assert.match(r.stdout, /3\/7 fencing the source/);
+  assert.match(r.stdout, /the old database's fence is lifted: it takes writes to \d+ table\(s\) again/);
   assert.match(r.stdout, /Point the app's DATABASE_URL at the database of SOURCE_DATABASE_URL/);
+  await worker.until((w) => w.refused.length >= 2);
+  await worker.stop();
+  await load.stop();
+  await assertWitnessed(worker, source, /^public\.worker_log no longer takes writes on this database: walbridge moved it back to the old database \(rollback of migration "walbridge", [\dT:Z-]+\)$/);
+  await assertSameContent(target.url(), source.url(), [...APP_TABLES, 'public.worker_log']);
   assert.equal((await rev.exited).code, 0);
-  const objects = await sourceObjects(target);
-  assert.deepEqual(objects, { slots: [], publications: [] }, 'the reverse slot and publication are removed from the new database');
+  assert.deepEqual(await sourceObjects(target), { slots: [], publications: [] }, 'the reverse slot and publication are removed from the new database');
+
+  // The old database takes writes again, as its tables' owner; the new one is fenced now.
+  await source.withClient(async (c) => {
+    await c.query('INSERT INTO public.worker_log (id, who) VALUES (3000000, $1)', ['back on the old database']);
+  }, 'app');
+  assert.deepEqual((await source.withClient((c) => readFences(c))), []);
+  assert.deepEqual((await target.withClient((c) => readFences(c))).map((f) => [f.migration, f.direction]), [['walbridge_reverse', 'reverse']]);
 });

@@ -1,0 +1,69 @@
+/**
+ * A writer the user forgot to stop: one session that inserts a uniquely keyed row every few
+ * hundred milliseconds, for as long as it runs, and remembers what it was told. Every id whose
+ * INSERT returned is committed on the database it wrote to; every error is kept as the app saw it.
+ */
+import pg from 'pg';
+
+export interface Witness {
+  /** Ids whose INSERT committed. */
+  readonly committed: number[];
+  /** Errors the writer got, as SQLSTATE and message. */
+  readonly refused: { code: string | undefined; message: string }[];
+  /** Stop writing; resolves once the last attempt has its answer. */
+  stop(): Promise<void>;
+  /** Resolve once `pred` holds (checked after every attempt). */
+  until(pred: (w: Witness) => boolean, timeoutMs?: number): Promise<void>;
+}
+
+/** Insert (id, who) into `table` every `everyMs`, ids from `firstId` on. */
+export function startWitness(url: string, opts: { table: string; who: string; firstId: number; everyMs: number }): Witness {
+  const committed: number[] = [];
+  const refused: { code: string | undefined; message: string }[] = [];
+  let stopping = false;
+  const waiters = new Set<() => void>();
+  const client = new pg.Client({ connectionString: url, application_name: `witness ${opts.who}` });
+  client.on('error', () => undefined);
+  const w: Witness = {
+    committed,
+    refused,
+    stop: async () => {
+      stopping = true;
+      await loop;
+    },
+    until: (pred, timeoutMs = 60_000) =>
+      new Promise<void>((resolve, reject) => {
+        if (pred(w)) return resolve();
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`witness ${opts.who}: condition not met within ${timeoutMs} ms (${committed.length} committed, ${refused.length} refused)`));
+        }, timeoutMs);
+        const check = () => {
+          if (!pred(w)) return;
+          clearTimeout(timer);
+          waiters.delete(check);
+          resolve();
+        };
+        waiters.add(check);
+      }),
+  };
+  const loop = (async () => {
+    await client.connect();
+    try {
+      for (let id = opts.firstId; !stopping; id++) {
+        try {
+          await client.query(`INSERT INTO ${opts.table} (id, who) VALUES ($1, $2)`, [id, opts.who]);
+          committed.push(id);
+        } catch (err) {
+          const e = err as pg.DatabaseError;
+          refused.push({ code: e.code, message: e.message });
+        }
+        for (const check of [...waiters]) check();
+        await new Promise((r) => setTimeout(r, opts.everyMs));
+      }
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  })();
+  return w;
+}
