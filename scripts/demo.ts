@@ -141,20 +141,28 @@ async function main(): Promise<void> {
     }
   }
 
-  say("\nStopping the app's writes…");
-  const stats = await load.stop();
-  load = null;
-  say(`The app wrote ${stats.transactions} transactions (${stats.inserts} inserts, ${stats.updates} updates, ${stats.deletes} deletes, ${stats.truncates} truncates).`);
   if (ending === 'cutover') {
-    say('\n$ walbridge cutover');
-    const r = await runCli(['cutover', '--quiet-seconds', '2'], env);
+    // The app keeps writing through the cutover: the fence decides which writes move.
+    say('\n$ walbridge cutover   (the app keeps writing)');
+    const r = await runCli(['cutover'], env);
     process.stdout.write(r.out);
+    const stats = await load.stop();
+    load = null;
+    say(
+      `\nThe app wrote ${stats.transactions} transactions to the old database; every one is on the new database. ` +
+        `Its ${stats.errors} write(s) after the fence were refused, saying where the data lives now` +
+        '.',
+    );
     const { code } = await daemon.exited;
     daemon = null;
     say(`(the daemon saw the cutover and stopped with status ${code})`);
     process.exitCode = r.code === 0 ? 0 : 1;
     return;
   }
+  say("\nStopping the app's writes…");
+  const stats = await load.stop();
+  load = null;
+  say(`The app wrote ${stats.transactions} transactions (${stats.inserts} inserts, ${stats.updates} updates, ${stats.deletes} deletes, ${stats.truncates} truncates).`);
   say('Waiting for the target to catch up, then comparing every table row by row…');
   await waitForCatchUp(source, target, 120_000);
   const diffs = await compareTables(source.url(), target.url(), APP_TABLES);
