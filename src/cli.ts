@@ -215,13 +215,17 @@ program
   .option('--target', "also remove walbridge's state (schema walbridge) from the target; your tables stay as they are")
   .option('--force', 'disconnect a walbridge that is still streaming from the slot')
   .option('--reverse', 'remove the way back instead: its slot and publication on the new database (and with --target its state on the old one)')
+  .option('--lift-fence', "also lift the cutover's fence from the source: the app may write there again, and nothing carries those writes over")
   .addHelpText(
     'after',
     '\nA slot nobody reads makes the source keep WAL until its disk fills, or until it passes max_slot_wal_keep_size\n' +
-      '(SHOW max_slot_wal_keep_size) and the source invalidates the slot. Safe to run twice.',
+      '(SHOW max_slot_wal_keep_size) and the source invalidates the slot. Safe to run twice.\n' +
+      "The cutover's fence on the source stays unless --lift-fence: it keeps the app from writing to the old database.",
   )
-  .action(async (opts: { target?: boolean; force?: boolean; reverse?: boolean }) => {
-    process.exit(await teardownCommand(process.env, { target: opts.target === true, force: opts.force === true, reverse: opts.reverse === true }));
+  .action(async (opts: { target?: boolean; force?: boolean; reverse?: boolean; liftFence?: boolean }) => {
+    process.exit(
+      await teardownCommand(process.env, { target: opts.target === true, force: opts.force === true, reverse: opts.reverse === true, liftFence: opts.liftFence === true }),
+    );
   });
 
 await program.parseAsync(process.argv);

@@ -7,8 +7,8 @@ import type pg from 'pg';
 import { loadCommandConfig } from './config.js';
 import { describeError } from '../errors.js';
 import { connect } from '../pg/connect.js';
-import { readRecorded, readSlot } from '../status/collect.js';
-import { buildStatus, formatStatusText, type SlotReport } from '../status/report.js';
+import { readFenceReports, readRecorded, readSlot } from '../status/collect.js';
+import { buildStatus, formatStatusText, type FenceReport, type SlotReport } from '../status/report.js';
 import type { PipelineState, TableState } from '../state/store.js';
 
 export async function statusCommand(env: NodeJS.ProcessEnv, opts: { json: boolean; reverse?: boolean }): Promise<number> {
@@ -17,6 +17,7 @@ export async function statusCommand(env: NodeJS.ProcessEnv, opts: { json: boolea
   const problems: string[] = [];
   let recorded: { pipeline: PipelineState | null; tables: TableState[] } = { pipeline: null, tables: [] };
   let slot: SlotReport | null = null;
+  const fences: FenceReport[] = [];
   const withClient = async (url: string, side: 'source' | 'target', fn: (c: pg.Client) => Promise<void>) => {
     let c: pg.Client | null = null;
     try {
@@ -31,17 +32,19 @@ export async function statusCommand(env: NodeJS.ProcessEnv, opts: { json: boolea
   };
   await Promise.all([
     withClient(config.targetUrl, 'target', async (c) => {
+      fences.push(...(await readFenceReports(c, 'target')));
       recorded = await readRecorded(c);
     }),
     withClient(config.sourceUrl, 'source', async (c) => {
       slot = await readSlot(c, config.slotName);
+      fences.push(...(await readFenceReports(c, 'source')));
     }),
   ]);
-  const report = buildStatus({ pipeline: recorded.pipeline, tables: recorded.tables, slot });
+  const report = buildStatus({ pipeline: recorded.pipeline, tables: recorded.tables, slot, fences, migration: config.slotName });
   if (opts.json) {
     process.stdout.write(`${JSON.stringify({ ...report, problems }, null, 2)}\n`);
   } else {
-    if (!recorded.pipeline && problems.length === 0) {
+    if (!recorded.pipeline && problems.length === 0 && fences.length === 0) {
       process.stdout.write('No migration recorded on the target yet: start walbridge (walbridge run) to begin.\n');
     } else {
       process.stdout.write(`${formatStatusText(report)}\n`);

@@ -13,10 +13,14 @@ import { findPublication, findSlot } from '../pipeline/source-objects.js';
 import { DROP_SLOT, dropPublication } from '../sql/source.js';
 import { DROP_STATE, STATE_PRESENCE, STATE_SCHEMA } from '../sql/state.js';
 import { buildAllIndexesAgain } from '../backfill/indexes.js';
+import { liftFence } from '../cutover/fence.js';
+import { readFences } from '../state/fences.js';
 
 export interface TeardownOptions {
   target: boolean;
   force: boolean;
+  /** Lift the cutover's fence on the source: the app may write there again (and nothing carries those writes over). */
+  liftFence?: boolean;
   /** After cutover: remove the way back (its slot and publication on the new database, its state on the old one). */
   reverse?: boolean;
 }
@@ -57,6 +61,7 @@ export async function teardownCommand(env: NodeJS.ProcessEnv, opts: TeardownOpti
     } else {
       say(`source ${where}: no publication "${config.publicationName}" (nothing to remove)`);
     }
+    await sayOrLiftFence(source, where, config.slotName, opts.liftFence === true, say);
     if (opts.target) {
       target = await connect(config.targetUrl, { side: 'target', applicationName: 'walbridge teardown' });
       const tw = describeEndpoint(config.targetUrl);
@@ -92,6 +97,31 @@ export async function teardownCommand(env: NodeJS.ProcessEnv, opts: TeardownOpti
     await source?.end().catch(() => {});
     await target?.end().catch(() => {});
   }
+}
+
+/**
+ * The cutover's fence stays unless asked: it is what keeps the app from writing to the old
+ * database by mistake, where nothing would carry those writes over any more.
+ */
+async function sayOrLiftFence(source: pg.Client, where: string, migration: string, lift: boolean, say: (s: string) => void): Promise<void> {
+  const fence = (await readFences(source)).find((f) => f.migration === migration);
+  if (!fence) {
+    if (lift) say(`source ${where}: no fence (nothing to lift)`);
+    return;
+  }
+  const since = fence.setAt.toISOString();
+  if (!lift) {
+    say(
+      `source ${where}: the fence of the cutover stays: writes to ${fence.tables.length} migrated table(s) are refused there since ${since}, ` +
+        'so the app cannot write to the old database by mistake. Lift it with "walbridge teardown --lift-fence" only if the app is to write there again.',
+    );
+    return;
+  }
+  const lifted = await liftFence(source, migration);
+  say(
+    `source ${where}: fence lifted: ${lifted.length} table(s) take writes again. WARNING: nothing carries writes made there to the ` +
+      'other database any more; point no app at it unless you mean it to be the one in use.',
+  );
 }
 
 async function waitInactive(source: pg.Client, slotName: string): Promise<void> {

@@ -32,7 +32,8 @@ import { checkStateVersion } from '../state/migrate.js';
 import { loadPipeline, withTransaction, type PipelineState } from '../state/store.js';
 import { verifyTables, type VerifyReport } from '../verify/verify.js';
 import { changedRowsSince, checkChangedRows, checkWhileLive, differencesError } from './check.js';
-import { liftFence, readFences, setFence, type Fence, type FenceDirection } from './fence.js';
+import { readFences, type Fence, type FenceDirection } from '../state/fences.js';
+import { liftFence, setFence } from './fence.js';
 import { syncSequences, type SequenceSync } from './sequences.js';
 
 export interface CutoverOptions {

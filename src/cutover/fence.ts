@@ -20,7 +20,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { sqlState, WalbridgeError } from '../errors.js';
-import { parseLsnOrNull, type Lsn } from '../lsn.js';
+import { parseLsnOrNull } from '../lsn.js';
 import { displayTable, quoteTable, type TableName } from '../pg/ident.js';
 import {
   CREATE_FENCE_OBJECTS,
@@ -34,12 +34,10 @@ import {
   FORGET_FENCE,
   RECORD_FENCE,
   RECORD_FENCE_LSN,
-  SELECT_FENCES,
   TABLES_WITH_TRIGGER,
 } from '../sql/fence.js';
+import { readFences, type Fence, type FenceDirection } from '../state/fences.js';
 import { withTransaction } from '../state/store.js';
-
-export type FenceDirection = 'forward' | 'reverse';
 
 export interface FenceSpec {
   /** The migration (its slot name): one fence each. */
@@ -51,29 +49,8 @@ export interface FenceSpec {
   hint: string;
 }
 
-export interface Fence {
-  migration: string;
-  direction: FenceDirection;
-  marker: string;
-  setAt: Date;
-  /** This database's WAL position once the fence committed (null if the fence's command died right after it). */
-  lsn: Lsn | null;
-  tables: string[];
-}
-
 /** Lock timeouts and deadlocks with the app's transactions: the fence's transaction is started over this often. */
 const FENCE_ATTEMPTS = 10;
-
-interface FenceRow {
-  migration: string;
-  direction: FenceDirection;
-  marker: string;
-  set_at: Date;
-  lsn: string | null;
-  tables: string[];
-}
-
-const fenceOf = (r: FenceRow): Fence => ({ migration: r.migration, direction: r.direction, marker: r.marker, setAt: r.set_at, lsn: parseLsnOrNull(r.lsn), tables: r.tables });
 
 /** The tables a fence on `tables` puts its trigger on: each, and every partition below a partitioned one. */
 async function fenceTargets(client: pg.ClientBase, tables: TableName[]): Promise<TableName[]> {
@@ -129,10 +106,4 @@ export async function liftFence(client: pg.ClientBase, migration: string): Promi
     if ((await client.query<{ ok: boolean }>(FENCES_EXIST)).rows[0]?.ok) await client.query(FORGET_FENCE, [migration]);
     return rows.map(displayTable);
   });
-}
-
-/** The fences recorded on this database. */
-export async function readFences(client: pg.ClientBase): Promise<Fence[]> {
-  if (!(await client.query<{ ok: boolean }>(FENCES_EXIST)).rows[0]?.ok) return [];
-  return (await client.query<FenceRow>(SELECT_FENCES)).rows.map(fenceOf);
 }

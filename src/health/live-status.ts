@@ -10,7 +10,7 @@ import type { Lsn } from '../lsn.js';
 import { pgMicrosToMs, type PgMicros } from '../pg/epoch.js';
 import type { PipelineState, RecordedError, TableState } from '../state/store.js';
 import type { Phase } from '../status/phase.js';
-import { buildStatus, type LiveCopy, type SlotReport, type StatusReport } from '../status/report.js';
+import { buildStatus, type FenceReport, type LiveCopy, type SlotReport, type StatusReport } from '../status/report.js';
 
 /** Where the metric of the phase goes (health/metrics.ts). */
 export interface PhaseGauge {
@@ -36,9 +36,15 @@ export class LiveStatus {
   recorded: { pipeline: PipelineState | null; tables: TableState[] } | null = null;
   /** Last slot facts read from the source by the monitor. */
   slot: SlotReport | null = null;
+  /** Fences on either database, as the monitor last read them. */
+  fences: FenceReport[] = [];
   lastError: RecordedError | null = null;
 
-  constructor(private readonly gauge: PhaseGauge) {
+  constructor(
+    private readonly gauge: PhaseGauge,
+    /** This migration's name (its slot), to tell its own fence from another's. */
+    private readonly migration?: string,
+  ) {
     gauge.setPhase(this.current);
   }
 
@@ -77,6 +83,8 @@ export class LiveStatus {
       liveAppliedLsn: this.appliedLsn,
       liveAppliedCommitTimeMs: pgMicrosToMs(this.appliedCommitTime),
       liveError: this.lastError,
+      fences: this.fences,
+      ...(this.migration ? { migration: this.migration } : {}),
     });
   }
 }

@@ -81,6 +81,12 @@ export class Metrics {
     help: '1 while a walsender streams from the slot.',
     registers: [this.registry],
   });
+  readonly fencedTables = new client.Gauge({
+    name: 'walbridge_fenced_tables',
+    help: 'Tables a cutover fence stands on (writes to them are refused there), on the source and on the target.',
+    labelNames: ['database'],
+    registers: [this.registry],
+  });
   readonly errors = new client.Counter({
     name: 'walbridge_errors_total',
     help: 'Errors by kind (transient ones are retried).',
@@ -93,6 +99,7 @@ export class Metrics {
     this.setPhase('preflight');
     // A series from the start, so rate() and increase() show 0 rather than nothing before the first error.
     for (const kind of ERROR_COUNTER_KINDS) this.errors.inc({ kind }, 0);
+    for (const database of ['source', 'target']) this.fencedTables.set({ database }, 0);
   }
 
   setPhase(current: Phase): void {

@@ -37,6 +37,8 @@ export const STATUS_PAGE = `<!doctype html>
   .error b { color: var(--bad); }
   .error.resolved { background: var(--panel); border-color: #30363d; color: var(--dim); }
   .error.resolved b { color: var(--dim); }
+  .fence { background: #2b2410; border: 1px solid var(--warn); border-radius: 8px; padding: 12px 14px; margin-bottom: 18px; white-space: pre-wrap; }
+  .fence b { color: var(--warn); }
   .hidden { display: none; }
   footer { color: var(--dim); font-size: 12px; margin-top: 16px; }
 </style>
@@ -57,6 +59,7 @@ export const STATUS_PAGE = `<!doctype html>
     <div class="chart"><div class="k"><span>changes applied per second</span><span id="rateNow"></span></div>
       <svg viewBox="0 0 300 70" preserveAspectRatio="none"><polyline id="rateLine" stroke="#3fb950" points=""/></svg></div>
   </div>
+  <div id="fence" class="fence hidden"></div>
   <div id="error" class="error hidden"></div>
   <table>
     <thead><tr><th>table</th><th>state</th><th>progress</th><th class="num">rows</th><th class="num">rows/s</th><th class="num">ETA</th></tr></thead>
@@ -96,6 +99,10 @@ async function refresh() {
     $('tables').textContent = s.totals.copied + ' / ' + s.totals.tables;
     $('lag').textContent = s.lagBytes == null ? '–' : bytes(s.lagBytes) + (s.lagSeconds ? ' · ' + s.lagSeconds + ' s' : '');
     $('wal').textContent = s.slot && s.slot.exists ? bytes(s.slot.retainedWalBytes) + (s.slot.active ? '' : ' (inactive)') : '–';
+    const fences = s.fences || [];
+    $('fence').className = fences.length || s.interruptedCutover ? 'fence' : 'fence hidden';
+    $('fence').innerHTML = fences.map((f) => '<b>fence</b> on the ' + esc(f.database) + ': writes to ' + f.tables + ' table(s) are refused there since ' + esc(f.since) +
+      ' (' + (f.direction === 'forward' ? 'cutover' : 'rollback') + ' of ' + esc(f.migration) + ')').join('\\n') + (s.interruptedCutover ? '\\n\\n' + esc(s.interruptedCutover) : '');
     const e = s.lastError;
     $('error').className = e ? 'error' + (e.resolvedAt ? ' resolved' : '') : 'error hidden';
     if (e) $('error').innerHTML = '<b>' + esc(e.kind) + ' error</b> at ' + esc(e.at) + (e.resolvedAt ? ' (resolved at ' + esc(e.resolvedAt) + ')' : '') + '\\n' + esc(e.message) + (e.hint ? '\\n\\nFix: ' + esc(e.hint) : '');

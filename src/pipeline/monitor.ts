@@ -11,7 +11,8 @@ import type { Metrics } from '../health/metrics.js';
 import type { Logger } from '../log.js';
 import { connect } from '../pg/connect.js';
 import { RECORD_COPY_PROGRESS, RECORD_DAEMON } from '../sql/state.js';
-import { readRecorded, readSlot } from '../status/collect.js';
+import { readFenceReports, readRecorded, readSlot } from '../status/collect.js';
+import type { FenceReport } from '../status/report.js';
 import type { LiveStatus } from '../health/live-status.js';
 
 export function startMonitor(opts: {
@@ -28,15 +29,19 @@ export function startMonitor(opts: {
   let target: pg.Client | null = null;
   let stopped = false;
   let running: Promise<void> | null = null;
+  let sourceFences: FenceReport[] = [];
+  let targetFences: FenceReport[] = [];
 
   const refreshSource = async () => {
     source ??= await connect(config.sourceUrl, { side: 'source', applicationName: 'walbridge monitor' });
     status.slot = await readSlot(source, config.slotName);
+    sourceFences = await readFenceReports(source, 'source');
   };
 
   const refreshTarget = async () => {
     target ??= await connect(config.targetUrl, { side: 'target', applicationName: 'walbridge monitor' });
     const recorded = await readRecorded(target);
+    targetFences = await readFenceReports(target, 'target');
     // Only the instance holding the writer lock reports; a standby or starting one only reads.
     if (recorded.pipeline && status.writer) {
       for (const [table, p] of status.copies) {
@@ -61,7 +66,11 @@ export function startMonitor(opts: {
   };
 
   const publish = () => {
+    status.fences = [...sourceFences, ...targetFences];
     const r = status.report();
+    for (const database of ['source', 'target'] as const) {
+      metrics.fencedTables.set({ database }, r.fences.filter((f) => f.database === database).reduce((n, f) => n + f.tables, 0));
+    }
     metrics.slotActive.set(r.slot?.active ? 1 : 0);
     metrics.retainedWalBytes.set(r.slot?.retainedWalBytes ?? 0);
     if (r.lagBytes !== null) metrics.lagBytes.set(r.lagBytes);

@@ -4,7 +4,8 @@
  */
 import { replicaIdentityProblem, type SourceTable, type TableComparison } from '../catalog/tables.js';
 import { describeError } from '../errors.js';
-import { displayTable } from '../pg/ident.js';
+import { displayTable, quoteTable } from '../pg/ident.js';
+import { TABLES_NOT_FENCEABLE } from '../sql/fence.js';
 import { INSTALLED_EXTENSIONS } from '../sql/catalog.js';
 import { EXTENSIONS_USED, TABLES_NOT_OWNED } from '../sql/source.js';
 import { mb, type CheckResult, type PreflightCheck, type PreflightContext, type TableEstimate } from './context.js';
@@ -47,6 +48,24 @@ export function partitions({ selection }: PreflightContext): CheckResult | null 
     status: 'warn',
     message: `partitioned table(s) ${partitioned.join(', ')} are published through their root: changes to any partition arrive, but a TRUNCATE of a single partition is not sent by PostgreSQL`,
     fix: 'Until cutover, empty a partition with DELETE (or TRUNCATE the whole table), or verify and re-copy it afterwards.',
+  };
+}
+
+/**
+ * Cutover fences the source with a trigger on every migrated table and partition, which only
+ * their owner (or a role with TRIGGER on them) may create. Not a failure: the migration itself
+ * runs without it, and cutover --no-fence does without the fence.
+ */
+export async function fenceable({ source, capacity: cap, selection }: PreflightContext): Promise<CheckResult> {
+  const { rows } = await source.query<{ table: string; owner: string }>(TABLES_NOT_FENCEABLE, [selection.tables.map(quoteTable)]);
+  if (rows.length === 0) {
+    return { id: 'fence', status: 'pass', message: `role ${cap.role} may fence the selected tables at cutover (they refuse writes from then on)` };
+  }
+  return {
+    id: 'fence',
+    status: 'warn',
+    message: `cutover cannot fence ${rows.map((r) => `${r.table} (owner ${r.owner})`).join(', ')}: role ${cap.role} may not create a trigger on them, so a write there after cutover would not be refused`,
+    fix: `Connect as their owner, or GRANT TRIGGER ON ${rows.map((r) => r.table).join(', ')} TO ${cap.role}; or exclude them (WALBRIDGE_EXCLUDE_TABLES); or cut over with --no-fence (the app must be stopped then).`,
   };
 }
 

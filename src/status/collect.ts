@@ -4,11 +4,25 @@
  */
 import type pg from 'pg';
 import { WalbridgeError } from '../errors.js';
+import { formatLsn } from '../lsn.js';
 import { LATEST_STATE_VERSION } from '../sql/migrations.js';
 import { SLOT_STATUS } from '../sql/source.js';
+import { readFences } from '../state/fences.js';
 import { checkStateVersion } from '../state/migrate.js';
 import { loadPipeline, loadTables, type PipelineState, type TableState } from '../state/store.js';
-import type { SlotReport } from './report.js';
+import type { FenceReport, SlotReport } from './report.js';
+
+/** The fences standing on one of the two databases. */
+export async function readFenceReports(client: pg.ClientBase, database: FenceReport['database']): Promise<FenceReport[]> {
+  return (await readFences(client)).map((f) => ({
+    database,
+    migration: f.migration,
+    direction: f.direction,
+    since: f.setAt.toISOString(),
+    lsn: f.lsn === null ? null : formatLsn(f.lsn),
+    tables: f.tables.length,
+  }));
+}
 
 export async function readRecorded(target: pg.ClientBase): Promise<{ pipeline: PipelineState | null; tables: TableState[] }> {
   const version = await checkStateVersion(target);

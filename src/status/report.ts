@@ -20,6 +20,18 @@ export interface SlotReport {
   sourceLsn: string | null;
 }
 
+/** A fence standing on one of the two databases (cutover/fence.ts). */
+export interface FenceReport {
+  /** Which database of this migration's configuration it stands on. */
+  database: 'source' | 'target';
+  migration: string;
+  /** forward: set by the migration's cutover; reverse: by the cutover of the way back. */
+  direction: 'forward' | 'reverse';
+  since: string;
+  lsn: string | null;
+  tables: number;
+}
+
 export interface TableReport {
   table: string;
   state: 'pending' | 'copying' | 'copied';
@@ -50,6 +62,10 @@ export interface StatusReport {
   applied: { transactions: number; changes: number } | null;
   /** The daemon as it last reported itself on the target (for `walbridge status` from elsewhere). */
   daemon: { phase: string; seenAt: string; secondsAgo: number } | null;
+  /** Fences standing on either database: writes to those tables are refused there. */
+  fences: FenceReport[];
+  /** This migration's cutover stopped after fencing the source and before recording: what to do. */
+  interruptedCutover: string | null;
   generatedAt: string;
 }
 
@@ -70,6 +86,9 @@ export interface StatusInputs {
   liveAppliedCommitTimeMs?: number | null;
   liveError?: RecordedError | null;
   applied?: { transactions: number; changes: number } | null;
+  fences?: FenceReport[];
+  /** This migration's own name (its slot), to tell its fence from another's. */
+  migration?: string;
   now?: number;
 }
 
@@ -147,8 +166,17 @@ export function buildStatus(i: StatusInputs): StatusReport {
             secondsAgo: Math.max(0, Math.round((now - i.pipeline.daemonSeenAt.getTime()) / 1000)),
           }
         : null,
+    fences: i.fences ?? [],
+    interruptedCutover: interrupted(i),
     generatedAt: new Date(now).toISOString(),
   };
+}
+
+/** A fence of this migration on its source while nothing is recorded as cut over: a cutover stopped halfway. */
+function interrupted(i: StatusInputs): string | null {
+  const own = (i.fences ?? []).find((f) => f.database === 'source' && f.migration === i.migration);
+  if (!own || !i.pipeline || i.pipeline.phase === 'done') return null;
+  return `a cutover fenced the source at ${own.since} and did not finish: the app's writes to the migrated tables are refused there. Run "walbridge cutover" to finish it, or "walbridge cutover --cancel" to lift the fence.`;
 }
 
 function parseLsnSafe(text: string): Lsn {
@@ -201,6 +229,11 @@ export function formatStatusText(r: StatusReport): string {
           : '';
     lines.push(`  ${t.table.padEnd(width)}  ${t.state.padEnd(7)} ${pct}  ${extra}`);
   }
+  for (const f of r.fences) {
+    const by = f.direction === 'forward' ? `the cutover of migration ${f.migration}` : `the rollback of migration ${f.migration.replace(/_reverse$/, '')}`;
+    lines.push(`fence:        the ${f.database} refuses writes to ${f.tables} table(s) since ${f.since} (set by ${by})`);
+  }
+  if (r.interruptedCutover) lines.push(`cutover:      ${r.interruptedCutover}`);
   if (r.lastError) {
     const resolved = r.lastError.resolvedAt ? `, resolved ${r.lastError.resolvedAt}` : '';
     lines.push(`last error:   [${r.lastError.kind}] ${r.lastError.message} (${r.lastError.at}${resolved})`);

@@ -14,7 +14,7 @@ import { APP_TABLES, createAppSchema, seedAppData, startWriteLoad } from '../har
 import { CLI, runCli, startDaemon, type DaemonProcess } from '../helpers/daemon.js';
 import { pipelineRow, sourceObjects, waitForCatchUp, waitForPhase } from '../helpers/state.js';
 import { startWitness, type Witness } from '../helpers/witness.js';
-import { readFences } from '../../src/cutover/fence.js';
+import { readFences } from '../../src/state/fences.js';
 
 let source: Cluster;
 let target: Cluster;

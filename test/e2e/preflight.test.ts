@@ -82,7 +82,7 @@ describe('preflight', () => {
     const { code, report } = await preflight();
     assert.equal(code, 0, JSON.stringify(report.checks.filter((c) => c.status === 'fail')));
     assert.equal(report.ok, true);
-    for (const id of ['replication-connection', 'source-version', 'wal-level', 'replication-role', 'replication-slots', 'wal-senders', 'slot-name', 'wal-retention', 'target-role', 'distinct-databases', 'tables-selected', 'replica-identity', 'publication-privilege', 'target-tables', 'extensions', 'target-empty', 'copy-estimate']) {
+    for (const id of ['replication-connection', 'source-version', 'wal-level', 'replication-role', 'replication-slots', 'wal-senders', 'slot-name', 'wal-retention', 'target-role', 'distinct-databases', 'tables-selected', 'replica-identity', 'publication-privilege', 'fence', 'target-tables', 'extensions', 'target-empty', 'copy-estimate']) {
       assert.ok(report.checks.some((c) => c.id === id), `check ${id} reported`);
     }
     const users = report.tables.find((t) => t.table === 'public.users');
@@ -119,6 +119,10 @@ describe('preflight', () => {
       const { check } = await preflight({}, { source: source.url('app', { user: 'app_user', password: 'app-pw-1' }) });
       assertFails(check('replication-role'), /role app_user has neither REPLICATION nor superuser/, /ALTER ROLE app_user WITH REPLICATION/);
       assertFails(check('publication-privilege'), /does not own public\.orders \(owner postgres\)/, /GRANT postgres TO app_user/);
+      const fence = check('fence');
+      assert.equal(fence.status, 'warn', 'the migration can run; cutover could not fence these tables');
+      assert.match(fence.message, /cutover cannot fence .*public\.orders \(owner postgres\).*role app_user may not create a trigger on them/);
+      assert.match(fence.fix ?? '', /GRANT TRIGGER ON .*public\.orders.* TO app_user.*--no-fence/);
     } finally {
       await source.query('DROP OWNED BY app_user; DROP ROLE app_user');
     }
