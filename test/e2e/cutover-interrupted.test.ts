@@ -1,0 +1,126 @@
+/**
+ * A cutover that dies after fencing the source never leaves a fenced source with a target that
+ * is behind without saying so: `walbridge status`, the page's JSON and /metrics show the fence
+ * and what to run. `walbridge cutover --cancel` lifts it (the source takes writes again, the
+ * migration streams on); `walbridge cutover` run again goes on from the fence and completes,
+ * waiting for a daemon that was killed meanwhile. Teardown keeps the fence unless told.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, test } from 'node:test';
+import { readFences } from '../../src/state/fences.js';
+import { startPair, type Cluster } from '../harness/cluster.js';
+import { assertSameContent } from '../harness/compare.js';
+import { APP_TABLES, createAppSchema, seedAppData } from '../harness/fixture.js';
+import { waitFor } from '../harness/lsn.js';
+import { CLI, runCli, startDaemon, type DaemonProcess } from '../helpers/daemon.js';
+import { pipelineRow, waitForPhase } from '../helpers/state.js';
+import { startWitness, type Witness } from '../helpers/witness.js';
+
+let source: Cluster;
+let target: Cluster;
+let destroy: () => Promise<void>;
+let daemon: DaemonProcess | null = null;
+const writers: Witness[] = [];
+
+const WORKER_LOG = `CREATE TABLE public.worker_log (id bigint PRIMARY KEY, who text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`;
+const env = () => ({ SOURCE_DATABASE_URL: source.url(), TARGET_DATABASE_URL: target.url(), WALBRIDGE_SCHEMAS: 'public,auth' });
+
+before(async () => {
+  ({ source, target, destroy } = await startPair({ sourceMajor: 15, targetMajor: 17 }));
+  await source.withClient(async (c) => {
+    await createAppSchema(c);
+    await seedAppData(c, { scale: 1 });
+  });
+  await target.withClient((c) => createAppSchema(c, { target: true }));
+  for (const db of [source, target]) await db.query(WORKER_LOG);
+  daemon = await startDaemon(env());
+  await waitForPhase(target, 'streaming', { daemon });
+});
+
+after(async () => {
+  await Promise.all(writers.map((w) => w.stop().catch(() => undefined)));
+  daemon?.kill('SIGKILL');
+  await destroy?.();
+});
+
+/** Start `walbridge cutover` and SIGKILL it as soon as its fence stands on the source. */
+async function cutoverKilledAfterFence(): Promise<void> {
+  const child = spawn(process.execPath, [CLI, 'cutover', '--timeout', '120'], { env: { PATH: process.env.PATH ?? '', ...env() }, stdio: 'ignore' });
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  await waitFor(async () => (await source.withClient((c) => readFences(c))).length > 0, { what: 'the fence to stand', timeoutMs: 60_000, intervalMs: 10 });
+  child.kill('SIGKILL');
+  await exited;
+}
+
+test('killed after its fence: status, the page and /metrics say so; --cancel lifts the fence and the migration streams on', { timeout: 180_000 }, async () => {
+  const w = startWitness(source.url(), { table: 'public.worker_log', who: 'worker', firstId: 1, everyMs: 200 });
+  writers.push(w);
+  await w.until((x) => x.committed.length >= 5);
+  await cutoverKilledAfterFence();
+  await w.until((x) => x.refused.length >= 2);
+
+  const status = await runCli(['status'], env());
+  assert.equal(status.code, 0, status.out);
+  assert.match(status.stdout, /^fence: {8}the source refuses writes to 17 table\(s\) since \S+ \(set by the cutover of migration walbridge\)$/m);
+  assert.match(status.stdout, /^cutover: {6}a cutover fenced the source at \S+ and did not finish: .*Run "walbridge cutover" to finish it, or "walbridge cutover --cancel" to lift the fence\.$/m);
+  const d = daemon as DaemonProcess;
+  await waitFor(
+    async () => {
+      const s = (await (await fetch(`http://127.0.0.1:${d.port}/status.json`)).json()) as { fences: { database: string; tables: number }[]; interruptedCutover: string | null };
+      return s.fences.some((f) => f.database === 'source' && f.tables === 17) && s.interruptedCutover !== null;
+    },
+    { what: 'the page to show the fence', timeoutMs: 15_000 },
+  );
+  assert.match(await (await fetch(`http://127.0.0.1:${d.port}/metrics`)).text(), /^walbridge_fenced_tables\{database="source"\} 17$/m);
+
+  const cancel = await runCli(['cutover', '--cancel'], env());
+  assert.equal(cancel.code, 0, cancel.out);
+  assert.match(cancel.stdout, /the fence of the interrupted cutover is lifted: the source takes writes to \d+ table\(s\) again/);
+  const before = w.committed.length;
+  await w.until((x) => x.committed.length >= before + 3);
+  assert.equal((await pipelineRow(target))?.phase, 'streaming', 'the migration goes on');
+  assert.deepEqual(await source.withClient((c) => readFences(c)), []);
+  await waitFor(async () => /^walbridge_fenced_tables\{database="source"\} 0$/m.test(await (await fetch(`http://127.0.0.1:${d.port}/metrics`)).text()), {
+    what: 'the metric to drop to 0',
+    timeoutMs: 15_000,
+  });
+});
+
+test('killed after its fence, the daemon killed too: cutover run again goes on from the fence, waits for the daemon, and completes', { timeout: 240_000 }, async () => {
+  const w = writers[0] as Witness;
+  await cutoverKilledAfterFence();
+  daemon?.kill('SIGKILL');
+  await daemon?.exited;
+
+  const again = runCli(['cutover', '--timeout', '120'], env());
+  // The cutover waits for the fence's marker; walbridge comes back and applies up to it.
+  daemon = await startDaemon(env());
+  const r = await again;
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.stdout, /resuming the cutover interrupted after its fence/);
+  assert.match(r.stdout, /Cutover done at/);
+  await w.until((x) => x.refused.length >= 3);
+  await w.stop();
+
+  const ids = new Set((await target.query<{ id: string }>('SELECT id::text FROM public.worker_log')).map((x) => Number(x.id)));
+  assert.deepEqual(
+    w.committed.filter((id) => !ids.has(id)),
+    [],
+    'every row the worker was told committed is on the new database',
+  );
+  await assertSameContent(source.url(), target.url(), [...APP_TABLES, 'public.worker_log']);
+  assert.equal((await pipelineRow(target))?.phase, 'done');
+  assert.equal((await daemon.exited).code, 0, 'the daemon saw the record and stopped');
+  daemon = null;
+
+  // Teardown keeps the fence, saying why; it lifts it only when asked, with a warning.
+  const keep = await runCli(['teardown'], env());
+  assert.equal(keep.code, 0, keep.out);
+  assert.match(keep.stdout, /the fence of the cutover stays: writes to 17 migrated table\(s\) are refused there since \S+, so the app cannot write to the old database by mistake/);
+  assert.equal((await source.withClient((c) => readFences(c))).length, 1);
+  const lift = await runCli(['teardown', '--lift-fence'], env());
+  assert.equal(lift.code, 0, lift.out);
+  assert.match(lift.stdout, /fence lifted: \d+ table\(s\) take writes again\. WARNING: nothing carries writes made there/);
+  await source.query(`INSERT INTO public.worker_log (id, who) VALUES (9999999, 'after the fence was lifted')`);
+});
