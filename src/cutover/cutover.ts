@@ -33,7 +33,7 @@ import { loadPipeline, withTransaction, type PipelineState } from '../state/stor
 import { verifyTables, type VerifyReport } from '../verify/verify.js';
 import { changedRowsSince, checkChangedRows, checkWhileLive, differencesError } from './check.js';
 import { readFences, type Fence, type FenceDirection } from '../state/fences.js';
-import { liftFence, setFence } from './fence.js';
+import { installFence, liftFence, raiseFence, type FenceSpec } from './fence.js';
 import { syncSequences, type SequenceSync } from './sequences.js';
 
 export interface CutoverOptions {
@@ -241,17 +241,21 @@ async function cutoverWithFence(
   const stopped = notRunning(state);
   if (stopped) throw stopped;
   const checkCtx = { sourceUrl: config.sourceUrl, targetUrl: config.targetUrl, target, tables, say };
+  const spec: FenceSpec = { migration: config.slotName, direction, tables, ...fenceWords(config, opts.rollingBack === true) };
+  const retrying = (why: string) => say(`    retrying: ${why}`);
   let fence: Fence;
   let checkedFrom: Lsn;
   /** When writes started to be refused, on this machine's clock (the pause is measured on one clock). */
   let fencedAt: number;
   if (standing) {
     fencedAt = standing.setAt.getTime();
-    say(`resuming the cutover interrupted after its fence (set ${standing.setAt.toISOString()}): the source refuses writes to the migrated tables`);
-    fence = standing;
+    say(`resuming the cutover interrupted after its fence (raised ${standing.setAt.toISOString()}): the source refuses writes to the migrated tables`);
     checkedFrom = state.contentCheckedFrom ?? state.changesTrackedFrom ?? (await failAndLift('the record of the rows changed before the fence is missing'));
+    // Its marker may never have been written: the writers are waited for again, and a new one written.
+    fence = await raiseFence(source, spec, { onRetry: retrying }).catch((err: unknown) => failAndLift(err instanceof Error ? err : new Error(String(err))));
   } else {
-    say('1/7 recording the rows walbridge changes from now on…');
+    say('1/7 installing the fence (dormant) and recording the rows walbridge changes from now on…');
+    await installFence(source, spec, retrying);
     if (!state.cutoverRequestedAt || !state.changesTrackedFrom) await forgetChecks(target, START_CUTOVER_CHECKS);
     try {
       await waitUntil(
@@ -270,11 +274,10 @@ async function cutoverWithFence(
       return { lsn: '', sequences: [], verify: null, tables: {}, reverse: null, sourceCleaned: false, fence: null };
     }
     say(`3/7 fencing the source: from now on no write to the ${tables.length} migrated table(s) commits there…`);
-    const asked = Date.now();
-    fence = await setFence(source, { migration: config.slotName, direction, tables, ...fenceWords(config, opts.rollingBack === true) }, (why) => say(`    retrying: ${why}`));
-    // Writes were refused from some moment between asking and the answer: counting from the
-    // answer would hide the wait for the tables' locks, which the app feels too.
-    fencedAt = asked;
+    // Writes are refused from the moment the switch goes up, a moment after this: the pause is
+    // counted from before the raising, which includes the wait for the writes under way.
+    fencedAt = Date.now();
+    fence = await raiseFence(source, spec, { onRetry: retrying });
     say(`    fenced at ${fence.lsn === null ? '?' : formatLsn(fence.lsn)}`);
   }
 

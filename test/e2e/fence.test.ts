@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { liftFence, setFence, type FenceSpec } from '../../src/cutover/fence.js';
+import { installFence, liftFence, raiseFence, type FenceSpec, type RaiseOptions } from '../../src/cutover/fence.js';
 import { readFences } from '../../src/state/fences.js';
 import { formatLsn } from '../../src/lsn.js';
 import { FENCE_MARKER_PREFIX } from '../../src/sql/fence.js';
@@ -59,6 +59,12 @@ async function as<T>(who: { user: string; password: string } | undefined, fn: (c
   } finally {
     await c.end();
   }
+}
+
+/** What cutover does: install the fence dormant, later raise it. */
+async function setFence(c: pg.Client, s: FenceSpec, opts?: RaiseOptions) {
+  await installFence(c, s);
+  return raiseFence(c, s, opts);
 }
 
 const spec: FenceSpec = {
@@ -123,22 +129,27 @@ test('set by the tables\' owner (no superuser): no write commits on a fenced tab
   await cluster.query('DELETE FROM shop.orders WHERE id >= 10; DELETE FROM shop.events');
 });
 
-test('a write in flight when the fence comes commits before it; the next one is refused', async () => {
+test('a write in flight when the fence goes up commits before its marker; a write that comes meanwhile is refused', async () => {
+  await as(OWNER, (c) => installFence(c, spec));
   const writer = await session(API);
   try {
     await writer.query('BEGIN');
     await writer.query("INSERT INTO shop.orders VALUES (20, 'in flight')");
-    let fenced = false;
-    const fencing = as(OWNER, (c) => setFence(c, spec)).finally(() => (fenced = true));
-    // The fence waits for the writer's lock: it is not set while the write is open.
+    let raised = false;
+    // (graceMs 0: the writer is not a reason to stay down, as a long one would be: see the next test.)
+    const raising = as(OWNER, (c) => raiseFence(c, spec, { graceMs: 0 })).finally(() => (raised = true));
+    // The fence waits for the writer's transaction to end before it writes its marker…
     await waitFor(
       async () => (await cluster.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND usename = 'app_owner'`))[0]?.n === 1,
       { what: 'the fence to wait for the write in flight', timeoutMs: 10_000 },
     );
-    assert.equal(fenced, false);
+    assert.equal(raised, false);
+    // A write that comes meanwhile waits behind the fence, and is refused once it stands.
+    const meanwhile = as(API, (c) => refused(c, "INSERT INTO shop.orders VALUES (22, 'meanwhile')"));
     await writer.query('COMMIT');
-    const fence = await fencing;
-    assert.deepEqual(await cluster.query<{ note: string }>('SELECT note FROM shop.orders WHERE id = 20'), [{ note: 'in flight' }], 'the write in flight committed, before the fence');
+    const fence = await raising;
+    await meanwhile;
+    assert.deepEqual(await cluster.query<{ note: string }>('SELECT note FROM shop.orders WHERE id = 20'), [{ note: 'in flight' }], 'the write in flight committed');
     await refused(writer, "INSERT INTO shop.orders VALUES (21, 'too late')");
     assert.ok(fence.lsn !== null);
   } finally {
@@ -148,16 +159,17 @@ test('a write in flight when the fence comes commits before it; the next one is 
   }
 });
 
-test('a transaction that keeps a table locked: the fence gives up, says why, and leaves nothing fenced', async () => {
+test('a write transaction left open: the fence does not go up, names it, and leaves every table writable', async () => {
+  await as(OWNER, (c) => installFence(c, spec));
   const writer = await session(API);
   try {
     await writer.query('BEGIN');
     await writer.query("UPDATE shop.orders SET note = 'held' WHERE id = 1");
     await assert.rejects(
-      as(OWNER, (c) => setFence(c, spec)),
+      as(OWNER, (c) => raiseFence(c, spec, { graceMs: 200 })),
       (err: Error & { hint?: string }) => {
-        assert.match(err.message, /^the fence could not be set: canceling statement due to lock timeout \(10 attempts\); nothing was fenced$/);
-        assert.match(err.hint ?? '', /idle in transaction/);
+        assert.match(err.message, /^a transaction keeps writing to shop\.orders \(pid \d+\): the fence would refuse the app's writes while it waits for it; nothing was fenced$/);
+        assert.match(err.hint ?? '', /pg_terminate_backend\(\d+\)/);
         return true;
       },
     );
@@ -166,6 +178,7 @@ test('a transaction that keeps a table locked: the fence gives up, says why, and
     assert.deepEqual(await as(undefined, (c) => readFences(c)), []);
   } finally {
     await writer.end();
+    await as(OWNER, (c) => liftFence(c, 'walbridge'));
   }
 });
 
