@@ -74,6 +74,10 @@ test('killed after its fence: status, the page and /metrics say so; --cancel lif
   );
   assert.match(await (await fetch(`http://127.0.0.1:${d.port}/metrics`)).text(), /^walbridge_fenced_tables\{database="source"\} 17$/m);
 
+  const noFence = await runCli(['cutover', '--no-fence', '--timeout', '5'], env());
+  assert.equal(noFence.code, 1, 'the old way does not run over a fence that stands');
+  assert.match(noFence.stderr, /the source is fenced by an interrupted cutover .*\nfix: Run "walbridge cutover" \(with the fence\) to finish it, or "walbridge cutover --cancel"/);
+
   const cancel = await runCli(['cutover', '--cancel'], env());
   assert.equal(cancel.code, 0, cancel.out);
   assert.match(cancel.stdout, /the fence of the interrupted cutover is lifted: the source takes writes to \d+ table\(s\) again/);
