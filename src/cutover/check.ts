@@ -18,11 +18,11 @@ import { displayTable } from '../pg/ident.js';
 import { CHANGED_ROWS_SINCE, COUNT_CHANGED_ROWS_SINCE, RECORD_CONTENT_CHECKED } from '../sql/state.js';
 import { WHOLE_TABLE } from '../replicator/apply/changes.js';
 import { loadPipeline } from '../state/store.js';
-import { verifyTables, type VerifyReport } from '../verify/verify.js';
+import type { Verifier, VerifyReport } from '../verify/verify.js';
 
 export interface CheckContext {
-  sourceUrl: string;
-  targetUrl: string;
+  /** Sessions on both sides, kept from the live checks to the one inside the pause. */
+  verifier: Verifier;
   /** A session on the target, where walbridge's state is. */
   target: pg.ClientBase;
   tables: SourceTable[];
@@ -76,10 +76,14 @@ export function differencesError(report: VerifyReport, when: string): WalbridgeE
   );
 }
 
-/** Compare the rows recorded as changed (keys, or whole tables), while the source takes writes or not. */
-export async function checkChangedRows(ctx: CheckContext, changed: ChangedRows): Promise<VerifyReport> {
+/**
+ * Compare the rows recorded as changed (keys, or whole tables). `fenced`: the source takes no
+ * writes to them and the target has applied everything before the fence, so one read of each
+ * side is the proof.
+ */
+export async function checkChangedRows(ctx: CheckContext, changed: ChangedRows, fenced = false): Promise<VerifyReport> {
   const tables = ctx.tables.filter((t) => changed.keys.has(displayTable(t)) || changed.whole.has(displayTable(t)));
-  return verifyTables({ sourceUrl: ctx.sourceUrl, targetUrl: ctx.targetUrl, tables, rows: changed.keys });
+  return ctx.verifier.verify({ tables, rows: changed.keys, still: fenced });
 }
 
 /**
@@ -96,7 +100,7 @@ export async function checkWhileLive(ctx: CheckContext, opts: { maxAgeSeconds: n
     ctx.say(`    the content was checked ${Math.round(age)} s ago, while the app wrote; only the rows changed since are checked again`);
   } else {
     from = await appliedNow(ctx.target);
-    const report = await verifyTables({ sourceUrl: ctx.sourceUrl, targetUrl: ctx.targetUrl, tables: ctx.tables });
+    const report = await ctx.verifier.verify({ tables: ctx.tables });
     const err = differencesError(report, 'the live check of every table');
     if (err) throw err;
     ctx.say(`    ${report.tables.length} table(s) equal (${report.seconds} s, while the app wrote)`);

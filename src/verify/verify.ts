@@ -50,14 +50,11 @@ export interface VerifyReport {
   seconds: number;
 }
 
-export interface VerifyOptions {
-  sourceUrl: string;
-  targetUrl: string;
+/** What one verification compares, and how. */
+export interface VerifyScope {
   tables: SourceTable[];
   /** Rows per range. */
   rangeRows?: number;
-  /** Ranges compared at once. */
-  jobs?: number;
   /** Differences listed per table. */
   maxDifferences?: number;
   /** How often a moving row is compared again. */
@@ -70,7 +67,19 @@ export interface VerifyOptions {
    * `tables` missing here is compared whole.
    */
   rows?: Map<string, string[][]>;
+  /**
+   * The source cannot change these tables (fenced), and the target has applied everything the
+   * source committed: one read each side proves it, no sandwich, no wait for the target.
+   */
+  still?: boolean;
   onProgress?: (table: string, rangesDone: number, ranges: number) => void;
+}
+
+export interface VerifyOptions extends VerifyScope {
+  sourceUrl: string;
+  targetUrl: string;
+  /** Ranges compared at once. */
+  jobs?: number;
 }
 
 type RowMap = Map<string, string>; // key text (JSON of the key tuple) -> row md5 (or count)
@@ -81,7 +90,9 @@ class Sides {
   hasState = true;
   constructor(sourceUrl: string, targetUrl: string, size: number) {
     const pool = (url: string, side: 'source' | 'target') => {
-      const p = new pg.Pool({ ...clientConfig(url, { side, applicationName: 'walbridge verify' }), max: size });
+      // Idle sessions stay open (the pools end with the verifier): cutover's check inside its
+      // pause finds them connected, however long the checks before it took.
+      const p = new pg.Pool({ ...clientConfig(url, { side, applicationName: 'walbridge verify' }), max: size, idleTimeoutMillis: 0 });
       p.on('error', () => {});
       return p;
     };
@@ -104,6 +115,11 @@ class Sides {
     } finally {
       c.release();
     }
+  }
+
+  /** Read on the source that cannot change meanwhile (fenced): one statement, one round trip. */
+  async stillRead<T extends pg.QueryResultRow>(sql: string): Promise<{ lsn: null; rows: T[] }> {
+    return { lsn: null, rows: (await this.source.query<T>(sql)).rows };
   }
 
   /** Wait until the target has applied everything the source had written at `lsn`. */
@@ -174,17 +190,59 @@ async function shapeOf(source: pg.Pool, target: pg.Pool, t: SourceTable): Promis
   return { table: t, columns: sc.map((c) => c.name), key, byteOrder: sColl !== tColl };
 }
 
-export async function verifyTables(opts: VerifyOptions): Promise<VerifyReport> {
-  const started = Date.now();
-  const jobs = opts.jobs ?? 4;
-  const sides = new Sides(opts.sourceUrl, opts.targetUrl, jobs + 1);
-  const maxDiff = opts.maxDifferences ?? 20;
-  const retries = opts.retries ?? 8;
-  const catchUp = opts.catchUpTimeoutMs ?? 60_000;
-  const queue = new PQueue({ concurrency: jobs });
-  const verdicts: TableVerdict[] = [];
-  try {
-    for (const t of opts.tables) {
+/** One table's comparison under way: where its verdict goes, and how it reads. */
+interface TableRun {
+  sides: Sides;
+  shape: VerifyShape;
+  v: TableVerdict;
+  record: (d: Difference) => void;
+  retries: number;
+  catchUpMs: number;
+  still: boolean;
+}
+
+/**
+ * Sessions on both sides and the tables' shapes, kept across verifications: cutover checks the
+ * content while the app writes, then again inside its pause, where neither connecting (TLS and
+ * authentication, across regions) nor reading catalogs should count.
+ */
+export class Verifier {
+  private readonly sides: Sides;
+  private readonly shapes = new Map<string, Promise<VerifyShape>>();
+  private readonly jobs: number;
+
+  constructor(sourceUrl: string, targetUrl: string, jobs = 4) {
+    this.jobs = jobs;
+    this.sides = new Sides(sourceUrl, targetUrl, jobs + 1);
+  }
+
+  private shape(t: SourceTable): Promise<VerifyShape> {
+    const name = displayTable(t);
+    let s = this.shapes.get(name);
+    if (!s) {
+      s = shapeOf(this.sides.source, this.sides.target, t);
+      // A failure is not kept: the next verification reads the catalogs again.
+      s.catch(() => this.shapes.delete(name));
+      this.shapes.set(name, s);
+    }
+    return s;
+  }
+
+  /** Open every session and read every table's shape now. */
+  async prepare(tables: SourceTable[]): Promise<void> {
+    await Promise.all(tables.map((t) => this.shape(t).catch(() => undefined)));
+    for (const pool of [this.sides.source, this.sides.target]) {
+      const clients = await Promise.all(Array.from({ length: this.jobs + 1 }, () => pool.connect()));
+      for (const c of clients) c.release();
+    }
+  }
+
+  async verify(scope: VerifyScope): Promise<VerifyReport> {
+    const started = Date.now();
+    const maxDiff = scope.maxDifferences ?? 20;
+    const queue = new PQueue({ concurrency: this.jobs });
+    const verdicts: TableVerdict[] = [];
+    for (const t of scope.tables) {
       const table = displayTable(t);
       const v: TableVerdict = { table, status: 'equal', ranges: 0, rowsSource: 0, rowsTarget: 0, differences: [], moreDifferences: 0, unstableRows: 0 };
       verdicts.push(v);
@@ -195,13 +253,14 @@ export async function verifyTables(opts: VerifyOptions): Promise<VerifyReport> {
       // The table's parts: ranges of keys, or (given rows) lists of them.
       let parts: (() => Promise<void>)[];
       try {
-        const shape = await shapeOf(sides.source, sides.target, t);
-        const keys = shape.key.length > 0 ? opts.rows?.get(table) : undefined;
+        const shape = await this.shape(t);
+        const run: TableRun = { sides: this.sides, shape, v, record, retries: scope.retries ?? 8, catchUpMs: scope.catchUpTimeoutMs ?? 60_000, still: scope.still === true };
+        const keys = shape.key.length > 0 ? scope.rows?.get(table) : undefined;
         if (keys !== undefined) {
-          parts = chunks(keys, KEYS_PER_QUERY).map((some) => () => compareRows(sides, shape, rowsByKeys(shape, some), v, record, retries, catchUp));
+          parts = chunks(keys, KEYS_PER_QUERY).map((some) => () => compareRows(run, rowsByKeys(shape, some)));
         } else {
-          const ranges = await keyRanges(sides, shape, opts.rangeRows ?? 50_000);
-          parts = ranges.map((range) => () => compareRange(sides, shape, range, v, record, retries, catchUp));
+          const ranges = await keyRanges(this.sides, shape, scope.rangeRows ?? 50_000);
+          parts = ranges.map((range) => () => compareRange(run, range));
         }
       } catch (err) {
         v.status = 'error';
@@ -218,40 +277,50 @@ export async function verifyTables(opts: VerifyOptions): Promise<VerifyReport> {
             v.status = 'error';
             v.message = err instanceof Error ? err.message : String(err);
           }
-          opts.onProgress?.(table, ++done, parts.length);
+          scope.onProgress?.(table, ++done, parts.length);
         });
       }
     }
     await queue.onIdle();
-  } finally {
-    await sides.end();
+    for (const v of verdicts) {
+      if (v.status === 'error') continue;
+      if (v.differences.length > 0) v.status = 'different';
+      else if (v.unstableRows > 0) v.status = 'unstable';
+    }
+    return {
+      equal: verdicts.every((v) => v.status === 'equal'),
+      incomplete: verdicts.some((v) => v.status === 'error' || v.status === 'unstable'),
+      tables: verdicts,
+      startedAt: new Date(started).toISOString(),
+      seconds: Math.round((Date.now() - started) / 100) / 10,
+    };
   }
-  for (const v of verdicts) {
-    if (v.status === 'error') continue;
-    if (v.differences.length > 0) v.status = 'different';
-    else if (v.unstableRows > 0) v.status = 'unstable';
+
+  end(): Promise<void> {
+    return this.sides.end();
   }
-  return {
-    equal: verdicts.every((v) => v.status === 'equal'),
-    incomplete: verdicts.some((v) => v.status === 'error' || v.status === 'unstable'),
-    tables: verdicts,
-    startedAt: new Date(started).toISOString(),
-    seconds: Math.round((Date.now() - started) / 100) / 10,
-  };
 }
 
-async function compareRange(
-  sides: Sides,
-  shape: VerifyShape,
-  range: KeyRange,
-  v: TableVerdict,
-  record: (d: Difference) => void,
-  retries: number,
-  catchUpMs: number,
-): Promise<void> {
+/** One verification, with sessions of its own. */
+export async function verifyTables(opts: VerifyOptions): Promise<VerifyReport> {
+  const verifier = new Verifier(opts.sourceUrl, opts.targetUrl, opts.jobs);
+  try {
+    return await verifier.verify(opts);
+  } finally {
+    await verifier.end();
+  }
+}
+
+/** The source's rows, with the position the target must reach before its read (none when the source is still). */
+function readSource<T extends pg.QueryResultRow>(run: TableRun, sql: string): Promise<{ lsn: Lsn | null; rows: T[] }> {
+  return run.still ? run.sides.stillRead<T>(sql) : run.sides.sourceRead<T>(sql);
+}
+
+async function compareRange(run: TableRun, range: KeyRange): Promise<void> {
+  const { sides, shape, v } = run;
   // 1. Whole range: one hash each side. Equal (the usual case) ends here.
-  const s1 = await sides.sourceRead<{ n: string; h: string | null }>(rangeHash(shape, range));
-  await sides.targetAt(s1.lsn, catchUpMs);
+  const s1 = await readSource<{ n: string; h: string | null }>(run, rangeHash(shape, range));
+  if (s1.lsn !== null) await sides.targetAt(s1.lsn, run.catchUpMs);
   const { rows: t1 } = await sides.target.query<{ n: string; h: string | null }>(rangeHash(shape, range));
   if (s1.rows[0]?.h === t1[0]?.h) {
     v.rowsSource += Number(s1.rows[0]?.n ?? 0);
@@ -259,7 +328,7 @@ async function compareRange(
     return;
   }
   // 2. Row by row.
-  await compareRows(sides, shape, rangeRows(shape, range), v, record, retries, catchUpMs);
+  await compareRows(run, rangeRows(shape, range));
 }
 
 /** Ranges of about `rangeRows` rows in key order (a table without a key is one range). */
@@ -281,23 +350,17 @@ function chunks<T>(items: T[], size: number): T[][] {
 
 /**
  * The rows `sql` reads (rangeRows, rowsByKeys), one md5 each, sandwiched between two reads of
- * the source; rows that change meanwhile are compared again, alone.
+ * the source (one is enough when the source is still); rows that change meanwhile are compared
+ * again, alone.
  */
-async function compareRows(
-  sides: Sides,
-  shape: VerifyShape,
-  sql: string,
-  v: TableVerdict,
-  record: (d: Difference) => void,
-  retries: number,
-  catchUpMs: number,
-): Promise<void> {
+async function compareRows(run: TableRun, sql: string): Promise<void> {
+  const { sides, shape, v, record, retries, catchUpMs } = run;
   const width = Math.max(1, shape.key.length);
-  const src1 = await sides.sourceRead<Record<string, string>>(sql);
-  await sides.targetAt(src1.lsn, catchUpMs);
+  const src1 = await readSource<Record<string, string>>(run, sql);
+  if (src1.lsn !== null) await sides.targetAt(src1.lsn, catchUpMs);
   const tgt = toMap((await sides.target.query<Record<string, string>>(sql)).rows, width);
-  const src2 = toMap((await sides.sourceRead<Record<string, string>>(sql)).rows, width);
   const first = toMap(src1.rows, width);
+  const src2 = run.still ? first : toMap((await sides.sourceRead<Record<string, string>>(sql)).rows, width);
   let moving = new Set<string>();
   const judge = (key: string, a: string | undefined, t: string | undefined, b: string | undefined) => {
     if (a === t) return;
