@@ -42,7 +42,8 @@ export async function cutoverCommand(env: NodeJS.ProcessEnv, opts: CutoverComman
         say('  2. Rollback window: keep the old database as a warm fallback by running, with the same variables,');
         say('       walbridge run --reverse');
         say('     It replicates every write the app makes on the new database back to the old one, from this exact point.');
-        say('     To roll back: stop the app, run "walbridge cutover --reverse", and point DATABASE_URL back.');
+        say('     To roll back: run "walbridge cutover --reverse" (the app keeps running: it fences the new database,');
+        say('     then lifts the old one\'s fence), and point DATABASE_URL back.');
         say('     When you no longer need the way back: walbridge teardown --target (removes the reverse slot too).');
       } else {
         say('  2. No rollback window: the new database does not allow logical replication, so writes made there');

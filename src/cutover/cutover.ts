@@ -30,10 +30,10 @@ import { CREATE_SLOT_SQL, createPublication, CURRENT_WAL_LSN, DROP_SLOT, dropPub
 import { CANCEL_CUTOVER, FORGET_CHANGED_ROWS, RECORD_CUTOVER, RECORD_REVERSE_SLOT, REQUEST_CUTOVER, SET_PHASE, START_CUTOVER_CHECKS } from '../sql/state.js';
 import { checkStateVersion } from '../state/migrate.js';
 import { loadPipeline, withTransaction, type PipelineState } from '../state/store.js';
-import { verifyTables, type VerifyReport } from '../verify/verify.js';
+import { Verifier, verifyTables, type VerifyReport } from '../verify/verify.js';
 import { changedRowsSince, checkChangedRows, checkWhileLive, differencesError } from './check.js';
 import { readFences, type Fence, type FenceDirection } from '../state/fences.js';
-import { installFence, liftFence, raiseFence, type FenceSpec } from './fence.js';
+import { installFence, liftFence, raiseFence, type FenceSpec, type RaisedFence } from './fence.js';
 import { syncSequences, type SequenceSync } from './sequences.js';
 
 export interface CutoverOptions {
@@ -68,8 +68,23 @@ export interface CutoverResult {
   reverse: { slot: string; lsn: string } | { problem: string } | null;
   sourceCleaned: boolean;
   /** The fence (null with --no-fence), and how long writes to the migrated tables were refused before the cutover was recorded. */
-  fence: { lsn: string | null; setAt: string; writesPausedSeconds: number } | null;
+  fence: { lsn: string | null; setAt: string; writesPausedSeconds: number; pause: PauseSplit } | null;
 }
+
+/** Where the write pause went, in seconds (resumed after an interruption: from the fence raised again). */
+export interface PauseSplit {
+  /** From the switch to the marker: the writes under way when it went up ending. */
+  writers: number;
+  /** Until the target applied the marker. */
+  marker: number;
+  sequences: number;
+  /** Comparing the rows changed since the last check. */
+  check: number;
+  record: number;
+}
+
+/** How long cutover waits for a report of a daemon that has none recent. */
+const DAEMON_REPORT_WAIT_SECONDS = 10;
 
 /** Rows left to compare inside the pause at most, before the fence goes up. */
 const SETTLE_ROWS = 2_000;
@@ -110,6 +125,18 @@ function notRunning(p: PipelineState): WalbridgeError | null {
   return new WalbridgeError('state', `walbridge is not running (its last report on the target: ${ago === null ? 'never' : `${Math.round(ago)} s ago`})`, {
     hint: 'Start walbridge (walbridge run) and wait for phase streaming; cutover needs it to apply every change up to the fence.',
   });
+}
+
+/**
+ * The daemon reports every 2 s; a report missing or old may only mean it started a moment ago
+ * (or was just restarted): wait for a fresh one a little before saying it is not running.
+ */
+async function waitForDaemon(target: pg.Client): Promise<void> {
+  await waitUntil(
+    async () => (notRunning(await loadState(target)) === null ? true : null),
+    DAEMON_REPORT_WAIT_SECONDS,
+    async () => notRunning(await loadState(target)) ?? new WalbridgeError('state', 'walbridge stopped reporting'),
+  );
 }
 
 /** Without a fence: wait until the app has stopped writing and the target has applied everything. */
@@ -209,7 +236,12 @@ export async function runCutover(config: Config, opts: CutoverOptions): Promise<
       }
       return await cutoverWithoutFence(source, target, config, tables, opts);
     }
-    return await cutoverWithFence(source, target, config, tables, state, standing, opts);
+    const verifier = new Verifier(config.sourceUrl, config.targetUrl);
+    try {
+      return await cutoverWithFence(source, target, config, tables, state, standing, verifier, opts);
+    } finally {
+      await verifier.end().catch(() => {});
+    }
   } finally {
     await source.end().catch(() => {});
     await target?.end().catch(() => {});
@@ -234,16 +266,16 @@ async function cutoverWithFence(
   tables: SourceTable[],
   state: PipelineState,
   standing: Fence | null,
+  verifier: Verifier,
   opts: CutoverOptions,
 ): Promise<CutoverResult> {
   const say = opts.say;
   const direction: FenceDirection = opts.rollingBack ? 'reverse' : 'forward';
-  const stopped = notRunning(state);
-  if (stopped) throw stopped;
-  const checkCtx = { sourceUrl: config.sourceUrl, targetUrl: config.targetUrl, target, tables, say };
+  if (notRunning(state)) await waitForDaemon(target);
+  const checkCtx = { verifier, target, tables, say };
   const spec: FenceSpec = { migration: config.slotName, direction, tables, ...fenceWords(config, opts.rollingBack === true) };
   const retrying = (why: string) => say(`    retrying: ${why}`);
-  let fence: Fence;
+  let fence: RaisedFence;
   let checkedFrom: Lsn;
   /** When writes started to be refused, on this machine's clock (the pause is measured on one clock). */
   let fencedAt: number;
@@ -273,11 +305,13 @@ async function cutoverWithFence(
       say('prepared: walbridge keeps recording the rows it changes; "walbridge cutover" now checks only those inside the pause');
       return { lsn: '', sequences: [], verify: null, tables: {}, reverse: null, sourceCleaned: false, fence: null };
     }
+    // Sessions and catalogs the check inside the pause needs, ready before the pause begins.
+    await verifier.prepare(tables);
     say(`3/7 fencing the source: from now on no write to the ${tables.length} migrated table(s) commits there…`);
-    // Writes are refused from the moment the switch goes up, a moment after this: the pause is
-    // counted from before the raising, which includes the wait for the writes under way.
-    fencedAt = Date.now();
+    // Writes are refused from the moment the switch goes up (after raiseFence's look for long
+    // writers): the pause counts from there, the wait for the writes under way included.
     fence = await raiseFence(source, spec, { onRetry: retrying });
+    fencedAt = fence.switchedAtMs;
     say(`    fenced at ${fence.lsn === null ? '?' : formatLsn(fence.lsn)}`);
   }
 
@@ -292,6 +326,8 @@ async function cutoverWithFence(
     });
   }
 
+  // The marks the pause's split is taken from: the switch, the marker written, applied, … recorded.
+  const marks = [fence.switchedAtMs, Date.now()];
   try {
     say('4/7 waiting for the target to apply everything committed before the fence…');
     await waitUntil(
@@ -307,24 +343,29 @@ async function cutoverWithFence(
         );
       },
     );
+    marks.push(Date.now());
     const caughtUp = await loadState(target);
     const lsn = formatLsn(caughtUp.appliedLsn ?? 0n);
     say(`    applied up to ${lsn}`);
 
     say("5/7 moving sequences past the source's values…");
     const sequences = await syncSequences(source, target, tables, opts.sequenceMargin);
+    marks.push(Date.now());
     reportSequences(sequences, say);
 
     say('6/7 checking the rows changed since the last check…');
     const changed = await changedRowsSince(target, checkedFrom);
-    const report = await checkChangedRows({ sourceUrl: config.sourceUrl, targetUrl: config.targetUrl, target, tables, say }, changed);
+    const report = await checkChangedRows(checkCtx, changed, true);
     const err = differencesError(report, 'the check inside the pause');
     if (err) throw err;
+    marks.push(Date.now());
     say(`    ${changed.count} row(s) changed since, equal`);
 
     say('7/7 recording the cutover (the daemon stops by itself)…');
     const paused = (Date.now() - fencedAt) / 1000;
     await recordCutover(target, lsn, report, sequences, fence.lsn, paused);
+    marks.push(Date.now());
+    const pause = pauseSplit(marks);
     // The way back is prepared after the record, outside the pause: the app writes to the
     // target only once it is pointed there, after this command.
     const reverse = opts.prepareReverse ? await prepareReverse(config, target, tables) : null;
@@ -332,10 +373,14 @@ async function cutoverWithFence(
       const lifted = await liftFence(target, forwardMigration(config));
       if (lifted.length > 0) say(`    the old database's fence is lifted: it takes writes to ${lifted.length} table(s) again`);
     }
-    say(`    writes to the migrated tables were refused for ${paused.toFixed(1)} s (from the fence to this record)`);
+    say(
+      `    writes to the migrated tables were refused for ${paused.toFixed(1)} s (from the fence to this record${standing ? ', the interruption included' : ''}: ` +
+        `writes under way ${pause.writers.toFixed(2)} s, marker applied ${pause.marker.toFixed(2)} s, sequences ${pause.sequences.toFixed(2)} s, ` +
+        `changed rows checked ${pause.check.toFixed(2)} s, recorded ${pause.record.toFixed(2)} s)`,
+    );
     reportReverse(reverse, opts, say);
     const sourceCleaned = await cleanSource(source, config, opts, say);
-    return { lsn, sequences, verify: report, tables: {}, reverse, sourceCleaned, fence: { lsn: fence.lsn === null ? null : formatLsn(fence.lsn), setAt: fence.setAt.toISOString(), writesPausedSeconds: paused } };
+    return { lsn, sequences, verify: report, tables: {}, reverse, sourceCleaned, fence: { lsn: fence.lsn === null ? null : formatLsn(fence.lsn), setAt: fence.setAt.toISOString(), writesPausedSeconds: paused, pause } };
   } catch (err) {
     // Recorded already (the cleanup failed): nothing to undo.
     if ((await loadState(target).catch(() => null))?.phase === 'done') throw err;
@@ -381,6 +426,11 @@ async function cutoverWithoutFence(source: pg.Client, target: pg.Client, config:
   } finally {
     if (requested) await target.query(CANCEL_CUTOVER).catch(() => {});
   }
+}
+
+function pauseSplit(marks: number[]): PauseSplit {
+  const part = (i: number) => ((marks[i + 1] ?? 0) - (marks[i] ?? 0)) / 1000;
+  return { writers: part(0), marker: part(1), sequences: part(2), check: part(3), record: part(4) };
 }
 
 function rowCounts(verify: VerifyReport | null): Record<string, number> {
