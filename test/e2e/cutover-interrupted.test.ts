@@ -46,9 +46,19 @@ after(async () => {
 
 /** Start `walbridge cutover` and SIGKILL it as soon as its fence stands on the source. */
 async function cutoverKilledAfterFence(): Promise<void> {
-  const child = spawn(process.execPath, [CLI, 'cutover', '--timeout', '120'], { env: { PATH: process.env.PATH ?? '', ...env() }, stdio: 'ignore' });
-  const exited = new Promise((resolve) => child.on('exit', resolve));
-  await waitFor(async () => (await source.withClient((c) => readFences(c))).length > 0, { what: 'the fence to stand', timeoutMs: 60_000, intervalMs: 10 });
+  const child = spawn(process.execPath, [CLI, 'cutover', '--timeout', '120'], { env: { PATH: process.env.PATH ?? '', ...env() }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  let code: number | null = null;
+  const exited = new Promise((resolve) => child.on('exit', (c) => resolve((code = c))));
+  await waitFor(
+    async () => {
+      if (code !== null) throw new Error(`cutover exited (${code}) before its fence stood:\n${out}`);
+      return (await source.withClient((c) => readFences(c))).length > 0;
+    },
+    { what: 'the fence to stand', timeoutMs: 60_000, intervalMs: 10 },
+  );
   child.kill('SIGKILL');
   await exited;
 }
@@ -89,6 +99,34 @@ test('killed after its fence: status, the page and /metrics say so; --cancel lif
     what: 'the metric to drop to 0',
     timeoutMs: 15_000,
   });
+});
+
+test('a row that differs on the target is found inside the pause: the cutover names it, lifts the fence, and switches nothing', { timeout: 180_000 }, async () => {
+  const w = writers[0] as Witness;
+  const prepare = await runCli(['cutover', '--prepare'], env());
+  assert.equal(prepare.code, 0, prepare.out);
+  assert.match(prepare.stdout, /prepared: walbridge keeps recording the rows it changes/);
+  // A row the worker writes after the check is in the record of changed rows; on the target it
+  // is made to differ (what a wrong apply would leave), after walbridge applied it.
+  const committed = w.committed.length;
+  await w.until((x) => x.committed.length >= committed + 1);
+  const id = w.committed[committed] as number;
+  await waitFor(async () => (await target.query(`SELECT 1 FROM public.worker_log WHERE id = ${id}`)).length === 1, { what: `row ${id} on the target`, timeoutMs: 30_000 });
+  await target.query(`UPDATE public.worker_log SET who = 'tampered' WHERE id = ${id}`);
+
+  const r = await runCli(['cutover', '--timeout', '60'], env());
+  assert.equal(r.code, 1, r.out);
+  assert.match(r.stdout, /the content was checked \d+ s ago, while the app wrote; only the rows changed since are checked again/);
+  assert.match(r.stdout, /6\/7 checking the rows changed since the last check/);
+  assert.match(r.stderr, new RegExp(`the check inside the pause found differences: public\\.worker_log \\(different, e\\.g\\. key ${id} changed\\) — the fence is lifted: the source takes writes again, nothing was switched`));
+  assert.deepEqual(await source.withClient((c) => readFences(c)), []);
+  const after = w.committed.length;
+  await w.until((x) => x.committed.length >= after + 3);
+  assert.equal((await pipelineRow(target))?.phase, 'streaming', 'nothing switched: the migration goes on');
+
+  // Put the row right again, for the next test's cutover.
+  const [row] = await source.query<{ who: string }>(`SELECT who FROM public.worker_log WHERE id = ${id}`);
+  await target.query(`UPDATE public.worker_log SET who = $1 WHERE id = ${id}`, [row?.who]);
 });
 
 test('killed after its fence, the daemon killed too: cutover run again goes on from the fence, waits for the daemon, and completes', { timeout: 240_000 }, async () => {
