@@ -361,11 +361,21 @@ async function compareRows(run: TableRun, sql: string): Promise<void> {
   const tgt = toMap((await sides.target.query<Record<string, string>>(sql)).rows, width);
   const first = toMap(src1.rows, width);
   const src2 = run.still ? first : toMap((await sides.sourceRead<Record<string, string>>(sql)).rows, width);
-  let moving = new Set<string>();
+  // Keys compared again: rows that moved, and rows that differed once. A difference counts when
+  // two sandwiches show it: a commit can reach the target before the source's snapshot shows it
+  // (the snapshot is taken a moment before its position is read), and be undone (a DELETE, a
+  // TRUNCATE) before the second source read, which then reads as the first.
+  let again = new Set<string>();
+  const differedOnce = new Set<string>();
   const judge = (key: string, a: string | undefined, t: string | undefined, b: string | undefined) => {
     if (a === t) return;
     if (a !== b) {
-      moving.add(key);
+      again.add(key);
+      return;
+    }
+    if (!run.still && !differedOnce.has(key)) {
+      differedOnce.add(key);
+      again.add(key);
       return;
     }
     const k = JSON.parse(key) as string[];
@@ -381,19 +391,20 @@ async function compareRows(run: TableRun, sql: string): Promise<void> {
   v.rowsSource += rowCount(src2, shape);
   v.rowsTarget += rowCount(tgt, shape);
 
-  // 3. Rows that moved: compare them again, alone, until they hold still.
-  for (let attempt = 0; attempt < retries && moving.size > 0; attempt++) {
+  // 3. Rows that moved or differed: compare them again, alone, until they hold still.
+  for (let attempt = 0; attempt < retries && again.size > 0; attempt++) {
     await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
-    const keys = [...moving];
-    moving = new Set();
+    const keys = [...again];
+    again = new Set();
     // Without a key the multiset is compared again as a whole (`sql` reads every row).
-    const again = shape.key.length > 0 ? rowsByKeys(shape, keys.map((k) => JSON.parse(k) as string[])) : sql;
-    const a = await sides.sourceRead<Record<string, string>>(again);
+    const sqlAgain = shape.key.length > 0 ? rowsByKeys(shape, keys.map((k) => JSON.parse(k) as string[])) : sql;
+    const a = await sides.sourceRead<Record<string, string>>(sqlAgain);
     await sides.targetAt(a.lsn, catchUpMs);
-    const t = toMap((await sides.target.query<Record<string, string>>(again)).rows, width);
-    const b = toMap((await sides.sourceRead<Record<string, string>>(again)).rows, width);
+    const t = toMap((await sides.target.query<Record<string, string>>(sqlAgain)).rows, width);
+    const b = toMap((await sides.sourceRead<Record<string, string>>(sqlAgain)).rows, width);
     const am = toMap(a.rows, width);
     for (const key of keys) judge(key, am.get(key), t.get(key), b.get(key));
   }
+  const moving = again;
   v.unstableRows += moving.size;
 }
