@@ -61,7 +61,7 @@ export async function teardownCommand(env: NodeJS.ProcessEnv, opts: TeardownOpti
     } else {
       say(`source ${where}: no publication "${config.publicationName}" (nothing to remove)`);
     }
-    await sayOrLiftFence(source, where, config.slotName, opts.liftFence === true, say);
+    await sayOrLiftFence(source, `source ${where}`, config.slotName, opts.liftFence === true, say);
     if (opts.target) {
       target = await connect(config.targetUrl, { side: 'target', applicationName: 'walbridge teardown' });
       const tw = describeEndpoint(config.targetUrl);
@@ -75,6 +75,8 @@ export async function teardownCommand(env: NodeJS.ProcessEnv, opts: TeardownOpti
         await target.query(dropPublication(`${config.publicationName}_reverse`));
         say(`target ${tw}: dropped publication "${config.publicationName}_reverse"`);
       }
+      // A rollback (cutover --reverse) left its fence on the new database.
+      await sayOrLiftFence(target, `target ${tw}`, `${config.slotName}_reverse`, opts.liftFence === true, say);
       const { rows } = await target.query<{ exists: boolean; deferred: boolean }>(STATE_PRESENCE);
       if (rows[0]?.deferred) {
         // A copy was cut off with indexes set aside: they go back before the record of them does.
@@ -100,26 +102,28 @@ export async function teardownCommand(env: NodeJS.ProcessEnv, opts: TeardownOpti
 }
 
 /**
- * The cutover's fence stays unless asked: it is what keeps the app from writing to the old
- * database by mistake, where nothing would carry those writes over any more.
+ * A cutover's fence stays unless asked: it is what keeps the app from writing by mistake to the
+ * database it left, where nothing would carry those writes over any more. `where` names the
+ * database ("source host:port/db").
  */
-async function sayOrLiftFence(source: pg.Client, where: string, migration: string, lift: boolean, say: (s: string) => void): Promise<void> {
-  const fence = (await readFences(source)).find((f) => f.migration === migration);
+async function sayOrLiftFence(client: pg.Client, where: string, migration: string, lift: boolean, say: (s: string) => void): Promise<void> {
+  const fence = (await readFences(client)).find((f) => f.migration === migration);
   if (!fence) {
-    if (lift) say(`source ${where}: no fence (nothing to lift)`);
+    if (lift) say(`${where}: no fence (nothing to lift)`);
     return;
   }
   const since = fence.setAt.toISOString();
+  const by = fence.direction === 'reverse' ? 'rollback' : 'cutover';
   if (!lift) {
     say(
-      `source ${where}: the fence of the cutover stays: writes to ${fence.tables.length} migrated table(s) are refused there since ${since}, ` +
-        'so the app cannot write to the old database by mistake. Lift it with "walbridge teardown --lift-fence" only if the app is to write there again.',
+      `${where}: the fence of the ${by} stays: writes to ${fence.tables.length} migrated table(s) are refused there since ${since}, ` +
+        `so the app cannot write to the database it left by mistake. Lift it with "walbridge teardown --lift-fence" only if the app is to write there again.`,
     );
     return;
   }
-  const lifted = await liftFence(source, migration);
+  const lifted = await liftFence(client, migration);
   say(
-    `source ${where}: fence lifted: ${lifted.length} table(s) take writes again. WARNING: nothing carries writes made there to the ` +
+    `${where}: fence lifted: ${lifted.length} table(s) take writes again. WARNING: nothing carries writes made there to the ` +
       'other database any more; point no app at it unless you mean it to be the one in use.',
   );
 }

@@ -196,12 +196,14 @@ export async function raiseFence(client: pg.ClientBase, spec: FenceSpec, opts: R
 /**
  * Lift `migration`'s fence: the switch goes down (every table takes writes again at once), the
  * record goes, then the triggers, each in a transaction of its own (a table still busy after a
- * few tries keeps its dormant trigger, which refuses nothing). Returns the tables it stood on.
+ * few tries keeps its dormant trigger, which refuses nothing). Returns the migrated tables it
+ * stood on (as recorded when raised; a dormant one: the tables and partitions with its trigger).
  */
 export async function liftFence(client: pg.ClientBase, migration: string): Promise<string[]> {
   const n = fenceNames(migration);
   const { rows: tables } = await client.query<TableName>(TABLES_WITH_TRIGGER, [n.trigger]);
   if (!(await client.query<{ ok: boolean }>(FENCES_EXIST)).rows[0]?.ok) return tables.map(displayTable);
+  const raised = (await readFences(client)).find((f) => f.migration === migration);
   const { rows } = await client.query<{ ok: boolean }>(SWITCH_EXISTS, [n.switch]);
   if (rows[0]?.ok) await client.query(SWITCH_DOWN, [n.switch]);
   await client.query(FORGET_FENCE, [migration]);
@@ -210,5 +212,5 @@ export async function liftFence(client: pg.ClientBase, migration: string): Promi
     await lockingStatement(client, dropFenceTrigger(t, n.trigger), `removing the fence's trigger from ${displayTable(t)}`).catch(() => left++);
   }
   if (left === 0) await client.query(dropFenceSwitch(n));
-  return tables.map(displayTable);
+  return raised?.tables ?? tables.map(displayTable);
 }

@@ -159,7 +159,7 @@ test('killed after its fence, the daemon killed too: cutover run again goes on f
   // Teardown keeps the fence, saying why; it lifts it only when asked, with a warning.
   const keep = await runCli(['teardown'], env());
   assert.equal(keep.code, 0, keep.out);
-  assert.match(keep.stdout, /the fence of the cutover stays: writes to 17 migrated table\(s\) are refused there since \S+, so the app cannot write to the old database by mistake/);
+  assert.match(keep.stdout, /the fence of the cutover stays: writes to 17 migrated table\(s\) are refused there since \S+, so the app cannot write to the database it left by mistake/);
   assert.equal((await source.withClient((c) => readFences(c))).length, 1);
   const lift = await runCli(['teardown', '--lift-fence'], env());
   assert.equal(lift.code, 0, lift.out);

@@ -178,4 +178,10 @@ test('the way back: writes on the new database reach the old one through its fen
   }, 'app');
   assert.deepEqual((await source.withClient((c) => readFences(c))), []);
   assert.deepEqual((await target.withClient((c) => readFences(c))).map((f) => [f.migration, f.direction]), [['walbridge_reverse', 'reverse']]);
+
+  // Teardown names the rollback's fence on the new database too, and keeps it.
+  const teardown = await runCli(['teardown', '--target'], env());
+  assert.equal(teardown.code, 0, teardown.out);
+  assert.match(teardown.stdout, /^target \S+: the fence of the rollback stays: writes to 17 migrated table\(s\) are refused there since \S+, so the app cannot write to the database it left by mistake\./m);
+  assert.equal((await target.withClient((c) => readFences(c))).length, 1);
 });
