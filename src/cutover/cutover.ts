@@ -169,6 +169,35 @@ async function waitForQuiet(source: pg.Client, target: pg.Client, opts: CutoverO
   );
 }
 
+/**
+ * Before the fence: the target close behind the app, so that inside the pause the wait for the
+ * marker is short. Twice: up to where the source was when asked, then where it was once that was
+ * reached (what the app wrote meanwhile, little when walbridge applies faster than the app writes).
+ */
+async function catchUpBeforeFence(source: pg.Client, target: pg.Client, opts: CutoverOptions): Promise<void> {
+  for (let round = 0; round < 2; round++) {
+    const goal = await currentLsn(source);
+    const behind = async () => {
+      const p = await loadState(target);
+      return { p, bytes: lsnDistance(p.appliedLsn ?? 0n, goal) };
+    };
+    await waitUntil(
+      async () => ((await behind()).bytes <= 0n ? true : null),
+      opts.timeoutSeconds,
+      async () => {
+        const { p, bytes } = await behind();
+        return (
+          notRunning(p) ??
+          new WalbridgeError('apply', `the target did not catch up with the app's writes within ${opts.timeoutSeconds} s (${bytes} bytes behind); nothing was fenced`, {
+            hint: 'The app writes faster than walbridge applies: run cutover at a quieter time, or with a longer --timeout.',
+          })
+        );
+      },
+      async () => opts.say(`    catching up with the app's writes before the fence: ${(await behind()).bytes} bytes behind`),
+    );
+  }
+}
+
 /** A slot and publication on the target at this point, for `walbridge run --reverse`, recorded with the cutover. */
 async function prepareReverse(config: Config, target: pg.Client, tables: { schema: string; name: string }[]): Promise<{ slot: string; lsn: string } | { problem: string }> {
   const rev = reverseConfig(config);
@@ -305,8 +334,10 @@ async function cutoverWithFence(
       say('prepared: walbridge keeps recording the rows it changes; "walbridge cutover" now checks only those inside the pause');
       return { lsn: '', sequences: [], verify: null, tables: {}, reverse: null, sourceCleaned: false, fence: null };
     }
-    // Sessions and catalogs the check inside the pause needs, ready before the pause begins.
+    // Sessions and catalogs the check inside the pause needs, ready before the pause begins;
+    // and the target close behind, so that the pause does not wait for a backlog.
     await verifier.prepare(tables);
+    await catchUpBeforeFence(source, target, opts);
     say(`3/7 fencing the source: from now on no write to the ${tables.length} migrated table(s) commits there…`);
     // Writes are refused from the moment the switch goes up (after raiseFence's look for long
     // writers): the pause counts from there, the wait for the writes under way included.
