@@ -33,7 +33,7 @@ import { loadPipeline, withTransaction, type PipelineState } from '../state/stor
 import { verifyTables, type VerifyReport } from '../verify/verify.js';
 import { changedRowsSince, checkChangedRows, checkWhileLive, differencesError } from './check.js';
 import { readFences, type Fence, type FenceDirection } from '../state/fences.js';
-import { installFence, liftFence, raiseFence, type FenceSpec } from './fence.js';
+import { installFence, liftFence, raiseFence, type FenceSpec, type RaisedFence } from './fence.js';
 import { syncSequences, type SequenceSync } from './sequences.js';
 
 export interface CutoverOptions {
@@ -243,7 +243,7 @@ async function cutoverWithFence(
   const checkCtx = { sourceUrl: config.sourceUrl, targetUrl: config.targetUrl, target, tables, say };
   const spec: FenceSpec = { migration: config.slotName, direction, tables, ...fenceWords(config, opts.rollingBack === true) };
   const retrying = (why: string) => say(`    retrying: ${why}`);
-  let fence: Fence;
+  let fence: RaisedFence;
   let checkedFrom: Lsn;
   /** When writes started to be refused, on this machine's clock (the pause is measured on one clock). */
   let fencedAt: number;
@@ -274,10 +274,11 @@ async function cutoverWithFence(
       return { lsn: '', sequences: [], verify: null, tables: {}, reverse: null, sourceCleaned: false, fence: null };
     }
     say(`3/7 fencing the source: from now on no write to the ${tables.length} migrated table(s) commits there…`);
-    // Writes are refused from the moment the switch goes up, a moment after this: the pause is
-    // counted from before the raising, which includes the wait for the writes under way.
-    fencedAt = Date.now();
     fence = await raiseFence(source, spec, { onRetry: retrying });
+    // Writes are refused from the moment the switch went up: the pause counts from there, with the
+    // wait for the writes under way, not from the look for long writers before it (a second under
+    // load, while the app still writes).
+    fencedAt = fence.raisedAt;
     say(`    fenced at ${fence.lsn === null ? '?' : formatLsn(fence.lsn)}`);
   }
 

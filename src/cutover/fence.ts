@@ -70,6 +70,11 @@ export interface RaiseOptions {
   onRetry?: (reason: string) => void;
 }
 
+/** A fence raised: its record, and when its switch went up on this machine's clock (ms), from which writes are refused. */
+export interface RaisedFence extends Fence {
+  raisedAt: number;
+}
+
 /** A lock wait that timed out (or, in theory, a deadlock): that one statement is tried again. */
 const LOCK_ATTEMPTS = 10;
 const retryable = (err: unknown) => sqlState(err) === '55P03' || sqlState(err) === '40P01';
@@ -144,7 +149,7 @@ export async function installFence(client: pg.ClientBase, spec: FenceSpec, onRet
  * a fence that stands (a cutover interrupted after raising it), it waits for the writers again
  * and writes a new marker, the one before may never have been written.
  */
-export async function raiseFence(client: pg.ClientBase, spec: FenceSpec, opts: RaiseOptions = {}): Promise<Fence> {
+export async function raiseFence(client: pg.ClientBase, spec: FenceSpec, opts: RaiseOptions = {}): Promise<RaisedFence> {
   const n = fenceNames(spec.migration);
   const targets = await fenceTargets(client, spec.tables);
   const standing = (await readFences(client)).some((f) => f.migration === spec.migration);
@@ -162,6 +167,9 @@ export async function raiseFence(client: pg.ClientBase, spec: FenceSpec, opts: R
     // Recorded before the switch goes up: a fence must never stand without status saying so.
     await client.query(RECORD_FENCE, [spec.migration, spec.direction, marker, spec.tables.map(displayTable)]);
   }
+  // Until here the app writes as usual (the look for long writers above takes a second under load):
+  // the pause starts now.
+  const raisedAt = Date.now();
   await client.query(SWITCH_UP, [n.switch]);
   const deadline = Date.now() + (opts.settleMs ?? 10_000);
   for (const t of targets) {
@@ -186,7 +194,7 @@ export async function raiseFence(client: pg.ClientBase, spec: FenceSpec, opts: R
   const { rows } = await client.query<{ lsn: string }>(RECORD_FENCE_LSN, [spec.migration]);
   const fence = (await readFences(client)).find((f) => f.migration === spec.migration);
   if (!fence) throw new WalbridgeError('internal', 'the fence was raised but its record is gone');
-  return { ...fence, lsn: parseLsnOrNull(rows[0]?.lsn) };
+  return { ...fence, lsn: parseLsnOrNull(rows[0]?.lsn), raisedAt };
 }
 
 /**

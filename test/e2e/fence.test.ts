@@ -182,6 +182,28 @@ test('a write transaction left open: the fence does not go up, names it, and lea
   }
 });
 
+test('a write transaction that ends within the grace: the fence goes up after it, and the pause starts at the switch, not at the look for long writers', async () => {
+  await as(OWNER, (c) => installFence(c, spec));
+  const writer = await session(API);
+  try {
+    await writer.query('BEGIN');
+    await writer.query("UPDATE shop.orders SET note = 'short' WHERE id = 1");
+    const t0 = Date.now();
+    const raising = as(OWNER, (c) => raiseFence(c, spec, { graceMs: 600 }));
+    await new Promise((r) => setTimeout(r, 200));
+    await writer.query('COMMIT');
+    // Meanwhile the app still writes: nothing is refused before the switch.
+    await as(API, (c) => c.query("UPDATE shop.orders SET note = 'still writable' WHERE id = 1"));
+    const fence = await raising;
+    assert.ok(fence.raisedAt >= t0 + 600, `the switch went up ${fence.raisedAt - t0} ms after raising began, before the grace of 600 ms was over`);
+    await refused(writer, "UPDATE shop.orders SET note = 'too late' WHERE id = 1");
+  } finally {
+    await writer.end();
+    await as(OWNER, (c) => liftFence(c, 'walbridge'));
+    await cluster.query("UPDATE shop.orders SET note = 'before' WHERE id = 1");
+  }
+});
+
 test('the change stream carries the fence\'s marker, in the fence\'s own transaction', async () => {
   await cluster.query(`SELECT pg_create_logical_replication_slot('fence_peek', 'pgoutput')`);
   try {
