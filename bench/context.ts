@@ -14,6 +14,11 @@ import type { TableCopy } from './walbridge.js';
 
 export const SCENARIOS = ['copy', 'drain', 'live', 'bigtxn', 'wal', 'wan', 'cutover'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
+/**
+ * Run only when named in --only: the cutover scenario builds source databases of its own at 1x
+ * and 4x and ends eight migrations, about half an hour at the default scale.
+ */
+export const OPT_IN: readonly Scenario[] = ['cutover'];
 
 export interface BenchOptions {
   scale: number;
@@ -187,6 +192,8 @@ export interface CutoverRun {
   refusal?: string;
   /** Row counts of every table, source (fenced, so still) against target, after the cutover. */
   check?: string;
+  /** What the cutover printed, each line with the seconds since it started. */
+  output?: string[];
   error?: string;
 }
 

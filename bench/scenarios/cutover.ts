@@ -78,7 +78,7 @@ export async function measureCutover(ctx: BenchContext): Promise<Outcome<{ cutov
           m = await migrate(ctx, name, env);
           if (i === 1) sc.verify = await verifyRates(ctx, m, sourceDb, sc.tableBytes, tool.ok);
           say(`  pgbench at full rate (-c ${opts.clients}), then walbridge cutover while it writes …`);
-          Object.assign(run, await fencedCutover(ctx, m, sourceDb, ranges, rec.commands));
+          await fencedCutover(ctx, m, sourceDb, ranges, rec.commands, run);
           peaks.push(m.w.rss.peakMb());
         } catch (err) {
           run.error = (err as Error).message;
@@ -180,10 +180,9 @@ async function recorded(ctx: BenchContext, db: string): Promise<{ paused: number
   return r;
 }
 
-/** pgbench at full rate; after a moment, `walbridge cutover`; its pause as it recorded it, split by step. */
-async function fencedCutover(ctx: BenchContext, m: Migration, sourceDb: string, ranges: BulkRanges, commands: Record<string, string>): Promise<CutoverRun> {
+/** pgbench at full rate; after a moment, `walbridge cutover`; its pause as it recorded it, split by step, into `run`. */
+async function fencedCutover(ctx: BenchContext, m: Migration, sourceDb: string, ranges: BulkRanges, commands: Record<string, string>, run: CutoverRun): Promise<void> {
   const { source, opts, say } = ctx;
-  const run: CutoverRun = {};
   const load = startPgbench(source, ranges, { seconds: 3600, clients: opts.clients, keyedOnly: true }, sourceDb);
   commands.pgbench_cutover = load.command;
   let pb: BackgroundPgbench;
@@ -191,6 +190,7 @@ async function fencedCutover(ctx: BenchContext, m: Migration, sourceDb: string, 
     await sleep(WARMUP_MS);
     if (!load.running()) throw new Error(`pgbench stopped before the cutover:\n${lastLines((await load.done).output, 6)}`);
     const cut = await runWalbridgeCli(['cutover'], m.env);
+    run.output = cut.lines.map((l) => `+${((l.at - cut.startedAt) / 1000).toFixed(2)} s ${l.text}`);
     if (cut.code !== 0) throw cliFailure('walbridge cutover', cut);
     // Its clients stop on the fence's refusal; one that got nothing to write meanwhile stops here.
     pb = (await Promise.race([load.done, sleep(10_000).then(() => null)])) ?? (await load.stop());
@@ -222,7 +222,6 @@ async function fencedCutover(ctx: BenchContext, m: Migration, sourceDb: string, 
         `${run.refusedClients} client(s) refused; ${run.check}`,
     );
     if (run.check.startsWith('ROW COUNTS DIFFER')) throw new Error(run.check);
-    return run;
   } finally {
     if (load.running()) await load.stop();
   }
