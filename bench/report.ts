@@ -291,9 +291,9 @@ const MEANINGS = [
   '  (walbridge.cutover.writes_paused_seconds: from the fence to the record). The split: from the times the cutover printed',
   '  its steps; "fence raised" is the rest of the pause. The old way: pgbench stopped, then `walbridge cutover --no-fence`;',
   '  from pgbench\'s exit to the record (walbridge.cutover.at), once per scale.',
-  '- verify throughput: `walbridge verify` and `pgcopydb compare data`, 4 jobs each, on the first migration of each scale right',
-  '  after its copy, no writes; MB/s = pg_table_size (heap + TOAST, no index) of every migrated table and partition on the',
-  '  source / the command\'s wall time.',
+  '- verify throughput: `walbridge verify` and `pgcopydb compare data` (in that order), 4 jobs each, on the first migration of',
+  '  each scale right after its copy (both read data the copy just brought into memory), no writes; MB/s = pg_table_size',
+  '  (heap + TOAST, no index) of every migrated table and partition on the source / the command\'s wall time.',
   '- walbridge vs native: how many times faster walbridge is (> 1x: walbridge ahead).',
 ];
 
