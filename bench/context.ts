@@ -12,8 +12,13 @@ import type { ProfileEntry } from './profile.js';
 import type { RetainedWalResult } from './retained-wal.js';
 import type { TableCopy } from './walbridge.js';
 
-export const SCENARIOS = ['copy', 'drain', 'live', 'bigtxn', 'wal', 'wan'] as const;
+export const SCENARIOS = ['copy', 'drain', 'live', 'bigtxn', 'wal', 'wan', 'cutover'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
+/**
+ * Run only when named in --only: the cutover scenario builds source databases of its own at 1x
+ * and 4x and ends eight migrations, about half an hour at the default scale.
+ */
+export const OPT_IN: readonly Scenario[] = ['cutover'];
 
 export interface BenchOptions {
   scale: number;
@@ -28,6 +33,10 @@ export interface BenchOptions {
   profile: boolean;
   /** --set NAME=VALUE: walbridge settings for every walbridge run (tuning experiments). */
   walbridgeSettings: Record<string, string>;
+  /** Cutovers under load per scale (each a fresh migration); the pause is their median. */
+  cutoverRuns: number;
+  /** A pgcopydb with `compare data` (0.13 on; Debian 12's 0.10 has none), for the verify throughput. */
+  pgcopydbCompare: string;
 }
 
 export interface BenchContext {
@@ -161,6 +170,77 @@ export interface WanResults {
   error?: string;
 }
 
+/** One cutover under pgbench at full rate, on a fresh migration. */
+export interface CutoverRun {
+  /** How long writes were refused, as the cutover recorded it (walbridge.cutover.writes_paused_seconds). */
+  pausedSeconds?: number;
+  /**
+   * The pause by step, from the times the cutover printed each step (this process's clock): the
+   * target applying up to the fence, the sequences, the check of the rows changed since; `fence`
+   * is the rest (raising it, waiting for the writes under way).
+   */
+  split?: { fence: number; apply: number; sequences: number; check: number };
+  /** Rows compared inside the pause (changed since the last check before the fence). */
+  rowsCheckedInPause?: number;
+  /** The whole command, and its part before the fence (checking every table while the app writes). */
+  commandSeconds?: number;
+  beforeFenceSeconds?: number;
+  /** pgbench until the fence stopped its clients. */
+  pgbenchTps?: number;
+  /** pgbench clients stopped by the fence, and what the first one was told. */
+  refusedClients?: number;
+  refusal?: string;
+  /** Row counts of every table, source (fenced, so still) against target, after the cutover. */
+  check?: string;
+  /** What the cutover printed, each line with the seconds since it started. */
+  output?: string[];
+  error?: string;
+}
+
+/** The cutover of earlier releases, once: the app stopped, a quiet period, every table verified inside the pause. */
+export interface CutoverOldWay {
+  /** From pgbench's exit (the app stopped) until the cutover was recorded (walbridge.cutover.at). */
+  pausedSeconds?: number;
+  /** Of which: waiting for the quiet period (from the app's stop), and verifying every table. */
+  quietSeconds?: number;
+  verifySeconds?: number;
+  check?: string;
+  error?: string;
+}
+
+/** Seconds and MB/s of table data compared, for one tool. */
+export interface VerifyRate {
+  seconds?: number;
+  mbps?: number;
+  result?: string;
+  error?: string;
+}
+
+export interface CutoverScale {
+  /** 1: the run's scale; 4: four times that. */
+  multiple: number;
+  scale: number;
+  /** pg_table_size (heap + TOAST) summed over every migrated table and partition on the source, without indexes. */
+  tableBytes: number;
+  rows: number;
+  runs: CutoverRun[];
+  medianPausedSeconds?: number;
+  oldWay?: CutoverOldWay;
+  /** `walbridge verify` and `pgcopydb compare data` on a pair in step (after the copy, no writes), same tables. */
+  verify?: { walbridge: VerifyRate; pgcopydb: VerifyRate };
+  error?: string;
+}
+
+export interface CutoverResults {
+  clients: number;
+  runsPerScale: number;
+  scales: CutoverScale[];
+  /** The pgcopydb that ran `compare data`, and its version. */
+  pgcopydb?: string;
+  /** The whole scenario, databases built included: what it adds to a run. */
+  seconds?: number;
+}
+
 export interface ProfileSummary {
   totalMs: number;
   top: ProfileEntry[];
@@ -179,6 +259,7 @@ export interface Figures {
   verify?: VerifyResults;
   wal?: WalResults;
   wan?: WanResults;
+  cutover?: CutoverResults;
 }
 
 /** --baseline REV: the build measured next to this one, and its figures (no key without the flag). */

@@ -198,3 +198,60 @@ export async function pgcopydb(sourceUrl: string, targetUrl: string): Promise<nu
   }
   return r.seconds;
 }
+
+// ---------------------------------------------------------------------------------------------
+// pgcopydb compare data (the cutover scenario's verify throughput)
+// ---------------------------------------------------------------------------------------------
+
+/** Debian's pgcopydb; `--pgcopydb-compare PATH` names another (Debian 12's 0.10 has no `compare`). */
+export const DEFAULT_PGCOPYDB = PGCOPYDB;
+/** Tables compared at once, by pgcopydb compare data and by walbridge verify (its default). */
+export const COMPARE_JOBS = 4;
+
+export const pgcopydbCompareCommand = (bin: string) =>
+  `${bin} compare data --source <source-url> --target <target-url> --table-jobs ${COMPARE_JOBS} --dir <tmpdir>`;
+
+/** Passwords out of a tool's output, whatever it prints of the URLs it was given. */
+function scrub(text: string, urls: string[]): string {
+  let out = text;
+  for (const u of urls) {
+    const pw = decodeURIComponent(new URL(u).password);
+    if (pw) out = out.split(pw).join('****').split(encodeURIComponent(pw)).join('****');
+  }
+  return out;
+}
+
+/** Does this pgcopydb have `compare data` (0.13 on)? With its version. */
+export async function pgcopydbCompareTool(bin: string): Promise<ToolCheck> {
+  if (!fs.existsSync(bin)) return { ok: false, why: `${bin} does not exist` };
+  const v = await runTool(bin, ['--version']);
+  const version = /pgcopydb version (\d\S*)/.exec(v.stdout + v.stderr)?.[1];
+  const help = await runTool(bin, ['compare', 'data', '--help']);
+  if (!/Compare source and target data/.test(help.stdout + help.stderr)) {
+    return {
+      ok: false,
+      ...(version ? { version } : {}),
+      why: `pgcopydb ${version ?? '(unknown version)'} at ${bin} has no "compare data" (pgcopydb 0.13 and later; Debian 12 ships 0.10): pass --pgcopydb-compare PATH`,
+    };
+  }
+  return { ok: true, ...(version ? { version } : {}) };
+}
+
+/** pgcopydb compare data between two databases: seconds, and its last lines (the verdict). Throws on a difference or failure. */
+export async function pgcopydbCompare(bin: string, sourceUrl: string, targetUrl: string): Promise<{ seconds: number; summary: string }> {
+  const dir = tempDir('pgcopydb-compare');
+  const r = await runTool(bin, ['compare', 'data', '--source', sourceUrl, '--target', targetUrl, '--table-jobs', String(COMPARE_JOBS), '--dir', dir], {
+    env: toolEnv({ TMPDIR: dir }),
+  });
+  fs.rmSync(dir, { recursive: true, force: true });
+  const out = scrub(r.stdout + r.stderr, [sourceUrl, targetUrl]);
+  if (r.code !== 0) {
+    const errs = out
+      .split('\n')
+      .filter((l) => /ERROR|FATAL|!/.test(l))
+      .slice(0, 6)
+      .join('\n');
+    throw new Error(`pgcopydb compare data exit ${r.code}:\n${errs || lastLines(out)}`);
+  }
+  return { seconds: r.seconds, summary: lastLines(out, 3) };
+}

@@ -19,6 +19,8 @@ export interface PgbenchRun {
   jobs?: number;
   /** Throttle to this many transactions per second in total (pgbench -R); default full rate. */
   rate?: number;
+  /** Leave out the app's writes to its one table without a key (webhook_dedupe): only keyed tables are written. */
+  keyedOnly?: boolean;
 }
 
 export interface PgbenchResult {
@@ -52,8 +54,21 @@ export function pgbenchArgs(url: string, ranges: BulkRanges, run: PgbenchRun): s
     `product_lo=${ranges.productLo}`,
     '-D',
     `products=${ranges.products}`,
+    '-D',
+    `kinds=${run.keyedOnly ? 80 : 100}`,
     url,
   ];
+}
+
+const commandOf = (args: string[]) => `pgbench ${args.slice(0, -1).join(' ').replace(APP_SCRIPT, 'bench/app.pgbench')} <source-url>`;
+
+/** What pgbench printed at its end: transactions, failures, tps; null if it printed no summary. */
+function summaryOf(out: string): { transactions: number; failed: number; tps: number | null } | null {
+  const processed = /number of transactions actually processed: (\d+)/.exec(out);
+  if (!processed) return null;
+  const failed = /number of failed transactions: (\d+)/.exec(out);
+  const tps = /tps = ([\d.]+)/.exec(out);
+  return { transactions: Number(processed[1]), failed: failed ? Number(failed[1]) : 0, tps: tps ? Number(tps[1]) : null };
 }
 
 /** Run pgbench to its end; throws on failure with its output. */
@@ -62,16 +77,70 @@ export async function runPgbench(source: Cluster, ranges: BulkRanges, run: Pgben
   const t0 = Date.now();
   const r = await collect(spawnTracked(PGBENCH, args), t0).then((x) => x);
   const out = r.stdout + r.stderr;
-  const processed = /number of transactions actually processed: (\d+)/.exec(out);
-  const failed = /number of failed transactions: (\d+)/.exec(out);
-  const tps = /tps = ([\d.]+)/.exec(out);
-  if (r.code !== 0 || !processed) throw new Error(`pgbench failed (exit ${r.code}):\n${lastLines(out, 12)}`);
+  const sum = summaryOf(out);
+  if (r.code !== 0 || !sum) throw new Error(`pgbench failed (exit ${r.code}):\n${lastLines(out, 12)}`);
+  return { transactions: sum.transactions, failed: sum.failed, tps: sum.tps ?? sum.transactions / r.seconds, seconds: r.seconds, command: commandOf(args) };
+}
+
+/** pgbench running in the background, until something stops its writes (a fence) or stop(). */
+export interface PgbenchLoad {
+  command: string;
+  startedAt: number;
+  /** Still running? */
+  running(): boolean;
+  /** Its exit (by itself: every client stopped on an error) or after stop(). */
+  done: Promise<BackgroundPgbench>;
+  /** SIGINT, then its exit. */
+  stop(): Promise<BackgroundPgbench>;
+}
+
+export interface BackgroundPgbench {
+  code: number | null;
+  seconds: number;
+  /** From its summary, when it printed one (it does when its clients stop on errors, not when interrupted). */
+  transactions: number | null;
+  tps: number | null;
+  /** Clients that stopped on an error, and the first such error. */
+  abortedClients: number;
+  firstError: string | null;
+  output: string;
+}
+
+/**
+ * Start pgbench for at most `run.seconds` and return at once. A client whose statement fails stops
+ * (pgbench aborts a client on an error other than a serialization failure or deadlock), and pgbench
+ * exits once every client has: that is how a fence ends it.
+ */
+export function startPgbench(source: Cluster, ranges: BulkRanges, run: PgbenchRun, database = 'app'): PgbenchLoad {
+  const args = pgbenchArgs(source.url(database), ranges, run);
+  const t0 = Date.now();
+  const child = spawnTracked(PGBENCH, args);
+  const done = collect(child, t0).then((r): BackgroundPgbench => {
+    const output = r.stdout + r.stderr;
+    const sum = summaryOf(output);
+    const aborted = output.split('\n').filter((l) => /client \d+ (script \d+ )?aborted/.test(l));
+    const err = /ERROR: {1,2}(.*)/.exec(output);
+    return {
+      code: r.code,
+      seconds: r.seconds,
+      transactions: sum?.transactions ?? null,
+      tps: sum?.tps ?? null,
+      abortedClients: aborted.length,
+      firstError: err?.[1] ?? null,
+      output,
+    };
+  });
+  let exited = false;
+  void done.then(() => (exited = true));
   return {
-    transactions: Number(processed[1]),
-    failed: failed ? Number(failed[1]) : 0,
-    tps: tps ? Number(tps[1]) : Number(processed[1]) / r.seconds,
-    seconds: r.seconds,
-    command: `pgbench ${args.slice(0, -1).join(' ').replace(APP_SCRIPT, 'bench/app.pgbench')} <source-url>`,
+    command: commandOf(args),
+    startedAt: t0,
+    running: () => !exited,
+    done,
+    stop() {
+      if (!exited) child.kill('SIGINT');
+      return done;
+    },
   };
 }
 

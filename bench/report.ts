@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { baselineName } from './baseline.js';
-import type { PeerCopy, Results } from './context.js';
+import type { PeerCopy, Results, VerifyRate } from './context.js';
 import { ALL_TABLES } from './dataset.js';
 
 export type Cell = string;
@@ -204,6 +204,62 @@ function buildRows(r: Results): Row[] {
       }
     }
   }
+  if (r.cutover) rows.push(...cutoverRows(r.cutover));
+  return rows;
+}
+
+/** The write pause per scale (median, each run, the split), the old way's, and verify throughput next to pgcopydb. */
+function cutoverRows(c: NonNullable<Results['cutover']>): Row[] {
+  const rows: Row[] = [];
+  const med = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    const m = Math.floor(s.length / 2);
+    return s.length === 0 ? undefined : s.length % 2 ? s[m] : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
+  };
+  const base = c.scales.find((s) => s.multiple === 1)?.medianPausedSeconds;
+  for (const s of c.scales) {
+    const size = `${s.multiple}x: ${fmt.mb(s.tableBytes)} of tables`;
+    const ok = s.runs.filter((x) => x.pausedSeconds !== undefined);
+    const paused = ok.map((x) => x.pausedSeconds as number);
+    const failed = s.runs.length - ok.length;
+    rows.push({
+      scenario: `cutover: writes paused (s), pgbench full rate, median of ${paused.length} (${size})`,
+      walbridge:
+        paused.length === 0
+          ? 'failed'
+          : `${fmt.s(s.medianPausedSeconds, 2)} (${paused.map((p) => p.toFixed(2)).join(', ')})` +
+            (s.multiple !== 1 && base && s.medianPausedSeconds !== undefined ? ` = ${fmt.x(s.medianPausedSeconds / base)} the 1x pause` : '') +
+            (failed > 0 ? `; ${failed} run(s) failed` : ''),
+    });
+    const splits = ok.map((x) => x.split).filter((x): x is NonNullable<typeof x> => x !== undefined);
+    if (splits.length > 0) {
+      const part = (k: keyof (typeof splits)[number]) => fmt.s(med(splits.map((x) => x[k])), 2);
+      rows.push({
+        scenario: '  of which (medians): fence raised / applied up to it / sequences / changed rows checked',
+        walbridge: `${part('fence')} / ${part('apply')} / ${part('sequences')} / ${part('check')} (${fmt.n(med(ok.map((x) => x.rowsCheckedInPause ?? NaN)))} rows)`,
+      });
+    }
+    const o = s.oldWay;
+    if (o) {
+      rows.push({
+        scenario: `  the old way (app stopped → recorded: quiet period + full verify; 1 run)`,
+        walbridge: o.error
+          ? 'failed'
+          : `${fmt.s(o.pausedSeconds)} (quiet ${fmt.s(o.quietSeconds)}, verify ${fmt.s(o.verifySeconds)})` +
+            (s.medianPausedSeconds ? ` = ${((o.pausedSeconds ?? 0) / s.medianPausedSeconds).toFixed(0)}x the fence's` : ''),
+      });
+    }
+  }
+  for (const s of c.scales) {
+    const v = s.verify;
+    if (!v) continue;
+    const cell = (x: VerifyRate) => (x.error ? `failed: ${x.error.split('\n')[0]?.slice(0, 60)}` : `${x.mbps?.toFixed(0)} MB/s (${fmt.s(x.seconds)})`);
+    rows.push({
+      scenario: `verify throughput (MB/s of table data, ${s.multiple}x: ${fmt.mb(s.tableBytes)})`,
+      walbridge: cell(v.walbridge) + (v.walbridge.mbps && v.pgcopydb.mbps ? ` = ${fmt.x(v.walbridge.mbps / v.pgcopydb.mbps)} pgcopydb` : ''),
+      pgcopydb: v.pgcopydb.error ? (v.pgcopydb.error === 'no pgcopydb with compare data' ? 'no compare data' : cell(v.pgcopydb)) : cell(v.pgcopydb),
+    });
+  }
   return rows;
 }
 
@@ -229,6 +285,15 @@ const MEANINGS = [
   '- WAN: the same copy and drain with latency added between walbridge and the source. Rates over the work itself, as on',
   '  loopback: copy MB/s over the backfill, drain changes/s from \'streaming changes from the slot\' to the marker; the time',
   '  from starting the daemon to streaming (connections, checks, catalog reads: round trips) is shown on its own line.',
+  '- cutover: each run a fresh migration (its own target database, slot and publication) of a source database built for the',
+  '  scenario at the run\'s scale and at 4x; pgbench (bench/app.pgbench without its table that has no key) writes at full rate',
+  '  while `walbridge cutover` checks every table, then fences the source; writes paused: what the cutover recorded',
+  '  (walbridge.cutover.writes_paused_seconds: from the fence to the record). The split: from the times the cutover printed',
+  '  its steps; "fence raised" is the rest of the pause. The old way: pgbench stopped, then `walbridge cutover --no-fence`;',
+  '  from pgbench\'s exit to the record (walbridge.cutover.at), once per scale.',
+  '- verify throughput: `walbridge verify` and `pgcopydb compare data` (in that order), 4 jobs each, on the first migration of',
+  '  each scale right after its copy (both read data the copy just brought into memory), no writes; MB/s = pg_table_size',
+  '  (heap + TOAST, no index) of every migrated table and partition on the source / the command\'s wall time.',
   '- walbridge vs native: how many times faster walbridge is (> 1x: walbridge ahead).',
 ];
 
@@ -265,6 +330,29 @@ function render(r: Results, cmd: string): { text: string; md: string } {
     }
   }
   if (r.wan?.method) extra.push(`WAN: ${r.wan.method}`);
+  if (r.cutover) {
+    const c = r.cutover;
+    extra.push(`cutover runs (pgbench -c ${c.clients}; pgcopydb for compare data: ${c.pgcopydb ?? '–'}; the scenario took ${fmt.s(c.seconds, 0)}):`);
+    for (const s of c.scales) {
+      if (s.error) extra.push(`  ${s.multiple}x: failed: ${s.error.split('\n')[0]}`);
+      s.runs.forEach((x, i) => {
+        if (x.error) {
+          extra.push(`  ${s.multiple}x run ${i + 1}: failed: ${x.error.split('\n').slice(0, 3).join(' | ')}`);
+          return;
+        }
+        const sp = x.split;
+        extra.push(
+          `  ${s.multiple}x run ${i + 1}: paused ${fmt.s(x.pausedSeconds, 2)}` +
+            (sp ? ` (fence ${sp.fence.toFixed(2)}, apply ${sp.apply.toFixed(2)}, sequences ${sp.sequences.toFixed(2)}, check ${sp.check.toFixed(2)})` : '') +
+            `, ${fmt.n(x.rowsCheckedInPause)} rows checked inside; command ${fmt.s(x.commandSeconds)} (${fmt.s(x.beforeFenceSeconds)} before the fence); ` +
+            `pgbench ${x.pgbenchTps === undefined ? '–' : x.pgbenchTps.toFixed(0)} tps, ${x.refusedClients ?? 0} client(s) refused; ${x.check ?? ''}`,
+        );
+      });
+      if (s.oldWay && !s.oldWay.error) extra.push(`  ${s.multiple}x old way: ${s.oldWay.check ?? ''}`);
+    }
+    const refusal = c.scales.flatMap((s) => s.runs).find((x) => x.refusal)?.refusal;
+    if (refusal) extra.push(`  what pgbench was told: ${refusal}`);
+  }
   if (r.wal && !r.wal.error && r.wal.copySeconds < 20 && !r.options.quick) extra.push(`NOTE: the retained-WAL copy lasted only ${fmt.s(r.wal.copySeconds)} (< 20 s): raise --scale or the table size`);
   if (r.errors.length) extra.push(`ERRORS:\n  ${r.errors.map((e) => e.split('\n').slice(0, 6).join('\n    ')).join('\n  ')}`);
   if (r.profiles) {

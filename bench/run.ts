@@ -3,14 +3,18 @@
  *
  *   npm run bench                          # everything, default scale (~430 MB database)
  *   npm run bench -- --quick               # a small smoke run (< 60 s)
- *   npm run bench -- --only copy,drain     # a subset: copy, drain, live, bigtxn, wal, wan
+ *   npm run bench -- --only copy,drain     # a subset: copy, drain, live, bigtxn, wal, wan, cutover
+ *   npm run bench -- --only cutover        # the write pause at cutover, 1x and 4x (not in the default set: ~30 min)
+ *   npm run bench -- --only all            # every scenario, the cutover too, in one report
  *   npm run bench -- --scale 0.5 --profile # smaller data; CPU profiles of the daemon
  *
  * Other flags: --backlog N (drain transactions, 30000), --live-seconds S (30), --live-rate TPS (200), --clients C (4),
  * --big-rows N (1000000), --wal-table-mb MB (1800), --wan-rtt MS (30), --out PATH-PREFIX,
  * --set NAME=VALUE (a walbridge setting for its runs, repeatable: --set WALBRIDGE_COPY_JOBS=2),
  * --baseline REV (also measure the build of that git revision in the copy and drain, e.g. HEAD~1:
- * bench/baseline.ts).
+ * bench/baseline.ts), --cutover-runs N (cutovers under load per scale, 3; --quick 1), --pgcopydb-compare PATH
+ * (a pgcopydb with `compare data`, 0.13 or later, for the cutover scenario's verify throughput;
+ * default /usr/bin/pgcopydb).
  *
  * Source PostgreSQL 15 and target PostgreSQL 15, throwaway clusters on 127.0.0.1 (never the
  * system server). Results: a table on stdout, bench/results/latest.json and latest.md
@@ -26,12 +30,13 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startCluster, type Cluster } from '../test/harness/cluster.js';
 import { baselineTarget, buildBaseline, type Baseline } from './baseline.js';
-import { absorb, SCENARIOS, type BenchContext, type BenchOptions, type Figures, type Outcome, type Results, type Scenario } from './context.js';
+import { absorb, OPT_IN, SCENARIOS, type BenchContext, type BenchOptions, type Figures, type Outcome, type Results, type Scenario } from './context.js';
 import { ALL_TABLES, buildSource, bulkShape, createTargetDb, databaseBytes, rowCounts } from './dataset.js';
-import { createNativePublication, nativeCopy, nativeDisable } from './peers.js';
+import { createNativePublication, DEFAULT_PGCOPYDB, nativeCopy, nativeDisable } from './peers.js';
 import { installCleanup, onExit, tempDir } from './proc.js';
 import { fmt, writeReport } from './report.js';
 import { measureCopy } from './scenarios/copy.js';
+import { measureCutover } from './scenarios/cutover.js';
 import { measureDrain } from './scenarios/drain.js';
 import { measureLive } from './scenarios/live.js';
 import { measureLiveNative } from './scenarios/live-native.js';
@@ -56,6 +61,8 @@ const { values: args } = parseArgs({
     out: { type: 'string' },
     set: { type: 'string', multiple: true },
     baseline: { type: 'string' },
+    'cutover-runs': { type: 'string' },
+    'pgcopydb-compare': { type: 'string' },
   },
 });
 
@@ -77,17 +84,20 @@ const opts: BenchOptions = {
       return [kv.slice(0, i), kv.slice(i + 1)];
     }),
   ),
+  cutoverRuns: Number(args['cutover-runs'] ?? (quick ? 1 : 3)),
+  pgcopydbCompare: args['pgcopydb-compare'] ?? DEFAULT_PGCOPYDB,
 };
 const only = new Set<Scenario>(
   args.only
-    ? args.only.split(',').map((s) => {
+    ? args.only.split(',').flatMap((s) => {
+        if (s.trim() === 'all') return [...SCENARIOS];
         const x = s.trim() as Scenario;
-        if (!SCENARIOS.includes(x)) throw new Error(`--only: unknown scenario "${s}" (one of ${SCENARIOS.join(', ')})`);
-        return x;
+        if (!SCENARIOS.includes(x)) throw new Error(`--only: unknown scenario "${s}" (one of ${SCENARIOS.join(', ')}, or all)`);
+        return [x];
       })
     : quick
       ? ['copy', 'drain', 'live', 'bigtxn', 'wal']
-      : [...SCENARIOS],
+      : SCENARIOS.filter((x) => !OPT_IN.includes(x)),
 );
 if (args.baseline !== undefined && !only.has('copy') && !only.has('drain')) {
   throw new Error('--baseline: the baseline is measured in the copy and drain scenarios only; add one of them to --only');
@@ -170,6 +180,9 @@ async function main(): Promise<void> {
 
   // 6. WAN ---------------------------------------------------------------------------------------
   if (only.has('wan')) take(await measureWan(ctx, { copy: results.copy?.walbridge, drain: results.drain }));
+
+  // 7. The write pause at cutover, and verify throughput (source databases and migrations of its own) ----
+  if (only.has('cutover')) take(await measureCutover(ctx));
 
   await Promise.all([ctx.source.destroy(), ctx.target.destroy()]);
 }

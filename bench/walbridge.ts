@@ -4,8 +4,8 @@
  */
 import pg from 'pg';
 import type { Cluster } from '../test/harness/cluster.js';
-import { startDaemon, type DaemonProcess } from '../test/helpers/daemon.js';
-import { sleep } from './proc.js';
+import { CLI, startDaemon, type DaemonProcess } from '../test/helpers/daemon.js';
+import { collect, sleep, spawnTracked } from './proc.js';
 import { RssSampler } from './rss.js';
 
 export interface Walbridge {
@@ -62,6 +62,38 @@ export async function launchWalbridge(env: Record<string, string>, opts: LaunchO
       return stopped;
     },
   };
+}
+
+export interface CliRun {
+  code: number | null;
+  /** Each line it printed on stdout, with the time this process read it (ms since the epoch). */
+  lines: Array<{ at: number; text: string }>;
+  stderr: string;
+  startedAt: number;
+  endedAt: number;
+}
+
+/**
+ * Run the built CLI (`walbridge <args>`) with walbridge's environment only, to its exit. Each
+ * stdout line is timed as it arrives (stdout to a pipe is written synchronously on Linux, so a
+ * line's time is when the command reached that point, within this process's event loop delay).
+ */
+export async function runWalbridgeCli(args: string[], env: Record<string, string>): Promise<CliRun> {
+  const startedAt = Date.now();
+  const child = spawnTracked(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', ...env } });
+  const lines: CliRun['lines'] = [];
+  let rest = '';
+  child.stdout?.on('data', (b: Buffer) => {
+    const at = Date.now();
+    rest += b.toString('utf8');
+    const parts = rest.split('\n');
+    rest = parts.pop() ?? '';
+    for (const text of parts) lines.push({ at, text });
+  });
+  // collect() keeps stderr (and reads stdout too, harmlessly: both listeners see every chunk).
+  const r = await collect(child, startedAt);
+  if (rest) lines.push({ at: Date.now(), text: rest });
+  return { code: r.code, lines, stderr: r.stderr, startedAt, endedAt: Date.now() };
 }
 
 /** The daemon's error/warn lines and last output, for failure messages. */

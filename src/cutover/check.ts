@@ -65,9 +65,14 @@ async function changedCount(target: pg.ClientBase, from: Lsn): Promise<number> {
   return (await target.query<{ n: number }>(COUNT_CHANGED_ROWS_SINCE, [formatLsn(from)])).rows[0]?.n ?? 0;
 }
 
-/** The differences a report found, as one error; null when everything is equal. */
-export function differencesError(report: VerifyReport, when: string): WalbridgeError | null {
-  const bad = report.tables.filter((t) => t.status !== 'equal');
+/**
+ * The differences a report found, as one error; null when everything is equal. `live`: a check
+ * while the app writes, where rows that kept changing while compared (status unstable) are no
+ * failure: each changed after the position the next check starts from, so the next check (at the
+ * latest the one inside the pause, the source still) compares it again.
+ */
+export function differencesError(report: VerifyReport, when: string, opts: { live?: boolean } = {}): WalbridgeError | null {
+  const bad = report.tables.filter((t) => t.status !== 'equal' && !(opts.live === true && t.status === 'unstable'));
   if (bad.length === 0) return null;
   return new WalbridgeError(
     'apply',
@@ -76,6 +81,18 @@ export function differencesError(report: VerifyReport, when: string): WalbridgeE
   );
 }
 
+/** Rows that kept changing while a live check compared them: said, and left to the next check. */
+function movingNote(report: VerifyReport): string {
+  const n = report.tables.reduce((a, t) => a + t.unstableRows, 0);
+  return n === 0 ? '' : `; ${n} row(s) kept changing while compared, checked again next`;
+}
+
+/**
+ * A row that moves while a live check compares it is compared again this often, not more: it is
+ * in the record of changed rows anyway, and the next check takes it again.
+ */
+const LIVE_RETRIES = 2;
+
 /**
  * Compare the rows recorded as changed (keys, or whole tables). `fenced`: the source takes no
  * writes to them and the target has applied everything before the fence, so one read of each
@@ -83,7 +100,7 @@ export function differencesError(report: VerifyReport, when: string): WalbridgeE
  */
 export async function checkChangedRows(ctx: CheckContext, changed: ChangedRows, fenced = false): Promise<VerifyReport> {
   const tables = ctx.tables.filter((t) => changed.keys.has(displayTable(t)) || changed.whole.has(displayTable(t)));
-  return ctx.verifier.verify({ tables, rows: changed.keys, still: fenced });
+  return ctx.verifier.verify({ tables, rows: changed.keys, ...(fenced ? { still: true } : { retries: LIVE_RETRIES }) });
 }
 
 /**
@@ -100,10 +117,10 @@ export async function checkWhileLive(ctx: CheckContext, opts: { maxAgeSeconds: n
     ctx.say(`    the content was checked ${Math.round(age)} s ago, while the app wrote; only the rows changed since are checked again`);
   } else {
     from = await appliedNow(ctx.target);
-    const report = await ctx.verifier.verify({ tables: ctx.tables });
-    const err = differencesError(report, 'the live check of every table');
+    const report = await ctx.verifier.verify({ tables: ctx.tables, retries: LIVE_RETRIES });
+    const err = differencesError(report, 'the live check of every table', { live: true });
     if (err) throw err;
-    ctx.say(`    ${report.tables.length} table(s) equal (${report.seconds} s, while the app wrote)`);
+    ctx.say(`    ${report.tables.length} table(s) equal (${report.seconds} s, while the app wrote)${movingNote(report)}`);
     await ctx.target.query(RECORD_CONTENT_CHECKED, [formatLsn(from)]);
   }
   for (let pass = 1; pass <= 4; pass++) {
@@ -112,9 +129,9 @@ export async function checkWhileLive(ctx: CheckContext, opts: { maxAgeSeconds: n
     const next = await appliedNow(ctx.target);
     const t0 = Date.now();
     const report = await checkChangedRows(ctx, await changedRowsSince(ctx.target, from));
-    const err = differencesError(report, 'the check of the rows changed meanwhile');
+    const err = differencesError(report, 'the check of the rows changed meanwhile', { live: true });
     if (err) throw err;
-    ctx.say(`    ${n} row(s) changed meanwhile, equal (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    ctx.say(`    ${n} row(s) changed meanwhile, equal (${((Date.now() - t0) / 1000).toFixed(1)} s)${movingNote(report)}`);
     from = next;
     await ctx.target.query(RECORD_CONTENT_CHECKED, [formatLsn(from)]);
   }

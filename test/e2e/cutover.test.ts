@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import pg from 'pg';
 import { startPair, type Cluster } from '../harness/cluster.js';
 import { assertSameContent } from '../harness/compare.js';
 import { APP_TABLES, createAppSchema, seedAppData, startWriteLoad } from '../harness/fixture.js';
@@ -64,6 +65,39 @@ async function nextValues(c: Cluster): Promise<Map<string, bigint>> {
 
 const FENCE_MESSAGE = /^public\.worker_log no longer takes writes on this database: walbridge moved it to the new database \(cutover of migration "walbridge", \d{4}-\d\d-\d\dT[\d:]+Z\)$/;
 
+/**
+ * A row the app changes many times a second (a product's stock): while cutover checks the content
+ * with the app writing, it is never the same twice in a row. Returns how many of its updates
+ * committed and were refused.
+ */
+function startHotRow(url: string): { stop(): Promise<{ committed: number; refused: number }> } {
+  const c = new pg.Client({ connectionString: url });
+  c.on('error', () => undefined);
+  let running = true;
+  const counts = { committed: 0, refused: 0 };
+  const loop = (async () => {
+    await c.connect();
+    while (running) {
+      try {
+        await c.query('UPDATE public.products SET stock = stock + 1 WHERE id = (SELECT min(id) FROM public.products)');
+        counts.committed++;
+      } catch {
+        counts.refused++;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await c.end();
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return counts;
+    },
+  };
+}
+
 /** What every witness must show after a cutover: refusals, all the fence's, and every committed id on `db`. */
 async function assertWitnessed(w: Witness, db: Cluster, message: RegExp): Promise<void> {
   assert.ok(w.refused.length > 0, 'the writer kept writing after the fence and was refused');
@@ -83,7 +117,8 @@ test('cutover while every writer goes on writing: nothing committed is lost, lat
   const app = startWriteLoad(source.url(), { ratePerSec: 60, seed: 21 });
   const owner = startWitness(source.url('app', OWNER), { table: 'public.worker_log', who: 'owner', firstId: 1, everyMs: 250 });
   const superuser = startWitness(source.url(), { table: 'public.worker_log', who: 'superuser', firstId: 1_000_000, everyMs: 300 });
-  writers.push(app, owner, superuser);
+  const hot = startHotRow(source.url());
+  writers.push(app, owner, superuser, hot);
   await app.waitFor((s) => s.transactions >= 100, 30_000);
 
   const r = await runCli(['cutover', '--timeout', '120', '--sequence-margin', '100'], env());
@@ -99,6 +134,8 @@ test('cutover while every writer goes on writing: nothing committed is lost, lat
   // The writers go on, refused now; then they stop.
   await Promise.all([owner, superuser].map((w) => w.until((x) => x.refused.length >= 2)));
   await Promise.all([owner.stop(), superuser.stop()]);
+  const hotRow = await hot.stop();
+  assert.ok(hotRow.committed > 100 && hotRow.refused > 0, `the hot row was updated ${hotRow.committed} times, refused ${hotRow.refused} times`);
   const stats = await app.stop();
   for (const e of app.recentErrors) assert.match(e, /no longer takes writes on this database: walbridge moved it to the new database/);
   assert.ok(stats.errors > 0, 'the app was refused too, after the fence');
