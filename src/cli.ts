@@ -147,7 +147,7 @@ program
   .option('--no-fence', 'do not fence the source: wait for the app to stop writing instead, and verify every table inside the pause')
   .option('--max-lag <bytes>', 'with --no-fence: proceed once the target is at most this far behind, even if the app still writes')
   .addOption(new Option('--quiet-seconds <n>', 'with --no-fence: the app counts as stopped after this long without a change').argParser(positiveInt).default(5))
-  .addOption(new Option('--timeout <seconds>', 'give up waiting for the fence to be applied (or, with --no-fence, for the app to stop) after this long').argParser(positiveInt).default(600))
+  .addOption(new Option('--timeout <seconds>', 'give up waiting for the target to catch up and apply the fence (or, with --no-fence, for the app to stop) after this long').argParser(positiveInt).default(600))
   .option('--sequence-margin <n>', 'move every target sequence this far past the source\'s next value', '0')
   .option('--keep-source-slot', "keep walbridge's slot and publication on the source")
   .option('--skip-verify', 'with --no-fence: skip the final content verification')
@@ -161,7 +161,7 @@ program
       'migrated table fails there, whoever writes, with a message naming the move); wait until the target has applied\n' +
       "everything committed before the fence; move the sequences; check the rows changed since; record the cutover\n" +
       "(a running daemon stops by itself); remove walbridge's slot and publication from the source (the fence stays).\n" +
-      'Writes are refused for about a second, whatever the size. Then point the app at the target. Interrupted after\n' +
+      'Writes are refused for well under a second here (the output says where the pause went), whatever the size. Then point the app at the target. Interrupted after\n' +
       'the fence, run it again to finish, or --cancel to lift the fence.',
   )
   .action(
