@@ -161,8 +161,8 @@ program
       'migrated table fails there, whoever writes, with a message naming the move); wait until the target has applied\n' +
       "everything committed before the fence; move the sequences; check the rows changed since; record the cutover\n" +
       "(a running daemon stops by itself); remove walbridge's slot and publication from the source (the fence stays).\n" +
-      'Writes are refused for well under a second here (the output says where the pause went), whatever the size. Then point the app at the target. Interrupted after\n' +
-      'the fence, run it again to finish, or --cancel to lift the fence.',
+      'Writes are refused for well under a second here, whatever the size (the output says where the pause went).\n' +
+      'Then point the app at the target. Interrupted after the fence, run it again to finish, or --cancel to lift it.',
   )
   .action(
     async (opts: {
