@@ -3,7 +3,8 @@
  * writers (the table's owner, and a superuser) writing to the source throughout:
  *
  * - SIGKILL of `walbridge cutover`, of the daemon, or of both, as soon as the cutover prints
- *   step k/7 (k = 1 to 7), or step 7's line after its record, never leaves the source fenced
+ *   step k/7 (k = 1 to 7), or as its fence's record shows (the fence being raised), or step 7's
+ *   line after its record, never leaves the source fenced
  *   without `walbridge status` saying so: a source that refuses writes has its fence recorded,
  *   status shows it ("fence:"), and while the target may be behind it (nothing recorded as cut
  *   over) status says the cutover did not finish and what to run ("cutover:"). A cutover recorded
@@ -25,12 +26,14 @@
  * writes. Each kill is kept in the chaos report: where, which process, what it left, what status
  * said, how it ended, how long writes were refused.
  *
- *   npm test / npm run test:chaos               the fence's window and the record: 3/7, 4/7, 7/7
- *                                               and 7/7 after its record, one kind of kill each
- *                                               (which one turns with the seed): about 60 s
- *   WALBRIDGE_CHAOS=long npm run test:chaos     each of the 8 points (1/7 to 7/7, and 7/7 after
- *                                               its record) with each kind: 24 rounds
- *   WALBRIDGE_CUTOVER_KILLS=7:cutover,recorded:both   those rounds alone (point:cutover|daemon|both)
+ *   npm test / npm run test:chaos               the fence's window and the record: 3/7 as the
+ *                                               fence is recorded, 4/7, 7/7 and 7/7 after its
+ *                                               record, one kind of kill each (which one turns
+ *                                               with the seed): about a minute
+ *   WALBRIDGE_CHAOS=long npm run test:chaos     each of the 9 points (1/7 to 7/7, as the fence is
+ *                                               recorded, after the record) with each kind: 27
+ *                                               rounds
+ *   WALBRIDGE_CUTOVER_KILLS=fence:cutover,recorded:both   those rounds alone (point:victim)
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -54,47 +57,52 @@ const VICTIMS: readonly Victim[] = ['cutover', 'daemon', 'both'];
 const VICTIM_NAME: Record<Victim, CutoverKill['killed']> = { cutover: 'the cutover command', daemon: 'the daemon', both: 'both' };
 
 /**
- * Where a kill lands: as soon as the cutover prints step k/7; or, 'recorded', as soon as it
- * prints how long writes were refused, the line after step 7's record and the way back's slot,
- * before the slot and publication leave the source.
+ * Where a kill lands: as soon as the cutover prints step k/7; 'fence', once it printed 3/7, as
+ * soon as its fence's record shows on the source (recorded before the switch goes up: the kill
+ * lands while the fence is being raised, before its marker, or just after); 'recorded', as soon
+ * as it prints how long writes were refused, the line after step 7's record and the way back's
+ * slot, before the slot and publication leave the source.
  */
-type KillPoint = 1 | 2 | 3 | 4 | 5 | 6 | 7 | 'recorded';
-const POINTS: readonly KillPoint[] = [1, 2, 3, 4, 5, 6, 7, 'recorded'];
+type KillPoint = 1 | 2 | 3 | 'fence' | 4 | 5 | 6 | 7 | 'recorded';
+const POINTS: readonly KillPoint[] = [1, 2, 3, 'fence', 4, 5, 6, 7, 'recorded'];
 
 interface Round {
   at: KillPoint;
   victim: Victim;
 }
 
-const pointName = (p: KillPoint) => (p === 'recorded' ? '7/7, after its record' : `${p}/7`);
+const pointName = (p: KillPoint) => (p === 'recorded' ? '7/7, after its record' : p === 'fence' ? '3/7, as its fence is recorded' : `${p}/7`);
 
-/** WALBRIDGE_CUTOVER_KILLS=7:cutover,recorded:both runs those rounds alone (to repeat one). */
+/** WALBRIDGE_CUTOVER_KILLS=fence:cutover,recorded:both runs those rounds alone (to repeat one). */
 function chosenRounds(spec: string): Round[] {
   return spec.split(',').map((x) => {
-    const m = /^([1-7]|recorded):(cutover|daemon|both)$/.exec(x.trim());
-    if (!m) throw new Error(`WALBRIDGE_CUTOVER_KILLS: "${x}" is not point:victim (1-7 or recorded, cutover|daemon|both)`);
-    return { at: m[1] === 'recorded' ? 'recorded' : (Number(m[1]) as KillPoint), victim: m[2] as Victim };
+    const m = /^([1-7]|fence|recorded):(cutover|daemon|both)$/.exec(x.trim());
+    if (!m) throw new Error(`WALBRIDGE_CUTOVER_KILLS: "${x}" is not point:victim (1-7, fence or recorded; cutover, daemon or both)`);
+    const at = m[1] === 'fence' || m[1] === 'recorded' ? m[1] : (Number(m[1]) as KillPoint);
+    return { at, victim: m[2] as Victim };
   });
 }
 
 /**
- * Every point with every kind of kill (long run); in the short slice the fence's window (3, 4)
- * and step 7 before and after its record, one kind of kill each, turned by the seed.
+ * Every point with every kind of kill (long run); in the short slice the fence's window (3/7 as
+ * the fence is recorded, 4/7) and step 7 before and after its record, one kind of kill each,
+ * turned by the seed.
  */
 const ROUNDS: Round[] = process.env.WALBRIDGE_CUTOVER_KILLS
   ? chosenRounds(process.env.WALBRIDGE_CUTOVER_KILLS)
   : LONG
     ? POINTS.flatMap((at) => VICTIMS.map((victim) => ({ at, victim })))
-    : ([3, 4, 7, 'recorded'] as const).map((at, i) => ({ at, victim: VICTIMS[(i + SEED) % VICTIMS.length] as Victim }));
+    : (['fence', 4, 7, 'recorded'] as const).map((at, i) => ({ at, victim: VICTIMS[(i + SEED) % VICTIMS.length] as Victim }));
 
 const stepOf = (line: string): number | null => {
   const m = /^([1-7])\/7 /.exec(line);
   return m ? Number(m[1]) : null;
 };
 
-/** Whether `line` of the cutover's output is the one to kill at. */
+/** Whether `line` of the cutover's output is the one to kill at (for 'fence': to start watching for the fence's record). */
 function killLine(at: KillPoint, line: string): boolean {
-  return at === 'recorded' ? /^ {4}writes to the migrated tables were refused for /.test(line) : stepOf(line) === at;
+  if (at === 'recorded') return /^ {4}writes to the migrated tables were refused for /.test(line);
+  return stepOf(line) === (at === 'fence' ? 3 : at);
 }
 
 const PASSWORDS = { source: 'cut-src-Fähre:3b@q/Ü#x', target: 'cut-tgt-Sch1ff%5a?=&+z', owner: 'cut-owner-Hafen@7/y' };
@@ -260,15 +268,12 @@ async function assertBackToStreaming(w: World, m: Migration, failed: CliResult):
 
 interface RunningCutover {
   child: ChildProcess;
-  /** stdout lines so far. */
-  lines: string[];
   done: Promise<CliResult>;
 }
 
 /** `walbridge cutover` in the background; `onLine` sees each stdout line as it comes. */
 function startCutover(w: World, m: Migration, onLine: (line: string) => void): RunningCutover {
   const child = spawn(process.execPath, [CLI, ...CUTOVER], { env: { PATH: process.env.PATH ?? '', ...w.cliEnv(m) } });
-  const lines: string[] = [];
   let stdout = '';
   let stderr = '';
   let rest = '';
@@ -277,16 +282,58 @@ function startCutover(w: World, m: Migration, onLine: (line: string) => void): R
     rest += b.toString();
     const parts = rest.split('\n');
     rest = parts.pop() ?? '';
-    for (const line of parts) {
-      lines.push(line);
-      onLine(line);
-    }
+    for (const line of parts) onLine(line);
   });
   child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
   const done = new Promise<CliResult>((resolve) =>
     child.on('exit', (code) => resolve(exposure.cli(`${m.slot}: walbridge ${CUTOVER.join(' ')} (the one killed)`, { code, stdout, stderr, out: stdout + stderr }))),
   );
-  return { child, lines, done };
+  return { child, done };
+}
+
+interface FenceWatcher {
+  /** Poll from now on; `onFence` is called once the migration's fence is recorded on the source. */
+  start(): void;
+  stop(): Promise<void>;
+  /** Why it stopped watching before the fence showed, if it did. */
+  failure(): string | null;
+}
+
+/**
+ * Watches the source for the migration's fence record, on a session opened ahead, every few
+ * milliseconds once started: raising the fence (the switch, the wait for writers, the marker)
+ * takes some tens of milliseconds after its record, so a kill from here lands in it.
+ */
+async function fenceWatcher(w: World, m: Migration, onFence: () => void): Promise<FenceWatcher> {
+  const c = new pg.Client({ connectionString: w.source.url(), application_name: 'walbridge-test fence watch' });
+  c.on('error', () => undefined);
+  await c.connect();
+  let stopped = false;
+  let failed: string | null = null;
+  let loop: Promise<void> = Promise.resolve();
+  return {
+    failure: () => failed,
+    start() {
+      loop = (async () => {
+        while (!stopped) {
+          // The record's table exists from step 1 on (the fence installed, dormant).
+          const { rows } = await c.query<{ ok: boolean }>('SELECT EXISTS (SELECT 1 FROM walbridge_fence.fences WHERE migration = $1) AS ok', [m.slot]);
+          if (rows[0]?.ok) {
+            onFence();
+            return;
+          }
+          await new Promise((r) => setTimeout(r, 2));
+        }
+      })().catch((err: unknown) => {
+        failed = err instanceof Error ? err.message : String(err);
+      });
+    },
+    async stop() {
+      stopped = true;
+      await loop.catch(() => undefined);
+      await c.end().catch(() => undefined);
+    },
+  };
 }
 
 async function createMigration(w: World, m: Migration): Promise<void> {
@@ -317,6 +364,7 @@ async function cutoverRound(w: World, round: Round, index: number): Promise<void
     return d;
   };
   const refusedFrom = witnesses.map((x) => x.refused.length);
+  let watcher: FenceWatcher | null = null;
   try {
     await createMigration(w, m);
     const load = w.startLoad({ ratePerSec: 40 });
@@ -324,21 +372,31 @@ async function cutoverRound(w: World, round: Round, index: number): Promise<void
     await w.until(async () => (await pipelineOf(w, m))?.daemon_phase === 'streaming', `${m.slot}: phase streaming, reported by the daemon`, 120_000);
     await load.waitFor((s) => s.transactions >= 20, 30_000);
 
-    // The cutover, killed as soon as it prints step k/7 (from its output handler: no delay).
+    // The cutover, killed as soon as it prints step k/7 (from its output handler: no delay), or
+    // as soon as its fence's record shows (polled on a session opened ahead).
     let killedAt = 0;
     let daemonGone: Promise<void> = Promise.resolve();
-    const cut = startCutover(w, m, (line) => {
-      if (killedAt !== 0 || !killLine(round.at, line)) return;
+    const kill = () => {
+      if (killedAt !== 0) return;
       killedAt = Date.now();
       if (round.victim !== 'daemon') cut.child.kill('SIGKILL');
       if (round.victim !== 'cutover') daemonGone = w.sigkill(daemon);
+    };
+    watcher = round.at === 'fence' ? await fenceWatcher(w, m, kill) : null;
+    let triggered = false;
+    const cut = startCutover(w, m, (line) => {
+      if (triggered || !killLine(round.at, line)) return;
+      triggered = true;
+      if (watcher) watcher.start();
+      else kill();
     });
     let ended: CliResult | null = null;
     void cut.done.then((x) => (ended = x));
     await w.until(() => killedAt !== 0 || ended !== null, `${m.slot}: the cutover to get to ${pointName(round.at)}`, 180_000, 20);
-    assert.ok(killedAt !== 0, `the cutover ended before ${pointName(round.at)}:\n${(ended as CliResult | null)?.out ?? ''}`);
+    assert.ok(killedAt !== 0, `the cutover ended before ${pointName(round.at)}${watcher?.failure() ? ` (watching for the fence failed: ${watcher.failure()})` : ''}:\n${(ended as CliResult | null)?.out ?? ''}`);
     if (round.victim !== 'daemon') await cut.done;
     await daemonGone;
+    await watcher?.stop();
 
     const seen = await readAfterKill(w, m, round.victim === 'daemon');
     if (round.victim !== 'cutover') daemon = await launch();
@@ -412,6 +470,7 @@ async function cutoverRound(w: World, round: Round, index: number): Promise<void
     cutoverKills.push({ at: pointName(round.at), killed: VICTIM_NAME[round.victim], left: seen.left, status: seen.status, outcome, writesRefusedSeconds: refused, secondsToDone });
     r.status = 'passed';
   } finally {
+    await watcher?.stop();
     r.seconds = Math.round((Date.now() - t0) / 1000);
     results.push(r);
     if (r.status !== 'passed') {
