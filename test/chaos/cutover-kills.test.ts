@@ -442,7 +442,13 @@ async function cutoverRound(w: World, round: Round, index: number): Promise<void
       assert.deepEqual(committed.filter((id) => !ids.has(id)), [], `rows the ${i === 0 ? 'owner' : 'superuser'} was told committed, missing on the new database (of ${committed.length})`);
     }
     const stats = await w.stopLoad();
-    for (const e of load.recentErrors) assert.match(e, /no longer takes writes on this database: walbridge moved it to the new database/);
+    const otherErrors = load.recentErrors.filter((e) => !/no longer takes writes on this database: walbridge moved it to the new database/.test(e));
+    if (otherErrors.length > 0) {
+      // What the source said about them (a deadlock names both sessions and their statements).
+      const log = (await w.source.logTail(1_000_000)).split('\n');
+      const near = log.flatMap((l, i) => (/deadlock|ERROR/.test(l) && !/no longer takes writes/.test(l) ? log.slice(Math.max(0, i - 3), i + 12) : []));
+      assert.fail(`the app got errors other than the fence's: ${otherErrors.join(' | ')}\n--- the source's log about them ---\n${near.slice(-200).join('\n')}`);
+    }
     assert.ok((stats?.transactions ?? 0) > 0);
 
     const c = await checkContent(w.source.url(), w.target.url(m.database), TABLES);
