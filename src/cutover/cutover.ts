@@ -27,7 +27,7 @@ import { formatLsn, lsnDistance, parseLsn, type Lsn } from '../lsn.js';
 import { connect } from '../pg/connect.js';
 import { findPublication, findSlot } from '../pipeline/source-objects.js';
 import { CREATE_SLOT_SQL, createPublication, CURRENT_WAL_LSN, DROP_SLOT, dropPublication } from '../sql/source.js';
-import { CANCEL_CUTOVER, FORGET_CHANGED_ROWS, RECORD_CUTOVER, RECORD_REVERSE_SLOT, REQUEST_CUTOVER, SET_PHASE, START_CUTOVER_CHECKS } from '../sql/state.js';
+import { CANCEL_CUTOVER, FORGET_CHANGED_ROWS, RECORD_CUTOVER, RECORD_REVERSE_SLOT, REQUEST_CUTOVER, SELECT_CUTOVER, SET_PHASE, START_CUTOVER_CHECKS } from '../sql/state.js';
 import { checkStateVersion } from '../state/migrate.js';
 import { loadPipeline, withTransaction, type PipelineState } from '../state/store.js';
 import { Verifier, verifyTables, type VerifyReport } from '../verify/verify.js';
@@ -68,10 +68,10 @@ export interface CutoverResult {
   reverse: { slot: string; lsn: string } | { problem: string } | null;
   sourceCleaned: boolean;
   /** The fence (null with --no-fence), and how long writes to the migrated tables were refused before the cutover was recorded. */
-  fence: { lsn: string | null; setAt: string; writesPausedSeconds: number; pause: PauseSplit } | null;
+  fence: { lsn: string | null; setAt: string; writesPausedSeconds: number; pause: PauseSplit | null } | null;
 }
 
-/** Where the write pause went, in seconds (resumed after an interruption: from the fence raised again). */
+/** Where the write pause went, in seconds (resumed after an interruption: from the fence raised again; not known when only what followed a recorded cutover is finished). */
 export interface PauseSplit {
   /** From the switch to the marker: the writes under way when it went up ending. */
   writers: number;
@@ -247,7 +247,10 @@ export async function runCutover(config: Config, opts: CutoverOptions): Promise<
     if (!state) {
       throw new WalbridgeError('state', 'no migration is recorded on the target', { hint: 'Start walbridge (walbridge run) first, and cut over once it is streaming.' });
     }
-    if (state.phase === 'done') throw new WalbridgeError('state', 'this migration was cut over already', { hint: 'Nothing to do. "walbridge status" shows the record.' });
+    if (state.phase === 'done') {
+      if (opts.cancel || opts.prepare) throw cutOverAlready();
+      return await finishRecordedCutover(source, target, config, opts);
+    }
     if (state.phase !== 'streaming') {
       throw new WalbridgeError('state', `the copy is not finished yet (phase ${state.phase})`, { hint: 'Wait until "walbridge status" shows phase streaming, then run cutover.' });
     }
@@ -275,6 +278,61 @@ export async function runCutover(config: Config, opts: CutoverOptions): Promise<
     await source.end().catch(() => {});
     await target?.end().catch(() => {});
   }
+}
+
+const cutOverAlready = () => new WalbridgeError('state', 'this migration was cut over already', { hint: 'Nothing to do. "walbridge status" shows the record.' });
+
+interface CutoverRecord {
+  lsn: string;
+  at: Date;
+  sequences: SequenceSync[];
+  reverse_slot: string | null;
+  reverse_lsn: string | null;
+  fence_lsn: string | null;
+  writes_paused_seconds: number | null;
+}
+
+/**
+ * A cutover stopped after its record (killed, or the machine it ran on went away): the daemon
+ * saw the record and stopped, but what comes after it in step 7 may not have happened: the way
+ * back not prepared, the old database's fence not lifted (rolling back), walbridge's slot and
+ * publication still on the source, where the slot keeps WAL with nobody reading it. Run again,
+ * cutover does what was left, and says that the cutover itself happened at the recorded point.
+ * Nothing left: the cutover is over, as before.
+ */
+async function finishRecordedCutover(source: pg.Client, target: pg.Client, config: Config, opts: CutoverOptions): Promise<CutoverResult> {
+  const say = opts.say;
+  const rec = (await target.query<CutoverRecord>(SELECT_CUTOVER)).rows[0];
+  if (!rec) throw cutOverAlready();
+  const sourceLeft = !opts.keepSourceSlot && ((await findSlot(source, config.slotName)) !== null || (await findPublication(source, config.publicationName)) !== null);
+  const reverseLeft = opts.prepareReverse && rec.reverse_slot === null;
+  const oldFenceLeft = opts.rollingBack === true && (await readFences(target)).some((f) => f.migration === forwardMigration(config));
+  if (!sourceLeft && !reverseLeft && !oldFenceLeft) throw cutOverAlready();
+  say(`this cutover was recorded already (at ${rec.lsn}, ${rec.at.toISOString()}), but stopped before it finished: doing what was left…`);
+  const fence = (await readFences(source)).find((f) => f.migration === config.slotName) ?? null;
+  let reverse: CutoverResult['reverse'] = rec.reverse_slot === null ? null : { slot: rec.reverse_slot, lsn: rec.reverse_lsn ?? rec.lsn };
+  if (reverseLeft) {
+    // Made now, not at the cutover's record: until the app is pointed at the new database
+    // (after "Cutover done"), nothing but walbridge wrote there since, and it has stopped.
+    reverse = await prepareReverse(config, target, await resolveSelection(source, config));
+    if ('slot' in reverse) say(`    the way back starts here, not at the cutover's record: writes made on the new database before ${reverse.lsn} (if the app was pointed there already) would not go back`);
+  }
+  if (oldFenceLeft) {
+    const lifted = await liftFence(target, forwardMigration(config));
+    say(`    the old database's fence is lifted: it takes writes to ${lifted.length} table(s) again`);
+  }
+  if (rec.writes_paused_seconds !== null) say(`    writes to the migrated tables were refused for ${rec.writes_paused_seconds.toFixed(1)} s (from the fence to the record)`);
+  if (reverseLeft) reportReverse(reverse, opts, say);
+  const sourceCleaned = opts.keepSourceSlot ? false : sourceLeft ? await cleanSource(source, config, opts, say) : true;
+  return {
+    lsn: rec.lsn,
+    sequences: rec.sequences,
+    verify: null,
+    tables: {},
+    reverse,
+    sourceCleaned,
+    fence: rec.fence_lsn === null ? null : { lsn: rec.fence_lsn, setAt: (fence?.setAt ?? rec.at).toISOString(), writesPausedSeconds: rec.writes_paused_seconds ?? 0, pause: null },
+  };
 }
 
 async function cancelCutover(source: pg.Client, target: pg.Client, config: Config, standing: Fence | null, say: (line: string) => void): Promise<void> {

@@ -64,7 +64,7 @@ export interface StatusReport {
   daemon: { phase: string; seenAt: string; secondsAgo: number } | null;
   /** Fences standing on either database: writes to those tables are refused there. */
   fences: FenceReport[];
-  /** This migration's cutover stopped after fencing the source and before recording: what to do. */
+  /** This migration's cutover stopped after fencing the source and before recording, or after recording and before removing the slot: what to do. */
   interruptedCutover: string | null;
   generatedAt: string;
 }
@@ -172,10 +172,21 @@ export function buildStatus(i: StatusInputs): StatusReport {
   };
 }
 
-/** A fence of this migration on its source while nothing is recorded as cut over: a cutover stopped halfway. */
+/**
+ * A cutover stopped halfway: a fence of this migration on its source while nothing is recorded
+ * as cut over; or a cutover recorded with walbridge's slot still on the source (it stopped
+ * before removing it, or was told to keep it), where nobody reads the slot any more.
+ */
 function interrupted(i: StatusInputs): string | null {
+  if (i.pipeline?.phase === 'done') {
+    if (!i.slot?.exists) return null;
+    return (
+      `the cutover is recorded, but walbridge's slot ${i.slot.name} is still on the source, which keeps WAL for it with nobody reading it. ` +
+      'If the cutover was interrupted, run "walbridge cutover" again to finish it; otherwise remove the slot with "walbridge teardown".'
+    );
+  }
   const own = (i.fences ?? []).find((f) => f.database === 'source' && f.migration === i.migration);
-  if (!own || !i.pipeline || i.pipeline.phase === 'done') return null;
+  if (!own || !i.pipeline) return null;
   return `a cutover fenced the source at ${own.since} and did not finish: the app's writes to the migrated tables are refused there. Run "walbridge cutover" to finish it, or "walbridge cutover --cancel" to lift the fence.`;
 }
 

@@ -5,9 +5,11 @@
  * as an ordered hash of its rows, several ranges at once. The source keeps changing, so a
  * comparison is a sandwich: read the source (S1, at LSN L1), wait until the target has applied
  * everything up to L1, read the target (T), and only if they differ read the source again
- * (S2). A row that reads the same in S1 and S2 did not change meanwhile, so the target must
- * hold it too: if T differs there, the replica is wrong. A row that changed between S1 and S2
- * "moved" and is compared again, a few times; one that never holds still is reported as such.
+ * (S2). A row that changed between S1 and S2 "moved" and is compared again, a few times; one
+ * that never holds still is reported as such. A row that reads the same in S1 and S2 did not
+ * change meanwhile, or changed and changed back (inserted then deleted, or truncated; a value
+ * and back) while T showed the state in between: so where T differs from it, the row is compared
+ * again too, and reported different only when the next comparison finds the same.
  */
 import PQueue from 'p-queue';
 import pg from 'pg';
@@ -349,9 +351,38 @@ function chunks<T>(items: T[], size: number): T[][] {
 }
 
 /**
+ * One row from three reads: the source's (`a`), the target's once it had applied everything up
+ * to that read (`t`), the source's again (`b`); its md5, or for a table without a key how many
+ * identical rows there are (the key is then the md5). Equal; or 'again', to be compared again
+ * alone: it changed between the source's reads; or it differs while the source read the same
+ * both times, for the first time (remembered in `suspects`): the source may have changed and
+ * changed back meanwhile (a row inserted then deleted, or truncated; a value and back) while the
+ * target showed the state in between; or, seen so a second time, a difference.
+ */
+export function judgeRow(
+  key: string,
+  a: string | undefined,
+  t: string | undefined,
+  b: string | undefined,
+  keyless: boolean,
+  suspects: Set<string>,
+  /** The source cannot change (fenced) and `b` is `a`: a difference is one the first time. */
+  still = false,
+): 'equal' | 'again' | DifferenceKind {
+  if (a === t) return 'equal';
+  if (a !== b) return 'again';
+  if (!still && !suspects.has(key)) {
+    suspects.add(key);
+    return 'again';
+  }
+  if (keyless) return Number(a ?? 0) > Number(t ?? 0) ? 'missing on target' : 'extra on target';
+  return a === undefined ? 'extra on target' : t === undefined ? 'missing on target' : 'changed';
+}
+
+/**
  * The rows `sql` reads (rangeRows, rowsByKeys), one md5 each, sandwiched between two reads of
- * the source (one is enough when the source is still); rows that change meanwhile are compared
- * again, alone.
+ * the source (one is enough when the source is still); rows that change meanwhile, or differ
+ * once, are compared again, alone.
  */
 async function compareRows(run: TableRun, sql: string): Promise<void> {
   const { sides, shape, v, record, retries, catchUpMs } = run;
@@ -361,31 +392,12 @@ async function compareRows(run: TableRun, sql: string): Promise<void> {
   const tgt = toMap((await sides.target.query<Record<string, string>>(sql)).rows, width);
   const first = toMap(src1.rows, width);
   const src2 = run.still ? first : toMap((await sides.sourceRead<Record<string, string>>(sql)).rows, width);
-  // Keys compared again: rows that moved, and rows that differed once. A difference counts when
-  // two sandwiches show it: a commit can reach the target before the source's snapshot shows it
-  // (the snapshot is taken a moment before its position is read), and be undone (a DELETE, a
-  // TRUNCATE) before the second source read, which then reads as the first.
   let again = new Set<string>();
-  const differedOnce = new Set<string>();
+  const suspects = new Set<string>();
   const judge = (key: string, a: string | undefined, t: string | undefined, b: string | undefined) => {
-    if (a === t) return;
-    if (a !== b) {
-      again.add(key);
-      return;
-    }
-    if (!run.still && !differedOnce.has(key)) {
-      differedOnce.add(key);
-      again.add(key);
-      return;
-    }
-    const k = JSON.parse(key) as string[];
-    if (shape.key.length === 0) {
-      // Without a key the "value" is how many identical rows there are.
-      const diff = Number(a ?? 0) - Number(t ?? 0);
-      record({ key: k, kind: diff > 0 ? 'missing on target' : 'extra on target' });
-      return;
-    }
-    record({ key: k, kind: a === undefined ? 'extra on target' : t === undefined ? 'missing on target' : 'changed' });
+    const j = judgeRow(key, a, t, b, shape.key.length === 0, suspects, run.still);
+    if (j === 'again') again.add(key);
+    else if (j !== 'equal') record({ key: JSON.parse(key) as string[], kind: j });
   };
   for (const key of new Set([...first.keys(), ...tgt.keys(), ...src2.keys()])) judge(key, first.get(key), tgt.get(key), src2.get(key));
   v.rowsSource += rowCount(src2, shape);
@@ -405,6 +417,5 @@ async function compareRows(run: TableRun, sql: string): Promise<void> {
     const am = toMap(a.rows, width);
     for (const key of keys) judge(key, am.get(key), t.get(key), b.get(key));
   }
-  const moving = again;
-  v.unstableRows += moving.size;
+  v.unstableRows += again.size;
 }

@@ -8,7 +8,8 @@
  * Two lengths, one code path:
  *   npm test                                    a short slice: a few kills, one of each fault
  *   WALBRIDGE_CHAOS=long npm run test:chaos     the long run: ≥ 30 SIGKILLs, minute-long outages,
- *                                               a 2,000,000-row transaction; its summary table is
+ *                                               a 2,000,000-row transaction, and at its end a
+ *                                               cutover with the app writing; its summary table is
  *                                               kept in docs/reliability.md
  * Random moments come from a seeded PRNG; the seed is printed, and WALBRIDGE_TEST_SEED=<seed>
  * repeats a run's choices.
@@ -22,7 +23,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { APP_TABLES } from '../harness/fixture.js';
 import { runSeed, SeededRandom } from '../harness/rng.js';
-import { Exposure, httpGet, metricValue } from '../helpers/observe.js';
+import { Exposure, httpGet, metricValue, secretForms } from '../helpers/observe.js';
+import { startWitness } from '../helpers/witness.js';
+import { checkContent } from '../harness/diff.js';
 import type { DaemonProcess } from '../helpers/daemon.js';
 import { results, summaryTable, writeDocSection, writesDocs, type Fault, type ScenarioResult } from './report.js';
 import { World, WRITING } from './world.js';
@@ -86,7 +89,7 @@ const PLAN = LONG
     };
 
 const PASSWORDS = {
-  main: { source: 'chaos-src-Pässwört:7f3a@9c/x', target: 'chaos-tgt-S3cr3t#b21e%44' },
+  main: { source: 'chaos-src-Pässwört:7f3a@9c/x', target: 'chaos-tgt-S3cr3t#b21e%44', appRole: 'chaos-app-Wört?8k&=+/q' },
   slot: { source: 'chaos-slot-src-Qu1ck?9911&z', target: 'chaos-slot-tgt-Zebra=5150+' },
 };
 
@@ -197,6 +200,18 @@ async function finish(w: World, r: ScenarioResult, timeoutMs?: number): Promise<
   const s = await w.cli(['status']);
   assert.equal(s.code, 0, s.out);
   w.assertClean(c);
+}
+
+/** The shared source/target pair (the storm makes it; a scenario run alone, with --test-name-pattern, too). */
+async function createMainWorld(): Promise<World> {
+  world = await World.create({
+    name: 'main',
+    sourcePassword: PASSWORDS.main.source,
+    targetPassword: PASSWORDS.main.target,
+    bulkMessages: PLAN.bulkMessages,
+    exposure,
+  });
+  return world;
 }
 
 function mainWorld(): World {
@@ -418,14 +433,7 @@ async function streamingMoment(w: World, range: readonly [number, number] = PLAN
 // -------------------------------------------------------------------------------------------
 
 test(`SIGKILL storm: ${PLAN.storm.reduce((a, s) => a + s.copy + s.catchup + s.streaming, 0)} kills over the copy, the spool's drain and streaming`, { timeout: PLAN.testTimeoutMs * 2 }, async (t) => {
-  world = await World.create({
-    name: 'main',
-    sourcePassword: PASSWORDS.main.source,
-    targetPassword: PASSWORDS.main.target,
-    bulkMessages: PLAN.bulkMessages,
-    exposure,
-  });
-  const w = world;
+  const w = await createMainWorld();
   for (const [i, plan] of PLAN.storm.entries()) {
     await scenario(t, `SIGKILL storm${PLAN.storm.length > 1 ? `, round ${i + 1}` : ''}`, async (faults, r) => {
       if (i > 0) {
@@ -929,7 +937,88 @@ test(
 );
 
 // -------------------------------------------------------------------------------------------
-// 12. `walbridge status` from elsewhere shows why the daemon stopped
+// 12. The end of the long run: the cutover, the app writing
+// -------------------------------------------------------------------------------------------
+
+/** A witness's rows among the app's: llm_traces rows keyed by input->>'witness'. */
+const WITNESS_INSERT = `INSERT INTO public.llm_traces (trace_id, span_name, input, latency_ms)
+  VALUES (md5($2 || ':' || $1)::uuid, 'witness', jsonb_build_object('witness', $1::bigint, 'who', $2::text), 0)`;
+
+test(
+  'the long run ends with a cutover while the app writes: nothing committed is lost, tables equal, writes paused briefly',
+  { timeout: PLAN.testTimeoutMs, skip: !LONG && 'the long run only (WALBRIDGE_CHAOS=long)' },
+  async (t) => {
+    const w = world ?? (await createMainWorld());
+    await scenario(t, 'cutover with the fence, the app writing', async (faults, r) => {
+      await w.ensureInstance();
+      const d = w.current as DaemonProcess;
+      w.expectStopWhenDone(d);
+      // Writers besides the app: a superuser session and an app role (as PostgREST's), each
+      // inserting uniquely keyed rows and remembering which INSERTs returned.
+      const appRole = { user: 'app_writer', password: PASSWORDS.main.appRole };
+      exposure.addSecrets(...secretForms('app role password', appRole.password));
+      await w.source.query(
+        `CREATE ROLE ${appRole.user} LOGIN PASSWORD '${appRole.password}'; GRANT INSERT ON public.llm_traces TO ${appRole.user}; GRANT USAGE ON SEQUENCE public.llm_traces_id_seq TO ${appRole.user}`,
+      );
+      const load = w.startLoad({ ratePerSec: 60 });
+      const witnesses = [
+        startWitness(w.source.url(), { table: 'public.llm_traces', who: 'superuser', firstId: 1, everyMs: 200, insert: WITNESS_INSERT }),
+        startWitness(w.source.url('app', appRole), { table: 'public.llm_traces', who: 'app role', firstId: 1, everyMs: 250, insert: WITNESS_INSERT }),
+      ];
+      try {
+        await streamingMoment(w);
+        await Promise.all(witnesses.map((x) => x.until((y) => y.committed.length >= 5)));
+        const phase = await w.phase();
+        const cut = await w.cli(['cutover', '--timeout', '600']);
+        assert.equal(cut.code, 0, cut.out);
+        assert.match(cut.stdout, /3\/7 fencing the source/);
+        assert.match(cut.stdout, /Cutover done at \d+\/[0-9A-F]+/);
+        const paused = Number(/writes to the migrated tables were refused for (\d+\.\d) s/.exec(cut.stdout)?.[1]);
+        assert.ok(paused > 0, cut.stdout);
+        faults.push({ kind: 'cutover with the fence, the app writing', phase, recoverySeconds: null });
+
+        // Everyone goes on writing, and is refused: by the fence, saying where the data went.
+        await Promise.all(witnesses.map((x) => x.until((y) => y.refused.length >= 2)));
+        await Promise.all(witnesses.map((x) => x.stop()));
+        const stats = await w.stopLoad();
+        assert.ok((stats?.errors ?? 0) > 0, 'the app was refused after the fence');
+        for (const e of load.recentErrors) assert.match(e, /no longer takes writes on this database: walbridge moved it to the new database \(cutover of migration "walbridge"/);
+        for (const x of witnesses) {
+          for (const e of x.refused) {
+            assert.equal(e.code, '25006', e.message);
+            assert.match(e.message, /^public\.llm_traces no longer takes writes on this database: walbridge moved it to the new database \(cutover of migration "walbridge", [\dT:Z-]+\)$/);
+          }
+        }
+        // Every row a witness was told committed on the old database is on the new one.
+        for (const [i, who] of ['superuser', 'app role'].entries()) {
+          const rows = await w.target.query<{ id: string }>(`SELECT input->>'witness' AS id FROM public.llm_traces WHERE span_name = 'witness' AND input->>'who' = $1`, [who]);
+          const ids = new Set(rows.map((x) => Number(x.id)));
+          const committed = witnesses[i]?.committed ?? [];
+          assert.deepEqual(committed.filter((id) => !ids.has(id)), [], `rows the ${who} was told committed, missing on the new database (of ${committed.length})`);
+        }
+        assert.equal((await d.exited).code, 0, 'the daemon saw the record and stopped');
+        assert.equal(await w.phase(), 'done');
+
+        // The old database holds still behind its fence: compared with the new one, in full.
+        const c = await checkContent(w.source.url(), w.target.url(), APP_TABLES);
+        r.rowsCompared = c.rowsCompared;
+        r.lost = c.lost;
+        r.doubled = c.doubled;
+        r.changed = c.changed;
+        w.assertClean(c);
+        r.note =
+          `writes refused for ${paused.toFixed(1)} s (from the fence to the record); after the fence the app was refused ${stats?.errors ?? 0} time(s), ` +
+          `the witnesses ${witnesses.map((x) => x.refused.length).join(' and ')}; every row they were told committed (${witnesses.map((x) => x.committed.length).join(' and ')}) is on the target`;
+        t.diagnostic(r.note);
+      } finally {
+        await Promise.all(witnesses.map((x) => x.stop().catch(() => undefined)));
+      }
+    });
+  },
+);
+
+// -------------------------------------------------------------------------------------------
+// 13. `walbridge status` from elsewhere shows why the daemon stopped
 // -------------------------------------------------------------------------------------------
 
 test(
@@ -941,7 +1030,7 @@ test(
 );
 
 // -------------------------------------------------------------------------------------------
-// 13. Secrets
+// 14. Secrets
 // -------------------------------------------------------------------------------------------
 
 test('no password appears in any log line, crash output, page, metric or CLI output of the whole run', () => {

@@ -110,3 +110,35 @@ export function writesDocs(): boolean {
 export function cell(text: string): string {
   return text.replace(/\|/g, '\\|').replace(/\r?\n/g, '<br>').trim();
 }
+
+/** One kill of test/chaos/cutover-kills.test.ts: where it landed, what it left, how the cutover ended. */
+export interface CutoverKill {
+  /** Where the kill came: the step `walbridge cutover` had just printed ('4/7'), or '7/7, after its record'. */
+  at: string;
+  /** Which process was killed. */
+  killed: 'the cutover command' | 'the daemon' | 'both';
+  /** What the kill left on the source and the target, as read right after it. */
+  left: string;
+  /** What `walbridge status` said about it right then. */
+  status: string;
+  /** How it ended. */
+  outcome: string;
+  /** How long writes were refused, as the cutover recorded it (from the fence it went on from to the record). */
+  writesRefusedSeconds: number | null;
+  /** From the kill until the cutover was done. */
+  secondsToDone: number;
+}
+
+export const cutoverKills: CutoverKill[] = [];
+
+/** The kills as a markdown table. */
+export function cutoverKillTable(kills: CutoverKill[]): string {
+  return [
+    '| # | killed at | killed | what it left | `walbridge status` said | outcome | writes refused (s) | kill to done (s) |',
+    '|---:|---|---|---|---|---|---:|---:|',
+    ...kills.map(
+      (k, i) =>
+        `| ${i + 1} | ${k.at} | ${k.killed} | ${cell(k.left)} | ${cell(k.status)} | ${cell(k.outcome)} | ${secs(k.writesRefusedSeconds)} | ${secs(k.secondsToDone)} |`,
+    ),
+  ].join('\n');
+}

@@ -42,12 +42,26 @@ function qualified(table: string): string {
   return `${pg.escapeIdentifier(table.slice(0, dot))}.${pg.escapeIdentifier(table.slice(dot + 1))}`;
 }
 
-/** The URL of `c` with its port replaced by the proxy's. */
-function viaProxy(c: Cluster, proxy: TcpProxy): string {
-  const u = new URL(c.url());
+/** The URL of `c` (database `database`) with its port replaced by the proxy's. */
+function viaProxy(c: Cluster, proxy: TcpProxy, database?: string): string {
+  const u = new URL(c.url(database));
   u.port = String(proxy.port);
   return u.toString();
 }
+
+/**
+ * Another migration from the same source: into a database of its own on the target cluster,
+ * with its own slot and publication (and so its own fence). Without one, a world runs the
+ * migration into the target's `app` database under walbridge's default names.
+ */
+export interface Migration {
+  /** The target database, on the target cluster. */
+  database: string;
+  /** WALBRIDGE_SLOT and WALBRIDGE_PUBLICATION. */
+  slot: string;
+}
+
+const migrationEnv = (m?: Migration): Record<string, string> => (m ? { WALBRIDGE_SLOT: m.slot, WALBRIDGE_PUBLICATION: m.slot } : {});
 
 export class World {
   readonly daemons: DaemonProcess[] = [];
@@ -56,6 +70,8 @@ export class World {
   /** Error-level log lines are expected right now (a scenario that provokes phase error). */
   allowErrors = false;
   private readonly killed = new Set<DaemonProcess>();
+  /** Instances that stop by themselves once a cutover is recorded (exit status 0). */
+  private readonly stopsWhenDone = new Set<DaemonProcess>();
   /** Per instance, how many of its log lines were looked at already by a scenario that expected errors. */
   private readonly acknowledged = new Map<DaemonProcess, number>();
   private readonly labels = new Map<DaemonProcess, string>();
@@ -116,10 +132,11 @@ export class World {
   }
 
   /** walbridge's environment: both servers through the proxies. */
-  daemonEnv(): Record<string, string> {
+  daemonEnv(m?: Migration): Record<string, string> {
     return {
       SOURCE_DATABASE_URL: viaProxy(this.source, this.sourceProxy),
-      TARGET_DATABASE_URL: viaProxy(this.target, this.targetProxy),
+      TARGET_DATABASE_URL: viaProxy(this.target, this.targetProxy, m?.database),
+      ...migrationEnv(m),
       WALBRIDGE_SCHEMAS: 'public,auth',
       WALBRIDGE_COPY_JOBS: '2',
       // The bigger tables are copied in block ranges, so kills land in those too.
@@ -131,24 +148,30 @@ export class World {
   }
 
   /** The operator's environment for the CLI: the servers directly. */
-  cliEnv(): Record<string, string> {
-    return { SOURCE_DATABASE_URL: this.source.url(), TARGET_DATABASE_URL: this.target.url(), WALBRIDGE_SCHEMAS: 'public,auth' };
+  cliEnv(m?: Migration): Record<string, string> {
+    return { SOURCE_DATABASE_URL: this.source.url(), TARGET_DATABASE_URL: this.target.url(m?.database), WALBRIDGE_SCHEMAS: 'public,auth', ...migrationEnv(m) };
   }
 
-  async cli(args: string[]): Promise<CliResult> {
-    return this.exposure.cli(`${this.name}: walbridge ${args.join(' ')}`, await runCli(args, this.cliEnv()));
+  async cli(args: string[], m?: Migration): Promise<CliResult> {
+    return this.exposure.cli(`${this.name}${m ? ` ${m.slot}` : ''}: walbridge ${args.join(' ')}`, await runCli(args, this.cliEnv(m)));
   }
 
   // --- instances ------------------------------------------------------------------------------
 
-  async launch(): Promise<DaemonProcess> {
-    const d = await startDaemon(this.daemonEnv());
-    const label = `${this.name} instance #${this.daemons.length + 1} (pid ${d.child.pid})`;
+  /**
+   * Start an instance. `stopsWhenDone`: it is expected to exit by itself, with status 0, once a
+   * cutover is recorded (any other exit it was not killed for still fails the run). `env`:
+   * settings over daemonEnv()'s.
+   */
+  async launch(opts: { migration?: Migration; stopsWhenDone?: boolean; env?: Record<string, string> } = {}): Promise<DaemonProcess> {
+    const d = await startDaemon({ ...this.daemonEnv(opts.migration), ...opts.env });
+    const label = `${this.name}${opts.migration ? ` ${opts.migration.slot}` : ''} instance #${this.daemons.length + 1} (pid ${d.child.pid})`;
     this.daemons.push(d);
     this.labels.set(d, label);
     this.exposure.watchDaemon(d, label);
+    if (opts.stopsWhenDone) this.stopsWhenDone.add(d);
     void d.exited.then(({ code, signal }) => {
-      if (!this.killed.has(d)) {
+      if (!this.killed.has(d) && !(this.stopsWhenDone.has(d) && code === 0)) {
         this.unexpected.push(`${label} exited by itself (code ${code}, signal ${signal}); its last output:\n${d.output.slice(-20).join('\n')}`);
       }
     });
@@ -160,6 +183,11 @@ export class World {
     const d = this.current;
     if (d && d.child.exitCode === null && d.child.signalCode === null && !this.killed.has(d)) return;
     this.current = await this.launch();
+  }
+
+  /** A cutover is coming: `d` will stop by itself, with exit status 0, once it is recorded. */
+  expectStopWhenDone(d: DaemonProcess): void {
+    this.stopsWhenDone.add(d);
   }
 
   label(d: DaemonProcess): string {

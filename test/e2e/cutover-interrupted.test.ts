@@ -3,7 +3,10 @@
  * is behind without saying so: `walbridge status`, the page's JSON and /metrics show the fence
  * and what to run. `walbridge cutover --cancel` lifts it (the source takes writes again, the
  * migration streams on); `walbridge cutover` run again goes on from the fence and completes,
- * waiting for a daemon that was killed meanwhile. Teardown keeps the fence unless told.
+ * waiting for a daemon that was killed meanwhile. Teardown keeps the fence unless told. A
+ * cutover that stopped after its record (the way back not prepared, the slot and publication
+ * still on the source, where nobody reads the slot any more) is shown by status, and cutover
+ * run again does what was left.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -14,7 +17,7 @@ import { assertSameContent } from '../harness/compare.js';
 import { APP_TABLES, createAppSchema, seedAppData } from '../harness/fixture.js';
 import { waitFor } from '../harness/lsn.js';
 import { CLI, runCli, startDaemon, type DaemonProcess } from '../helpers/daemon.js';
-import { pipelineRow, waitForPhase } from '../helpers/state.js';
+import { pipelineRow, sourceObjects, waitForPhase } from '../helpers/state.js';
 import { startWitness, type Witness } from '../helpers/witness.js';
 
 let source: Cluster;
@@ -165,4 +168,57 @@ test('killed after its fence, the daemon killed too: cutover run again goes on f
   assert.equal(lift.code, 0, lift.out);
   assert.match(lift.stdout, /fence lifted: \d+ table\(s\) take writes again\. WARNING: nothing carries writes made there/);
   await source.query(`INSERT INTO public.worker_log (id, who) VALUES (9999999, 'after the fence was lifted')`);
+});
+
+test('stopped after its record: status says the slot is left on the source; cutover run again prepares the way back and removes it', { timeout: 180_000 }, async () => {
+  // Another migration of the same source, into a database of its own.
+  const db = 'after_record';
+  await target.query(`CREATE DATABASE ${db}`);
+  await target.withClient(async (c) => {
+    await createAppSchema(c, { target: true });
+    await c.query(WORKER_LOG);
+  }, db);
+  const env2 = { ...env(), TARGET_DATABASE_URL: target.url(db), WALBRIDGE_SLOT: db, WALBRIDGE_PUBLICATION: db };
+  const d = await startDaemon(env2);
+  await waitFor(async () => (await target.query<{ p: string | null }>('SELECT daemon_phase AS p FROM walbridge.pipeline', [], db).catch(() => []))[0]?.p === 'streaming', {
+    what: 'the second migration to stream',
+    timeoutMs: 120_000,
+  });
+
+  // What a cutover killed right after its record leaves: the record, no way back yet, walbridge's
+  // slot and publication on the source (here kept on purpose, so the moment is not a race).
+  const first = await runCli(['cutover', '--timeout', '120', '--keep-source-slot', '--no-reverse-slot'], env2);
+  assert.equal(first.code, 0, first.out);
+  assert.equal((await d.exited).code, 0, 'the daemon saw the record and stopped');
+  assert.ok((await sourceObjects(source)).slots.includes(db));
+  const status = await runCli(['status'], env2);
+  assert.equal(status.code, 0, status.out);
+  assert.match(status.stdout, /^phase: {8}done/m);
+  assert.match(
+    status.stdout,
+    /^cutover: {6}the cutover is recorded, but walbridge's slot after_record is still on the source, which keeps WAL for it with nobody reading it\. If the cutover was interrupted, run "walbridge cutover" again to finish it; otherwise remove the slot with "walbridge teardown"\.$/m,
+  );
+
+  const again = await runCli(['cutover', '--timeout', '60'], env2);
+  assert.equal(again.code, 0, again.out);
+  assert.match(again.stdout, /^this cutover was recorded already \(at \d+\/[0-9A-F]+, \S+\), but stopped before it finished: doing what was left…$/m);
+  assert.match(again.stdout, /the way back starts here, not at the cutover's record/);
+  assert.match(again.stdout, /way back: slot after_record_reverse at \d+\/[0-9A-F]+/);
+  assert.match(again.stdout, /^then: removing walbridge's slot and publication from the source…$/m);
+  assert.match(again.stdout, /Cutover done at \d+\/[0-9A-F]+\./);
+  assert.doesNotMatch(again.stdout, /Remove walbridge's slot and publication from the source when done/);
+  const objects = await sourceObjects(source);
+  assert.ok(!objects.slots.includes(db) && !objects.publications.includes(db), `the slot and publication left the source: ${JSON.stringify(objects)}`);
+  const [rec] = await target.query<{ reverse_slot: string | null }>('SELECT reverse_slot FROM walbridge.cutover', [], db);
+  assert.equal(rec?.reverse_slot, `${db}_reverse`);
+  assert.doesNotMatch((await runCli(['status'], env2)).stdout, /^cutover:/m, 'nothing left to say');
+
+  // Nothing left: the cutover is over.
+  const third = await runCli(['cutover', '--timeout', '60'], env2);
+  assert.equal(third.code, 1, third.out);
+  assert.match(third.stderr, /this migration was cut over already\nfix: Nothing to do/);
+
+  const down = await runCli(['teardown', '--target', '--lift-fence'], env2);
+  assert.equal(down.code, 0, down.out);
+  await target.query(`DROP DATABASE ${db}`);
 });

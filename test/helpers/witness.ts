@@ -16,8 +16,11 @@ export interface Witness {
   until(pred: (w: Witness) => boolean, timeoutMs?: number): Promise<void>;
 }
 
-/** Insert (id, who) into `table` every `everyMs`, ids from `firstId` on. */
-export function startWitness(url: string, opts: { table: string; who: string; firstId: number; everyMs: number }): Witness {
+/**
+ * Insert (id, who) into `table` every `everyMs`, ids from `firstId` on. `insert`: the statement
+ * instead, with the id as $1 and who as $2 (to write into a table of another shape).
+ */
+export function startWitness(url: string, opts: { table: string; who: string; firstId: number; everyMs: number; insert?: string }): Witness {
   const committed: number[] = [];
   const refused: { code: string | undefined; message: string }[] = [];
   let stopping = false;
@@ -52,7 +55,7 @@ export function startWitness(url: string, opts: { table: string; who: string; fi
     try {
       for (let id = opts.firstId; !stopping; id++) {
         try {
-          await client.query(`INSERT INTO ${opts.table} (id, who) VALUES ($1, $2)`, [id, opts.who]);
+          await client.query(opts.insert ?? `INSERT INTO ${opts.table} (id, who) VALUES ($1, $2)`, [id, opts.who]);
           committed.push(id);
         } catch (err) {
           const e = err as pg.DatabaseError;
