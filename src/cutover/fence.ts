@@ -14,10 +14,12 @@
  *   the app's tables: no superuser needed. Each trigger is created in a transaction of its own:
  *   creating one waits for the table's writers, and waiting for one table while holding another
  *   could close a deadlock with an app transaction that writes them in the other order (the app's
- *   transaction would fail with "deadlock detected", naming nothing).
- * - Raised: the switch goes up (every session sees it at once), then each table is locked in
- *   SHARE mode, alone, which waits for every transaction that wrote to it before the switch; then
- *   a logical message, the marker, is written. So each write either got past the trigger before
+ *   transaction would fail with "deadlock detected", naming nothing); and each gives up after
+ *   500 ms, before an app transaction queued behind it reaches its deadlock check, and is tried
+ *   again.
+ * - Raised: the switch goes up (every session sees it at once), then walbridge waits, watching
+ *   pg_locks, until every transaction that held a write lock on a fenced table at that moment has
+ *   ended; then a logical message, the marker, is written. So each write either got past the trigger before
  *   the switch and committed before the marker (the applier carries it over before cutover goes
  *   on), or it fails, with the fence's message.
  */
@@ -42,12 +44,10 @@ import {
   RECORD_FENCE,
   RECORD_FENCE_LSN,
   RENEW_FENCE_MARKER,
-  setLockTimeout,
   SWITCH_DOWN,
   SWITCH_EXISTS,
   SWITCH_UP,
   TABLES_WITH_TRIGGER,
-  waitForWriters,
 } from '../sql/fence.js';
 import { readFences, type Fence, type FenceDirection } from '../state/fences.js';
 import { withTransaction } from '../state/store.js';
@@ -74,7 +74,7 @@ export interface RaiseOptions {
 export type RaisedFence = Fence & { switchedAtMs: number };
 
 /** A lock wait that timed out (or, in theory, a deadlock): that one statement is tried again. */
-const LOCK_ATTEMPTS = 10;
+const LOCK_ATTEMPTS = 20;
 const retryable = (err: unknown) => sqlState(err) === '55P03' || sqlState(err) === '40P01';
 
 /** The tables a fence on `tables` stands on: each, and every partition below a partitioned one. */
@@ -128,6 +128,27 @@ async function longWriters(client: pg.ClientBase, targets: TableName[], graceMs:
 }
 
 /**
+ * Wait until every transaction that held a write lock on one of the tables when the switch went up
+ * has ended (each got past the trigger before the switch, or will be refused by it). Watched in
+ * pg_locks, not waited for with LOCK TABLE: a lock request would queue the app's next writes
+ * behind it, and an app transaction waiting there while holding what another one waits for
+ * would close a cycle that PostgreSQL's deadlock check may break by failing the app's
+ * transaction. Returns a writer still there after `settleMs`, or null.
+ */
+async function waitForWriters(client: pg.ClientBase, targets: TableName[], settleMs: number): Promise<Writer | null> {
+  const names = targets.map(quoteTable);
+  const deadline = Date.now() + settleMs;
+  const atSwitch = new Set((await client.query<Writer>(WRITERS_NOW, [names])).rows.map((w) => w.vxid));
+  for (let pause = 2; atSwitch.size > 0; pause = Math.min(pause * 2, 50)) {
+    const left = (await client.query<Writer>(WRITERS_NOW, [names])).rows.filter((w) => atSwitch.has(w.vxid));
+    if (left.length === 0) return null;
+    if (Date.now() > deadline) return left[0] ?? null;
+    await new Promise((r) => setTimeout(r, pause));
+  }
+  return null;
+}
+
+/**
  * Install the fence, dormant: its switch and a trigger on every table and partition, each
  * created in a transaction of its own. Nothing is refused until raiseFence().
  */
@@ -167,22 +188,13 @@ export async function raiseFence(client: pg.ClientBase, spec: FenceSpec, opts: R
   }
   const switchedAtMs = Date.now();
   await client.query(SWITCH_UP, [n.switch]);
-  const deadline = Date.now() + (opts.settleMs ?? 10_000);
-  for (const t of targets) {
-    try {
-      await withTransaction(client, async () => {
-        await client.query(setLockTimeout(deadline - Date.now()));
-        await client.query(waitForWriters(t));
-      });
-    } catch (err) {
-      if (!retryable(err)) throw err;
-      await client.query(SWITCH_DOWN, [n.switch]).catch(() => {});
-      await client.query(FORGET_FENCE, [spec.migration]).catch(() => {});
-      throw new WalbridgeError('apply', `writes to ${displayTable(t)} under way when the fence went up did not end within ${Math.round((opts.settleMs ?? 10_000) / 1000)} s; the fence is lifted again`, {
-        cause: err,
-        hint: 'A session keeps a write transaction open on that table (see pg_stat_activity). End it, then run cutover again.',
-      });
-    }
+  const stillWriting = await waitForWriters(client, targets, opts.settleMs ?? 10_000);
+  if (stillWriting) {
+    await client.query(SWITCH_DOWN, [n.switch]).catch(() => {});
+    await client.query(FORGET_FENCE, [spec.migration]).catch(() => {});
+    throw new WalbridgeError('apply', `writes to ${stillWriting.table} under way when the fence went up did not end within ${Math.round((opts.settleMs ?? 10_000) / 1000)} s (pid ${stillWriting.pid}); the fence is lifted again`, {
+      hint: 'A session keeps a write transaction open on that table (see pg_stat_activity). End it, then run cutover again.',
+    });
   }
   await withTransaction(client, async () => {
     await client.query(EMIT_FENCE_MARKER, [marker]);

@@ -75,11 +75,12 @@ export const SWITCH_UP = `SELECT setval($1::regclass, 1, true)`;
 export const SWITCH_DOWN = `SELECT setval($1::regclass, 1, false)`;
 export const SWITCH_EXISTS = `SELECT to_regclass($1) IS NOT NULL AS ok`;
 
-/** A lock on a busy table is waited for this long, then tried again (installing, lifting). */
-export const FENCE_LOCK_TIMEOUT = `SET LOCAL lock_timeout = '3s'`;
-export function setLockTimeout(ms: number): string {
-  return `SET LOCAL lock_timeout = '${Math.max(1, Math.round(ms))}ms'`;
-}
+/**
+ * A lock on a busy table is waited for this long, then tried again (installing, lifting): less
+ * than PostgreSQL's deadlock_timeout (1 s), so that an app transaction queued behind the request
+ * never waits long enough for its deadlock check to fail it.
+ */
+export const FENCE_LOCK_TIMEOUT = `SET LOCAL lock_timeout = '500ms'`;
 
 /**
  * Every table a write to `$1` (a quoted name) can reach: itself and, if partitioned, every
@@ -114,10 +115,6 @@ export function dropFenceSwitch(n: FenceNames): string {
  * is waited for on its own) has ended, then lets go: a writer that got past the trigger before
  * the switch went up commits before the marker or not at all.
  */
-export function waitForWriters(table: TableName): string {
-  return `LOCK TABLE ONLY ${quoteTable(table)} IN SHARE MODE`;
-}
-
 /**
  * The transactions holding a write lock on one of the tables ($1, quoted names), from pg_locks,
  * which every role may read (pg_stat_activity hides other roles' sessions from a role without

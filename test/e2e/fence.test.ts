@@ -14,7 +14,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { installFence, liftFence, raiseFence, type FenceSpec, type RaiseOptions } from '../../src/cutover/fence.js';
 import { readFences } from '../../src/state/fences.js';
 import { formatLsn } from '../../src/lsn.js';
-import { FENCE_MARKER_PREFIX } from '../../src/sql/fence.js';
+import { FENCE_MARKER_PREFIX, fenceNames } from '../../src/sql/fence.js';
 import { decodePgoutput, type PgoutputMessage } from '../../src/replicator/pgoutput.js';
 import { startCluster, type Cluster } from '../harness/cluster.js';
 import { waitFor } from '../harness/lsn.js';
@@ -131,7 +131,7 @@ test('set by the tables\' owner (no superuser): no write commits on a fenced tab
   await cluster.query('DELETE FROM shop.orders WHERE id >= 10; DELETE FROM shop.events');
 });
 
-test('a write in flight when the fence goes up commits before its marker; a write that comes meanwhile is refused', async () => {
+test('a write in flight when the fence goes up commits before its marker; a write that comes meanwhile is refused at once', async () => {
   await as(OWNER, (c) => installFence(c, spec));
   const writer = await session(API);
   try {
@@ -140,17 +140,19 @@ test('a write in flight when the fence goes up commits before its marker; a writ
     let raised = false;
     // (graceMs 0: the writer is not a reason to stay down, as a long one would be: see the next test.)
     const raising = as(OWNER, (c) => raiseFence(c, spec, { graceMs: 0 })).finally(() => (raised = true));
-    // The fence waits for the writer's transaction to end before it writes its marker…
-    await waitFor(
-      async () => (await cluster.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND usename = 'app_owner'`))[0]?.n === 1,
-      { what: 'the fence to wait for the write in flight', timeoutMs: 10_000 },
-    );
-    assert.equal(raised, false);
-    // A write that comes meanwhile waits behind the fence, and is refused once it stands.
-    const meanwhile = as(API, (c) => refused(c, "INSERT INTO shop.orders VALUES (22, 'meanwhile')"));
+    // The switch goes up; the fence then waits for the writer's transaction to end before it
+    // writes its marker, watching it (no lock request that the app's writes would queue behind).
+    await waitFor(async () => (await cluster.query<{ up: boolean }>(`SELECT is_called AS up FROM ${fenceNames('walbridge').switch}`))[0]?.up === true, {
+      what: 'the switch to go up',
+      timeoutMs: 10_000,
+      intervalMs: 10,
+    });
+    // A write that comes meanwhile is refused at once, while the fence still waits.
+    await as(API, (c) => refused(c, "INSERT INTO shop.orders VALUES (22, 'meanwhile')"));
+    assert.equal(raised, false, 'the fence waits for the write in flight');
+    assert.deepEqual(await cluster.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'`), [], 'nobody waits on a lock');
     await writer.query('COMMIT');
     const fence = await raising;
-    await meanwhile;
     assert.deepEqual(await cluster.query<{ note: string }>('SELECT note FROM shop.orders WHERE id = 20'), [{ note: 'in flight' }], 'the write in flight committed');
     await refused(writer, "INSERT INTO shop.orders VALUES (21, 'too late')");
     assert.ok(fence.lsn !== null);
