@@ -1,6 +1,7 @@
 /**
  * Cutover: the moment the app moves to the target, with no write lost and writes refused for
- * a moment (well under a second here), whatever the size of the data. The app keeps running on the source until then.
+ * a moment (well under a second here), whatever the size of the data. The app keeps running on
+ * the source until then.
  *
  *   1. the daemon starts recording the rows it changes;
  *   2. the content is checked while the app writes: every table, then the rows changed meanwhile
