@@ -113,17 +113,21 @@ interface Writer {
   state: string | null;
 }
 
+/** The transactions holding a write lock on one of `targets` now. */
+async function writersNow(client: pg.ClientBase, targets: TableName[]): Promise<Writer[]> {
+  return (await client.query<Writer>(WRITERS_NOW, [targets.map(quoteTable)])).rows;
+}
+
 /**
  * A transaction that writes to one of the tables and is still the same one `graceMs` later: an
  * app's transactions last milliseconds; one that lasts would keep the fence waiting, the app's
  * other writes refused meanwhile.
  */
 async function longWriters(client: pg.ClientBase, targets: TableName[], graceMs: number): Promise<Writer | null> {
-  const names = targets.map(quoteTable);
-  const first = (await client.query<Writer>(WRITERS_NOW, [names])).rows;
+  const first = await writersNow(client, targets);
   if (first.length === 0) return null;
   await new Promise((r) => setTimeout(r, graceMs));
-  const still = new Set((await client.query<Writer>(WRITERS_NOW, [names])).rows.map((w) => w.vxid));
+  const still = new Set((await writersNow(client, targets)).map((w) => w.vxid));
   return first.find((w) => still.has(w.vxid)) ?? null;
 }
 
@@ -136,11 +140,10 @@ async function longWriters(client: pg.ClientBase, targets: TableName[], graceMs:
  * transaction. Returns a writer still there after `settleMs`, or null.
  */
 async function waitForWriters(client: pg.ClientBase, targets: TableName[], settleMs: number): Promise<Writer | null> {
-  const names = targets.map(quoteTable);
   const deadline = Date.now() + settleMs;
-  const atSwitch = new Set((await client.query<Writer>(WRITERS_NOW, [names])).rows.map((w) => w.vxid));
+  const atSwitch = new Set((await writersNow(client, targets)).map((w) => w.vxid));
   for (let pause = 2; atSwitch.size > 0; pause = Math.min(pause * 2, 50)) {
-    const left = (await client.query<Writer>(WRITERS_NOW, [names])).rows.filter((w) => atSwitch.has(w.vxid));
+    const left = (await writersNow(client, targets)).filter((w) => atSwitch.has(w.vxid));
     if (left.length === 0) return null;
     if (Date.now() > deadline) return left[0] ?? null;
     await new Promise((r) => setTimeout(r, pause));

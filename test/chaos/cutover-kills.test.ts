@@ -45,7 +45,7 @@ import { APP_TABLES, createAppSchema } from '../harness/fixture.js';
 import { runSeed } from '../harness/rng.js';
 import { CLI, type CliResult, type DaemonProcess } from '../helpers/daemon.js';
 import { Exposure, secretForms } from '../helpers/observe.js';
-import { startWitness, type Witness } from '../helpers/witness.js';
+import { startWitness, WORKER_LOG, type Witness } from '../helpers/witness.js';
 import { cutoverKills, cutoverKillTable, results, summaryTable, writeDocSection, writesDocs, type CutoverKill, type Fault, type ScenarioResult } from './report.js';
 import { World, type Migration } from './world.js';
 
@@ -107,7 +107,6 @@ function killLine(at: KillPoint, line: string): boolean {
 
 const PASSWORDS = { source: 'cut-src-Fähre:3b@q/Ü#x', target: 'cut-tgt-Sch1ff%5a?=&+z', owner: 'cut-owner-Hafen@7/y' };
 const OWNER = { user: 'app_owner', password: PASSWORDS.owner };
-const WORKER_LOG = 'CREATE TABLE public.worker_log (id bigint PRIMARY KEY, who text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())';
 const TABLES = [...APP_TABLES, 'public.worker_log'];
 /** What a write refused by the fence of any migration of this file says. */
 const FENCE_MESSAGE = /^[\w."Ü ]+ no longer takes writes on this database: walbridge moved it to the new database \(cutover of migration "ck\d+", \d{4}-\d\d-\d\dT[\d:]+Z\)$/;

@@ -12,13 +12,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { readFences } from '../../src/state/fences.js';
-import { startPair, type Cluster } from '../harness/cluster.js';
+import type { Cluster } from '../harness/cluster.js';
 import { assertSameContent } from '../harness/compare.js';
-import { APP_TABLES, createAppSchema, seedAppData } from '../harness/fixture.js';
+import { APP_TABLES, createAppSchema } from '../harness/fixture.js';
 import { waitFor } from '../harness/lsn.js';
 import { CLI, runCli, startDaemon, type DaemonProcess } from '../helpers/daemon.js';
 import { pipelineRow, sourceObjects, waitForPhase } from '../helpers/state.js';
-import { startWitness, type Witness } from '../helpers/witness.js';
+import { startWitness, startWitnessPair, WORKER_LOG, type Witness } from '../helpers/witness.js';
 
 let source: Cluster;
 let target: Cluster;
@@ -26,17 +26,10 @@ let destroy: () => Promise<void>;
 let daemon: DaemonProcess | null = null;
 const writers: Witness[] = [];
 
-const WORKER_LOG = `CREATE TABLE public.worker_log (id bigint PRIMARY KEY, who text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`;
 const env = () => ({ SOURCE_DATABASE_URL: source.url(), TARGET_DATABASE_URL: target.url(), WALBRIDGE_SCHEMAS: 'public,auth' });
 
 before(async () => {
-  ({ source, target, destroy } = await startPair({ sourceMajor: 15, targetMajor: 17 }));
-  await source.withClient(async (c) => {
-    await createAppSchema(c);
-    await seedAppData(c, { scale: 1 });
-  });
-  await target.withClient((c) => createAppSchema(c, { target: true }));
-  for (const db of [source, target]) await db.query(WORKER_LOG);
+  ({ source, target, destroy } = await startWitnessPair());
   daemon = await startDaemon(env());
   await waitForPhase(target, 'streaming', { daemon });
 });

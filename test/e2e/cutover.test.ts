@@ -9,12 +9,12 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
-import { startPair, type Cluster } from '../harness/cluster.js';
+import type { Cluster } from '../harness/cluster.js';
 import { assertSameContent } from '../harness/compare.js';
-import { APP_TABLES, createAppSchema, seedAppData, startWriteLoad } from '../harness/fixture.js';
+import { APP_TABLES, startWriteLoad } from '../harness/fixture.js';
 import { CLI, runCli, startDaemon, type DaemonProcess } from '../helpers/daemon.js';
 import { pipelineRow, sourceObjects, waitForCatchUp, waitForPhase } from '../helpers/state.js';
-import { startWitness, type Witness } from '../helpers/witness.js';
+import { startWitness, startWitnessPair, type Witness } from '../helpers/witness.js';
 import { readFences } from '../../src/state/fences.js';
 
 let source: Cluster;
@@ -25,14 +25,8 @@ const daemons: DaemonProcess[] = [];
 const writers: { stop(): Promise<unknown> }[] = [];
 
 before(async () => {
-  ({ source, target, destroy } = await startPair({ sourceMajor: 15, targetMajor: 17 }));
-  await source.withClient(async (c) => {
-    await createAppSchema(c);
-    await seedAppData(c, { scale: 1 });
-  });
-  await target.withClient((c) => createAppSchema(c, { target: true }));
+  ({ source, target, destroy } = await startWitnessPair());
   // The table forgotten workers write to, owned on the source by a role that is not a superuser.
-  for (const db of [source, target]) await db.query(WORKER_LOG);
   await source.query(`CREATE ROLE app_owner LOGIN PASSWORD '${OWNER.password}'; ALTER TABLE public.worker_log OWNER TO app_owner`);
 });
 
@@ -43,7 +37,6 @@ after(async () => {
 });
 
 const OWNER = { user: 'app_owner', password: 'owner-pw-9' };
-const WORKER_LOG = `CREATE TABLE public.worker_log (id bigint PRIMARY KEY, who text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`;
 
 const env = () => ({ SOURCE_DATABASE_URL: source.url(), TARGET_DATABASE_URL: target.url(), WALBRIDGE_SCHEMAS: 'public,auth' });
 

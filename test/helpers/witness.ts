@@ -4,6 +4,26 @@
  * INSERT returned is committed on the database it wrote to; every error is kept as the app saw it.
  */
 import pg from 'pg';
+import { startPair, type Cluster } from '../harness/cluster.js';
+import { createAppSchema, seedAppData } from '../harness/fixture.js';
+
+/** The table the witnesses write to (a forgotten worker's log), the same on both sides. */
+export const WORKER_LOG = 'CREATE TABLE public.worker_log (id bigint PRIMARY KEY, who text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())';
+
+/**
+ * A source (15) with the app's schema and data, a target (17) with the app's schema, empty, and
+ * the witnesses' worker_log on both: what a cutover test starts from.
+ */
+export async function startWitnessPair(): Promise<{ source: Cluster; target: Cluster; destroy: () => Promise<void> }> {
+  const pair = await startPair({ sourceMajor: 15, targetMajor: 17 });
+  await pair.source.withClient(async (c) => {
+    await createAppSchema(c);
+    await seedAppData(c, { scale: 1 });
+  });
+  await pair.target.withClient((c) => createAppSchema(c, { target: true }));
+  for (const db of [pair.source, pair.target]) await db.query(WORKER_LOG);
+  return pair;
+}
 
 export interface Witness {
   /** Ids whose INSERT committed. */
