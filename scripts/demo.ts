@@ -96,10 +96,13 @@ async function main(): Promise<void> {
     );
     await c.query('ANALYZE');
   });
-  await target.withClient((c) => createAppSchema(c, { target: true }));
+  const env = { SOURCE_DATABASE_URL: source.url(), TARGET_DATABASE_URL: target.url(), WALBRIDGE_SCHEMAS: 'public,auth' };
+  say('The target is empty. walbridge schema makes its schema from the source (types, sequences, tables, partitions, keys, indexes)…');
+  const made = await runCli(['schema'], env);
+  if (made.code !== 0) throw new Error(`walbridge schema failed:\n${made.stdout}${made.stderr}`);
+  say(made.stdout.split('\n').filter((l) => l.startsWith('result:')).join('\n'));
   say("The target has the same tables, empty. Starting the app's writes on the source…");
   load = startWriteLoad(source.url(), { ratePerSec: Number(args.rate), truncateEvery: 500 });
-  const env = { SOURCE_DATABASE_URL: source.url(), TARGET_DATABASE_URL: target.url(), WALBRIDGE_SCHEMAS: 'public,auth' };
   daemon = await startDaemon({ ...env, LOG_LEVEL: 'warn' });
   say(`walbridge is running. Status page: http://localhost:${daemon.port}/   (metrics: /metrics)`);
   say(process.stdin.isTTY ? 'Press c to cut over, q to stop.\n' : '');

@@ -8,6 +8,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { cutoverCommand } from './commands/cutover.js';
 import { preflightCommand } from './commands/preflight.js';
 import { runCommand } from './commands/run.js';
+import { schemaCommand } from './commands/schema.js';
 import { statusCommand } from './commands/status.js';
 import { teardownCommand } from './commands/teardown.js';
 import { verifyCommand } from './commands/verify.js';
@@ -84,6 +85,41 @@ program
     if (opts.reverse) overrides.reverse = true;
     const code = await runCommand(process.env, { overrides });
     process.exit(code);
+  });
+
+program
+  .command('schema')
+  .description("make on the target what the selected tables need, from the source's catalogs, and nothing of Supabase's platform")
+  .option('--dry-run', 'print the SQL in the order it would run (a psql script), and what is left out; change nothing')
+  .option('--json', 'print the plan as JSON: steps, present, leftOut, problems')
+  .addOption(
+    new Option('--policies <choice>', "row-level security policies that name Supabase's API roles or call auth.uid() & co.")
+      .choices(['keep', 'drop'])
+      .default('keep'),
+  )
+  .addHelpText(
+    'after',
+    `
+Makes, for the selected tables (WALBRIDGE_SCHEMAS, WALBRIDGE_TABLES, WALBRIDGE_EXCLUDE_TABLES): schemas,
+extensions (in the same schema as on the source), enums, domains and composite types, sequences, tables
+with their columns, defaults, identity and generated columns, partitions, constraints, indexes, foreign
+keys among them, the app's functions and triggers they use, row-level security and policies, comments.
+All in one transaction; what the target has already is left as it is (run it twice: nothing changes),
+and a table that exists but differs stops it, never altered.
+
+Never made: Supabase's reserved roles, grants, default privileges, event triggers, publications, its
+platform schemas (auth, storage, realtime, …). What needs them is listed with the choice it leaves:
+foreign keys to auth.users, triggers on auth tables, Database Webhooks, defaults calling the platform.
+
+--policies keep (default): policies stay as they are; the API roles they name (anon, authenticated,
+  service_role) are created NOLOGIN and auth.uid(), auth.jwt(), auth.role() as Supabase defines them
+  (they read the JWT claims PostgREST sets). No grants are made: grant what your API serves.
+--policies drop: such policies are left out (listed); row-level security stays enabled.
+
+Exit status: 0 done or nothing to do, 1 a problem (nothing written), 2 bad configuration or connection.`,
+  )
+  .action(async (opts: { dryRun?: boolean; json?: boolean; policies: 'keep' | 'drop' }) => {
+    process.exit(await schemaCommand(process.env, { dryRun: opts.dryRun === true, json: opts.json === true, policies: opts.policies }));
   });
 
 program

@@ -210,7 +210,7 @@ export async function compareWithTarget(source: pg.ClientBase, target: pg.Client
     const sourceColumns = srcCols.get(key) ?? [];
     const targetColumns = dstCols.get(key);
     if (!targetColumns) {
-      problems.push(`table ${key} does not exist on the target: create it there (for example with pg_dump --schema-only --table '${key}' on the source)`);
+      problems.push(`table ${key} does not exist on the target: walbridge schema makes it (and what it needs) from the source`);
       continue;
     }
     for (const sc of sourceColumns) {

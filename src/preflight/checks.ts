@@ -11,7 +11,7 @@ import { SELECT_PUBLICATION, SELECT_SLOT, SOURCE_CAPACITY } from '../sql/source.
 import type { CheckResult, PreflightCheck, PreflightContext, PreflightInput, PreflightReport, ServerInfo, SlotRow, SourceCapacity } from './context.js';
 import { recordedState, targetEmpty } from './recorded-state.js';
 import { replicationConnection, replicationRole, replicationSlots, sampleWalRate, slotName, sourceVersion, walLevel, walRetention, walSenders } from './source-checks.js';
-import { copyEstimate, estimates, extensions, fenceable, forSelectedTables, partitions, publicationPrivilege, replicaIdentity, tablesSelected, targetTables } from './table-checks.js';
+import { copyEstimate, estimates, extensions, fenceable, forSelectedTables, partitions, publicationPrivilege, replicaIdentity, tablesSelected, targetSchema, targetTables } from './table-checks.js';
 import { distinctDatabases, rollbackWindow, targetRole } from './target-checks.js';
 
 export type { CheckResult, CheckStatus, PreflightInput, PreflightReport, TableEstimate } from './context.js';
@@ -33,7 +33,7 @@ const CHECKS: PreflightCheck[] = [
   distinctDatabases,
   // the tables
   tablesSelected,
-  ...[replicaIdentity, partitions, publicationPrivilege, fenceable, targetTables, extensions, recordedState, targetEmpty].map(forSelectedTables),
+  ...[replicaIdentity, partitions, publicationPrivilege, fenceable, targetTables, targetSchema, extensions, recordedState, targetEmpty].map(forSelectedTables),
   copyEstimate,
 ];
 

@@ -5,6 +5,7 @@
 import { replicaIdentityProblem, type SourceTable, type TableComparison } from '../catalog/tables.js';
 import { describeError } from '../errors.js';
 import { displayTable, quoteTable } from '../pg/ident.js';
+import { planTargetSchema, type SchemaPlan } from '../schema/make.js';
 import { TABLES_NOT_FENCEABLE } from '../sql/fence.js';
 import { INSTALLED_EXTENSIONS } from '../sql/catalog.js';
 import { EXTENSIONS_USED, TABLES_NOT_OWNED } from '../sql/source.js';
@@ -98,7 +99,7 @@ export function targetTables({ selection }: PreflightContext, comparison: TableC
       id: 'target-tables',
       status: 'fail',
       message: `the target's tables do not match the source:\n  - ${comparison.problems.join('\n  - ')}`,
-      fix: 'Run the statements above on the target (or exclude the tables with WALBRIDGE_EXCLUDE_TABLES), then start again.',
+      fix: 'Run walbridge schema for missing tables (walbridge schema --dry-run shows what it runs), the statements above for the others, or exclude the tables (WALBRIDGE_EXCLUDE_TABLES); then start again.',
       kind: 'schema',
     };
   }
@@ -106,6 +107,46 @@ export function targetTables({ selection }: PreflightContext, comparison: TableC
     return { id: 'target-tables', status: 'warn', message: `the target's tables match, with remarks:\n  - ${comparison.warnings.join('\n  - ')}`, fix: 'Check these columns on the target.' };
   }
   return { id: 'target-tables', status: 'pass', message: `all ${selection.tables.length} table(s) exist on the target with the same columns and types` };
+}
+
+/** How many lines of the schema plan preflight shows; --dry-run shows them all. */
+const PLAN_LINES = 30;
+
+/**
+ * What `walbridge schema` would do on the target, as a diff: the same plan, so both always agree.
+ * Missing tables fail (target-tables names them too), anything else missing is a warning.
+ */
+export async function targetSchema({ config, source, target, reverse }: PreflightContext): Promise<CheckResult | null> {
+  // The way back writes to the old database, which has held the tables all along.
+  if (reverse) return null;
+  let plan: SchemaPlan;
+  try {
+    plan = await planTargetSchema(source, target, config, 'keep');
+  } catch (err) {
+    // The plan is advice here: a catalog it cannot read must not keep the migration from starting.
+    return { id: 'target-schema', status: 'warn', message: `could not work out what walbridge schema would make: ${describeError(err).message}`, fix: 'Run walbridge schema --dry-run to see the error in full.' };
+  }
+  const diff = [
+    ...plan.problems.map((p) => `! ${p.message}`),
+    ...plan.steps.filter((s, i, all) => all.findIndex((x) => x.kind === s.kind && x.name === s.name) === i).map((s) => `+ ${s.kind} ${s.name}`),
+    ...plan.leftOut.map((l) => `- ${l.kind} ${l.name} (left out: ${l.reason})`),
+  ];
+  const shown = diff.length > PLAN_LINES ? [...diff.slice(0, PLAN_LINES), `… and ${diff.length - PLAN_LINES} more: walbridge schema --dry-run shows them all`] : diff;
+  const body = `\n  ${shown.join('\n  ')}`;
+  if (plan.problems.length > 0) {
+    return { id: 'target-schema', status: 'fail', message: `walbridge schema cannot make the target's schema as it is:${body}`, fix: plan.problems.map((p) => p.fix).join(' '), kind: 'schema' };
+  }
+  if (plan.steps.some((s) => s.kind === 'table' || s.kind === 'partition')) {
+    return { id: 'target-schema', status: 'fail', message: `the target lacks what walbridge schema would make (+ made, - left out):${body}`, fix: 'Run walbridge schema (one transaction; walbridge schema --dry-run prints the SQL first).', kind: 'schema' };
+  }
+  if (plan.steps.length > 0) {
+    return { id: 'target-schema', status: 'warn', message: `the target's tables exist, and walbridge schema would still add (+) or leave out (-):${body}`, fix: 'Run walbridge schema to add them: it leaves the existing tables as they are.' };
+  }
+  return {
+    id: 'target-schema',
+    status: 'pass',
+    message: `the target has everything walbridge schema makes for the selected tables${plan.leftOut.length > 0 ? `; left out, as walbridge schema lists them:${body}` : ''}`,
+  };
 }
 
 export async function extensions({ source, target, selection }: PreflightContext): Promise<CheckResult> {
