@@ -84,7 +84,11 @@ export function formatSchemaReport(plan: SchemaPlan, opts: { dryRun: boolean; ap
     for (const l of plan.leftOut) lines.push(note(`  ${l.kind} ${l.name}: ${l.reason}\n      choice: ${l.choice}`));
     lines.push('');
   }
-  if (plan.present.length > 0) lines.push(note(`already on the target, left as they are: ${plan.present.map((p) => `${p.kind} ${p.name}`).join(', ')}`), '');
+  if (plan.present.length > 0) {
+    const byKind = new Map<string, string[]>();
+    for (const p of plan.present) byKind.set(p.kind, [...(byKind.get(p.kind) ?? []), p.name]);
+    lines.push(note(`already on the target, left as they are:\n${[...byKind].map(([kind, names]) => `  ${kind}: ${names.join(', ')}`).join('\n')}`), '');
+  }
   const result =
     plan.problems.length > 0
       ? `result: ${plan.problems.length} problem(s) to fix first (see above); the target is unchanged`

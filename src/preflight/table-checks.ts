@@ -112,10 +112,7 @@ export function targetTables({ selection }: PreflightContext, comparison: TableC
 /** How many lines of the schema plan preflight shows; --dry-run shows them all. */
 const PLAN_LINES = 30;
 
-/**
- * What `walbridge schema` would do on the target, as a diff: the same plan, so both always agree.
- * Missing tables fail (target-tables names them too), anything else missing is a warning.
- */
+/** What `walbridge schema` would do on the target, as a diff: the same plan, so both always agree. */
 export async function targetSchema({ config, source, target, reverse }: PreflightContext): Promise<CheckResult | null> {
   // The way back writes to the old database, which has held the tables all along.
   if (reverse) return null;
@@ -133,14 +130,12 @@ export async function targetSchema({ config, source, target, reverse }: Prefligh
   ];
   const shown = diff.length > PLAN_LINES ? [...diff.slice(0, PLAN_LINES), `… and ${diff.length - PLAN_LINES} more: walbridge schema --dry-run shows them all`] : diff;
   const body = `\n  ${shown.join('\n  ')}`;
+  // Never a failure of its own: whatever blocks the migration, target-tables and extensions fail on it.
   if (plan.problems.length > 0) {
-    return { id: 'target-schema', status: 'fail', message: `walbridge schema cannot make the target's schema as it is:${body}`, fix: plan.problems.map((p) => p.fix).join(' '), kind: 'schema' };
-  }
-  if (plan.steps.some((s) => s.kind === 'table' || s.kind === 'partition')) {
-    return { id: 'target-schema', status: 'fail', message: `the target lacks what walbridge schema would make (+ made, - left out):${body}`, fix: 'Run walbridge schema (one transaction; walbridge schema --dry-run prints the SQL first).', kind: 'schema' };
+    return { id: 'target-schema', status: 'warn', message: `walbridge schema could not make the target's schema as it is (! a problem, + made, - left out):${body}`, fix: plan.problems.map((p) => p.fix).join(' ') };
   }
   if (plan.steps.length > 0) {
-    return { id: 'target-schema', status: 'warn', message: `the target's tables exist, and walbridge schema would still add (+) or leave out (-):${body}`, fix: 'Run walbridge schema to add them: it leaves the existing tables as they are.' };
+    return { id: 'target-schema', status: 'warn', message: `walbridge schema would make (+) or leave out (-) on the target:${body}`, fix: 'Run walbridge schema (one transaction; walbridge schema --dry-run prints the SQL first). It leaves what exists as it is.' };
   }
   return {
     id: 'target-schema',

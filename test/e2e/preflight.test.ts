@@ -82,9 +82,12 @@ describe('preflight', () => {
     const { code, report } = await preflight();
     assert.equal(code, 0, JSON.stringify(report.checks.filter((c) => c.status === 'fail')));
     assert.equal(report.ok, true);
-    for (const id of ['replication-connection', 'source-version', 'wal-level', 'replication-role', 'replication-slots', 'wal-senders', 'slot-name', 'wal-retention', 'target-role', 'distinct-databases', 'tables-selected', 'replica-identity', 'publication-privilege', 'fence', 'target-tables', 'extensions', 'target-empty', 'copy-estimate']) {
+    for (const id of ['replication-connection', 'source-version', 'wal-level', 'replication-role', 'replication-slots', 'wal-senders', 'slot-name', 'wal-retention', 'target-role', 'distinct-databases', 'tables-selected', 'replica-identity', 'publication-privilege', 'fence', 'target-tables', 'target-schema', 'extensions', 'target-empty', 'copy-estimate']) {
       assert.ok(report.checks.some((c) => c.id === id), `check ${id} reported`);
     }
+    // The same DDL on both sides: walbridge schema would make nothing.
+    const schema = report.checks.find((c) => c.id === 'target-schema');
+    assert.equal(schema?.status, 'pass', schema?.message);
     const users = report.tables.find((t) => t.table === 'public.users');
     assert.equal(users?.estimatedRows, 5000);
     assert.ok((users?.bytes ?? 0) > 0 && (users?.expectedCopySeconds ?? -1) >= 0);
@@ -250,6 +253,24 @@ describe('preflight', () => {
       assert.match(c.message, /column public\.orders\.note is NOT NULL on the target but nullable on the source/);
     } finally {
       await target.query(`ALTER TABLE public.orders ALTER COLUMN note DROP NOT NULL`);
+    }
+  });
+
+  test('target-schema: a table missing on the target shows as what walbridge schema --dry-run would make, statement for statement', async () => {
+    await source.query(`CREATE TABLE public.notes (id int PRIMARY KEY, body text NOT NULL DEFAULT '', at timestamptz); CREATE INDEX notes_at ON public.notes (at)`);
+    try {
+      const { check } = await preflight();
+      assertFails(check('target-tables'), /table public\.notes does not exist on the target: walbridge schema makes it/, /Run walbridge schema/);
+      const c = check('target-schema');
+      assert.equal(c.status, 'warn', c.message);
+      const dry = await runCli(['schema', '--dry-run', '--json'], { SOURCE_DATABASE_URL: source.url(), TARGET_DATABASE_URL: target.url() });
+      assert.equal(dry.code, 0, dry.out);
+      const plan = JSON.parse(dry.stdout) as { steps: Array<{ kind: string; name: string }> };
+      assert.deepEqual(plan.steps.map((s) => `${s.kind} ${s.name}`), ['table public.notes', 'constraint public.notes.notes_pkey', 'index public.notes.notes_at']);
+      for (const s of plan.steps) assert.ok(c.message.includes(`+ ${s.kind} ${s.name}`), `${s.kind} ${s.name} in: ${c.message}`);
+      assert.equal(await target.query(`SELECT to_regclass('public.notes') AS t`).then((r) => r[0]?.t), null, '--dry-run wrote nothing');
+    } finally {
+      await source.query('DROP TABLE public.notes');
     }
   });
 
