@@ -14,7 +14,7 @@
  */
 import { quoteIdent } from '../pg/ident.js';
 import * as ddl from './ddl.js';
-import { isApiRole, isAuthHelper, isPlatformSchema, isReservedRole, isWalbridgeSchema, authHelpersCalledIn } from './platform.js';
+import { API_ROLES, isApiRole, isAuthHelper, isPlatformSchema, isReservedRole, isWalbridgeSchema, authHelpersCalledIn } from './platform.js';
 import type { ColumnDef, ConstraintDef, FunctionDef, PolicyDef, Reference, SequenceDef, SourceSchema, TableDef, TypeDef } from './read.js';
 import { functionKey, type TargetFacts } from './target.js';
 
@@ -337,7 +337,8 @@ class Planner {
       const parent = t.parent === null ? undefined : this.tables.get(t.parent);
       if (parent && !this.created.has(parent.oid)) {
         // The parent exists on the target: its partitions are compared with it, never added to it.
-        if (!this.target.relations.has(name)) {
+        if (this.target.relations.has(name)) this.present.push({ kind: 'partition', name });
+        else {
           this.problems.push({ message: `partition ${name} of ${tableDisplay(parent)} is missing on the target, where ${tableDisplay(parent)} exists`, fix: `Create it there: CREATE TABLE ${ddl.qname(t.schema, t.name)} PARTITION OF ${ddl.qname(parent.schema, parent.name)} ${t.partitionBound ?? ''};` });
         }
         continue;
@@ -501,6 +502,8 @@ class Planner {
     }
     if (!this.keepCalling('policy', name, this.refs('pg_policy', p.oid), 'write the policy on the target with functions of your own')) return;
     for (const r of p.roles) if (r !== 'public') this.ensureRole(r);
+    // PostgREST needs all three API roles as soon as it serves one of them.
+    if (api.length > 0) for (const r of API_ROLES) this.ensureRole(r);
     this.step('policy', name, ddl.createPolicy(t, p));
     if (p.comment !== null) this.step('comment', name, ddl.comment(`POLICY ${quoteIdent(p.name)} ON ${ddl.qname(t.schema, t.name)}`, p.comment));
   }

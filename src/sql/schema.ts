@@ -144,21 +144,22 @@ SELECT c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name, format_type(s
  ORDER BY n.nspname, c.relname`;
 
 /**
- * What the given objects refer to: functions, types, operators, operator classes, collations,
- * each with its schema and, when it belongs to one, its extension. $1: catalogs (regclass
+ * What the given objects refer to (not built in): functions, types, operators, operator classes,
+ * collations, each with its schema and, when it belongs to one, its extension. $1: catalogs (regclass
  * names), $2: oids, pairwise. A column's type is recorded against its table (objsubid > 0).
  */
 export const SCHEMA_REFERENCES = `
 SELECT o.classid::text AS class, o.objid::int8 AS objid, d.objsubid AS subid,
        d.refclassid::regclass::text AS ref_class, d.refobjid::int8 AS ref_oid,
-       r.schema AS ref_schema, r.identity AS ref_name,
-       ${extensionOf('d.refclassid', 'd.refobjid')} AS ref_extension
+       r.schema AS ref_schema, r.identity AS ref_name, x.extname AS ref_extension
   FROM unnest($1::regclass[], $2::oid[]) AS o(classid, objid)
   JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid AND d.deptype = 'n'
   CROSS JOIN LATERAL pg_identify_object(d.refclassid, d.refobjid, 0) AS r
+  CROSS JOIN LATERAL (SELECT ${extensionOf('d.refclassid', 'd.refobjid')} AS extname) AS x
  WHERE d.refclassid IN ('pg_proc'::regclass, 'pg_type'::regclass, 'pg_operator'::regclass,
                         'pg_opclass'::regclass, 'pg_collation'::regclass)
-   AND r.schema IS DISTINCT FROM 'pg_catalog' AND r.schema IS DISTINCT FROM 'information_schema'`;
+   -- Built-in objects need nothing; an extension may put its own in pg_catalog (adminpack does).
+   AND (x.extname IS NOT NULL OR (r.schema IS DISTINCT FROM 'pg_catalog' AND r.schema IS DISTINCT FROM 'information_schema'))`;
 
 /** Types by oid: what a CREATE TYPE or CREATE DOMAIN needs, and where each belongs. */
 export const SCHEMA_TYPES = `

@@ -580,3 +580,27 @@ test("on the new database, the app's inserts and updates get their defaults, ide
   const [prof] = await target.query<{ fresh: boolean }>(`UPDATE public.profiles SET full_name = 'Alice L.' WHERE id = $1 RETURNING updated_at = now() AS fresh`, [alice]);
   assert.equal(prof?.fresh, true);
 });
+
+// ---------------------------------------------------------------------------------------------
+// A source of PostgreSQL 18
+// ---------------------------------------------------------------------------------------------
+
+test('a source of PostgreSQL 18 (NOT NULL recorded as constraints, virtual generated columns): the same tables on the target', { timeout: 120_000 }, async () => {
+  // 18 records every NOT NULL as a constraint of its own and adds virtual generated columns; the
+  // statements walbridge schema makes from them must still give the source's catalogs.
+  const pair = await startPair({ sourceMajor: 18, targetMajor: 18, namePrefix: 'schema18' });
+  clusters.push(pair.source, pair.target);
+  const login = await createSupabaseSource(pair.source);
+  await pair.source.query(`SET ROLE ${login.user}; CREATE TABLE public.shapes (id int PRIMARY KEY, w int NOT NULL, h int NOT NULL, area int GENERATED ALWAYS AS (w * h) VIRTUAL, CONSTRAINT positive CHECK (w > 0))`);
+  const tables = [...SUPABASE_APP_TABLES, 'public.shapes'];
+  const r = await runCli(['schema', '--json'], { SOURCE_DATABASE_URL: pair.source.url('app', login), TARGET_DATABASE_URL: pair.target.url() });
+  assert.equal(r.code, 0, r.out);
+  const rep = reportOf(r);
+  assert.equal(rep.applied, true);
+  const [src, tgt] = await Promise.all([pair.source, pair.target].map((c) => c.withClient((k) => describeTables(k, tables))));
+  assertSameTables(tgt ?? [], withoutLeftOut(src ?? [], rep.leftOut), 'source 18 → target 18');
+  const [srcTypes, tgtTypes] = await Promise.all([describePublicTypes(pair.source), describePublicTypes(pair.target)]);
+  assert.deepEqual(tgtTypes, srcTypes);
+  await pair.target.query(`INSERT INTO public.shapes (id, w, h) VALUES (1, 3, 4)`);
+  assert.deepEqual(await pair.target.query(`SELECT area FROM public.shapes`), [{ area: 12 }], 'the virtual column computes on the target');
+});
