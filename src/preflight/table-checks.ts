@@ -132,7 +132,7 @@ export async function targetSchema({ config, source, target, reverse }: Prefligh
   const body = `\n  ${shown.join('\n  ')}`;
   // Never a failure of its own: whatever blocks the migration, target-tables and extensions fail on it.
   if (plan.problems.length > 0) {
-    return { id: 'target-schema', status: 'warn', message: `walbridge schema could not make the target's schema as it is (! a problem, + made, - left out):${body}`, fix: plan.problems.map((p) => p.fix).join(' ') };
+    return { id: 'target-schema', status: 'warn', message: `walbridge schema could not make the target's schema as it is (! a problem, + made, - left out):${body}`, fix: 'Fix the problems marked ! (walbridge schema --dry-run prints each with its fix), then run walbridge schema.' };
   }
   if (plan.steps.length > 0) {
     return { id: 'target-schema', status: 'warn', message: `walbridge schema would make (+) or leave out (-) on the target:${body}`, fix: 'Run walbridge schema (one transaction; walbridge schema --dry-run prints the SQL first). It leaves what exists as it is.' };
@@ -145,7 +145,7 @@ export async function targetSchema({ config, source, target, reverse }: Prefligh
 }
 
 export async function extensions({ source, target, selection }: PreflightContext): Promise<CheckResult> {
-  const used = (await source.query<{ extension: string; columns: string }>(EXTENSIONS_USED, tableNames(selection.tables))).rows;
+  const used = (await source.query<{ extension: string; schema: string; columns: string }>(EXTENSIONS_USED, tableNames(selection.tables))).rows;
   const installed = new Set((await target.query<{ extname: string }>(INSTALLED_EXTENSIONS)).rows.map((r) => r.extname));
   const missing = used.filter((u) => !installed.has(u.extension));
   if (missing.length > 0) {
@@ -153,7 +153,7 @@ export async function extensions({ source, target, selection }: PreflightContext
       id: 'extensions',
       status: 'fail',
       message: `extension(s) used by selected columns are not installed on the target: ${missing.map((m) => `${m.extension} (${m.columns})`).join('; ')}`,
-      fix: `Install them on the target (${missing.map((m) => `CREATE EXTENSION ${m.extension};`).join(' ')}) or exclude those tables.`,
+      fix: `Run walbridge schema, which installs them in the schema they have on the source, or by hand on the target: ${missing.map((m) => `CREATE EXTENSION ${m.extension} WITH SCHEMA ${m.schema};`).join(' ')} Or exclude those tables.`,
       kind: 'schema',
     };
   }

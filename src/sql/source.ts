@@ -68,7 +68,8 @@ SELECT n.nspname || '.' || c.relname AS table, pg_get_userbyid(c.relowner) AS ow
 
 /** Extensions that provide the types of the selected tables' columns (pgvector's vector...). */
 export const EXTENSIONS_USED = `
-SELECT e.extname AS extension, string_agg(DISTINCT n.nspname || '.' || c.relname || '.' || a.attname, ', ') AS columns
+SELECT e.extname AS extension, e.extnamespace::regnamespace::text AS schema,
+       string_agg(DISTINCT n.nspname || '.' || c.relname || '.' || a.attname, ', ') AS columns
   FROM unnest($1::text[], $2::text[]) AS sel(schema, name)
   JOIN pg_namespace n ON n.nspname = sel.schema
   JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = sel.name
@@ -76,7 +77,7 @@ SELECT e.extname AS extension, string_agg(DISTINCT n.nspname || '.' || c.relname
   JOIN pg_type t ON t.oid = a.atttypid
   JOIN pg_depend d ON d.classid = 'pg_type'::regclass AND d.objid IN (t.oid, t.typelem) AND d.deptype = 'e'
   JOIN pg_extension e ON e.oid = d.refobjid
- GROUP BY e.extname ORDER BY 1`;
+ GROUP BY e.extname, e.extnamespace ORDER BY 1`;
 
 /** Sequences behind the selected tables' columns: owned by them (serial, identity) or named in their defaults. */
 export const SEQUENCES_OF_TABLES = `

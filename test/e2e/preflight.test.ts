@@ -278,7 +278,7 @@ describe('preflight', () => {
     await source.query(`CREATE EXTENSION citext; CREATE TABLE public.tags (id int PRIMARY KEY, name citext)`);
     await target.query(`CREATE TABLE public.tags (id int PRIMARY KEY, name text)`);
     try {
-      assertFails((await preflight()).check('extensions'), /citext \(public\.tags\.name\)/, /CREATE EXTENSION citext;/);
+      assertFails((await preflight()).check('extensions'), /citext \(public\.tags\.name\)/, /CREATE EXTENSION citext WITH SCHEMA public;/);
     } finally {
       await source.query('DROP TABLE public.tags; DROP EXTENSION citext');
       await target.query('DROP TABLE public.tags');
