@@ -50,7 +50,7 @@ import {
   TABLES_WITH_TRIGGER,
 } from '../sql/fence.js';
 import { readFences, type Fence, type FenceDirection } from '../state/fences.js';
-import { withTransaction } from '../state/store.js';
+import { withTransaction } from '../pg/transaction.js';
 
 export interface FenceSpec {
   /** The migration (its slot name): one fence each. */

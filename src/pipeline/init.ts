@@ -17,7 +17,8 @@ import { ReplicationConnection, type CreatedSlot, type SystemIdentity } from '..
 import { createPublication, DROP_SLOT, dropPublication as dropPublicationSql, setPublicationTables } from '../sql/source.js';
 import { CUTOVER_RECORDED, DROP_STATE, INSERT_COPIED_TABLE, INSERT_PIPELINE, SELECT_CUTOVER, START_BACKFILL, START_STREAMING_AT, UPSERT_TABLE } from '../sql/state.js';
 import { migrateState } from '../state/migrate.js';
-import { withTransaction, type PipelineState } from '../state/store.js';
+import { withTransaction } from '../pg/transaction.js';
+import type { PipelineState } from '../state/store.js';
 import { findPublication, findSlot } from './source-objects.js';
 
 export interface InitContext {

@@ -27,7 +27,8 @@ import { consumeChanges } from '../replicator/consume.js';
 import { SpoolFeed, startSpooling, type Spooling } from '../replicator/spool.js';
 import { openWalStream } from '../replicator/stream.js';
 import { CLEAR_SPOOL, DISCARD_PARTIAL_SPOOL, RESET_UNFINISHED_COPIES, SET_PHASE } from '../sql/state.js';
-import { loadPipeline, loadTables, withTransaction, type PipelineState, type TableState } from '../state/store.js';
+import { withTransaction } from '../pg/transaction.js';
+import { loadPipeline, loadTables, type PipelineState, type TableState } from '../state/store.js';
 import type { ExportedSnapshot } from './init.js';
 
 export interface PhaseContext {

@@ -7,6 +7,7 @@ import { resolveSelection } from '../catalog/tables.js';
 import type { Config } from '../config.js';
 import { describeError, WalbridgeError } from '../errors.js';
 import { displayTable } from '../pg/ident.js';
+import { withTransaction } from '../pg/transaction.js';
 import { APPLY_PREAMBLE } from './ddl.js';
 import { planSchema, type PolicyChoice, type SchemaPlan } from './plan.js';
 import { readSourceSchema } from './read.js';
@@ -34,8 +35,7 @@ export function planScript(plan: SchemaPlan): string[] {
 /** Run every step in one transaction; a failing step rolls all of them back. */
 export async function applySchemaPlan(target: pg.ClientBase, plan: SchemaPlan, onStep?: (done: number, total: number) => void): Promise<void> {
   if (plan.steps.length === 0) return;
-  await target.query('BEGIN');
-  try {
+  await withTransaction(target, async () => {
     for (const sql of APPLY_PREAMBLE) await target.query(sql);
     for (const [i, step] of plan.steps.entries()) {
       try {
@@ -49,9 +49,5 @@ export async function applySchemaPlan(target: pg.ClientBase, plan: SchemaPlan, o
       }
       onStep?.(i + 1, plan.steps.length);
     }
-    await target.query('COMMIT');
-  } catch (err) {
-    await target.query('ROLLBACK').catch(() => {});
-    throw err;
-  }
+  });
 }

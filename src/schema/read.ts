@@ -20,6 +20,7 @@ import {
   SCHEMA_TRIGGERS,
   SCHEMA_TYPES,
 } from '../sql/schema.js';
+import { withTransaction } from '../pg/transaction.js';
 import { AUTH_HELPERS, isPlatformSchema } from './platform.js';
 
 export interface ColumnDef {
@@ -194,22 +195,16 @@ export interface SourceSchema {
   authHelpers: FunctionDef[];
 }
 
-/** pg returns int8 as text: oids and numbers to JavaScript numbers, exact below 2^53. */
-const num = (v: unknown): number => Number(v);
-const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
-
 /** Run fn in one read-only snapshot with every name printed schema-qualified. */
 export async function inCatalogSnapshot<T>(client: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  try {
-    await client.query(READ_SCHEMA_SESSION);
-    const out = await fn();
-    await client.query('COMMIT');
-    return out;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  }
+  return withTransaction(
+    client,
+    async () => {
+      await client.query(READ_SCHEMA_SESSION);
+      return fn();
+    },
+    'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+  );
 }
 
 async function rowsOf<T>(client: pg.ClientBase, sql: string, params: unknown[]): Promise<T[]> {
@@ -217,26 +212,8 @@ async function rowsOf<T>(client: pg.ClientBase, sql: string, params: unknown[]):
 }
 
 export async function readColumns(client: pg.ClientBase, rels: number[]): Promise<Map<number, ColumnDef[]>> {
-  const rows = await rowsOf<Record<string, unknown>>(client, SCHEMA_COLUMNS, [rels]);
   const out = new Map<number, ColumnDef[]>();
-  for (const r of rows) {
-    const list = out.get(num(r.rel)) ?? [];
-    list.push({
-      num: num(r.num),
-      name: r.name as string,
-      type: r.type as string,
-      typeOid: num(r.type_oid),
-      notNull: r.not_null as boolean,
-      identity: r.identity as ColumnDef['identity'],
-      generated: r.generated as ColumnDef['generated'],
-      local: r.local as boolean,
-      defaultOid: numOrNull(r.default_oid),
-      defaultExpr: r.default_expr as string | null,
-      collation: r.collation as string | null,
-      comment: r.comment as string | null,
-    });
-    out.set(num(r.rel), list);
-  }
+  for (const c of await rowsOf<ColumnDef & { rel: number }>(client, SCHEMA_COLUMNS, [rels])) out.set(c.rel, [...(out.get(c.rel) ?? []), c]);
   return out;
 }
 
@@ -248,93 +225,23 @@ export async function readSourceSchema(client: pg.ClientBase, rootOids: number[]
   // A schema the user selected is the app's, whatever its name.
   const isApp = (schema: string) => schemas.includes(schema) || !isPlatformSchema(schema);
   return inCatalogSnapshot(client, async () => {
-    const tableRows = await rowsOf<Record<string, unknown>>(client, SCHEMA_TABLES, [rootOids]);
-    const oids = tableRows.map((r) => num(r.oid));
+    const tableRows = await rowsOf<Omit<TableDef, 'columns'>>(client, SCHEMA_TABLES, [rootOids]);
+    const oids = tableRows.map((t) => t.oid);
     const columns = await readColumns(client, oids);
-    const tables: TableDef[] = tableRows.map((r) => ({
-      oid: num(r.oid),
-      schema: r.schema as string,
-      name: r.name as string,
-      kind: r.kind as 'r' | 'p',
-      parent: numOrNull(r.parent),
-      unlogged: r.unlogged as boolean,
-      partitionKey: r.partition_key as string | null,
-      partitionBound: r.partition_bound as string | null,
-      rls: r.rls as boolean,
-      forceRls: r.force_rls as boolean,
-      replicaIdentity: r.replica_identity as TableDef['replicaIdentity'],
-      replicaIndex: r.replica_index as string | null,
-      comment: r.comment as string | null,
-      columns: columns.get(num(r.oid)) ?? [],
-    }));
-    const constraints: ConstraintDef[] = (await rowsOf<Record<string, unknown>>(client, SCHEMA_CONSTRAINTS, [oids])).map((r) => ({
-      oid: num(r.oid),
-      rel: num(r.rel),
-      name: r.name as string,
-      type: r.type as ConstraintDef['type'],
-      def: r.def as string,
-      local: r.local as boolean,
-      refRel: numOrNull(r.ref_rel),
-      refTable: r.ref_table as string | null,
-      refSchema: r.ref_schema as string | null,
-      comment: r.comment as string | null,
-    }));
-    const indexes: IndexDef[] = (await rowsOf<Record<string, unknown>>(client, SCHEMA_INDEXES, [oids])).map((r) => ({
-      oid: num(r.oid),
-      rel: num(r.rel),
-      name: r.name as string,
-      def: r.def as string,
-      comment: r.comment as string | null,
-    }));
+    const tables: TableDef[] = tableRows.map((t) => ({ ...t, columns: columns.get(t.oid) ?? [] }));
+    const constraints = await rowsOf<ConstraintDef>(client, SCHEMA_CONSTRAINTS, [oids]);
+    const indexes = await rowsOf<IndexDef>(client, SCHEMA_INDEXES, [oids]);
     // Triggers on the platform's tables are read to be listed: the schemas of the source that are
     // the platform's and not selected.
     const platformSchemas = (await rowsOf<{ name: string }>(client, 'SELECT nspname AS name FROM pg_namespace', []))
       .map((r) => r.name)
-      .filter((s) => isPlatformSchema(s) && !schemas.includes(s) && !s.startsWith('pg_') && s !== 'information_schema');
-    const allTriggers: TriggerDef[] = (await rowsOf<Record<string, unknown>>(client, SCHEMA_TRIGGERS, [oids, platformSchemas])).map((r) => ({
-      oid: num(r.oid),
-      rel: num(r.rel),
-      table: r.table as string,
-      tableSchema: r.table_schema as string,
-      name: r.name as string,
-      def: r.def as string,
-      enabled: r.enabled as TriggerDef['enabled'],
-      functionOid: num(r.function_oid),
-      functionSchema: r.function_schema as string,
-      functionName: r.function_name as string,
-      comment: r.comment as string | null,
-    }));
+      .filter((s) => !isApp(s) && !s.startsWith('pg_') && s !== 'information_schema');
+    const allTriggers = await rowsOf<TriggerDef>(client, SCHEMA_TRIGGERS, [oids, platformSchemas]);
     const selected = new Set(oids);
     const triggers = allTriggers.filter((t) => selected.has(t.rel));
     const platformTriggers = allTriggers.filter((t) => !selected.has(t.rel));
-    const policies: PolicyDef[] = (await rowsOf<Record<string, unknown>>(client, SCHEMA_POLICIES, [oids])).map((r) => ({
-      oid: num(r.oid),
-      rel: num(r.rel),
-      name: r.name as string,
-      cmd: r.cmd as PolicyDef['cmd'],
-      permissive: r.permissive as boolean,
-      roles: r.roles as string[],
-      usingExpr: r.using_expr as string | null,
-      checkExpr: r.check_expr as string | null,
-      comment: r.comment as string | null,
-    }));
-    const sequences: SequenceDef[] = (await rowsOf<Record<string, unknown>>(client, SCHEMA_SEQUENCES, [oids, schemas])).map((r) => ({
-      oid: num(r.oid),
-      schema: r.schema as string,
-      name: r.name as string,
-      type: r.type as string,
-      start: r.start as string,
-      increment: r.increment as string,
-      min: r.min as string,
-      max: r.max as string,
-      cache: r.cache as string,
-      cycle: r.cycle as boolean,
-      ownerRel: numOrNull(r.owner_rel),
-      ownerColumn: r.owner_column as string | null,
-      identity: r.identity === true,
-      extension: r.extension as string | null,
-      comment: r.comment as string | null,
-    }));
+    const policies = await rowsOf<PolicyDef>(client, SCHEMA_POLICIES, [oids]);
+    const sequences = await rowsOf<SequenceDef>(client, SCHEMA_SEQUENCES, [oids, schemas]);
 
     const roots: Array<[string, number]> = [
       ...tables.map((t): [string, number] => ['pg_class', t.oid]),
@@ -345,7 +252,7 @@ export async function readSourceSchema(client: pg.ClientBase, rootOids: number[]
       ...policies.map((p): [string, number] => ['pg_policy', p.oid]),
     ];
     const followed = await followReferences(client, roots, tables.flatMap((t) => t.columns.map((c) => c.typeOid)), isApp);
-    const helperOids = (await rowsOf<{ oid: string }>(client, AUTH_HELPER_OIDS, [AUTH_HELPERS])).map((r) => num(r.oid));
+    const helperOids = (await rowsOf<{ oid: number }>(client, AUTH_HELPER_OIDS, [AUTH_HELPERS])).map((r) => r.oid);
     const authHelpers = await readFunctions(client, helperOids);
     return { tables, constraints, indexes, triggers, platformTriggers, policies, sequences, ...followed, authHelpers };
   });
@@ -403,59 +310,17 @@ async function followReferences(
 }
 
 async function readReferences(client: pg.ClientBase, roots: Array<[string, number]>): Promise<Reference[]> {
-  const rows = await rowsOf<Record<string, unknown>>(client, SCHEMA_REFERENCES, [roots.map((r) => r[0]), roots.map((r) => r[1])]);
-  return rows.map((r) => ({
-    class: r.class as string,
-    objid: num(r.objid),
-    subid: num(r.subid),
-    refClass: r.ref_class as string,
-    refOid: num(r.ref_oid),
-    refSchema: r.ref_schema as string | null,
-    refName: r.ref_name as string,
-    refExtension: r.ref_extension as string | null,
-  }));
+  return rowsOf<Reference>(client, SCHEMA_REFERENCES, [roots.map((r) => r[0]), roots.map((r) => r[1])]);
 }
 
 async function readTypes(client: pg.ClientBase, oids: number[]): Promise<TypeDef[]> {
   if (oids.length === 0) return [];
-  const rows = await rowsOf<Record<string, unknown>>(client, SCHEMA_TYPES, [oids]);
-  const composites = rows.filter((r) => r.kind === 'c').map((r) => num(r.rel));
+  const types = await rowsOf<Omit<TypeDef, 'attributes'>>(client, SCHEMA_TYPES, [oids]);
+  const composites = types.filter((t) => t.kind === 'c').map((t) => t.rel);
   const attributes = composites.length > 0 ? await readColumns(client, composites) : new Map<number, ColumnDef[]>();
-  return rows.map((r) => ({
-    oid: num(r.oid),
-    schema: r.schema as string,
-    name: r.name as string,
-    qualified: r.qualified as string,
-    kind: r.kind as string,
-    category: r.category as string,
-    elem: num(r.elem),
-    rel: num(r.rel),
-    relKind: r.rel_kind as string | null,
-    base: r.base as string | null,
-    baseOid: num(r.base_oid),
-    notNull: r.not_null as boolean,
-    defaultExpr: r.default_expr as string | null,
-    collation: r.collation as string | null,
-    labels: r.labels as string[],
-    checks: r.checks as string[],
-    checkOids: (r.check_oids as string[]).map(num),
-    extension: r.extension as string | null,
-    comment: r.comment as string | null,
-    attributes: attributes.get(num(r.rel)) ?? [],
-  }));
+  return types.map((t) => ({ ...t, attributes: attributes.get(t.rel) ?? [] }));
 }
 
 async function readFunctions(client: pg.ClientBase, oids: number[]): Promise<FunctionDef[]> {
-  if (oids.length === 0) return [];
-  return (await rowsOf<Record<string, unknown>>(client, SCHEMA_FUNCTIONS, [oids])).map((r) => ({
-    oid: num(r.oid),
-    schema: r.schema as string,
-    name: r.name as string,
-    kind: r.kind as string,
-    args: r.args as string,
-    def: r.def as string | null,
-    language: r.language as string,
-    extension: r.extension as string | null,
-    comment: r.comment as string | null,
-  }));
+  return oids.length === 0 ? [] : rowsOf<FunctionDef>(client, SCHEMA_FUNCTIONS, [oids]);
 }

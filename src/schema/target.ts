@@ -43,7 +43,7 @@ export async function readTargetFacts(client: pg.ClientBase, tables: string[]): 
     const types = new Set((await client.query<{ qualified: string }>(TARGET_TYPES)).rows.map((r) => r.qualified));
     const functions = new Set((await client.query<{ schema: string; name: string; args: string }>(TARGET_FUNCTIONS)).rows.map((r) => functionKey(r.schema, r.name, r.args)));
     const relations = new Map(
-      (await client.query<{ oid: string; schema: string; name: string; kind: string }>(TARGET_RELATIONS)).rows.map((r) => [`${r.schema}.${r.name}`, { oid: Number(r.oid), kind: r.kind }]),
+      (await client.query<{ oid: number; schema: string; name: string; kind: string }>(TARGET_RELATIONS)).rows.map((r) => [`${r.schema}.${r.name}`, { oid: r.oid, kind: r.kind }]),
     );
     const wanted = tables.map((t) => relations.get(t)).filter((r): r is { oid: number; kind: string } => r !== undefined);
     const byOid = await readColumns(client, wanted.map((r) => r.oid));

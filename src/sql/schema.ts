@@ -4,7 +4,9 @@
  * functions print every name schema-qualified: the text they give is the statement to run on the
  * target, and the same object prints the same on both sides, whatever either role's search_path.
  *
- * Objects are named by oid within one read; int8 casts keep oids exact in JavaScript.
+ * Objects are named by oid within one read. Oids come back as float8, which node-postgres reads
+ * as a JavaScript number, exact for any oid (< 2^32); columns are named as the fields of the
+ * types in src/schema/read.ts, so a row is the object.
  */
 
 /** Run first, inside the reading transaction. */
@@ -25,25 +27,25 @@ WITH RECURSIVE tree AS (
     FROM pg_inherits h JOIN tree t ON h.inhparent = t.oid
     JOIN pg_class c ON c.oid = h.inhrelid AND c.relispartition
 )
-SELECT c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind,
-       t.parent::int8 AS parent, t.depth,
+SELECT c.oid::int8::float8 AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind,
+       t.parent::int8::float8 AS parent, t.depth,
        c.relpersistence = 'u' AS unlogged,
-       CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partition_key,
-       CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END AS partition_bound,
-       c.relrowsecurity AS rls, c.relforcerowsecurity AS force_rls,
-       c.relreplident AS replica_identity,
+       CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS "partitionKey",
+       CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END AS "partitionBound",
+       c.relrowsecurity AS rls, c.relforcerowsecurity AS "forceRls",
+       c.relreplident AS "replicaIdentity",
        (SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-         WHERE i.indrelid = c.oid AND i.indisreplident) AS replica_index,
+         WHERE i.indrelid = c.oid AND i.indisreplident) AS "replicaIndex",
        obj_description(c.oid, 'pg_class') AS comment
   FROM tree t JOIN pg_class c ON c.oid = t.oid JOIN pg_namespace n ON n.oid = c.relnamespace
  ORDER BY t.depth, n.nspname, c.relname`;
 
 /** Columns of the given relations (tables, or a composite type's relation). $1: relation oids. */
 export const SCHEMA_COLUMNS = `
-SELECT a.attrelid::int8 AS rel, a.attnum AS num, a.attname AS name,
-       format_type(a.atttypid, a.atttypmod) AS type, a.atttypid::int8 AS type_oid,
-       a.attnotnull AS not_null, a.attidentity AS identity, a.attgenerated AS generated, a.attislocal AS local,
-       ad.oid::int8 AS default_oid, pg_get_expr(ad.adbin, ad.adrelid) AS default_expr,
+SELECT a.attrelid::int8::float8 AS rel, a.attnum AS num, a.attname AS name,
+       format_type(a.atttypid, a.atttypmod) AS type, a.atttypid::int8::float8 AS "typeOid",
+       a.attnotnull AS "notNull", a.attidentity AS identity, a.attgenerated AS generated, a.attislocal AS local,
+       ad.oid::int8::float8 AS "defaultOid", pg_get_expr(ad.adbin, ad.adrelid) AS "defaultExpr",
        CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
             THEN quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END AS collation,
        col_description(a.attrelid, a.attnum) AS comment
@@ -60,12 +62,12 @@ SELECT a.attrelid::int8 AS rel, a.attnum AS num, a.attname AS name,
  * too; the columns carry them) and constraint triggers (read as triggers).
  */
 export const SCHEMA_CONSTRAINTS = `
-SELECT co.oid::int8 AS oid, co.conrelid::int8 AS rel, co.conname AS name, co.contype AS type,
+SELECT co.oid::int8::float8 AS oid, co.conrelid::int8::float8 AS rel, co.conname AS name, co.contype AS type,
        pg_get_constraintdef(co.oid) AS def,
        co.conislocal AND co.conparentid = 0 AS local,
-       CASE WHEN co.contype = 'f' THEN co.confrelid::int8 END AS ref_rel,
-       CASE WHEN co.contype = 'f' THEN quote_ident(rn.nspname) || '.' || quote_ident(rc.relname) END AS ref_table,
-       CASE WHEN co.contype = 'f' THEN rn.nspname END AS ref_schema,
+       CASE WHEN co.contype = 'f' THEN co.confrelid::int8::float8 END AS "refRel",
+       CASE WHEN co.contype = 'f' THEN quote_ident(rn.nspname) || '.' || quote_ident(rc.relname) END AS "refTable",
+       CASE WHEN co.contype = 'f' THEN rn.nspname END AS "refSchema",
        obj_description(co.oid, 'pg_constraint') AS comment
   FROM pg_constraint co
   LEFT JOIN pg_class rc ON rc.oid = co.confrelid
@@ -75,7 +77,7 @@ SELECT co.oid::int8 AS oid, co.conrelid::int8 AS rel, co.conname AS name, co.con
 
 /** Indexes that are neither a constraint's nor made by a partitioned parent's index. */
 export const SCHEMA_INDEXES = `
-SELECT i.indexrelid::int8 AS oid, i.indrelid::int8 AS rel, ic.relname AS name,
+SELECT i.indexrelid::int8::float8 AS oid, i.indrelid::int8::float8 AS rel, ic.relname AS name,
        pg_get_indexdef(i.indexrelid) AS def,
        obj_description(i.indexrelid, 'pg_class') AS comment
   FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
@@ -86,10 +88,10 @@ SELECT i.indexrelid::int8 AS oid, i.indrelid::int8 AS rel, ic.relname AS name,
 
 /** User triggers (not a foreign key's, not a partitioned parent's clone) and the function each calls. */
 export const SCHEMA_TRIGGERS = `
-SELECT t.oid::int8 AS oid, t.tgrelid::int8 AS rel, quote_ident(tn.nspname) || '.' || quote_ident(tc.relname) AS table,
-       tn.nspname AS table_schema, t.tgname AS name,
+SELECT t.oid::int8::float8 AS oid, t.tgrelid::int8::float8 AS rel, quote_ident(tn.nspname) || '.' || quote_ident(tc.relname) AS table,
+       tn.nspname AS "tableSchema", t.tgname AS name,
        pg_get_triggerdef(t.oid) AS def, t.tgenabled AS enabled,
-       p.oid::int8 AS function_oid, pn.nspname AS function_schema, p.proname AS function_name,
+       p.oid::int8::float8 AS "functionOid", pn.nspname AS "functionSchema", p.proname AS "functionName",
        obj_description(t.oid, 'pg_trigger') AS comment
   FROM pg_trigger t
   JOIN pg_class tc ON tc.oid = t.tgrelid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
@@ -100,10 +102,10 @@ SELECT t.oid::int8 AS oid, t.tgrelid::int8 AS rel, quote_ident(tn.nspname) || '.
 
 /** Row-level security policies; roles by name, 'public' for PUBLIC. */
 export const SCHEMA_POLICIES = `
-SELECT p.oid::int8 AS oid, p.polrelid::int8 AS rel, p.polname AS name, p.polcmd AS cmd, p.polpermissive AS permissive,
+SELECT p.oid::int8::float8 AS oid, p.polrelid::int8::float8 AS rel, p.polname AS name, p.polcmd AS cmd, p.polpermissive AS permissive,
        ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r) END FROM unnest(p.polroles) AS r ORDER BY 1)::text[] AS roles,
-       pg_get_expr(p.polqual, p.polrelid) AS using_expr,
-       pg_get_expr(p.polwithcheck, p.polrelid) AS check_expr,
+       pg_get_expr(p.polqual, p.polrelid) AS "usingExpr",
+       pg_get_expr(p.polwithcheck, p.polrelid) AS "checkExpr",
        obj_description(p.oid, 'pg_policy') AS comment
   FROM pg_policy p
  WHERE p.polrelid = ANY($1::oid[])
@@ -129,10 +131,10 @@ wanted AS (
   SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE c.relkind = 'S' AND n.nspname = ANY($2::text[]) AND NOT EXISTS (SELECT 1 FROM owner o WHERE o.seq = c.oid)
 )
-SELECT c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name, format_type(s.seqtypid, NULL) AS type,
+SELECT c.oid::int8::float8 AS oid, n.nspname AS schema, c.relname AS name, format_type(s.seqtypid, NULL) AS type,
        s.seqstart::text AS start, s.seqincrement::text AS increment, s.seqmin::text AS min, s.seqmax::text AS max,
        s.seqcache::text AS cache, s.seqcycle AS cycle,
-       o.rel::int8 AS owner_rel, a.attname AS owner_column, o.deptype = 'i' AS identity,
+       o.rel::int8::float8 AS "ownerRel", a.attname AS "ownerColumn", COALESCE(o.deptype = 'i', false) AS identity,
        ${extensionOf(`'pg_class'::regclass`, 'c.oid')} AS extension,
        obj_description(c.oid, 'pg_class') AS comment
   FROM wanted w
@@ -149,9 +151,9 @@ SELECT c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name, format_type(s
  * names), $2: oids, pairwise. A column's type is recorded against its table (objsubid > 0).
  */
 export const SCHEMA_REFERENCES = `
-SELECT o.classid::text AS class, o.objid::int8 AS objid, d.objsubid AS subid,
-       d.refclassid::regclass::text AS ref_class, d.refobjid::int8 AS ref_oid,
-       r.schema AS ref_schema, r.identity AS ref_name, x.extname AS ref_extension
+SELECT o.classid::text AS class, o.objid::int8::float8 AS objid, d.objsubid AS subid,
+       d.refclassid::regclass::text AS "refClass", d.refobjid::int8::float8 AS "refOid",
+       r.schema AS "refSchema", r.identity AS "refName", x.extname AS "refExtension"
   FROM unnest($1::regclass[], $2::oid[]) AS o(classid, objid)
   JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid AND d.deptype = 'n'
   CROSS JOIN LATERAL pg_identify_object(d.refclassid, d.refobjid, 0) AS r
@@ -163,19 +165,19 @@ SELECT o.classid::text AS class, o.objid::int8 AS objid, d.objsubid AS subid,
 
 /** Types by oid: what a CREATE TYPE or CREATE DOMAIN needs, and where each belongs. */
 export const SCHEMA_TYPES = `
-SELECT t.oid::int8 AS oid, n.nspname AS schema, t.typname AS name, format_type(t.oid, NULL) AS qualified,
+SELECT t.oid::int8::float8 AS oid, n.nspname AS schema, t.typname AS name, format_type(t.oid, NULL) AS qualified,
        t.typtype AS kind, t.typcategory AS category,
-       t.typelem::int8 AS elem, t.typrelid::int8 AS rel,
-       (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) AS rel_kind,
+       t.typelem::int8::float8 AS elem, t.typrelid::int8::float8 AS rel,
+       (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) AS "relKind",
        CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END AS base,
-       t.typbasetype::int8 AS base_oid, t.typnotnull AS not_null,
-       pg_get_expr(t.typdefaultbin, 0) AS default_expr,
+       t.typbasetype::int8::float8 AS "baseOid", t.typnotnull AS "notNull",
+       pg_get_expr(t.typdefaultbin, 0) AS "defaultExpr",
        CASE WHEN t.typtype = 'd' AND t.typcollation <> 0 AND t.typcollation <> bt.typcollation
             THEN quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END AS collation,
        ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder) AS labels,
        ARRAY(SELECT 'CONSTRAINT ' || quote_ident(c.conname) || ' ' || pg_get_constraintdef(c.oid)
                FROM pg_constraint c WHERE c.contypid = t.oid ORDER BY c.conname) AS checks,
-       ARRAY(SELECT c.oid::int8 FROM pg_constraint c WHERE c.contypid = t.oid) AS check_oids,
+       ARRAY(SELECT c.oid::int8::float8 FROM pg_constraint c WHERE c.contypid = t.oid) AS "checkOids",
        ${extensionOf(`'pg_type'::regclass`, 't.oid')} AS extension,
        obj_description(t.oid, 'pg_type') AS comment
   FROM pg_type t
@@ -187,7 +189,7 @@ SELECT t.oid::int8 AS oid, n.nspname AS schema, t.typname AS name, format_type(t
 
 /** Functions by oid, with their CREATE statement (none for an aggregate or a window function). */
 export const SCHEMA_FUNCTIONS = `
-SELECT p.oid::int8 AS oid, n.nspname AS schema, p.proname AS name, p.prokind AS kind,
+SELECT p.oid::int8::float8 AS oid, n.nspname AS schema, p.proname AS name, p.prokind AS kind,
        pg_get_function_identity_arguments(p.oid) AS args,
        CASE WHEN p.prokind IN ('f', 'p') THEN pg_get_functiondef(p.oid) END AS def,
        l.lanname AS language,
@@ -198,7 +200,7 @@ SELECT p.oid::int8 AS oid, n.nspname AS schema, p.proname AS name, p.prokind AS 
 
 /** GoTrue's claim readers (src/schema/platform.ts), which app functions may call in their bodies. */
 export const AUTH_HELPER_OIDS = `
-SELECT p.oid::int8 AS oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+SELECT p.oid::int8::float8 AS oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname = 'auth' AND p.proname = ANY($1::text[]) AND p.pronargs = 0`;
 
 /** Extensions by name: the schema each lives in. */
@@ -224,6 +226,6 @@ SELECT n.nspname AS schema, p.proname AS name, pg_get_function_identity_argument
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')`;
 export const TARGET_RELATIONS = `
-SELECT c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind
+SELECT c.oid::int8::float8 AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p', 'S', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema')`;

@@ -7,7 +7,7 @@
 import type pg from 'pg';
 import { WalbridgeError } from '../errors.js';
 import { CREATE_MIGRATIONS_TABLE, LATEST_STATE_VERSION, LOCK_MIGRATIONS, MIGRATIONS, RECORD_MIGRATION, STATE_KIND, STATE_VERSION } from '../sql/migrations.js';
-import { withTransaction } from './store.js';
+import { withTransaction } from '../pg/transaction.js';
 
 export interface Migrated {
   from: number;

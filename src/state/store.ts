@@ -142,14 +142,3 @@ export async function setPhase(client: pg.ClientBase, phase: PipelinePhase): Pro
   await client.query(q.SET_PHASE, [phase]);
 }
 
-export async function withTransaction<T>(client: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
-  await client.query('BEGIN');
-  try {
-    const out = await fn();
-    await client.query('COMMIT');
-    return out;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  }
-}
