@@ -111,9 +111,9 @@ Never made: Supabase's reserved roles, grants, default privileges, event trigger
 platform schemas (auth, storage, realtime, …). What needs them is listed with the choice it leaves:
 foreign keys to auth.users, triggers on auth tables, Database Webhooks, defaults calling the platform.
 
---policies keep (default): policies stay as they are; the API roles they name (anon, authenticated,
-  service_role) are created NOLOGIN and auth.uid(), auth.jwt(), auth.role() as Supabase defines them
-  (they read the JWT claims PostgREST sets). No grants are made: grant what your API serves.
+--policies keep (default): policies stay as they are; the API roles (anon, authenticated, service_role)
+  are created NOLOGIN, and the auth.uid(), auth.jwt(), auth.role() or auth.email() they call as the
+  source defines them (they read the JWT claims PostgREST sets). No grants: grant what your API serves.
 --policies drop: such policies are left out (listed); row-level security stays enabled.
 
 Exit status: 0 done or nothing to do, 1 a problem (nothing written), 2 bad configuration or connection.`,
