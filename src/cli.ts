@@ -25,6 +25,13 @@ function positiveInt(v: string): number {
   return Number(v);
 }
 
+/** `--convert`, on every command that reads or writes the migrated tables: WALBRIDGE_CONVERT's value. */
+const convertOption = () =>
+  new Option('--convert <list>', 'column conversions, schema.table.column=CONVERSION separated by ; (overrides WALBRIDGE_CONVERT; see docs/conversions.md)');
+
+/** The environment a command runs with: a flag given on the command line wins over its variable. */
+const envWith = (opts: { convert?: string }): NodeJS.ProcessEnv => (opts.convert === undefined ? process.env : { ...process.env, WALBRIDGE_CONVERT: opts.convert });
+
 const program = new Command();
 program
   .name('walbridge')
@@ -49,6 +56,7 @@ Environment:
   WALBRIDGE_COPY_DEFER_INDEXES  drop a target table's plain secondary indexes during its copy, build them after (default: true)
   WALBRIDGE_COPY_BINARY     COPY in binary format where the column types allow it: built-in, enum, domain (default: true; false: always text)
   WALBRIDGE_APPLY_BATCH_CHANGES, WALBRIDGE_APPLY_BATCH_MS   apply batch size (default: 5000 changes, 200 ms)
+  WALBRIDGE_CONVERT         column conversions, e.g. public.mirt_memories.embedding=vector_to_float32le (; between columns; docs/conversions.md)
   WALBRIDGE_EXIT_ON_ERROR   exit on a permanent error instead of waiting in phase "error" (default: false; same as run --exit-on-error)
   WALBRIDGE_REVERSE         after cutover: run the way back (default: false; same as run --reverse; the other commands take --reverse)
   WALBRIDGE_HTTP_TOKEN      require this bearer token on every endpoint but /healthz
@@ -70,6 +78,7 @@ program
   .option('--log-level <level>', 'log level (overrides LOG_LEVEL)')
   .option('--exit-on-error', 'exit with status 1 on a permanent error instead of waiting in phase "error"')
   .option('--reverse', 'after cutover: replicate the new database back to the old one (the rollback window; or WALBRIDGE_REVERSE=true)')
+  .addOption(convertOption())
   .action(async (opts: Record<string, unknown>) => {
     const overrides: ConfigOverrides = {};
     if (opts.schemas) overrides.schemas = opts.schemas as string[];
@@ -83,7 +92,7 @@ program
     // Without the flag, WALBRIDGE_EXIT_ON_ERROR and WALBRIDGE_REVERSE decide.
     if (opts.exitOnError) overrides.exitOnError = true;
     if (opts.reverse) overrides.reverse = true;
-    const code = await runCommand(process.env, { overrides });
+    const code = await runCommand(envWith(opts as { convert?: string }), { overrides });
     process.exit(code);
   });
 
@@ -118,8 +127,9 @@ foreign keys to auth.users, triggers on auth tables, Database Webhooks, defaults
 
 Exit status: 0 done or nothing to do, 1 a problem (nothing written), 2 bad configuration or connection.`,
   )
-  .action(async (opts: { dryRun?: boolean; json?: boolean; policies: 'keep' | 'drop' }) => {
-    process.exit(await schemaCommand(process.env, { dryRun: opts.dryRun === true, json: opts.json === true, policies: opts.policies }));
+  .addOption(convertOption())
+  .action(async (opts: { dryRun?: boolean; json?: boolean; policies: 'keep' | 'drop'; convert?: string }) => {
+    process.exit(await schemaCommand(envWith(opts), { dryRun: opts.dryRun === true, json: opts.json === true, policies: opts.policies }));
   });
 
 program
@@ -128,8 +138,9 @@ program
   .option('--json', 'print the checks as JSON')
   .addOption(new Option('--sample-seconds <n>', "how long to watch the source's WAL rate").argParser(positiveInt).default(2))
   .addHelpText('after', '\nEach check prints PASS, WARN or FAIL, with the fix for the last two. Exit status 1 if any check fails.')
-  .action(async (opts: { json?: boolean; sampleSeconds: number }) => {
-    process.exit(await preflightCommand(process.env, { json: opts.json === true, sampleSeconds: opts.sampleSeconds }));
+  .addOption(convertOption())
+  .action(async (opts: { json?: boolean; sampleSeconds: number; convert?: string }) => {
+    process.exit(await preflightCommand(envWith(opts), { json: opts.json === true, sampleSeconds: opts.sampleSeconds }));
   });
 
 program
@@ -138,8 +149,9 @@ program
   .option('--json', 'print the report as JSON (the same as the daemon\'s /status.json)')
   .option('--reverse', 'after cutover: the way back (run --reverse) instead of the migration')
   .addHelpText('after', '\nReads the state walbridge records on the target, so it works from any machine with the same\nSOURCE_DATABASE_URL and TARGET_DATABASE_URL while the daemon runs elsewhere.')
-  .action(async (opts: { json?: boolean; reverse?: boolean }) => {
-    process.exit(await statusCommand(process.env, { json: opts.json === true, reverse: opts.reverse === true }));
+  .addOption(convertOption())
+  .action(async (opts: { json?: boolean; reverse?: boolean; convert?: string }) => {
+    process.exit(await statusCommand(envWith(opts), { json: opts.json === true, reverse: opts.reverse === true }));
   });
 
 const collect = (v: string, prev: string[]) => [...prev, ...list(v)];
@@ -160,9 +172,10 @@ program
       'listed as missing on target, extra on target, or changed. Rows that change during the comparison are\n' +
       'compared again. Exit status: 0 equal, 1 different, 2 could not compare.',
   )
-  .action(async (opts: { table: string[]; json?: boolean; maxDifferences: number; jobs: number; rangeRows: number; viaApi?: boolean; reverse?: boolean }) => {
+  .addOption(convertOption())
+  .action(async (opts: { table: string[]; json?: boolean; maxDifferences: number; jobs: number; rangeRows: number; viaApi?: boolean; reverse?: boolean; convert?: string }) => {
     process.exit(
-      await verifyCommand(process.env, {
+      await verifyCommand(envWith(opts), {
         tables: opts.table,
         json: opts.json === true,
         maxDifferences: opts.maxDifferences,
@@ -200,6 +213,7 @@ program
       'Writes are refused for well under a second here, whatever the size (the output says where the pause went).\n' +
       'Then point the app at the target. Interrupted after the fence, run it again to finish, or --cancel to lift it.',
   )
+  .addOption(convertOption())
   .action(
     async (opts: {
       prepare?: boolean;
@@ -215,6 +229,7 @@ program
       reverseSlot: boolean;
       reverse?: boolean;
       json?: boolean;
+      convert?: string;
     }) => {
       const maxLag = opts.maxLag === undefined ? null : Number(opts.maxLag);
       if (maxLag !== null && (!Number.isInteger(maxLag) || maxLag < 0)) {
@@ -226,7 +241,7 @@ program
         process.exit(2);
       }
       process.exit(
-        await cutoverCommand(process.env, {
+        await cutoverCommand(envWith(opts), {
           fence: opts.fence,
           prepare: opts.prepare === true,
           cancel: opts.cancel === true,

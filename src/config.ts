@@ -5,7 +5,9 @@
  * never echoed back.
  */
 import { z } from 'zod';
-import { WalbridgeError } from './errors.js';
+import { parseConversions, type ColumnConversion } from './convert/conversions.js';
+import { wayBack } from './convert/way-back.js';
+import { describeError, WalbridgeError } from './errors.js';
 import { registerSecret } from './redact.js';
 
 export interface Config {
@@ -40,6 +42,8 @@ export interface Config {
   reverse: boolean;
   /** `run` exits with status 1 on a permanent error instead of waiting in phase "error" and retrying. */
   exitOnError: boolean;
+  /** Declared column conversions (WALBRIDGE_CONVERT), by `schema.table.column`. */
+  conversions: Map<string, ColumnConversion>;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -62,7 +66,10 @@ export type ConfigOverrides = Partial<
     | 'reverse'
     | 'exitOnError'
   >
->;
+> & {
+  /** WALBRIDGE_CONVERT's text (`--convert`). */
+  convert?: string;
+};
 
 const SUPABASE_POOLER_HOST = /\.pooler\.supabase\.com$/i;
 
@@ -229,6 +236,13 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
       }
     }
   }
+  let conversions = new Map<string, ColumnConversion>();
+  try {
+    conversions = parseConversions(overrides.convert ?? emptyToUndefined(env.WALBRIDGE_CONVERT));
+  } catch (err) {
+    const d = describeError(err);
+    problems.push(`WALBRIDGE_CONVERT: ${d.message}${d.hint ? ` (${d.hint})` : ''}`);
+  }
   if (includeTables !== null && includeTables.length === 0) {
     problems.push('WALBRIDGE_TABLES is set but lists no table; unset it to migrate every table of WALBRIDGE_SCHEMAS');
   }
@@ -276,6 +290,7 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     httpToken,
     reverse: v.WALBRIDGE_REVERSE,
     exitOnError: v.WALBRIDGE_EXIT_ON_ERROR,
+    conversions,
   };
 }
 
@@ -317,5 +332,6 @@ export function reverseConfig(c: Config): Config {
     targetUrl: c.sourceUrl,
     slotName: `${c.slotName.slice(0, 55)}_reverse`,
     publicationName: `${c.publicationName.slice(0, 55)}_reverse`,
+    conversions: wayBack(c.conversions),
   };
 }

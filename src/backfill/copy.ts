@@ -67,8 +67,24 @@ export function copyOutSql(plan: TablePlan, part: CopyPart | null = null, format
   return copyOutStatement(plan, part) + formatOption(format);
 }
 
+/**
+ * The columns a copy reads, as a SELECT list: a converted column (WALBRIDGE_CONVERT) is read
+ * through its conversion, here on the source, the same expression verify reads it with, so the
+ * copy and the check agree by construction; COPY then writes the value's text, which the
+ * target's input function reads. (The stream converts on the target: statements.ts valueOf.)
+ */
+function selectList(plan: TablePlan): string {
+  return plan.copyColumns
+    .map((c) => {
+      const conversion = plan.conversions.get(c.name);
+      const col = quoteIdent(c.name);
+      return conversion ? `CASE WHEN ${col} IS NULL THEN NULL ELSE (${conversion.toTarget(`${col}::text`)}) END AS ${col}` : col;
+    })
+    .join(', ');
+}
+
 function copyOutStatement(plan: TablePlan, part: CopyPart | null): string {
-  const cols = plan.copyColumns.map((c) => quoteIdent(c.name)).join(', ');
+  const cols = selectList(plan);
   if (part?.kind === 'blocks') {
     // A TID range scan (PostgreSQL 14+) reads only these blocks. Every row version a snapshot
     // sees sits in exactly one block, so the ranges split the table exactly.
@@ -79,7 +95,7 @@ function copyOutStatement(plan: TablePlan, part: CopyPart | null): string {
   // and written through the target's root, which routes each row.
   if (part?.kind === 'leaf') return `COPY (SELECT ${cols} FROM ONLY ${part.quotedName}) TO STDOUT`;
   // A partitioned table cannot be COPY'd directly; its rows are read through the root.
-  return plan.source.kind === 'p'
+  return plan.source.kind === 'p' || plan.conversions.size > 0
     ? `COPY (SELECT ${cols} FROM ${quoteTable(plan)}) TO STDOUT`
     : `COPY ${quoteTable(plan)} (${cols}) TO STDOUT`;
 }

@@ -7,6 +7,8 @@ import { WalbridgeError } from '../errors.js';
 import { displayTable, quoteIdent, quoteTable, type TableName } from '../pg/ident.js';
 import { EXISTING_SCHEMAS, INDEXED_LEAD_COLUMNS, LIST_COLUMNS, LIST_TABLES, TABLES_WITH_SECONDARY_UNIQUE } from '../sql/catalog.js';
 import { selectTables, type SelectionInput } from './select.js';
+import { BUILTIN_CONVERSIONS, suggestConversion, type ColumnConversion } from '../convert/conversions.js';
+import { isOneWay } from '../convert/way-back.js';
 
 export interface Column {
   name: string;
@@ -47,6 +49,8 @@ export interface TablePlan extends TableName {
   indexedColumns: string[];
   /** Every copied column has the same type on both sides, one of those COPY's binary format can carry (Column.binaryIo). */
   binaryCopy: boolean;
+  /** Declared conversions (WALBRIDGE_CONVERT) of this table's columns, by column name. */
+  conversions: Map<string, ColumnConversion>;
 }
 
 interface TableRow {
@@ -190,7 +194,12 @@ export interface TableComparison {
  * type differences (a `vector` that became `bytea` is never cast silently), generated and
  * identity columns that disagree, nullability.
  */
-export async function compareWithTarget(source: pg.ClientBase, target: pg.ClientBase, tables: SourceTable[]): Promise<TableComparison> {
+export async function compareWithTarget(
+  source: pg.ClientBase,
+  target: pg.ClientBase,
+  tables: SourceTable[],
+  conversions: Map<string, ColumnConversion> = new Map(),
+): Promise<TableComparison> {
   const names = [tables.map((t) => t.schema), tables.map((t) => t.name)];
   // One query at a time on each connection (pg queues concurrent ones, which is deprecated).
   const targetSide = async () => {
@@ -205,10 +214,18 @@ export async function compareWithTarget(source: pg.ClientBase, target: pg.Client
   const problems: string[] = [];
   const warnings: string[] = [];
   const plans: TablePlan[] = [];
+  const declared = new Set(conversions.keys());
   for (const t of tables) {
     const key = displayTable(t);
     const sourceColumns = srcCols.get(key) ?? [];
     const targetColumns = dstCols.get(key);
+    const converted = new Map<string, ColumnConversion>();
+    for (const sc of sourceColumns) {
+      const c = conversions.get(`${key}.${sc.name}`);
+      if (!c) continue;
+      converted.set(sc.name, c);
+      declared.delete(`${key}.${sc.name}`);
+    }
     if (!targetColumns) {
       problems.push(`table ${key} does not exist on the target: walbridge schema makes it (and what it needs) from the source`);
       continue;
@@ -216,6 +233,12 @@ export async function compareWithTarget(source: pg.ClientBase, target: pg.Client
     for (const sc of sourceColumns) {
       const tc = targetColumns.find((c) => c.name === sc.name);
       const col = `${key}.${sc.name}`;
+      const conversion = converted.get(sc.name);
+      if (conversion) {
+        const problem = conversionProblem(t, sc, tc, conversion);
+        if (problem) problems.push(problem);
+        continue;
+      }
       if (!tc) {
         if (!sc.generated) problems.push(`column ${col} is missing on the target: ALTER TABLE ${quoteTable(t)} ADD COLUMN ${quoteIdent(sc.name)} ${sc.type};`);
         else problems.push(`generated column ${col} is missing on the target: add it there with the same GENERATED ALWAYS AS (...) STORED expression`);
@@ -224,9 +247,12 @@ export async function compareWithTarget(source: pg.ClientBase, target: pg.Client
       } else if (!sc.generated && tc.generated) {
         problems.push(`column ${col} is generated on the target but not on the source: make it a plain column on the target`);
       } else if (tc.type !== sc.type) {
+        const fits = suggestConversion(sc.type, tc.type);
         problems.push(
           `column ${col} is ${sc.type} on the source but ${tc.type} on the target: ` +
-            `values would be reinterpreted; ALTER TABLE ${quoteTable(t)} ALTER COLUMN ${quoteIdent(sc.name)} TYPE ${sc.type}; on the target, or exclude the table`,
+            (fits
+              ? `walbridge does not convert it unless told to: declare WALBRIDGE_CONVERT="${col}=${fits}" (see docs/conversions.md), or ALTER TABLE ${quoteTable(t)} ALTER COLUMN ${quoteIdent(sc.name)} TYPE ${sc.type}; on the target, or exclude the table`
+              : `values would be reinterpreted; ALTER TABLE ${quoteTable(t)} ALTER COLUMN ${quoteIdent(sc.name)} TYPE ${sc.type}; on the target, declare a conversion (WALBRIDGE_CONVERT="${col}=sql:…", see docs/conversions.md), or exclude the table`),
         );
       } else {
         if (tc.notNull && !sc.notNull && !sc.generated) {
@@ -247,8 +273,8 @@ export async function compareWithTarget(source: pg.ClientBase, target: pg.Client
         problems.push(`column ${key}.${tc.name} exists only on the target and is NOT NULL: drop it or give it a default`);
       }
     }
-    const copyColumns = sourceColumns.filter((c) => !c.generated);
-    const binaryCopy = copyColumns.every((sc) => {
+    const copyColumns = sourceColumns.filter((c) => !c.generated && converted.get(c.name)?.kind !== 'drop');
+    const binaryCopy = converted.size === 0 && copyColumns.every((sc) => {
       const tc = targetColumns.find((c) => c.name === sc.name);
       // The same type by name (for an enum or a domain the OIDs differ between databases).
       return sc.binaryIo && tc !== undefined && tc.binaryIo && tc.type === sc.type;
@@ -264,7 +290,25 @@ export async function compareWithTarget(source: pg.ClientBase, target: pg.Client
       hasSecondaryUnique: withUnique.has(key),
       indexedColumns: indexedColumns.get(key) ?? [],
       binaryCopy,
+      conversions: converted,
     });
   }
+  for (const name of declared) {
+    problems.push(`WALBRIDGE_CONVERT names ${name}, which is no column of a selected table: check the spelling (schema.table.column, case-sensitive) or remove it`);
+  }
   return { plans, problems, warnings };
+}
+
+/** A declared conversion that cannot work on this column, or null. */
+function conversionProblem(t: SourceTable, sc: Column, tc: Column | undefined, c: ColumnConversion): string | null {
+  const col = `${displayTable(t)}.${sc.name}`;
+  if (c.kind === 'drop') return null;
+  if (isOneWay(c)) return `column ${col} was converted with ${c.spec}, which has no way back: the way back (run --reverse) cannot carry ${displayTable(t)}; exclude it from the way back (WALBRIDGE_EXCLUDE_TABLES) and move its changes yourself`;
+  if (t.primaryKey.includes(sc.name)) return `column ${col} is part of the primary key, which walbridge finds rows by: it cannot be converted (${c.spec})`;
+  if (sc.generated) return `column ${col} is generated: the target computes it, there is nothing to convert (remove ${c.spec} from WALBRIDGE_CONVERT)`;
+  if (!tc) return `column ${col} is missing on the target: create it with the type ${c.spec} produces (${c.targetTypes.join(' or ') || 'your choice'}), or declare ${col}=drop`;
+  if (!c.readsSource(sc.type)) return `column ${col} is ${sc.type} on the source, which ${c.spec} does not read (${BUILTIN_CONVERSIONS.join(', ')} or sql:… are known)`;
+  const base = tc.type.replace(/\(.*\)$/, '');
+  if (c.targetTypes.length > 0 && !c.targetTypes.includes(base)) return `column ${col} is ${tc.type} on the target, but ${c.spec} produces ${c.targetTypes.join(' or ')}`;
+  return null;
 }

@@ -87,6 +87,7 @@ export async function verifyCommand(env: NodeJS.ProcessEnv, opts: VerifyCommandO
       jobs: opts.jobs,
       maxDifferences: opts.maxDifferences,
       rangeRows: opts.rangeRows,
+      conversions: config.conversions,
     });
     let api: ApiComparison[] = [];
     if (opts.viaApi) {

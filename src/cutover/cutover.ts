@@ -270,7 +270,7 @@ export async function runCutover(config: Config, opts: CutoverOptions): Promise<
       }
       return await cutoverWithoutFence(source, target, config, tables, opts);
     }
-    const verifier = new Verifier(config.sourceUrl, config.targetUrl);
+    const verifier = new Verifier(config.sourceUrl, config.targetUrl, undefined, config.conversions);
     try {
       return await cutoverWithFence(source, target, config, tables, state, standing, verifier, opts);
     } finally {
@@ -497,7 +497,7 @@ async function cutoverWithoutFence(source: pg.Client, target: pg.Client, config:
     let verify: VerifyReport | null = null;
     if (opts.verify) {
       say('3/6 verifying every table one last time…');
-      verify = await verifyTables({ sourceUrl: config.sourceUrl, targetUrl: config.targetUrl, tables });
+      verify = await verifyTables({ sourceUrl: config.sourceUrl, targetUrl: config.targetUrl, tables, conversions: config.conversions });
       const err = differencesError(verify, 'the final verification');
       if (err) throw err;
       say(`    ${verify.tables.length} table(s) equal`);

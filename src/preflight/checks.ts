@@ -9,6 +9,7 @@ import { WalbridgeError } from '../errors.js';
 import { SERVER_INFO } from '../sql/catalog.js';
 import { SELECT_PUBLICATION, SELECT_SLOT, SOURCE_CAPACITY } from '../sql/source.js';
 import type { CheckResult, PreflightCheck, PreflightContext, PreflightInput, PreflightReport, ServerInfo, SlotRow, SourceCapacity } from './context.js';
+import { conversions } from './conversion-checks.js';
 import { recordedState, targetEmpty } from './recorded-state.js';
 import { replicationConnection, replicationRole, replicationSlots, sampleWalRate, slotName, sourceVersion, walLevel, walRetention, walSenders } from './source-checks.js';
 import { copyEstimate, estimates, extensions, fenceable, forSelectedTables, partitions, publicationPrivilege, replicaIdentity, tablesSelected, targetSchema, targetTables } from './table-checks.js';
@@ -34,6 +35,7 @@ const CHECKS: PreflightCheck[] = [
   // the tables
   tablesSelected,
   ...[replicaIdentity, partitions, publicationPrivilege, fenceable, targetTables, targetSchema, extensions, recordedState, targetEmpty].map(forSelectedTables),
+  conversions,
   copyEstimate,
 ];
 
@@ -63,7 +65,7 @@ async function gatherFacts(input: PreflightInput): Promise<PreflightContext> {
     (tables) => ({ tables }),
     (error: unknown) => ({ tables: [] as [], error }),
   );
-  const comparison = selection.tables.length > 0 ? await compareWithTarget(source, target, selection.tables) : null;
+  const comparison = selection.tables.length > 0 ? await compareWithTarget(source, target, selection.tables, config.conversions) : null;
   return {
     ...input,
     sourceInfo,

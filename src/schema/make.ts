@@ -16,7 +16,12 @@ import { readTargetFacts } from './target.js';
 export type { SchemaPlan, PolicyChoice } from './plan.js';
 
 /** The plan for the configured selection; reads both sides, writes nothing. */
-export async function planTargetSchema(source: pg.ClientBase, target: pg.ClientBase, config: Pick<Config, 'schemas' | 'includeTables' | 'excludeTables'>, policies: PolicyChoice): Promise<SchemaPlan> {
+export async function planTargetSchema(
+  source: pg.ClientBase,
+  target: pg.ClientBase,
+  config: Pick<Config, 'schemas' | 'includeTables' | 'excludeTables' | 'conversions'>,
+  policies: PolicyChoice,
+): Promise<SchemaPlan> {
   const selected = await resolveSelection(source, config);
   const src = await readSourceSchema(
     source,
@@ -24,7 +29,7 @@ export async function planTargetSchema(source: pg.ClientBase, target: pg.ClientB
     config.schemas,
   );
   const facts = await readTargetFacts(target, src.tables.map(displayTable));
-  return planSchema(src, facts, { schemas: config.schemas, policies });
+  return planSchema(src, facts, { schemas: config.schemas, policies, conversions: config.conversions });
 }
 
 /** The plan's statements as they run: one transaction, so psql can run a --dry-run's output as it is. */

@@ -15,6 +15,7 @@
 import { quoteIdent } from '../pg/ident.js';
 import * as ddl from './ddl.js';
 import { API_ROLES, isApiRole, isAuthHelper, isPlatformSchema, isReservedRole, isWalbridgeSchema, authHelpersCalledIn } from './platform.js';
+import type { ColumnConversion } from '../convert/conversions.js';
 import type { ColumnDef, ConstraintDef, FunctionDef, PolicyDef, Reference, SequenceDef, SourceSchema, TableDef, TypeDef } from './read.js';
 import { functionKey, type TargetFacts } from './target.js';
 
@@ -25,6 +26,8 @@ export interface PlanOptions {
   schemas: string[];
   /** keep: make the API roles (NOLOGIN) and auth.uid() & co. so the policies work; drop: leave such policies out. */
   policies: PolicyChoice;
+  /** Declared conversions (WALBRIDGE_CONVERT) by `schema.table.column`: such a column is made with the type its conversion produces. */
+  conversions?: Map<string, ColumnConversion>;
 }
 
 export interface Step {
@@ -185,10 +188,50 @@ class Planner {
     return true;
   }
 
+  private conversionOf(t: TableDef, column: string): ColumnConversion | undefined {
+    return this.opts.conversions?.get(`${tableDisplay(t)}.${column}`);
+  }
+
+  /** The table's converted or dropped columns that the index `indexOid` names. */
+  private indexOnConverted(t: TableDef, indexOid: number): string[] {
+    const def = this.src.indexes.find((i) => i.oid === indexOid)?.def ?? '';
+    return t.columns.filter((c) => this.conversionOf(t, c.name) && mentionsColumn(def, c.name)).map((c) => c.name);
+  }
+
+  /** A type only converted columns have (the stand-in of a type the target lacks): not made. */
+  private onlyForConverted(oid: number): boolean {
+    const columns = this.src.tables.flatMap((t) => t.columns.map((c) => ({ c, converted: this.conversionOf(t, c.name) !== undefined })));
+    if (!columns.some((x) => x.converted && x.c.typeOid === oid)) return false;
+    if (columns.some((x) => !x.converted && x.c.typeOid === oid)) return false;
+    return !this.src.references.some((r) => r.refOid === oid && !(r.class === 'pg_class' && r.subid > 0));
+  }
+
+  /** The table as the target gets it: a converted column with the type its conversion makes, a dropped one gone. */
+  private converted(t: TableDef): TableDef {
+    const columns = t.columns.flatMap((c): ColumnDef[] => {
+      const conversion = this.conversionOf(t, c.name);
+      if (!conversion) return [c];
+      if (conversion.kind === 'drop') return [];
+      const type = conversion.targetTypes[0];
+      if (!type) {
+        this.problems.push({
+          message: `column ${tableDisplay(t)}.${c.name} is converted with ${conversion.spec}, whose result type walbridge schema cannot tell`,
+          fix: `Create ${tableDisplay(t)} on the target yourself with the column's new type (walbridge schema then leaves it as it is), or use a built-in conversion.`,
+        });
+        return [c];
+      }
+      // The source's default is of the source's type; the app fills the new column.
+      return [{ ...c, type, defaultExpr: null, defaultOid: null, collation: null }];
+    });
+    return { ...t, columns };
+  }
+
   // --- extensions, types, functions -------------------------------------------------------
 
   private planExtensions(): void {
     for (const [name, { schema }] of this.src.extensions) {
+      // Needed only by converted columns (vector → bytea): the target does without it.
+      if (this.extensionUsers(name).length === 0) continue;
       const installedIn = this.target.extensions.get(name);
       if (installedIn === schema) {
         this.present.push({ kind: 'extension', name });
@@ -217,12 +260,15 @@ class Planner {
   private extensionUsers(ext: string): string[] {
     const users = new Set<string>();
     for (const t of this.src.tables) {
-      for (const c of t.columns) if (this.typeExtension(c.typeOid) === ext) users.add(`${tableDisplay(t)}.${c.name}`);
+      for (const c of t.columns) if (!this.conversionOf(t, c.name) && this.typeExtension(c.typeOid) === ext) users.add(`${tableDisplay(t)}.${c.name}`);
     }
     for (const r of this.src.references) {
       if (r.refExtension !== ext) continue;
       const t = this.ownerTable(r);
-      if (t) users.add(tableDisplay(t));
+      // A converted column's type, and an index on it (left out), need nothing on the target.
+      if (t && r.class === 'pg_class' && r.objid === t.oid && r.subid > 0 && this.conversionOf(t, t.columns.find((c) => c.num === r.subid)?.name ?? '')) continue;
+      if (t && r.class === 'pg_class' && this.indexOnConverted(t, r.objid).length > 0) continue;
+      users.add(t ? tableDisplay(t) : r.refName);
     }
     return [...users];
   }
@@ -273,7 +319,7 @@ class Planner {
       const t = this.src.types.get(oid);
       if (!t || done.has(oid)) return;
       done.add(oid);
-      if (t.extension || t.schema === 'pg_catalog' || t.schema === 'information_schema' || !this.isApp(t.schema)) return;
+      if (t.extension || t.schema === 'pg_catalog' || t.schema === 'information_schema' || !this.isApp(t.schema) || this.onlyForConverted(oid)) return;
       for (const dep of [t.elem, t.baseOid, ...t.attributes.map((a) => a.typeOid)]) if (dep !== 0) visit(dep);
       if (t.category === 'A' && t.elem !== 0) return; // an array type comes with its element type
       if (t.kind === 'c' && t.relKind !== 'c') {
@@ -367,7 +413,7 @@ class Planner {
       }
       this.ensureSchema(t.schema);
       this.created.add(t.oid);
-      this.step(parent ? 'partition' : 'table', name, ddl.createTable(t, parent, (c) => this.identitySequence(t, c), keepDefault));
+      this.step(parent ? 'partition' : 'table', name, ddl.createTable(this.converted(t), parent, (c) => this.identitySequence(t, c), keepDefault));
     }
   }
 
@@ -385,6 +431,8 @@ class Planner {
     const theirs = this.target.columns.get(name) ?? [];
     const diffs: string[] = [];
     for (const c of t.columns) {
+      // A converted column differs on purpose; preflight checks that its conversion fits.
+      if (this.conversionOf(t, c.name)) continue;
       const tc = theirs.find((x) => x.name === c.name);
       if (!tc) diffs.push(`column ${c.name} is missing`);
       else if (tc.type !== c.type) diffs.push(`column ${c.name} is ${tc.type} there, ${c.type} on the source`);
@@ -427,6 +475,16 @@ class Planner {
     const q = ddl.qname(t.schema, t.name);
     for (const c of this.src.constraints.filter((x) => x.rel === t.oid && x.local)) this.planConstraint(t, c);
     for (const i of this.src.indexes.filter((x) => x.rel === t.oid)) {
+      const onConverted = this.indexOnConverted(t, i.oid);
+      if (onConverted.length > 0) {
+        this.leftOut.push({
+          kind: 'index',
+          name: `${name}.${i.name}`,
+          reason: `indexes ${onConverted.join(', ')}, which WALBRIDGE_CONVERT carries as another type`,
+          choice: 'index the new column on the target in a way its type allows, or let the app do without',
+        });
+        continue;
+      }
       if (!this.keepCalling('index', `${name}.${i.name}`, this.refs('pg_class', i.oid), 'create the index on the target yourself with a function of your own')) continue;
       this.step('index', `${name}.${i.name}`, ddl.createIndex(i.def));
       if (i.comment !== null) this.step('comment', `${name}.${i.name}`, ddl.comment(`INDEX ${ddl.qname(t.schema, i.name)}`, i.comment));
@@ -520,4 +578,10 @@ class Planner {
       });
     }
   }
+}
+
+/** Whether an index or constraint definition names the column (bare or quoted). */
+function mentionsColumn(def: string, column: string): boolean {
+  const escape = (x: string) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`(^|[^\\w"])(${escape(column)}|${escape(quoteIdent(column))})($|[^\\w"])`).test(def);
 }

@@ -19,7 +19,16 @@ export interface VerifyShape {
   key: { name: string; type: string; collatable: boolean }[];
   /** Compare text keys byte-wise, when the two databases sort text differently. */
   byteOrder: boolean;
+  /**
+   * Columns carried through a declared conversion (src/convert/): the target's value as an SQL
+   * expression of the source value's text, to read the source the way the target holds it.
+   * Never a key column.
+   */
+  converted?: Map<string, (text: string) => string>;
 }
+
+/** Which database a query reads: the source reads converted columns through their conversion. */
+export type VerifySide = 'source' | 'target';
 
 /** A range (lo, hi] of keys, as text tuples; null bounds are open. */
 export interface KeyRange {
@@ -29,7 +38,13 @@ export interface KeyRange {
 
 const col = (s: VerifyShape, name: string, collatable: boolean) => `t.${quoteIdent(name)}${s.byteOrder && collatable ? ' COLLATE "C"' : ''}`;
 const keyList = (s: VerifyShape) => s.key.map((k) => col(s, k.name, k.collatable)).join(', ');
-const rowText = (s: VerifyShape) => `md5(ROW(${s.columns.map((c) => `t.${quoteIdent(c)}`).join(', ')})::text)`;
+function rowText(s: VerifyShape, side: VerifySide): string {
+  const value = (c: string) => {
+    const convert = side === 'source' ? s.converted?.get(c) : undefined;
+    return convert ? convert(`t.${quoteIdent(c)}::text`) : `t.${quoteIdent(c)}`;
+  };
+  return `md5(ROW(${s.columns.map(value).join(', ')})::text)`;
+}
 
 function tuple(s: VerifyShape, values: string[]): string {
   return s.key.map((k, i) => `${sqlValue(values[i] ?? null)}::${k.type}${s.byteOrder && k.collatable ? ' COLLATE "C"' : ''}`).join(', ');
@@ -54,26 +69,26 @@ export function rangeBoundaries(s: VerifyShape, chunk: number): string {
 }
 
 /** Row count and one md5 over the range's rows in key order (or in md5 order without a key). */
-export function rangeHash(s: VerifyShape, r: KeyRange): string {
-  const order = s.key.length > 0 ? keyList(s) : rowText(s);
+export function rangeHash(s: VerifyShape, r: KeyRange, side: VerifySide): string {
+  const order = s.key.length > 0 ? keyList(s) : rowText(s, side);
   return (
-    `SELECT count(*)::int8::text AS n, md5(string_agg(${rowText(s)}, '' ORDER BY ${order})) AS h ` +
+    `SELECT count(*)::int8::text AS n, md5(string_agg(${rowText(s, side)}, '' ORDER BY ${order})) AS h ` +
     `FROM ${quoteTable(s.table)} AS t WHERE ${rangeWhere(s, r)}`
   );
 }
 
 /** One line per row: the key as text (or, without a key, the row's md5 with its multiplicity) and the row's md5. */
-export function rangeRows(s: VerifyShape, r: KeyRange): string {
+export function rangeRows(s: VerifyShape, r: KeyRange, side: VerifySide): string {
   if (s.key.length === 0) {
-    return `SELECT ${rowText(s)} AS k0, count(*)::text AS h FROM ${quoteTable(s.table)} AS t GROUP BY 1`;
+    return `SELECT ${rowText(s, side)} AS k0, count(*)::text AS h FROM ${quoteTable(s.table)} AS t GROUP BY 1`;
   }
   const keys = s.key.map((k, i) => `t.${quoteIdent(k.name)}::text AS k${i}`).join(', ');
-  return `SELECT ${keys}, ${rowText(s)} AS h FROM ${quoteTable(s.table)} AS t WHERE ${rangeWhere(s, r)} ORDER BY ${keyList(s)}`;
+  return `SELECT ${keys}, ${rowText(s, side)} AS h FROM ${quoteTable(s.table)} AS t WHERE ${rangeWhere(s, r)} ORDER BY ${keyList(s)}`;
 }
 
 /** The rows with these keys (for rechecking rows that changed while being compared). */
-export function rowsByKeys(s: VerifyShape, keys: string[][]): string {
+export function rowsByKeys(s: VerifyShape, keys: string[][], side: VerifySide): string {
   const selectKeys = s.key.map((k, i) => `t.${quoteIdent(k.name)}::text AS k${i}`).join(', ');
   const values = keys.map((k) => `(${tuple(s, k)})`).join(', ');
-  return `SELECT ${selectKeys}, ${rowText(s)} AS h FROM ${quoteTable(s.table)} AS t WHERE (${keyList(s)}) IN (${values})`;
+  return `SELECT ${selectKeys}, ${rowText(s, side)} AS h FROM ${quoteTable(s.table)} AS t WHERE (${keyList(s)}) IN (${values})`;
 }

@@ -19,7 +19,8 @@ import { formatLsn, parseLsn, type Lsn } from '../lsn.js';
 import { clientConfig } from '../pg/connect.js';
 import { displayTable } from '../pg/ident.js';
 import { APPLIED_AT_LEAST, STATE_EXISTS } from '../sql/state.js';
-import { rangeBoundaries, rangeHash, rangeRows, rowsByKeys, type KeyRange, type VerifyShape } from '../sql/verify.js';
+import type { ColumnConversion } from '../convert/conversions.js';
+import { rangeBoundaries, rangeHash, rangeRows, rowsByKeys, type KeyRange, type VerifyShape, type VerifySide } from '../sql/verify.js';
 
 export type DifferenceKind = 'missing on target' | 'extra on target' | 'changed';
 
@@ -82,6 +83,8 @@ export interface VerifyOptions extends VerifyScope {
   targetUrl: string;
   /** Ranges compared at once. */
   jobs?: number;
+  /** Declared conversions (WALBRIDGE_CONVERT), by `schema.table.column`: the source is read through them. */
+  conversions?: Map<string, ColumnConversion>;
 }
 
 type RowMap = Map<string, string>; // key text (JSON of the key tuple) -> row md5 (or count)
@@ -169,10 +172,17 @@ function rowCount(m: RowMap, shape: VerifyShape): number {
   return n;
 }
 
-async function shapeOf(source: pg.Pool, target: pg.Pool, t: SourceTable): Promise<VerifyShape> {
+async function shapeOf(source: pg.Pool, target: pg.Pool, t: SourceTable, conversions: Map<string, ColumnConversion>): Promise<VerifyShape> {
   const [s, d] = await Promise.all([listColumns(source, [t]), listColumns(target, [t])]);
   const name = displayTable(t);
-  const sc = s.get(name) ?? [];
+  const conversionOf = (column: string) => conversions.get(`${name}.${column}`);
+  // A column declared `drop` exists on the source only; a converted one is read through its conversion.
+  const sc = (s.get(name) ?? []).filter((c) => conversionOf(c.name)?.kind !== 'drop');
+  const converted = new Map<string, (text: string) => string>();
+  for (const c of sc) {
+    const conversion = conversionOf(c.name);
+    if (conversion) converted.set(c.name, (text) => `(CASE WHEN ${text} IS NULL THEN NULL ELSE (${conversion.toTarget(text)}) END)`);
+  }
   const tc = d.get(name);
   if (!tc) throw new WalbridgeError('schema', `table ${name} does not exist on the target`);
   const missing = sc.filter((c) => !tc.some((x) => x.name === c.name));
@@ -189,7 +199,7 @@ async function shapeOf(source: pg.Pool, target: pg.Pool, t: SourceTable): Promis
       return { name: k, type, collatable: await collatable(type) };
     }),
   );
-  return { table: t, columns: sc.map((c) => c.name), key, byteOrder: sColl !== tColl };
+  return { table: t, columns: sc.map((c) => c.name), key, byteOrder: sColl !== tColl, converted };
 }
 
 /** One table's comparison under way: where its verdict goes, and how it reads. */
@@ -213,7 +223,12 @@ export class Verifier {
   private readonly shapes = new Map<string, Promise<VerifyShape>>();
   private readonly jobs: number;
 
-  constructor(sourceUrl: string, targetUrl: string, jobs = 4) {
+  constructor(
+    sourceUrl: string,
+    targetUrl: string,
+    jobs = 4,
+    private readonly conversions: Map<string, ColumnConversion> = new Map(),
+  ) {
     this.jobs = jobs;
     this.sides = new Sides(sourceUrl, targetUrl, jobs + 1);
   }
@@ -222,7 +237,7 @@ export class Verifier {
     const name = displayTable(t);
     let s = this.shapes.get(name);
     if (!s) {
-      s = shapeOf(this.sides.source, this.sides.target, t);
+      s = shapeOf(this.sides.source, this.sides.target, t, this.conversions);
       // A failure is not kept: the next verification reads the catalogs again.
       s.catch(() => this.shapes.delete(name));
       this.shapes.set(name, s);
@@ -259,7 +274,7 @@ export class Verifier {
         const run: TableRun = { sides: this.sides, shape, v, record, retries: scope.retries ?? 8, catchUpMs: scope.catchUpTimeoutMs ?? 60_000, still: scope.still === true };
         const keys = shape.key.length > 0 ? scope.rows?.get(table) : undefined;
         if (keys !== undefined) {
-          parts = chunks(keys, KEYS_PER_QUERY).map((some) => () => compareRows(run, rowsByKeys(shape, some)));
+          parts = chunks(keys, KEYS_PER_QUERY).map((some) => () => compareRows(run, (side) => rowsByKeys(shape, some, side)));
         } else {
           const ranges = await keyRanges(this.sides, shape, scope.rangeRows ?? 50_000);
           parts = ranges.map((range) => () => compareRange(run, range));
@@ -305,7 +320,7 @@ export class Verifier {
 
 /** One verification, with sessions of its own. */
 export async function verifyTables(opts: VerifyOptions): Promise<VerifyReport> {
-  const verifier = new Verifier(opts.sourceUrl, opts.targetUrl, opts.jobs);
+  const verifier = new Verifier(opts.sourceUrl, opts.targetUrl, opts.jobs, opts.conversions);
   try {
     return await verifier.verify(opts);
   } finally {
@@ -321,16 +336,16 @@ function readSource<T extends pg.QueryResultRow>(run: TableRun, sql: string): Pr
 async function compareRange(run: TableRun, range: KeyRange): Promise<void> {
   const { sides, shape, v } = run;
   // 1. Whole range: one hash each side. Equal (the usual case) ends here.
-  const s1 = await readSource<{ n: string; h: string | null }>(run, rangeHash(shape, range));
+  const s1 = await readSource<{ n: string; h: string | null }>(run, rangeHash(shape, range, 'source'));
   if (s1.lsn !== null) await sides.targetAt(s1.lsn, run.catchUpMs);
-  const { rows: t1 } = await sides.target.query<{ n: string; h: string | null }>(rangeHash(shape, range));
+  const { rows: t1 } = await sides.target.query<{ n: string; h: string | null }>(rangeHash(shape, range, 'target'));
   if (s1.rows[0]?.h === t1[0]?.h) {
     v.rowsSource += Number(s1.rows[0]?.n ?? 0);
     v.rowsTarget += Number(t1[0]?.n ?? 0);
     return;
   }
   // 2. Row by row.
-  await compareRows(run, rangeRows(shape, range));
+  await compareRows(run, (side) => rangeRows(shape, range, side));
 }
 
 /** Ranges of about `rangeRows` rows in key order (a table without a key is one range). */
@@ -384,14 +399,14 @@ export function judgeRow(
  * the source (one is enough when the source is still); rows that change meanwhile, or differ
  * once, are compared again, alone.
  */
-async function compareRows(run: TableRun, sql: string): Promise<void> {
+async function compareRows(run: TableRun, sql: (side: VerifySide) => string): Promise<void> {
   const { sides, shape, v, record, retries, catchUpMs } = run;
   const width = Math.max(1, shape.key.length);
-  const src1 = await readSource<Record<string, string>>(run, sql);
+  const src1 = await readSource<Record<string, string>>(run, sql('source'));
   if (src1.lsn !== null) await sides.targetAt(src1.lsn, catchUpMs);
-  const tgt = toMap((await sides.target.query<Record<string, string>>(sql)).rows, width);
+  const tgt = toMap((await sides.target.query<Record<string, string>>(sql('target'))).rows, width);
   const first = toMap(src1.rows, width);
-  const src2 = run.still ? first : toMap((await sides.sourceRead<Record<string, string>>(sql)).rows, width);
+  const src2 = run.still ? first : toMap((await sides.sourceRead<Record<string, string>>(sql('source'))).rows, width);
   let again = new Set<string>();
   const suspects = new Set<string>();
   const judge = (key: string, a: string | undefined, t: string | undefined, b: string | undefined) => {
@@ -409,11 +424,11 @@ async function compareRows(run: TableRun, sql: string): Promise<void> {
     const keys = [...again];
     again = new Set();
     // Without a key the multiset is compared again as a whole (`sql` reads every row).
-    const sqlAgain = shape.key.length > 0 ? rowsByKeys(shape, keys.map((k) => JSON.parse(k) as string[])) : sql;
-    const a = await sides.sourceRead<Record<string, string>>(sqlAgain);
+    const sqlAgain = (side: VerifySide) => (shape.key.length > 0 ? rowsByKeys(shape, keys.map((k) => JSON.parse(k) as string[]), side) : sql(side));
+    const a = await sides.sourceRead<Record<string, string>>(sqlAgain('source'));
     await sides.targetAt(a.lsn, catchUpMs);
-    const t = toMap((await sides.target.query<Record<string, string>>(sqlAgain)).rows, width);
-    const b = toMap((await sides.sourceRead<Record<string, string>>(sqlAgain)).rows, width);
+    const t = toMap((await sides.target.query<Record<string, string>>(sqlAgain('target'))).rows, width);
+    const b = toMap((await sides.sourceRead<Record<string, string>>(sqlAgain('source'))).rows, width);
     const am = toMap(a.rows, width);
     for (const key of keys) judge(key, am.get(key), t.get(key), b.get(key));
   }

@@ -28,7 +28,7 @@ export interface Binding {
   columns: ColumnRef[];
   /** Indexes (into relation columns) that identify a row; empty: match on all old values. */
   keyIdx: number[];
-  /** Every relation column, and that list as a signature (a row with every value sent). */
+  /** Every relation column written (all but those declared `drop`), and that list as a signature (a row with every value sent). */
   allIdx: number[];
   allSignature: string;
   hasIdentityAlways: boolean;
@@ -57,7 +57,10 @@ export type DescribeAddedColumn = (quotedTable: string, column: string) => Promi
 export async function bindRelation(msg: RelationMessage, table: TableRuntime, describeAddedColumn?: DescribeAddedColumn): Promise<Binding> {
   const display = displayTable(msg);
   const target = table.plan.targetColumns;
-  const missing = msg.columns.filter((c) => !target.some((t) => t.name === c.name));
+  const conversions = table.plan.conversions;
+  // Columns declared `drop` (WALBRIDGE_CONVERT) exist on the source only: never written.
+  const dropped = (name: string) => conversions.get(name)?.kind === 'drop';
+  const missing = msg.columns.filter((c) => !dropped(c.name) && !target.some((t) => t.name === c.name));
   if (missing.length > 0) {
     const ddl = await Promise.all(
       missing.map(async (c): Promise<AddedColumnDdl> =>
@@ -80,7 +83,11 @@ export async function bindRelation(msg: RelationMessage, table: TableRuntime, de
     );
   }
   const targetOf = (name: string) => target.find((t) => t.name === name);
-  const columns: ColumnRef[] = msg.columns.map((c) => ({ name: c.name, type: (targetOf(c.name) as NonNullable<ReturnType<typeof targetOf>>).type }));
+  const columns: ColumnRef[] = msg.columns.map((c) => {
+    const conversion = conversions.get(c.name);
+    const type = targetOf(c.name)?.type ?? 'text'; // a dropped column's is never used
+    return conversion && conversion.kind !== 'drop' ? { name: c.name, type, convert: conversion.toTarget } : { name: c.name, type };
+  });
   const identityAlwaysIdx = new Set<number>();
   msg.columns.forEach((c, i) => {
     if (targetOf(c.name)?.identity === 'a') identityAlwaysIdx.add(i);
@@ -94,7 +101,7 @@ export async function bindRelation(msg: RelationMessage, table: TableRuntime, de
   } else {
     keyIdx = msg.columns.flatMap((c, i) => (c.isKey ? [i] : []));
   }
-  const allIdx = msg.columns.map((_, i) => i);
+  const allIdx = msg.columns.flatMap((c, i) => (dropped(c.name) ? [] : [i]));
   return {
     relation: msg,
     table,

@@ -326,8 +326,8 @@ function rowKey(b: Binding, tuple: Tuple): string | null {
 
 /** True when every column's value was sent (no unchanged TOAST marker), the usual case. */
 function presentColumns(tuple: Tuple, b: Binding): boolean {
-  if (tuple.length !== b.allIdx.length) return false;
-  for (let i = 0; i < tuple.length; i++) if (tuple.isUnchanged(i)) return false;
+  if (tuple.length !== b.relation.columns.length) return false;
+  for (const i of b.allIdx) if (tuple.isUnchanged(i)) return false;
   return true;
 }
 

@@ -15,6 +15,17 @@ export interface ColumnRef {
   name: string;
   /** Target type with typmod, as format_type() prints it. */
   type: string;
+  /**
+   * A declared conversion (src/convert/): the target's value as an SQL expression of the
+   * source value's text, which it is given. Unset: the text is read by the type's input function.
+   */
+  convert?: (text: string) => string;
+}
+
+/** The target's value of column `c` from `text`, an SQL expression of the source value's text (NULL stays NULL). */
+export function valueOf(c: ColumnRef, text: string): string {
+  if (!c.convert) return `${text}::${c.type}`;
+  return `(CASE WHEN ${text} IS NULL THEN NULL ELSE (${c.convert(text)}) END)::${c.type}`;
 }
 
 /** `$1::text[], $2::text[], …` for n arrays starting at $from. */
@@ -25,7 +36,7 @@ function arrayParams(n: number, from = 1): string {
 /** Insert rows given as one text[] per column of `cols`. */
 export function insertRows(table: TableName, cols: ColumnRef[], overridingSystemValue: boolean): string {
   const names = cols.map((c) => quoteIdent(c.name)).join(', ');
-  const casts = cols.map((c, i) => `u.c${i}::${c.type}`).join(', ');
+  const casts = cols.map((c, i) => valueOf(c, `u.c${i}`)).join(', ');
   const overriding = overridingSystemValue ? ' OVERRIDING SYSTEM VALUE' : '';
   const aliases = cols.map((_, i) => `c${i}`).join(', ');
   return `INSERT INTO ${quoteTable(table)} (${names})${overriding} SELECT ${casts} FROM unnest(${arrayParams(cols.length)}) AS u(${aliases})`;
@@ -39,15 +50,15 @@ export function insertDefaultValues(table: TableName): string {
 /** Parameters: the key columns' arrays, then the SET columns'. */
 export function updateRowsByKey(table: TableName, key: ColumnRef[], set: ColumnRef[]): string {
   const aliases = [...key.map((_, i) => `k${i}`), ...set.map((_, i) => `s${i}`)].join(', ');
-  const assignments = set.map((c, i) => `${quoteIdent(c.name)} = u.s${i}::${c.type}`).join(', ');
-  const where = key.map((c, i) => `t.${quoteIdent(c.name)} = u.k${i}::${c.type}`).join(' AND ');
+  const assignments = set.map((c, i) => `${quoteIdent(c.name)} = ${valueOf(c, `u.s${i}`)}`).join(', ');
+  const where = key.map((c, i) => `t.${quoteIdent(c.name)} = ${valueOf(c, `u.k${i}`)}`).join(' AND ');
   return `UPDATE ${quoteTable(table)} AS t SET ${assignments} FROM unnest(${arrayParams(key.length + set.length)}) AS u(${aliases}) WHERE ${where}`;
 }
 
 /** Parameters: the key columns' arrays. */
 export function deleteRowsByKey(table: TableName, key: ColumnRef[]): string {
   const aliases = key.map((_, i) => `k${i}`).join(', ');
-  const where = key.map((c, i) => `t.${quoteIdent(c.name)} = u.k${i}::${c.type}`).join(' AND ');
+  const where = key.map((c, i) => `t.${quoteIdent(c.name)} = ${valueOf(c, `u.k${i}`)}`).join(' AND ');
   return `DELETE FROM ${quoteTable(table)} AS t USING unnest(${arrayParams(key.length)}) AS u(${aliases}) WHERE ${where}`;
 }
 
@@ -75,10 +86,10 @@ function rowText(alias: string, cols: ColumnRef[]): string {
  */
 function matchCondition(match: ColumnRef[], values: string[], probe: number | null): string {
   if (match.length === 0) return 'true';
-  const given = `ROW(${match.map((c, i) => `${values[i] as string}::${c.type}`).join(', ')})::text`;
+  const given = `ROW(${match.map((c, i) => valueOf(c, values[i] as string)).join(', ')})::text`;
   if (probe === null) return `${rowText('x', match)} = ${given}`;
   const p = match[probe] as ColumnRef;
-  return `x.${quoteIdent(p.name)} = ${values[probe] as string}::${p.type} AND ${rowText('x', match)} IS NOT DISTINCT FROM ${given}`;
+  return `x.${quoteIdent(p.name)} = ${valueOf(p, values[probe] as string)} AND ${rowText('x', match)} IS NOT DISTINCT FROM ${given}`;
 }
 
 function oneRowMatching(table: TableName, match: ColumnRef[], firstParam: number, probe: number | null): string {
@@ -88,7 +99,7 @@ function oneRowMatching(table: TableName, match: ColumnRef[], firstParam: number
 
 /** One row found by its old values. Parameters: the SET values, then the old values (one text each). */
 export function updateOneRowByValues(table: TableName, set: ColumnRef[], match: ColumnRef[], probe: number | null = null): string {
-  const assignments = set.map((c, i) => `${quoteIdent(c.name)} = $${i + 1}::text::${c.type}`).join(', ');
+  const assignments = set.map((c, i) => `${quoteIdent(c.name)} = ${valueOf(c, `$${i + 1}::text`)}`).join(', ');
   return `UPDATE ${quoteTable(table)} SET ${assignments} WHERE ${oneRowMatching(table, match, set.length + 1, probe)}`;
 }
 
