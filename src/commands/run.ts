@@ -31,7 +31,7 @@ export async function runCommand(env: NodeJS.ProcessEnv, opts: RunOptions = {}):
   const { reverse, exitOnError } = config;
   const log = createLogger(config.logLevel);
   const metrics = new Metrics();
-  const status = new LiveStatus(metrics, config.slotName);
+  const status = new LiveStatus(metrics, config.slotName, config.conversions);
   const controller = new AbortController();
 
   let server;

@@ -40,7 +40,7 @@ export async function statusCommand(env: NodeJS.ProcessEnv, opts: { json: boolea
       fences.push(...(await readFenceReports(c, 'source')));
     }),
   ]);
-  const report = buildStatus({ pipeline: recorded.pipeline, tables: recorded.tables, slot, fences, migration: config.slotName });
+  const report = buildStatus({ pipeline: recorded.pipeline, tables: recorded.tables, slot, fences, migration: config.slotName, conversions: config.conversions });
   if (opts.json) {
     process.stdout.write(`${JSON.stringify({ ...report, problems }, null, 2)}\n`);
   } else {

@@ -44,6 +44,8 @@ export class LiveStatus {
     private readonly gauge: PhaseGauge,
     /** This migration's name (its slot), to tell its own fence from another's. */
     private readonly migration?: string,
+    /** Declared conversions (WALBRIDGE_CONVERT), shown with their tables. */
+    private readonly conversions?: Map<string, { spec: string }>,
   ) {
     gauge.setPhase(this.current);
   }
@@ -85,6 +87,7 @@ export class LiveStatus {
       liveError: this.lastError,
       fences: this.fences,
       ...(this.migration ? { migration: this.migration } : {}),
+      ...(this.conversions ? { conversions: this.conversions } : {}),
     });
   }
 }

@@ -106,7 +106,8 @@ async function refresh() {
     const e = s.lastError;
     $('error').className = e ? 'error' + (e.resolvedAt ? ' resolved' : '') : 'error hidden';
     if (e) $('error').innerHTML = '<b>' + esc(e.kind) + ' error</b> at ' + esc(e.at) + (e.resolvedAt ? ' (resolved at ' + esc(e.resolvedAt) + ')' : '') + '\\n' + esc(e.message) + (e.hint ? '\\n\\nFix: ' + esc(e.hint) : '');
-    $('rows').innerHTML = s.tables.map((t) => '<tr data-table="' + esc(t.table) + '"><td>' + esc(t.table) + '</td><td>' + t.state + '</td>' +
+    const converted = (t) => Object.entries(t.conversions || {}).map(([c, k]) => '<br><small>' + esc(c) + ': ' + esc(k) + '</small>').join('');
+    $('rows').innerHTML = s.tables.map((t) => '<tr data-table="' + esc(t.table) + '"><td>' + esc(t.table) + converted(t) + '</td><td>' + t.state + '</td>' +
       '<td><div class="bar' + (t.state === 'copied' ? ' done' : '') + '"><span style="width:' + (t.percent || 0) + '%"></span></div></td>' +
       '<td class="num">' + t.rowsCopied.toLocaleString() + (t.state === 'copying' && t.rowsEstimated ? ' / ' + t.rowsEstimated.toLocaleString() : '') + '</td>' +
       '<td class="num">' + (t.state === 'copying' && t.rowsPerSecond ? t.rowsPerSecond.toLocaleString() : '') + '</td>' +

@@ -44,6 +44,8 @@ export interface TableReport {
   copyLsn: string | null;
   startedAt: string | null;
   finishedAt: string | null;
+  /** Columns carried across a type change (WALBRIDGE_CONVERT): column → conversion. */
+  conversions: Record<string, string>;
 }
 
 export interface StatusReport {
@@ -89,6 +91,8 @@ export interface StatusInputs {
   fences?: FenceReport[];
   /** This migration's own name (its slot), to tell its fence from another's. */
   migration?: string;
+  /** Declared conversions, by `schema.table.column`. */
+  conversions?: Map<string, { spec: string }>;
   now?: number;
 }
 
@@ -126,6 +130,7 @@ export function buildStatus(i: StatusInputs): StatusReport {
       copyLsn: t.copyLsn === null ? null : formatLsn(t.copyLsn),
       startedAt: startedMs === null ? null : new Date(startedMs).toISOString(),
       finishedAt: finishedMs === null ? null : new Date(finishedMs).toISOString(),
+      conversions: Object.fromEntries([...(i.conversions ?? [])].filter(([k]) => k.startsWith(`${name}.`)).map(([k, c]) => [k.slice(name.length + 1), c.spec])),
     };
   });
   const applied = i.liveAppliedLsn ?? i.pipeline?.appliedLsn ?? null;
@@ -239,6 +244,8 @@ export function formatStatusText(r: StatusReport): string {
           ? `${t.rowsCopied} rows`
           : '';
     lines.push(`  ${t.table.padEnd(width)}  ${t.state.padEnd(7)} ${pct}  ${extra}`);
+    const converted = Object.entries(t.conversions).map(([column, spec]) => `${column} (${spec})`);
+    if (converted.length > 0) lines.push(`  ${' '.repeat(width)}  converted: ${converted.join(', ')}`);
   }
   for (const f of r.fences) {
     const by = f.direction === 'forward' ? `the cutover of migration ${f.migration}` : `the rollback of migration ${f.migration.replace(/_reverse$/, '')}`;
