@@ -9,6 +9,7 @@
  */
 import type pg from 'pg';
 import type { TablePlan } from '../catalog/tables.js';
+import { valueOf } from '../convert/value.js';
 import { WalbridgeError } from '../errors.js';
 import { displayTable, quoteIdent, quoteLiteral, quoteTable } from '../pg/ident.js';
 import { formatLsn, type Lsn } from '../lsn.js';
@@ -67,24 +68,8 @@ export function copyOutSql(plan: TablePlan, part: CopyPart | null = null, format
   return copyOutStatement(plan, part) + formatOption(format);
 }
 
-/**
- * The columns a copy reads, as a SELECT list: a converted column (WALBRIDGE_CONVERT) is read
- * through its conversion, here on the source, the same expression verify reads it with, so the
- * copy and the check agree by construction; COPY then writes the value's text, which the
- * target's input function reads. (The stream converts on the target: statements.ts valueOf.)
- */
-function selectList(plan: TablePlan): string {
-  return plan.copyColumns
-    .map((c) => {
-      const conversion = plan.conversions.get(c.name);
-      const col = quoteIdent(c.name);
-      return conversion ? `CASE WHEN ${col} IS NULL THEN NULL ELSE (${conversion.toTarget(`${col}::text`)}) END AS ${col}` : col;
-    })
-    .join(', ');
-}
-
 function copyOutStatement(plan: TablePlan, part: CopyPart | null): string {
-  const cols = selectList(plan);
+  const cols = plan.copyColumns.map((c) => quoteIdent(c.name)).join(', ');
   if (part?.kind === 'blocks') {
     // A TID range scan (PostgreSQL 14+) reads only these blocks. Every row version a snapshot
     // sees sits in exactly one block, so the ranges split the table exactly.
@@ -95,7 +80,7 @@ function copyOutStatement(plan: TablePlan, part: CopyPart | null): string {
   // and written through the target's root, which routes each row.
   if (part?.kind === 'leaf') return `COPY (SELECT ${cols} FROM ONLY ${part.quotedName}) TO STDOUT`;
   // A partitioned table cannot be COPY'd directly; its rows are read through the root.
-  return plan.source.kind === 'p' || plan.conversions.size > 0
+  return plan.source.kind === 'p'
     ? `COPY (SELECT ${cols} FROM ${quoteTable(plan)}) TO STDOUT`
     : `COPY ${quoteTable(plan)} (${cols}) TO STDOUT`;
 }
@@ -165,7 +150,38 @@ async function streamRows(
   opts: CopyOptions,
 ): Promise<CopyProgress> {
   const format = copyFormat(plan, opts);
-  return relayCopy(source, target, copyOutSql(plan, part, format), copyInSql(plan, format), { ...opts, format });
+  if (plan.conversions.size === 0) return relayCopy(source, target, copyOutSql(plan, part, format), copyInSql(plan, format), { ...opts, format });
+  // A table with converted columns (WALBRIDGE_CONVERT) is converted where it costs least: on
+  // the target, which does nothing else during the copy, not on the source the app runs on. Its
+  // rows go, as the source's text, into a temporary table of text columns, and from there into
+  // the table through the conversions, the same statement text the stream applies them with.
+  const stage = stageSql(plan);
+  await target.query(stage.create);
+  const done = await relayCopy(source, target, copyOutSql(plan, part, 'text'), stage.copyIn, { ...opts, format: 'text' });
+  await target.query(stage.insert);
+  await target.query(stage.drop);
+  return done;
+}
+
+/** The statements that stage a converted table's rows on the target (see streamRows). */
+function stageSql(plan: TablePlan): { create: string; copyIn: string; insert: string; drop: string } {
+  const stage = 'pg_temp.walbridge_stage';
+  const cols = plan.copyColumns.map((c, i) => {
+    const type = plan.targetColumns.find((t) => t.name === c.name)?.type ?? c.type;
+    const conversion = plan.conversions.get(c.name);
+    return { name: c.name, ref: `s.c${i}`, column: conversion ? { name: c.name, type, convert: conversion.toTarget } : { name: c.name, type } };
+  });
+  return {
+    // ON COMMIT DROP: a copy that fails leaves nothing behind in the session either.
+    create: `CREATE TEMPORARY TABLE walbridge_stage (${cols.map((_, i) => `c${i} text`).join(', ')}) ON COMMIT DROP`,
+    copyIn: `COPY ${stage} FROM STDIN`,
+    // OVERRIDING SYSTEM VALUE: identity values are the source's, as COPY would write them.
+    insert:
+      `INSERT INTO ${quoteTable(plan)} (${cols.map((c) => quoteIdent(c.name)).join(', ')}) OVERRIDING SYSTEM VALUE ` +
+      `SELECT ${cols.map((c) => valueOf(c.column, c.ref)).join(', ')} FROM ${stage} AS s`,
+    // The next part of the table may come in the same session, in a transaction of its own.
+    drop: `DROP TABLE ${stage}`,
+  };
 }
 
 /**

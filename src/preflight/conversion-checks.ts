@@ -5,9 +5,9 @@
  */
 import type { TablePlan } from '../catalog/tables.js';
 import type { ColumnConversion } from '../convert/conversions.js';
+import { valueOf } from '../convert/value.js';
 import { describeError } from '../errors.js';
 import { displayTable, quoteIdent, quoteTable } from '../pg/ident.js';
-import { valueOf } from '../replicator/apply/statements.js';
 import type { CheckResult, PreflightContext } from './context.js';
 
 /** Values tried per converted column. */

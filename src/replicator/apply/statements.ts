@@ -9,6 +9,7 @@
  * literal list. Parameters are declared `text`/`text[]` explicitly: the element bytes are the
  * source's text output (params.ts), never another type's binary format.
  */
+import { valueOf } from '../../convert/value.js';
 import { quoteIdent, quoteTable, type TableName } from '../../pg/ident.js';
 
 export interface ColumnRef {
@@ -20,12 +21,6 @@ export interface ColumnRef {
    * source value's text, which it is given. Unset: the text is read by the type's input function.
    */
   convert?: (text: string) => string;
-}
-
-/** The target's value of column `c` from `text`, an SQL expression of the source value's text (NULL stays NULL). */
-export function valueOf(c: ColumnRef, text: string): string {
-  if (!c.convert) return `${text}::${c.type}`;
-  return `(CASE WHEN ${text} IS NULL THEN NULL ELSE (${c.convert(text)}) END)::${c.type}`;
 }
 
 /** `$1::text[], $2::text[], …` for n arrays starting at $from. */
