@@ -182,18 +182,30 @@ const FLOAT_VALUE =
   '* power(2::float8, greatest(wbc_f.exponent, 1) - 150) END';
 
 /**
- * pgvector's text form of the floats: '[' + each float4's text output joined by ',' + ']'.
- * The float8 holds a float4 value exactly, so ::float4 is exact, and float4's output (shortest
+ * One row per float: its number i (from 0) and its text, float4's output of the value. The
+ * float8 holds a float4 value exactly, so ::float4 is exact, and float4's output (shortest
  * round-trip: 1, 2.5, -3e-07, -0) is the one pgvector's vector_out uses.
+ *
+ * Both OFFSET 0 keep a subquery the planner would otherwise pull up into its parent:
+ * - wbc_src: pulled up, every get_byte would decode the whole text again (16,000 dimensions:
+ *   64,000 decodings of 128 kB, seconds per value, minutes when the text is itself computed);
+ * - the whole: PostgreSQL 16 and later sort the rows of string_agg(... ORDER BY) under the
+ *   aggregate, and pulled up, each row would carry the whole bytea into that sort (a gigabyte on
+ *   disk for 16,000 dimensions); kept apart, the sort sees (i, text) only.
  */
-function float32ToVector(text: string, order: 'le' | 'be'): string {
+function floatTexts(text: string, order: 'le' | 'be'): string {
   return (
-    `(SELECT '[' || coalesce(string_agg((${FLOAT_VALUE})::float4::text, ',' ORDER BY wbc_i.i), '') || ']' ` +
-    `FROM (SELECT ${byteaFromText(text)} AS b) AS wbc_src ` +
+    `(SELECT wbc_i.i, (${FLOAT_VALUE})::float4::text AS txt ` +
+    `FROM (SELECT ${byteaFromText(text)} AS b OFFSET 0) AS wbc_src ` +
     `CROSS JOIN LATERAL ${ELEMENT_INDEXES} ` +
     `CROSS JOIN LATERAL ${elementBytes(order)} ` +
-    `CROSS JOIN LATERAL ${FLOAT_FIELDS})`
+    `CROSS JOIN LATERAL ${FLOAT_FIELDS} OFFSET 0) AS wbc_float`
   );
+}
+
+/** pgvector's text form of the floats: '[' + their texts joined by ',' + ']'. */
+function float32ToVector(text: string, order: 'le' | 'be'): string {
+  return `(SELECT '[' || coalesce(string_agg(wbc_float.txt, ',' ORDER BY wbc_float.i), '') || ']' FROM ${floatTexts(text, order)})`;
 }
 
 /**
