@@ -144,15 +144,18 @@ export async function targetSchema({ config, source, target, reverse }: Prefligh
   };
 }
 
-export async function extensions({ source, target, selection }: PreflightContext): Promise<CheckResult> {
-  const used = (await source.query<{ extension: string; schema: string; columns: string }>(EXTENSIONS_USED, tableNames(selection.tables))).rows;
+export async function extensions({ config, source, target, selection }: PreflightContext): Promise<CheckResult> {
+  // A converted column (WALBRIDGE_CONVERT) needs nothing of its type on the target.
+  const used = (await source.query<{ extension: string; schema: string; columns: string[] }>(EXTENSIONS_USED, tableNames(selection.tables))).rows
+    .map((u) => ({ ...u, columns: u.columns.filter((c) => !config.conversions.has(c)) }))
+    .filter((u) => u.columns.length > 0);
   const installed = new Set((await target.query<{ extname: string }>(INSTALLED_EXTENSIONS)).rows.map((r) => r.extname));
   const missing = used.filter((u) => !installed.has(u.extension));
   if (missing.length > 0) {
     return {
       id: 'extensions',
       status: 'fail',
-      message: `extension(s) used by selected columns are not installed on the target: ${missing.map((m) => `${m.extension} (${m.columns})`).join('; ')}`,
+      message: `extension(s) used by selected columns are not installed on the target: ${missing.map((m) => `${m.extension} (${m.columns.join(', ')})`).join('; ')}`,
       fix: `Run walbridge schema, which installs them in the schema they have on the source, or by hand on the target: ${missing.map((m) => `CREATE EXTENSION ${m.extension} WITH SCHEMA ${m.schema};`).join(' ')} Or exclude those tables.`,
       kind: 'schema',
     };

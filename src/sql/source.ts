@@ -69,7 +69,7 @@ SELECT n.nspname || '.' || c.relname AS table, pg_get_userbyid(c.relowner) AS ow
 /** Extensions that provide the types of the selected tables' columns (pgvector's vector...). */
 export const EXTENSIONS_USED = `
 SELECT e.extname AS extension, e.extnamespace::regnamespace::text AS schema,
-       string_agg(DISTINCT n.nspname || '.' || c.relname || '.' || a.attname, ', ') AS columns
+       array_agg(DISTINCT n.nspname || '.' || c.relname || '.' || a.attname) AS columns
   FROM unnest($1::text[], $2::text[]) AS sel(schema, name)
   JOIN pg_namespace n ON n.nspname = sel.schema
   JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = sel.name

@@ -20,6 +20,7 @@ import { clientConfig } from '../pg/connect.js';
 import { displayTable } from '../pg/ident.js';
 import { APPLIED_AT_LEAST, STATE_EXISTS } from '../sql/state.js';
 import type { ColumnConversion } from '../convert/conversions.js';
+import { valueOf } from '../convert/value.js';
 import { rangeBoundaries, rangeHash, rangeRows, rowsByKeys, type KeyRange, type VerifyShape, type VerifySide } from '../sql/verify.js';
 
 export type DifferenceKind = 'missing on target' | 'extra on target' | 'changed';
@@ -178,13 +179,20 @@ async function shapeOf(source: pg.Pool, target: pg.Pool, t: SourceTable, convers
   const conversionOf = (column: string) => conversions.get(`${name}.${column}`);
   // A column declared `drop` exists on the source only; a converted one is read through its conversion.
   const sc = (s.get(name) ?? []).filter((c) => conversionOf(c.name)?.kind !== 'drop');
+  const tc = d.get(name);
+  if (!tc) throw new WalbridgeError('schema', `table ${name} does not exist on the target`);
   const converted = new Map<string, (text: string) => string>();
   for (const c of sc) {
     const conversion = conversionOf(c.name);
-    if (conversion) converted.set(c.name, (text) => `(CASE WHEN ${text} IS NULL THEN NULL ELSE (${conversion.toTarget(text)}) END)`);
+    if (!conversion) continue;
+    // An sql: conversion's value is cast to the target's type, so that it prints as the target
+    // prints it (text '1.50' is numeric 1.5 there). A built-in one already gives that type, which
+    // the source may not even have (vector on the way back).
+    const type = conversion.kind === 'sql' ? tc.find((x) => x.name === c.name)?.type : undefined;
+    converted.set(c.name, (text) =>
+      type ? valueOf({ type, convert: conversion.toTarget }, text) : `(CASE WHEN ${text} IS NULL THEN NULL ELSE (${conversion.toTarget(text)}) END)`,
+    );
   }
-  const tc = d.get(name);
-  if (!tc) throw new WalbridgeError('schema', `table ${name} does not exist on the target`);
   const missing = sc.filter((c) => !tc.some((x) => x.name === c.name));
   if (missing.length > 0) throw new WalbridgeError('schema', `column(s) ${missing.map((c) => c.name).join(', ')} of ${name} are missing on the target`);
   const [sColl, tColl] = await Promise.all(
