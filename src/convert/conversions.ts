@@ -185,14 +185,21 @@ const FLOAT_VALUE =
  * pgvector's text form of the floats: '[' + each float4's text output joined by ',' + ']'.
  * The float8 holds a float4 value exactly, so ::float4 is exact, and float4's output (shortest
  * round-trip: 1, 2.5, -3e-07, -0) is the one pgvector's vector_out uses.
+ *
+ * Both OFFSET 0 keep the cost linear in the number of elements (a 16,000-dimension vector is
+ * 64 kB of bytes): the first keeps the planner from pulling the bytea up into every reference
+ * to wbc_src.b, which would decode the whole text again for each byte read; the second has
+ * each element's text computed before string_agg's ORDER BY sorts, so the sort carries
+ * (i, text) and not the whole bytea with every element.
  */
 function float32ToVector(text: string, order: 'le' | 'be'): string {
   return (
-    `(SELECT '[' || coalesce(string_agg((${FLOAT_VALUE})::float4::text, ',' ORDER BY wbc_i.i), '') || ']' ` +
-    `FROM (SELECT ${byteaFromText(text)} AS b) AS wbc_src ` +
+    `(SELECT '[' || coalesce(string_agg(wbc_e.txt, ',' ORDER BY wbc_e.i), '') || ']' ` +
+    `FROM (SELECT wbc_i.i, (${FLOAT_VALUE})::float4::text AS txt ` +
+    `FROM (SELECT ${byteaFromText(text)} AS b OFFSET 0) AS wbc_src ` +
     `CROSS JOIN LATERAL ${ELEMENT_INDEXES} ` +
     `CROSS JOIN LATERAL ${elementBytes(order)} ` +
-    `CROSS JOIN LATERAL ${FLOAT_FIELDS})`
+    `CROSS JOIN LATERAL ${FLOAT_FIELDS} OFFSET 0) AS wbc_e)`
   );
 }
 
