@@ -274,11 +274,14 @@ export class ChangeBatch {
     }
   }
 
-  /** The columns an UPDATE sets: every value sent but unchanged TOAST ones and GENERATED ALWAYS identities. */
+  /**
+   * The columns an UPDATE sets: every value sent but unchanged TOAST ones, GENERATED ALWAYS
+   * identities and columns declared `drop` (b.allIdx leaves those out: the target lacks them).
+   */
   private setColumns(b: Binding, old: Tuple | null, next: Tuple): number[] {
     const out: number[] = [];
-    for (let i = 0; i < next.length; i++) {
-      if (next.isUnchanged(i)) continue;
+    for (const i of b.allIdx) {
+      if (i >= next.length || next.isUnchanged(i)) continue;
       if (b.identityAlwaysIdx.has(i)) {
         this.noteIdentityChange(b, i, old, next);
         continue;
