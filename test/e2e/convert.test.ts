@@ -463,6 +463,13 @@ test('the stream: inserts, vector updates, unchanged TOAST, dropped column, dele
   const cols = await target.query<{ c: string }>(`SELECT column_name AS c FROM information_schema.columns WHERE table_name = 'mem' AND column_name = 'secret'`);
   assert.deepEqual(cols, [], 'the dropped column is still absent on the target');
   console.log(`# the writer ran ${rounds} rounds`);
+
+  // walbridge status shows each table's converted columns (the page reads the same report).
+  const status = await runCli(['status', '--json'], env());
+  const report = JSON.parse(status.stdout) as { tables: { table: string; conversions: Record<string, string> }[] };
+  assert.deepEqual(report.tables.find((t) => t.table === 'public.mem')?.conversions, { embedding: 'vector_to_float32le', emb_arr: 'vector_to_real_array', secret: 'drop' });
+  const text = await runCli(['status'], env());
+  assert.match(text.stdout, /converted: embedding \(vector_to_float32le\), emb_arr \(vector_to_real_array\), secret \(drop\)/);
 });
 
 test('walbridge verify reads the source through the conversion: equal, then one flipped byte is named by its key', { timeout: 120_000 }, async () => {
