@@ -12,13 +12,14 @@ import type { ProfileEntry } from './profile.js';
 import type { RetainedWalResult } from './retained-wal.js';
 import type { TableCopy } from './walbridge.js';
 
-export const SCENARIOS = ['copy', 'drain', 'live', 'bigtxn', 'wal', 'wan', 'cutover'] as const;
+export const SCENARIOS = ['copy', 'drain', 'live', 'bigtxn', 'wal', 'wan', 'cutover', 'convert'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 /**
  * Run only when named in --only: the cutover scenario builds source databases of its own at 1x
- * and 4x and ends eight migrations, about 21 minutes at the default scale.
+ * and 4x and ends eight migrations, about 21 minutes at the default scale; the convert scenario
+ * builds a table of its own and copies and streams it twice, about 3–4 minutes.
  */
-export const OPT_IN: readonly Scenario[] = ['cutover'];
+export const OPT_IN: readonly Scenario[] = ['cutover', 'convert'];
 
 export interface BenchOptions {
   scale: number;
@@ -37,6 +38,8 @@ export interface BenchOptions {
   cutoverRuns: number;
   /** A pgcopydb with `compare data` (0.13 on; Debian 12's 0.10 has none), for the verify throughput. */
   pgcopydbCompare: string;
+  /** The convert scenario's backlog: transactions, each updating one row's embedding. */
+  convertUpdates: number;
 }
 
 export interface BenchContext {
@@ -241,6 +244,85 @@ export interface CutoverResults {
   seconds?: number;
 }
 
+/** CPU seconds while a convert run copied or streamed: each server whole (every process of it), and the daemon. */
+export interface ConvertCpu {
+  source: number;
+  target: number;
+  daemon: number;
+}
+
+/** One walbridge copy of the convert scenario's table, from starting the daemon until it streams. */
+export interface ConvertCopy {
+  /** From starting the daemon to its recorded phase 'streaming'. */
+  seconds: number;
+  /** The table's own copy (walbridge's 'copy finished' log line): the rates are over this. */
+  tableSeconds: number;
+  /** The COPY format walbridge logged for the table ('binary' or 'text'). */
+  format?: string;
+  /** The COPY data bytes walbridge moved. */
+  copiedBytes: number;
+  /** The source table's pg_table_size (heap + TOAST) per second of tableSeconds. */
+  mbps: number;
+  rowsPerSec: number;
+  cpu: ConvertCpu;
+  /** Session-seconds of walbridge's active sessions on the target, by what their statement does (pg_stat_activity every 100 ms). */
+  targetWork: Array<[string, number]>;
+  peakRssMb: number;
+  check: string;
+}
+
+/** One walbridge drain of the convert scenario's updates (its slot held them since its copy). */
+export interface ConvertStream {
+  /** From starting the daemon until the marker after the updates is on the target. */
+  seconds: number;
+  /** From 'streaming changes from the slot' to the marker: the rate is over this. */
+  streamSeconds: number;
+  changesPerSec: number;
+  cpu: ConvertCpu;
+  /** walbridge's own processes: the daemon, its walsender on the source, its sessions on the target. */
+  walbridgeCpu: Record<string, number>;
+  peakRssMb: number;
+  check: string;
+}
+
+export interface ConvertRun {
+  copy?: ConvertCopy;
+  stream?: ConvertStream;
+  error?: string;
+}
+
+export interface ConvertResults {
+  table: string;
+  /** WALBRIDGE_CONVERT of the converted run. */
+  conversion: string;
+  dims: number;
+  rows: number;
+  /** pg_table_size (heap + TOAST, no index) of the table on the source. */
+  tableBytes: number;
+  /** The rows' text (sum of octet_length(row::text)): about what a text COPY moves. */
+  textBytes: number;
+  nullEmbeddings?: number;
+  buildSeconds?: number;
+  /** Update transactions of one row each, written with no consumer running. */
+  updates: number;
+  updatesSeconds?: number;
+  updatesWalBytes?: number;
+  /** The target column the same type as the source's: the table keeps the ordinary copy. */
+  unconverted: ConvertRun;
+  /** The target column bytea, WALBRIDGE_CONVERT=…=vector_to_float32le. */
+  converted: ConvertRun;
+  /**
+   * float4's text output on the source (ns per element, over a sample as real[]), and what it would
+   * cost for this table: the source's work in the converted copy with real pgvector (vector_out
+   * for COPY's text format), which the stand-in, text already, does not do.
+   */
+  sourceTextOutput?: { nsPerElement: number; sampleElements: number; estimatedSeconds: number };
+  /** The conversion's SQL expression alone, on the target, over the vectors' text: seconds against reading the text alone. */
+  expression?: { readSeconds: number; convertSeconds: number; elements: number; nsPerElement: number };
+  /** The whole scenario, its data built included. */
+  seconds?: number;
+}
+
 export interface ProfileSummary {
   totalMs: number;
   top: ProfileEntry[];
@@ -260,6 +342,7 @@ export interface Figures {
   wal?: WalResults;
   wan?: WanResults;
   cutover?: CutoverResults;
+  convert?: ConvertResults;
 }
 
 /** --baseline REV: the build measured next to this one, and its figures (no key without the flag). */

@@ -11,15 +11,45 @@ import { sleep } from './proc.js';
 /** Clock ticks per second of /proc/<pid>/stat (USER_HZ; 100 on Linux everywhere in practice). */
 const TICKS_PER_SECOND = 100;
 
-function cpuSeconds(pid: number): number | null {
+/** The fields of /proc/<pid>/stat after the command name (which may hold spaces) in its parentheses: [0] is field 3 (state); null if the process is gone. */
+function statFields(pid: number): string[] | null {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name (which may hold spaces) in its parentheses.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return null;
   }
+}
+
+/** User + system CPU seconds of one process so far; null if it is gone. */
+export function cpuSeconds(pid: number): number | null {
+  const f = statFields(pid);
+  return f ? (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND : null;
+}
+
+/** The parent of a process (field 4 of its stat); null if it is gone. */
+export function parentPid(pid: number): number | null {
+  const f = statFields(pid);
+  return f ? Number(f[1]) : null;
+}
+
+/**
+ * CPU seconds a whole PostgreSQL server has used so far (user + system): its postmaster, every
+ * process it runs now (backends, walsenders, checkpointer, walwriter, autovacuum, parallel
+ * workers), and every one it ran that has exited (the postmaster's cutime and cstime: the time of
+ * the children it waited for). The difference of two readings is everything the server did in
+ * between, short-lived backends included, which sampling live pids would miss.
+ */
+export function serverCpuSeconds(postmaster: number): number {
+  const own = statFields(postmaster);
+  if (!own) throw new Error(`postmaster ${postmaster} is gone`);
+  let ticks = Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14]);
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const f = statFields(Number(name));
+    if (f && Number(f[1]) === postmaster) ticks += Number(f[11]) + Number(f[12]);
+  }
+  return ticks / TICKS_PER_SECOND;
 }
 
 export type PidSource = () => Promise<number[]> | number[];

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { baselineName } from './baseline.js';
-import type { PeerCopy, Results, VerifyRate } from './context.js';
+import type { ConvertCpu, ConvertResults, ConvertRun, PeerCopy, Results, VerifyRate } from './context.js';
 import { ALL_TABLES } from './dataset.js';
 
 export type Cell = string;
@@ -36,24 +36,30 @@ function cells(r: Row, n: number): string[] {
 
 export function textTable(rows: Row[]): string {
   const headers = headersOf(rows);
-  const all = [headers, ...rows.map((r) => cells(r, headers.length))];
+  return textGrid(headers, rows.map((r) => cells(r, headers.length)));
+}
+
+export function markdownTable(rows: Row[]): string {
+  const headers = headersOf(rows);
+  return markdownGrid(headers, rows.map((r) => cells(r, headers.length)));
+}
+
+/** Any table as aligned plain text. */
+function textGrid(headers: string[], body: string[][]): string {
+  const all = [headers, ...body];
   const widths = headers.map((_, i) => Math.max(...all.map((r) => [...(r[i] ?? '')].length)));
   const line = (r: string[]) =>
     r
       .map((c, i) => c + ' '.repeat((widths[i] ?? 0) - [...c].length))
       .join('  ')
       .trimEnd();
-  return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...all.slice(1).map(line)].join('\n');
+  return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
 }
 
-export function markdownTable(rows: Row[]): string {
-  const headers = headersOf(rows);
+/** Any table in markdown. */
+function markdownGrid(headers: string[], body: string[][]): string {
   const esc = (s: string) => s.replace(/\|/g, '\\|');
-  return [
-    `| ${headers.map(esc).join(' | ')} |`,
-    `|${headers.map(() => '---').join('|')}|`,
-    ...rows.map((r) => `| ${cells(r, headers.length).map(esc).join(' | ')} |`),
-  ].join('\n');
+  return [`| ${headers.map(esc).join(' | ')} |`, `|${headers.map(() => '---').join('|')}|`, ...body.map((r) => `| ${r.map(esc).join(' | ')} |`)].join('\n');
 }
 
 export const fmt = {
@@ -263,6 +269,86 @@ function cutoverRows(c: NonNullable<Results['cutover']>): Row[] {
   return rows;
 }
 
+/** The convert scenario's own table: unconverted and converted side by side, and their ratio. */
+function convertTable(c: ConvertResults): { headers: string[]; body: string[][] } {
+  const u = c.unconverted;
+  const k = c.converted;
+  const headers = [
+    `convert: ${c.table}, ${fmt.n(c.rows)} rows, ${c.dims} dims, ${fmt.mb(c.tableBytes)} (${fmt.mb(c.textBytes)} as text)`,
+    'unconverted (vector → vector)',
+    'converted (vector_to_float32le → bytea)',
+    'converted / unconverted',
+  ];
+  const failed = (r: ConvertRun) => (r.error ? `failed: ${r.error.split('\n')[0]?.slice(0, 60)}` : '–');
+  const row = (label: string, get: (r: ConvertRun) => number | undefined, show: (x: number) => string): string[] => {
+    const a = get(u);
+    const b = get(k);
+    return [label, a === undefined ? failed(u) : show(a), b === undefined ? failed(k) : show(b), a !== undefined && b !== undefined && a !== 0 ? fmt.x(b / a) : ''];
+  };
+  const cpu = (which: keyof ConvertCpu, of: 'copy' | 'stream') => (r: ConvertRun) => r[of]?.cpu[which];
+  const body = [
+    row('copy: daemon start → streaming (s)', (r) => r.copy?.seconds, (x) => fmt.s(x)),
+    row('copy: the table (s; walbridge\'s log)', (r) => r.copy?.tableSeconds, (x) => fmt.s(x)),
+    ['  COPY format', u.copy?.format ?? '–', k.copy?.format ? `${k.copy.format}, staged, then INSERT … SELECT` : '–', ''],
+    row('copy: MB/s (source table bytes / s)', (r) => r.copy?.mbps, (x) => x.toFixed(1)),
+    row('copy: rows/s', (r) => r.copy?.rowsPerSec, (x) => fmt.n(x)),
+    row('copy: CPU s, source server', cpu('source', 'copy'), (x) => fmt.s(x)),
+    row('copy: CPU s, target server', cpu('target', 'copy'), (x) => fmt.s(x)),
+    row('copy: CPU s, walbridge daemon', cpu('daemon', 'copy'), (x) => fmt.s(x)),
+    row(`stream: ${fmt.n(c.updates)} one-row updates of the vector, changes/s`, (r) => r.stream?.changesPerSec, (x) => fmt.n(x)),
+    row('stream: streaming → the last applied (s)', (r) => r.stream?.streamSeconds, (x) => fmt.s(x)),
+    row('stream: CPU s, source server', cpu('source', 'stream'), (x) => fmt.s(x)),
+    row('stream: CPU s, target server', cpu('target', 'stream'), (x) => fmt.s(x)),
+    row('stream: CPU s, walbridge daemon', cpu('daemon', 'stream'), (x) => fmt.s(x)),
+  ];
+  return { headers, body };
+}
+
+/** The convert scenario's notes: where the target's time went, the expression alone, the checks. */
+function convertNotes(c: ConvertResults): string[] {
+  const out: string[] = [`convert (${c.conversion}; the scenario took ${fmt.s(c.seconds, 0)}, building its table ${fmt.s(c.buildSeconds, 0)}):`];
+  if (c.updatesSeconds !== undefined) out.push(`  updates: ${fmt.n(c.updates)} transactions written in ${fmt.s(c.updatesSeconds)}, ${fmt.mb(c.updatesWalBytes)} of WAL`);
+  for (const side of ['unconverted', 'converted'] as const) {
+    const r = c[side];
+    if (r.copy?.targetWork.length) {
+      out.push(`  ${side} copy, walbridge's sessions on the target (session-seconds, pg_stat_activity every 100 ms): ${r.copy.targetWork.map(([w, x]) => `${w} ${x.toFixed(1)}`).join(', ')}`);
+    }
+    if (r.copy) out.push(`  ${side} copy check: ${r.copy.check}`);
+    if (r.stream) out.push(`  ${side} stream check: ${r.stream.check}`);
+    if (r.stream) out.push(`  ${side} stream, walbridge's own processes (CPU s): ${Object.entries(r.stream.walbridgeCpu).map(([p, x]) => `${p} ${x.toFixed(1)}`).join(', ')}`);
+    if (r.error) out.push(`  ${side}: failed: ${r.error.split('\n').slice(0, 3).join(' | ')}`);
+  }
+  const o = c.sourceTextOutput;
+  if (o) {
+    out.push(
+      `  with real pgvector the source would also print every element for the converted copy's text COPY (vector_out; the stand-in is text already): ` +
+        `float4 output costs ${o.nsPerElement.toFixed(0)} ns per element on the source here, about ${fmt.s(o.estimatedSeconds)} of source CPU for this table`,
+    );
+  }
+  const e = c.expression;
+  if (e) {
+    out.push(
+      `  the conversion expression alone on the target (sum(length(...)) over the ${fmt.n(e.elements)} elements as text): ${fmt.s(e.convertSeconds, 2)} ` +
+        `against ${fmt.s(e.readSeconds, 2)} reading the text alone: ${e.nsPerElement.toFixed(0)} ns per element`,
+    );
+  }
+  return out;
+}
+
+const CONVERT_MEANINGS = [
+  '- convert: a table shaped like the app\'s mirt_memories, its embedding a 1536-dimension pgvector vector (a stand-in with',
+  '  pgvector\'s text form: a domain over text named vector, its column STORAGE EXTERNAL as a vector\'s bytes do not',
+  '  compress; the test servers have no pgvector), copied by walbridge into a target whose column has the same type',
+  '  (unconverted: the ordinary copy) and, separately, with WALBRIDGE_CONVERT=…=vector_to_float32le into a bytea column',
+  '  (converted: staged as text on the target, inserted through the conversion). MB/s = the source table\'s pg_table_size',
+  '  (heap + TOAST) / the table\'s copy seconds (walbridge\'s log). CPU s: each server whole (its postmaster, every process',
+  '  it runs, and those that exited meanwhile: /proc, cutime included) and the daemon, from starting the daemon until it',
+  '  streams (not the machine\'s: other work on it would count). Stream: one-row updates of the vector written with no',
+  '  consumer running, then each daemon in turn from its slot; changes/s over \'streaming changes from the slot\' → the',
+  '  marker after them. Checked after the copy and again after the stream: counts, NULLs, every bytea 6,144 bytes, and a',
+  '  sample of rows byte by byte against Buffer.writeFloatLE(Math.fround(Number(x))) of the source\'s text.',
+];
+
 const MEANINGS = [
   'What the figures mean (same machine, same data, one run; compare ratios, not absolute times):',
   '- initial copy: seconds from start until the target holds every row. walbridge: from starting the daemon until its recorded phase is',
@@ -312,7 +398,7 @@ function render(r: Results, cmd: string): { text: string; md: string } {
   const dataset = r.dataset ? `data: scale ${r.options.scale}, ${fmt.mb(r.dataset.bytes)}, ${fmt.n(r.dataset.rows)} rows in ${ALL_TABLES.length} tables` : '';
   const extra: string[] = [];
   if (r.baseline) extra.push(`baseline: ${r.baseline.rev} = ${r.baseline.commit} "${r.baseline.subject}"`);
-  const meanings = r.baseline ? [...MEANINGS, ...BASELINE_MEANINGS] : MEANINGS;
+  const meanings = [...MEANINGS, ...(r.baseline ? BASELINE_MEANINGS : []), ...(r.convert ? CONVERT_MEANINGS : [])];
   if (r.copy?.walbridge.tables?.length) {
     extra.push("walbridge's own per-table copy timings (log 'copy finished'), largest first:");
     for (const t of [...r.copy.walbridge.tables].sort((a, b) => b.bytes - a.bytes).slice(0, 8)) {
@@ -353,6 +439,7 @@ function render(r: Results, cmd: string): { text: string; md: string } {
     const refusal = c.scales.flatMap((s) => s.runs).find((x) => x.refusal)?.refusal;
     if (refusal) extra.push(`  what pgbench was told: ${refusal}`);
   }
+  if (r.convert) extra.push(...convertNotes(r.convert));
   if (r.wal && !r.wal.error && r.wal.copySeconds < 20 && !r.options.quick) extra.push(`NOTE: the retained-WAL copy lasted only ${fmt.s(r.wal.copySeconds)} (< 20 s): raise --scale or the table size`);
   if (r.errors.length) extra.push(`ERRORS:\n  ${r.errors.map((e) => e.split('\n').slice(0, 6).join('\n    ')).join('\n  ')}`);
   if (r.profiles) {
@@ -361,14 +448,16 @@ function render(r: Results, cmd: string): { text: string; md: string } {
       for (const e of p.top.slice(0, 12)) extra.push(`  ${e.percent.toFixed(1).padStart(5)}%  ${e.fn}  ${e.where}`);
     }
   }
-  const text = [head, dataset, '', textTable(rows), '', ...extra, '', ...meanings].join('\n');
+  const conv = r.convert ? convertTable(r.convert) : null;
+  const text = [head, dataset, '', textTable(rows), ...(conv ? ['', textGrid(conv.headers, conv.body)] : []), '', ...extra, '', ...meanings].join('\n');
   const md = [
     `## walbridge benchmark (\`${cmd}\`)`,
     '',
-    `${head}. ${dataset}.`,
+    `${head}.${dataset ? ` ${dataset}.` : ''}`,
     '',
     markdownTable(rows),
     '',
+    ...(conv ? [markdownGrid(conv.headers, conv.body), ''] : []),
     '```',
     ...extra,
     '```',

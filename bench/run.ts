@@ -3,8 +3,10 @@
  *
  *   npm run bench                          # everything, default scale (~430 MB database)
  *   npm run bench -- --quick               # a small smoke run (< 60 s)
- *   npm run bench -- --only copy,drain     # a subset: copy, drain, live, bigtxn, wal, wan, cutover
+ *   npm run bench -- --only copy,drain     # a subset: copy, drain, live, bigtxn, wal, wan, cutover, convert
  *   npm run bench -- --only cutover        # the write pause at cutover, 1x and 4x (not in the default set: ~30 min)
+ *   npm run bench -- --only convert        # a vector column copied and streamed as bytea (WALBRIDGE_CONVERT) next to
+ *                                          # the same table unconverted (not in the default set: ~3-4 min)
  *   npm run bench -- --only all            # every scenario, the cutover too, in one report
  *   npm run bench -- --scale 0.5 --profile # smaller data; CPU profiles of the daemon
  *
@@ -14,7 +16,11 @@
  * --baseline REV (also measure the build of that git revision in the copy and drain, e.g. HEAD~1:
  * bench/baseline.ts), --cutover-runs N (cutovers under load per scale, 3; --quick 1), --pgcopydb-compare PATH
  * (a pgcopydb with `compare data`, 0.13 or later, for the cutover scenario's verify throughput;
- * default /usr/bin/pgcopydb).
+ * default /usr/bin/pgcopydb), --convert-updates N (the convert scenario's update transactions, 5000;
+ * --quick 300; its table has 20,000 rows of 1536-dimension vectors at scale 1, about 370 MB of text).
+ *
+ * The convert scenario builds a source database of its own: run alone, the app database the
+ * other scenarios share is not built.
  *
  * Source PostgreSQL 15 and target PostgreSQL 15, throwaway clusters on 127.0.0.1 (never the
  * system server). Results: a table on stdout, bench/results/latest.json and latest.md
@@ -31,10 +37,11 @@ import { parseArgs } from 'node:util';
 import { startCluster, type Cluster } from '../test/harness/cluster.js';
 import { baselineTarget, buildBaseline, type Baseline } from './baseline.js';
 import { absorb, OPT_IN, SCENARIOS, type BenchContext, type BenchOptions, type Figures, type Outcome, type Results, type Scenario } from './context.js';
-import { ALL_TABLES, buildSource, bulkShape, createTargetDb, databaseBytes, rowCounts } from './dataset.js';
+import { ALL_TABLES, buildSource, bulkShape, createTargetDb, databaseBytes, rowCounts, type BulkRanges } from './dataset.js';
 import { createNativePublication, DEFAULT_PGCOPYDB, nativeCopy, nativeDisable } from './peers.js';
 import { installCleanup, onExit, tempDir } from './proc.js';
 import { fmt, writeReport } from './report.js';
+import { measureConvert } from './scenarios/convert.js';
 import { measureCopy } from './scenarios/copy.js';
 import { measureCutover } from './scenarios/cutover.js';
 import { measureDrain } from './scenarios/drain.js';
@@ -63,6 +70,7 @@ const { values: args } = parseArgs({
     baseline: { type: 'string' },
     'cutover-runs': { type: 'string' },
     'pgcopydb-compare': { type: 'string' },
+    'convert-updates': { type: 'string' },
   },
 });
 
@@ -86,6 +94,7 @@ const opts: BenchOptions = {
   ),
   cutoverRuns: Number(args['cutover-runs'] ?? (quick ? 1 : 3)),
   pgcopydbCompare: args['pgcopydb-compare'] ?? DEFAULT_PGCOPYDB,
+  convertUpdates: Number(args['convert-updates'] ?? (quick ? 300 : 5000)),
 };
 const only = new Set<Scenario>(
   args.only
@@ -102,6 +111,8 @@ const only = new Set<Scenario>(
 if (args.baseline !== undefined && !only.has('copy') && !only.has('drain')) {
   throw new Error('--baseline: the baseline is measured in the copy and drain scenarios only; add one of them to --only');
 }
+/** Scenarios that use no app database (they build their own): run alone, it is not built. */
+const APP_FREE: readonly Scenario[] = ['convert'];
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const outBase = args.out ?? path.join(ROOT, 'bench', 'results', quick ? 'quick.tmp' : 'latest');
 
@@ -184,6 +195,9 @@ async function main(): Promise<void> {
   // 7. The write pause at cutover, and verify throughput (source databases and migrations of its own) ----
   if (only.has('cutover')) take(await measureCutover(ctx));
 
+  // 8. A converted column (WALBRIDGE_CONVERT): vector → bytea, copy and stream, next to the same table unconverted ----
+  if (only.has('convert')) take(await measureConvert(ctx));
+
   await Promise.all([ctx.source.destroy(), ctx.target.destroy()]);
 }
 
@@ -205,19 +219,24 @@ async function setUp(): Promise<BenchContext> {
   results.machine.source = `PostgreSQL ${await version(source)}`;
   results.machine.target = `PostgreSQL ${await version(target)}`;
 
-  say('building the source database (app schema + generated bulk)…');
-  const tb = Date.now();
-  const ranges = await buildSource(source, opts.scale);
-  const sourceCounts = await rowCounts(source, 'app');
-  const bytes = await databaseBytes(source, 'app');
-  results.dataset = { bytes, rows: Object.values(sourceCounts).reduce((a, b) => a + b, 0), tables: sourceCounts };
+  // The app database every scenario but convert uses (convert builds a database of its own).
+  let ranges: BulkRanges = { userLo: 0, users: 0, sessions: 0, productLo: 0, products: 0 };
+  let sourceCounts: Record<string, number> = {};
+  if ([...only].some((x) => !APP_FREE.includes(x))) {
+    say('building the source database (app schema + generated bulk)…');
+    const tb = Date.now();
+    ranges = await buildSource(source, opts.scale);
+    sourceCounts = await rowCounts(source, 'app');
+    const bytes = await databaseBytes(source, 'app');
+    results.dataset = { bytes, rows: Object.values(sourceCounts).reduce((a, b) => a + b, 0), tables: sourceCounts };
+    say(`source ready in ${((Date.now() - tb) / 1000).toFixed(0)} s: ${fmt.mb(bytes)}, ${fmt.n(results.dataset.rows)} rows in ${ALL_TABLES.length} tables`);
+  }
   let baseline: Baseline | null = null;
   if (build) {
     baseline = baselineTarget(build, source.url('app'), (db) => target.url(db), opts.walbridgeSettings);
     results.baseline = { rev: build.rev, commit: build.commit, subject: build.subject };
     results.commands.baseline = `git worktree add --detach <tmp> ${build.rev} && npm run build there; node <tmp>/dist/daemon.js  (as walbridge, with WALBRIDGE_SLOT=${baseline.slot}, WALBRIDGE_PUBLICATION=${baseline.publication})`;
   }
-  say(`source ready in ${((Date.now() - tb) / 1000).toFixed(0)} s: ${fmt.mb(bytes)}, ${fmt.n(results.dataset.rows)} rows in ${ALL_TABLES.length} tables`);
 
   const ctx: BenchContext = {
     source,
@@ -232,7 +251,7 @@ async function setUp(): Promise<BenchContext> {
     baseline,
     say,
   };
-  await createTargetDb(target, 'app');
+  if (results.dataset) await createTargetDb(target, 'app');
   return ctx;
 }
 
