@@ -241,7 +241,8 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     conversions = parseConversions(overrides.convert ?? emptyToUndefined(env.WALBRIDGE_CONVERT));
   } catch (err) {
     const d = describeError(err);
-    problems.push(`WALBRIDGE_CONVERT: ${d.message}${d.hint ? ` (${d.hint})` : ''}`);
+    // The message names the variable and the entry already.
+    problems.push(`${d.message}${d.hint ? ` (${d.hint})` : ''}`);
   }
   if (includeTables !== null && includeTables.length === 0) {
     problems.push('WALBRIDGE_TABLES is set but lists no table; unset it to migrate every table of WALBRIDGE_SCHEMAS');

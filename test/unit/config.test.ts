@@ -386,3 +386,23 @@ describe('secrets', () => {
     assert.ok(err.hint && err.hint.length > 0);
   });
 });
+
+describe('WALBRIDGE_CONVERT', () => {
+  test('parsed into conversions by column; --convert (overrides.convert) wins over the variable; the way back inverts them', () => {
+    const c = loadConfig(env({ WALBRIDGE_CONVERT: 'public.m.embedding=vector_to_float32le' }));
+    assert.deepEqual([...c.conversions.keys()], ['public.m.embedding']);
+    assert.equal(c.conversions.get('public.m.embedding')?.spec, 'vector_to_float32le');
+    const flag = loadConfig(env({ WALBRIDGE_CONVERT: 'public.m.embedding=vector_to_float32le' }), { convert: 'public.m.body=to_jsonb' });
+    assert.deepEqual([...flag.conversions.keys()], ['public.m.body']);
+    const back = loadCommandConfig(env({ WALBRIDGE_CONVERT: 'public.m.embedding=vector_to_float32le;public.m.old=drop' }), { reverse: true });
+    assert.deepEqual([...(back?.conversions.keys() ?? [])], ['public.m.embedding'], 'a dropped column does not go back');
+  });
+
+  test('a bad entry is a configuration error naming the entry and the known conversions, with the other problems', () => {
+    const err = configError(env({ WALBRIDGE_CONVERT: 'public.m.embedding=vector_to_float64', PORT: 'abc' }));
+    assert.match(err.message, /"public\.m\.embedding=vector_to_float64": unknown conversion "vector_to_float64"/);
+    assert.match(err.message, /vector_to_float32le/);
+    assert.match(err.message, /PORT/);
+    assert.doesNotMatch(err.message, /WALBRIDGE_CONVERT: WALBRIDGE_CONVERT/);
+  });
+});
