@@ -156,8 +156,7 @@ async function streamRows(
   // rows go, as the source's text, into a temporary table of text columns, and from there into
   // the table through the conversions, the same statement text the stream applies them with.
   const stage = stageSql(plan);
-  await target.query(stage.create);
-  await target.query(stage.uncompressed);
+  await target.query(`${stage.create}; ${stage.uncompressed}`);
   const done = await relayCopy(source, target, copyOutSql(plan, part, 'text'), stage.copyIn, { ...opts, format: 'text' });
   await target.query(stage.insert);
   await target.query(stage.drop);

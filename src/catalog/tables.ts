@@ -7,7 +7,7 @@ import { WalbridgeError } from '../errors.js';
 import { displayTable, quoteIdent, quoteTable, type TableName } from '../pg/ident.js';
 import { EXISTING_SCHEMAS, INDEXED_LEAD_COLUMNS, LIST_COLUMNS, LIST_TABLES, TABLES_WITH_SECONDARY_UNIQUE } from '../sql/catalog.js';
 import { selectTables, type SelectionInput } from './select.js';
-import { BUILTIN_CONVERSIONS, suggestConversion, type ColumnConversion } from '../convert/conversions.js';
+import { BUILTIN_CONVERSIONS, builtinName, suggestConversion, type ColumnConversion } from '../convert/conversions.js';
 import { isOneWay } from '../convert/way-back.js';
 
 export interface Column {
@@ -308,7 +308,6 @@ function conversionProblem(t: SourceTable, sc: Column, tc: Column | undefined, c
   if (sc.generated) return `column ${col} is generated: the target computes it, there is nothing to convert (remove ${c.spec} from WALBRIDGE_CONVERT)`;
   if (!tc) return `column ${col} is missing on the target: create it with the type ${c.spec} produces (${c.targetTypes.join(' or ') || 'your choice'}), or declare ${col}=drop`;
   if (!c.readsSource(sc.type)) return `column ${col} is ${sc.type} on the source, which ${c.spec} does not read (${BUILTIN_CONVERSIONS.join(', ')} or sql:… are known)`;
-  const base = tc.type.replace(/\(.*\)$/, '');
-  if (c.targetTypes.length > 0 && !c.targetTypes.includes(base)) return `column ${col} is ${tc.type} on the target, but ${c.spec} produces ${c.targetTypes.join(' or ')}`;
+  if (c.targetTypes.length > 0 && !c.targetTypes.includes(builtinName(tc.type))) return `column ${col} is ${tc.type} on the target, but ${c.spec} produces ${c.targetTypes.join(' or ')}`;
   return null;
 }

@@ -59,7 +59,7 @@ function isVector(type: string): boolean {
 }
 
 /** Built-in types are printed without a schema under search_path ''; accept pg_catalog. too. */
-function builtinName(type: string): string {
+export function builtinName(type: string): string {
   return withoutTypmod(type).replace(/^pg_catalog\./, '');
 }
 

@@ -6,14 +6,15 @@
  */
 
 export interface ValueTarget {
-  /** The target column's type with typmod, as format_type() prints it. */
-  type: string;
+  /** The target column's type with typmod, as format_type() prints it; unset: no cast (the conversion's own type). */
+  type?: string;
   /** A declared conversion's expression of the target's value from the source value's text. */
   convert?: (text: string) => string;
 }
 
 /** `text`: an SQL expression of the source value's text (NULL stays NULL). */
 export function valueOf(c: ValueTarget, text: string): string {
-  if (!c.convert) return `${text}::${c.type}`;
-  return `(CASE WHEN ${text} IS NULL THEN NULL ELSE (${c.convert(text)}) END)::${c.type}`;
+  const cast = c.type === undefined ? '' : `::${c.type}`;
+  if (!c.convert) return `${text}${cast}`;
+  return `(CASE WHEN ${text} IS NULL THEN NULL ELSE (${c.convert(text)}) END)${cast}`;
 }

@@ -4,7 +4,7 @@
  * without one (sql:…, to_jsonb) leaves its table unable to go back, which preflight of the way
  * back reports; a column declared `drop` is left as it is on the old database.
  */
-import type { ColumnConversion } from './conversions.js';
+import { builtinName, type ColumnConversion } from './conversions.js';
 
 /** A conversion the way back cannot undo. */
 export interface OneWay extends ColumnConversion {
@@ -42,7 +42,7 @@ export function wayBack(conversions: Map<string, ColumnConversion>): Map<string,
       toSource: c.toTarget,
       // Back into the column's type on the old database, whatever it is (vector(3) …).
       targetTypes: [],
-      readsSource: (type) => c.targetTypes.length === 0 || c.targetTypes.includes(type.replace(/\(.*\)$/, '')),
+      readsSource: (type) => c.targetTypes.length === 0 || c.targetTypes.includes(builtinName(type)),
     });
   }
   return out;

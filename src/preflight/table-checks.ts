@@ -113,12 +113,12 @@ export function targetTables({ selection }: PreflightContext, comparison: TableC
 const PLAN_LINES = 30;
 
 /** What `walbridge schema` would do on the target, as a diff: the same plan, so both always agree. */
-export async function targetSchema({ config, source, target, reverse }: PreflightContext): Promise<CheckResult | null> {
+export async function targetSchema({ config, source, target, reverse, selection }: PreflightContext): Promise<CheckResult | null> {
   // The way back writes to the old database, which has held the tables all along.
   if (reverse) return null;
   let plan: SchemaPlan;
   try {
-    plan = await planTargetSchema(source, target, config, 'keep');
+    plan = await planTargetSchema(source, target, config, 'keep', selection.tables);
   } catch (err) {
     // The plan is advice here: a catalog it cannot read must not keep the migration from starting.
     return { id: 'target-schema', status: 'warn', message: `could not work out what walbridge schema would make: ${describeError(err).message}`, fix: 'Run walbridge schema --dry-run to see the error in full.' };

@@ -3,7 +3,7 @@
  * and apply the plan in one transaction (all of it, or nothing on a failure).
  */
 import type pg from 'pg';
-import { resolveSelection } from '../catalog/tables.js';
+import { resolveSelection, type SourceTable } from '../catalog/tables.js';
 import type { Config } from '../config.js';
 import { describeError, WalbridgeError } from '../errors.js';
 import { displayTable } from '../pg/ident.js';
@@ -15,14 +15,18 @@ import { readTargetFacts } from './target.js';
 
 export type { SchemaPlan, PolicyChoice } from './plan.js';
 
-/** The plan for the configured selection; reads both sides, writes nothing. */
+/**
+ * The plan for the configured selection; reads both sides, writes nothing. `selected`: the
+ * selection when the caller resolved it already (preflight).
+ */
 export async function planTargetSchema(
   source: pg.ClientBase,
   target: pg.ClientBase,
   config: Pick<Config, 'schemas' | 'includeTables' | 'excludeTables' | 'conversions'>,
   policies: PolicyChoice,
+  selected?: SourceTable[],
 ): Promise<SchemaPlan> {
-  const selected = await resolveSelection(source, config);
+  selected ??= await resolveSelection(source, config);
   const src = await readSourceSchema(
     source,
     selected.map((t) => t.oid),

@@ -14,7 +14,7 @@
  */
 import { quoteIdent } from '../pg/ident.js';
 import * as ddl from './ddl.js';
-import { API_ROLES, isApiRole, isAuthHelper, isPlatformSchema, isReservedRole, isWalbridgeSchema, authHelpersCalledIn } from './platform.js';
+import { API_ROLES, isApiRole, isAppSchema, isAuthHelper, isReservedRole, isWalbridgeSchema, authHelpersCalledIn } from './platform.js';
 import type { ColumnConversion } from '../convert/conversions.js';
 import type { ColumnDef, ConstraintDef, FunctionDef, PolicyDef, Reference, SequenceDef, SourceSchema, TableDef, TypeDef } from './read.js';
 import { functionKey, type TargetFacts } from './target.js';
@@ -120,7 +120,7 @@ class Planner {
   }
 
   private isApp(schema: string): boolean {
-    return this.opts.schemas.includes(schema) || (!isPlatformSchema(schema) && !isWalbridgeSchema(schema));
+    return isAppSchema(schema, this.opts.schemas);
   }
 
   private step(kind: Kind, name: string, sql: string): void {

@@ -45,6 +45,11 @@ export function isWalbridgeSchema(schema: string): boolean {
   return WALBRIDGE_SCHEMAS.has(schema);
 }
 
+/** The app's: a schema the user selected (whatever its name), or one neither the platform's nor walbridge's. */
+export function isAppSchema(schema: string, selected: string[]): boolean {
+  return selected.includes(schema) || (!isPlatformSchema(schema) && !isWalbridgeSchema(schema));
+}
+
 /** The roles PostgREST switches to: what `TO authenticated` policies name. */
 export const API_ROLES = ['anon', 'authenticated', 'service_role'] as const;
 

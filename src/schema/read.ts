@@ -21,7 +21,7 @@ import {
   SCHEMA_TYPES,
 } from '../sql/schema.js';
 import { withTransaction } from '../pg/transaction.js';
-import { AUTH_HELPERS, isPlatformSchema } from './platform.js';
+import { AUTH_HELPERS, isAppSchema } from './platform.js';
 
 export interface ColumnDef {
   num: number;
@@ -222,8 +222,7 @@ export async function readColumns(client: pg.ClientBase, rels: number[]): Promis
  * their standalone sequences come along, and triggers on the platform's tables are listed.
  */
 export async function readSourceSchema(client: pg.ClientBase, rootOids: number[], schemas: string[]): Promise<SourceSchema> {
-  // A schema the user selected is the app's, whatever its name.
-  const isApp = (schema: string) => schemas.includes(schema) || !isPlatformSchema(schema);
+  const isApp = (schema: string) => isAppSchema(schema, schemas);
   return inCatalogSnapshot(client, async () => {
     const tableRows = await rowsOf<Omit<TableDef, 'columns'>>(client, SCHEMA_TABLES, [rootOids]);
     const oids = tableRows.map((t) => t.oid);

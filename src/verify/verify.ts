@@ -189,9 +189,7 @@ async function shapeOf(source: pg.Pool, target: pg.Pool, t: SourceTable, convers
     // prints it (text '1.50' is numeric 1.5 there). A built-in one already gives that type, which
     // the source may not even have (vector on the way back).
     const type = conversion.kind === 'sql' ? tc.find((x) => x.name === c.name)?.type : undefined;
-    converted.set(c.name, (text) =>
-      type ? valueOf({ type, convert: conversion.toTarget }, text) : `(CASE WHEN ${text} IS NULL THEN NULL ELSE (${conversion.toTarget(text)}) END)`,
-    );
+    converted.set(c.name, (text) => valueOf({ ...(type ? { type } : {}), convert: conversion.toTarget }, text));
   }
   const missing = sc.filter((c) => !tc.some((x) => x.name === c.name));
   if (missing.length > 0) throw new WalbridgeError('schema', `column(s) ${missing.map((c) => c.name).join(', ')} of ${name} are missing on the target`);
