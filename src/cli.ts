@@ -10,6 +10,7 @@ import { preflightCommand } from './commands/preflight.js';
 import { runCommand } from './commands/run.js';
 import { schemaCommand } from './commands/schema.js';
 import { statusCommand } from './commands/status.js';
+import { tablesChangeCommand, tablesListCommand } from './commands/tables.js';
 import { teardownCommand } from './commands/teardown.js';
 import { verifyCommand } from './commands/verify.js';
 import type { ConfigOverrides } from './config.js';
@@ -58,6 +59,7 @@ Environment:
   WALBRIDGE_APPLY_BATCH_CHANGES, WALBRIDGE_APPLY_BATCH_MS   apply batch size (default: 5000 changes, 200 ms)
   WALBRIDGE_CONVERT         column conversions, e.g. public.mirt_memories.embedding=vector_to_float32le (; between columns; docs/conversions.md)
   WALBRIDGE_EXIT_ON_ERROR   exit on a permanent error instead of waiting in phase "error" (default: false; same as run --exit-on-error)
+  WALBRIDGE_FOLLOW_NEW_TABLES  add tables created on the source in WALBRIDGE_SCHEMAS by themselves once the target has them (default: false)
   WALBRIDGE_REVERSE         after cutover: run the way back (default: false; same as run --reverse; the other commands take --reverse)
   WALBRIDGE_HTTP_TOKEN      require this bearer token on every endpoint but /healthz
   PORT                      HTTP port for the status page, /metrics, /healthz, /readyz (default: 8080)
@@ -155,6 +157,64 @@ program
   });
 
 const collect = (v: string, prev: string[]) => [...prev, ...list(v)];
+
+const tables = program
+  .command('tables')
+  .description("list the migration's tables and where each stands; add or remove tables while it streams")
+  .option('--json', 'print the list as JSON (tables, new tables on the source, the DDL they need)')
+  .addHelpText(
+    'after',
+    `
+Lists every table of the migration: streaming, being copied (its changes held meanwhile), to be added,
+removed…, and the tables of WALBRIDGE_SCHEMAS created on the source since, with the SQL that makes
+them on the target.
+
+  walbridge tables add 'public.invoices*'    add tables to the running migration
+  walbridge tables remove public.audit_log   stop migrating a table (its rows stay on the target)
+  walbridge resync public.orders             empty a target table and copy it again
+
+The daemon carries each request out while the other tables keep streaming: an added table is
+published, copied under a snapshot of its own, and its changes made meanwhile applied after; a
+restart (even kill -9) resumes where it stopped. Starting the daemon with another WALBRIDGE_TABLES
+asks for the same changes. WALBRIDGE_FOLLOW_NEW_TABLES=true adds new tables by itself once they exist
+on the target.`,
+  )
+  .action(async (opts: { json?: boolean }) => {
+    process.exit(await tablesListCommand(process.env, { json: opts.json === true }));
+  });
+
+const waitOption = () => new Option('--wait', 'follow the request until it is carried out (Ctrl-C stops following, not the request)');
+
+tables
+  .command('add')
+  .description('add tables to the running migration: published, copied under a fresh snapshot, then streamed')
+  .argument('<glob...>', 'schema.table names, * allowed')
+  .addOption(waitOption())
+  .addOption(convertOption())
+  .addHelpText('after', '\nChecked first (nothing is written otherwise): the table exists on the target with matching columns and is\nempty there, and has a primary key or replica identity on the source. Exit status: 0 asked (or done with\n--wait), 1 a problem, 2 bad configuration or connection.')
+  .action(async (globs: string[], opts: { wait?: boolean; convert?: string }) => {
+    process.exit(await tablesChangeCommand(envWith(opts), 'add', globs, { wait: opts.wait === true }));
+  });
+
+tables
+  .command('remove')
+  .description('stop migrating tables: no longer applied nor published; their rows stay on the target')
+  .argument('<glob...>', 'schema.table names, * allowed')
+  .addOption(waitOption())
+  .action(async (globs: string[], opts: { wait?: boolean }) => {
+    process.exit(await tablesChangeCommand(process.env, 'remove', globs, { wait: opts.wait === true }));
+  });
+
+program
+  .command('resync')
+  .description('copy tables again while the others stream: the target table is emptied and copied under a fresh snapshot')
+  .argument('<table...>', 'schema.table names of migrated tables, * allowed')
+  .addOption(waitOption())
+  .addOption(convertOption())
+  .addHelpText('after', '\nFor a table verify found different, or one rewritten on the source (ALTER ... TYPE). Its changes made during\nthe copy are held and applied after it; the other tables are not touched.')
+  .action(async (names: string[], opts: { wait?: boolean; convert?: string }) => {
+    process.exit(await tablesChangeCommand(envWith(opts), 'resync', names, { wait: opts.wait === true }));
+  });
 
 program
   .command('verify')

@@ -44,6 +44,8 @@ export interface Config {
   exitOnError: boolean;
   /** Declared column conversions (WALBRIDGE_CONVERT), by `schema.table.column`. */
   conversions: Map<string, ColumnConversion>;
+  /** A table created on the source in a selected schema is added by itself once it exists on the target (tables/). */
+  followNewTables: boolean;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -190,6 +192,7 @@ const envSchema = z.object({
   WALBRIDGE_HTTP_TOKEN: z.string().optional(),
   WALBRIDGE_REVERSE: booleanSetting('WALBRIDGE_REVERSE', false),
   WALBRIDGE_EXIT_ON_ERROR: booleanSetting('WALBRIDGE_EXIT_ON_ERROR', false),
+  WALBRIDGE_FOLLOW_NEW_TABLES: booleanSetting('WALBRIDGE_FOLLOW_NEW_TABLES', false),
 });
 
 /** `schema.table` with optional `*` globs in either part. */
@@ -217,6 +220,7 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     WALBRIDGE_HTTP_TOKEN: emptyToUndefined(env.WALBRIDGE_HTTP_TOKEN),
     WALBRIDGE_REVERSE: flagOrEnv(overrides.reverse, 'WALBRIDGE_REVERSE'),
     WALBRIDGE_EXIT_ON_ERROR: flagOrEnv(overrides.exitOnError, 'WALBRIDGE_EXIT_ON_ERROR'),
+    WALBRIDGE_FOLLOW_NEW_TABLES: emptyToUndefined(env.WALBRIDGE_FOLLOW_NEW_TABLES),
   };
   const parsed = envSchema.safeParse(input);
   const problems: string[] = [];
@@ -292,6 +296,7 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     reverse: v.WALBRIDGE_REVERSE,
     exitOnError: v.WALBRIDGE_EXIT_ON_ERROR,
     conversions,
+    followNewTables: v.WALBRIDGE_FOLLOW_NEW_TABLES,
   };
 }
 

@@ -83,17 +83,18 @@ export async function backfillTable(plan: TablePlan, ctx: BackfillContext): Prom
 /**
  * Take a pending table for this instance. If an earlier copy in parts was cut off, the
  * parts it committed are removed first, in the same target transaction (walbridge wrote
- * them: the table was empty when it started).
+ * them: the table was empty when it started); so are the rows of a table copied again
+ * ("walbridge resync"). DELETE, not TRUNCATE: other target tables may reference it.
  */
 async function claimTable(target: pg.ClientBase, plan: TablePlan, copyLsn: Lsn, tlog: Logger): Promise<void> {
   await target.query('BEGIN');
-  const { rows } = await target.query<{ copy_in_parts: boolean }>(LOCK_PENDING_TABLE, [plan.schema, plan.name]);
+  const { rows } = await target.query<{ empty_first: boolean }>(LOCK_PENDING_TABLE, [plan.schema, plan.name]);
   if (rows.length === 0) {
     await target.query('ROLLBACK');
     throw new WalbridgeError('state', `${displayTable(plan)} is not pending any more: another instance copies it`, { transient: true });
   }
-  if (rows[0]?.copy_in_parts) {
-    tlog.info('removing the rows of a copy in parts that was cut off, before copying the table again');
+  if (rows[0]?.empty_first) {
+    tlog.info('removing the rows of the target table (a copy in parts cut off, or a resync) before copying it again');
     await target.query(deleteAllRows(quoteTable(plan)));
   }
   await target.query(MARK_COPYING, [plan.schema, plan.name, formatLsn(copyLsn)]);

@@ -4,7 +4,8 @@
  * 2 when something could not be compared.
  */
 import type pg from 'pg';
-import { resolveSelection } from '../catalog/tables.js';
+import { migrationTables } from '../tables/selection.js';
+import { describeTableState } from '../tables/requests.js';
 import { loadCommandConfig } from './config.js';
 import { describeError } from '../errors.js';
 import { connect, describeEndpoint } from '../pg/connect.js';
@@ -69,7 +70,10 @@ export async function verifyCommand(env: NodeJS.ProcessEnv, opts: VerifyCommandO
   let source: pg.Client | null = null;
   try {
     source = await connect(config.sourceUrl, { side: 'source', applicationName: 'walbridge verify' });
-    let tables = await resolveSelection(source, config);
+    const target = await connect(config.targetUrl, { side: 'target', applicationName: 'walbridge verify' });
+    const migration = await migrationTables(source, target, config).finally(() => target.end().catch(() => {}));
+    let tables = migration.tables;
+    for (const t of migration.notStreaming) process.stderr.write(`not compared: ${t.schema}.${t.name} is ${describeTableState(t)}\n`);
     if (opts.tables.length > 0) {
       const unknown = opts.tables.filter((t) => !tables.some((x) => displayTable(x) === t || x.name === t));
       if (unknown.length > 0) {

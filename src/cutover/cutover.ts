@@ -21,7 +21,9 @@
  * before fences, and verifies every table inside the pause.
  */
 import type pg from 'pg';
-import { resolveSelection, type SourceTable } from '../catalog/tables.js';
+import type { SourceTable } from '../catalog/tables.js';
+import { migrationTables } from '../tables/selection.js';
+import { describeTableState } from '../tables/requests.js';
 import { reverseConfig, type Config } from '../config.js';
 import { sqlState, WalbridgeError } from '../errors.js';
 import { formatLsn, lsnDistance, parseLsn, type Lsn } from '../lsn.js';
@@ -261,7 +263,12 @@ export async function runCutover(config: Config, opts: CutoverOptions): Promise<
       await cancelCutover(source, target, config, standing, say);
       return { lsn: '', sequences: [], verify: null, tables: {}, reverse: null, sourceCleaned: false, fence: null };
     }
-    const tables = await resolveSelection(source, config);
+    const { tables, notStreaming } = await migrationTables(source, target, config);
+    if (notStreaming.length > 0) {
+      throw new WalbridgeError('state', `the table set is changing: ${notStreaming.map((t) => `${t.schema}.${t.name} (${describeTableState(t)})`).join(', ')}`, {
+        hint: 'Wait until "walbridge tables" shows every table streaming (or removed), then run cutover again.',
+      });
+    }
     if (!opts.fence) {
       if (standing) {
         throw new WalbridgeError('state', `the source is fenced by an interrupted cutover (since ${standing.setAt.toISOString()})`, {
@@ -316,7 +323,7 @@ async function finishRecordedCutover(source: pg.Client, target: pg.Client, confi
   if (reverseLeft) {
     // Made now, not at the cutover's record: until the app is pointed at the new database
     // (after "Cutover done"), nothing but walbridge wrote there since, and it has stopped.
-    reverse = await prepareReverse(config, target, await resolveSelection(source, config));
+    reverse = await prepareReverse(config, target, (await migrationTables(source, target, config)).tables);
     if ('slot' in reverse) say(`    the way back starts here, not at the cutover's record: writes made on the new database before ${reverse.lsn} (if the app was pointed there already) would not go back`);
   }
   if (oldFenceLeft) {

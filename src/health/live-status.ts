@@ -39,6 +39,8 @@ export class LiveStatus {
   /** Fences on either database, as the monitor last read them. */
   fences: FenceReport[] = [];
   lastError: RecordedError | null = null;
+  /** Tables created on the source in a selected schema that the migration does not carry, and why (tables/changer.ts). */
+  newTables: { table: string; reason: string }[] = [];
 
   constructor(
     private readonly gauge: PhaseGauge,
@@ -86,6 +88,7 @@ export class LiveStatus {
       liveAppliedCommitTimeMs: pgMicrosToMs(this.appliedCommitTime),
       liveError: this.lastError,
       fences: this.fences,
+      newTables: this.newTables,
       ...(this.migration ? { migration: this.migration } : {}),
       ...(this.conversions ? { conversions: this.conversions } : {}),
     });

@@ -45,6 +45,18 @@ export class Metrics {
     labelNames: ['state'],
     registers: [this.registry],
   });
+  readonly tableStates = new client.Gauge({
+    name: 'walbridge_tables',
+    help: 'Tables of the migration per state: streaming, holding (copied again while the others stream), requested (asked, not taken up yet), removed; new: created on the source, not migrated.',
+    labelNames: ['state'],
+    registers: [this.registry],
+  });
+  readonly heldChanges = new client.Gauge({
+    name: 'walbridge_held_changes',
+    help: 'Changes held for a table being copied while the others stream, applied once its copy is in.',
+    labelNames: ['table'],
+    registers: [this.registry],
+  });
   readonly applyTransactions = new client.Counter({
     name: 'walbridge_apply_transactions_total',
     help: 'Source transactions applied to the target.',

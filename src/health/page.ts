@@ -107,7 +107,7 @@ async function refresh() {
     $('error').className = e ? 'error' + (e.resolvedAt ? ' resolved' : '') : 'error hidden';
     if (e) $('error').innerHTML = '<b>' + esc(e.kind) + ' error</b> at ' + esc(e.at) + (e.resolvedAt ? ' (resolved at ' + esc(e.resolvedAt) + ')' : '') + '\\n' + esc(e.message) + (e.hint ? '\\n\\nFix: ' + esc(e.hint) : '');
     const converted = (t) => Object.entries(t.conversions || {}).map(([c, k]) => '<br><small>' + esc(c) + ': ' + esc(k) + '</small>').join('');
-    $('rows').innerHTML = s.tables.map((t) => '<tr data-table="' + esc(t.table) + '"><td>' + esc(t.table) + converted(t) + '</td><td>' + t.state + '</td>' +
+    $('rows').innerHTML = s.tables.map((t) => '<tr data-table="' + esc(t.table) + '"><td>' + esc(t.table) + converted(t) + '</td><td>' + esc(t.stage) + (t.held ? ' (' + t.held.toLocaleString() + ' held)' : '') + '</td>' +
       '<td><div class="bar' + (t.state === 'copied' ? ' done' : '') + '"><span style="width:' + (t.percent || 0) + '%"></span></div></td>' +
       '<td class="num">' + t.rowsCopied.toLocaleString() + (t.state === 'copying' && t.rowsEstimated ? ' / ' + t.rowsEstimated.toLocaleString() : '') + '</td>' +
       '<td class="num">' + (t.state === 'copying' && t.rowsPerSecond ? t.rowsPerSecond.toLocaleString() : '') + '</td>' +

@@ -7,7 +7,6 @@
  * last one stopped. The stream path itself (feeds, the loop, the sinks) is in replicator/.
  */
 import type pg from 'pg';
-import { runBackfill } from '../backfill/backfill.js';
 import { addedColumnDdl } from '../catalog/added-column.js';
 import type { TablePlan } from '../catalog/tables.js';
 import type { Config } from '../config.js';
@@ -18,7 +17,6 @@ import type { Logger } from '../log.js';
 import { formatLsn, maxLsn } from '../lsn.js';
 import { pgMicrosFromMs } from '../pg/epoch.js';
 import { displayTable } from '../pg/ident.js';
-import { ReplicationConnection } from '../pg/replication.js';
 import { openTargetWriter } from '../pg/sessions.js';
 import { Applier } from '../replicator/apply/applier.js';
 import type { TableRuntime } from '../replicator/apply/binding.js';
@@ -30,6 +28,9 @@ import { CLEAR_SPOOL, DISCARD_PARTIAL_SPOOL, RESET_UNFINISHED_COPIES, SET_PHASE 
 import { withTransaction } from '../pg/transaction.js';
 import { loadPipeline, loadTables, type PipelineState, type TableState } from '../state/store.js';
 import type { ExportedSnapshot } from './init.js';
+import { TableSetChanger } from '../tables/changer.js';
+import { isMigrated } from '../tables/requests.js';
+import { copyUnder, temporarySnapshot } from './snapshot.js';
 
 export interface PhaseContext {
   config: Config;
@@ -87,8 +88,9 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
   await control.query(RESET_UNFINISHED_COPIES);
   const recorded = await loadTables(control);
   publishTableGauges(ctx.metrics, recorded);
-  const copied = new Set(recorded.filter((t) => t.state === 'copied').map((t) => `${t.schema}.${t.name}`));
-  const pending = ctx.plans.filter((p) => !copied.has(displayTable(p)));
+  // Tables asked for while this phase runs are taken up once streaming (tables/changer.ts).
+  const copiedOrLater = new Set(recorded.filter((t) => t.state === 'copied' || !isMigrated(t)).map((t) => `${t.schema}.${t.name}`));
+  const pending = ctx.plans.filter((p) => !copiedOrLater.has(displayTable(p)));
 
   const inner = innerSignal(ctx.signal);
   let snap = snapshot;
@@ -99,30 +101,11 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
     try {
       if (pending.length > 0) {
         if (!snap) {
-          snap = await temporarySnapshot(ctx);
+          snap = await temporarySnapshot(ctx.config);
           log.info({ lsn: formatLsn(snap.slot.consistentPoint), tables: pending.length }, 'resuming the copy under a new snapshot');
         }
         ctx.status.markReady('backfill');
-        await runBackfill({
-          sourceUrl: ctx.config.sourceUrl,
-          targetUrl: ctx.config.targetUrl,
-          plans: pending,
-          snapshotName: snap.slot.snapshotName,
-          copyLsn: snap.slot.consistentPoint,
-          jobs: ctx.config.copyJobs,
-          maxBytesPerSecond: ctx.config.copyMaxBytesPerSecond,
-          splitBytes: ctx.config.copySplitBytes,
-          deferIndexes: ctx.config.copyDeferIndexes,
-          binary: ctx.config.copyBinary,
-          log,
-          metrics: ctx.metrics,
-          signal: inner.controller.signal,
-          live: ctx.status.copies,
-          freshSnapshot: async () => {
-            const own = await temporarySnapshot(ctx);
-            return { name: own.slot.snapshotName, lsn: own.slot.consistentPoint, release: () => own.conn.close() };
-          },
-        });
+        await copyUnder(snap, pending, { config: ctx.config, log, metrics: ctx.metrics, signal: inner.controller.signal, live: ctx.status.copies });
       }
     } catch (err) {
       copyError = err;
@@ -142,28 +125,16 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
   }
 }
 
-/**
- * A snapshot taken now, from a temporary slot (dropped when its connection closes): tables
- * copied under it are consistent at the slot's consistent point.
- */
-async function temporarySnapshot(ctx: PhaseContext): Promise<ExportedSnapshot> {
-  const conn = await ReplicationConnection.open(ctx.config.sourceUrl, 'walbridge snapshot');
-  const name = `${ctx.config.slotName.slice(0, 40)}_copy_${process.pid}_${snapshotSerial++}_${Date.now() % 100000}`;
-  const slot = await conn.createSlot(name, { temporary: true }).catch(async (err: unknown) => {
-    await conn.close();
-    throw err;
-  });
-  return { conn, slot };
-}
-let snapshotSerial = 0;
 
+/** The tables the applier applies (or holds), as recorded: not removed, not an add waiting to be taken up. */
 async function tableRuntimes(control: pg.Client, plans: TablePlan[]): Promise<Map<string, TableRuntime>> {
   const recorded = await loadTables(control);
   const byName = new Map(recorded.map((t) => [`${t.schema}.${t.name}`, t]));
   const out = new Map<string, TableRuntime>();
   for (const plan of plans) {
     const t = byName.get(displayTable(plan));
-    out.set(displayTable(plan), { plan, copyLsn: t && t.state === 'copied' ? t.copyLsn : null });
+    if (t && !isMigrated(t)) continue;
+    out.set(displayTable(plan), { plan, copyLsn: t && t.state === 'copied' ? t.copyLsn : null, hold: t?.holding ?? false });
   }
   return out;
 }
@@ -229,24 +200,42 @@ export async function catchupPhase(ctx: PhaseContext, state: PipelineState): Pro
   }
 }
 
-/** Apply the live change stream until stopped. */
+/**
+ * Apply the live change stream until stopped, while the table set may change (tables/): a
+ * table added or copied again is held meanwhile, not applied.
+ */
 export async function streamingPhase(ctx: PhaseContext): Promise<void> {
+  // A copy of a table added or resynced that a crash cut off starts over under a new snapshot.
+  await ctx.control.query(RESET_UNFINISHED_COPIES);
   const state = await loadPipeline(ctx.control);
   if (!state) throw new WalbridgeError('state', 'walbridge state disappeared from the target', { hint: 'Was walbridge teardown run meanwhile?' });
   const tables = await tableRuntimes(ctx.control, ctx.plans);
-  const notCopied = [...tables.values()].filter((t) => t.copyLsn === null).map((t) => displayTable(t.plan));
+  const notCopied = [...tables.values()].filter((t) => t.copyLsn === null && !t.hold).map((t) => displayTable(t.plan));
   if (notCopied.length > 0) {
     throw new WalbridgeError('state', `tables not copied yet while streaming: ${notCopied.join(', ')}`, {
-      hint: 'They were added after the copy; adding tables to a running migration is not supported yet. Remove them from the selection.',
+      hint: `Add them to the running migration with "walbridge tables add ${notCopied.join(' ')}".`,
     });
   }
   const { applier, sink } = applySink(ctx, tables, state);
   const { config } = ctx;
+  const changer = new TableSetChanger({
+    config,
+    control: ctx.control,
+    applier,
+    plans: new Map(ctx.plans.map((p) => [displayTable(p), p])),
+    describeAddedColumn: (table, column) => addedColumnDdl(ctx.catalog, table, column),
+    log: ctx.log,
+    metrics: ctx.metrics,
+    status: ctx.status,
+    signal: ctx.signal,
+  });
   const stream = await openWalStream(config.sourceUrl, { slotName: config.slotName, publicationName: config.publicationName, startLsn: applier.durablePosition.lsn }, ctx.log);
   ctx.status.markReady('streaming');
+  changer.start();
   try {
-    await consumeChanges(stream, sink, { signal: ctx.signal, idleFlushMs: config.applyBatchMs });
+    await consumeChanges(stream, sink, { signal: ctx.signal, idleFlushMs: config.applyBatchMs, atBoundary: changer.atBoundary });
   } finally {
+    await changer.stop();
     await stream.close();
   }
 }

@@ -17,6 +17,7 @@ import { loadPipeline, type PipelineState } from '../state/store.js';
 import { initialize, initializeReverse, type ExportedSnapshot } from './init.js';
 import { backfillPhase, catchupPhase, streamingPhase, type PhaseContext } from './phases.js';
 import type { LiveStatus } from '../health/live-status.js';
+import { recordStartSelection, startSelection } from '../tables/selection.js';
 
 /** forward: source → target with a copy; reverse: the rollback window, target → source from the cutover point. */
 export type PipelineMode = 'forward' | 'reverse';
@@ -107,9 +108,22 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
     }
     let state = await loadPipeline(control);
     const reverse = ctx.mode === 'reverse';
-    const report = await runPreflight({ config, source: catalog, target: control, identity, identityError, state, walSampleMs: 0, reverse });
+    // A recorded migration runs on its recorded tables, changed as a changed selection asks.
+    const selection = await startSelection(catalog, control, config, state);
+    const report = await runPreflight({
+      config,
+      source: catalog,
+      target: control,
+      identity,
+      identityError,
+      state,
+      walSampleMs: 0,
+      reverse,
+      ...(selection ? { migrationTables: selection.tables } : {}),
+    });
     for (const c of report.checks.filter((x) => x.status === 'warn')) log.warn({ component: 'preflight', check: c.id, fix: c.fix }, c.message);
     assertPreflight(report);
+    if (selection) await recordStartSelection(control, selection, log.child({ component: 'tables' }));
     if (!identity) throw new WalbridgeError('internal', 'no system identity after a passing preflight');
     const plans = report.plans;
 

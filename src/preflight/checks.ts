@@ -7,6 +7,7 @@
 import { compareWithTarget, resolveSelection } from '../catalog/tables.js';
 import { WalbridgeError } from '../errors.js';
 import { SERVER_INFO } from '../sql/catalog.js';
+import { resolveNamed } from '../tables/selection.js';
 import { SELECT_PUBLICATION, SELECT_SLOT, SOURCE_CAPACITY } from '../sql/source.js';
 import type { CheckResult, PreflightCheck, PreflightContext, PreflightInput, PreflightReport, ServerInfo, SlotRow, SourceCapacity } from './context.js';
 import { conversions } from './conversion-checks.js';
@@ -61,7 +62,7 @@ async function gatherFacts(input: PreflightInput): Promise<PreflightContext> {
   // The WAL sample starts at the capacity row's LSN: taken now, before the slower catalog reads.
   const walPerSecond = await sampleWalRate(source, capacity.lsn, input.walSampleMs ?? 1000);
   const targetInfo = (await target.query<ServerInfo>(SERVER_INFO)).rows[0];
-  const selection = await resolveSelection(source, config).then(
+  const selection = await (input.migrationTables ? resolveNamed(source, input.migrationTables) : resolveSelection(source, config)).then(
     (tables) => ({ tables }),
     (error: unknown) => ({ tables: [] as [], error }),
   );

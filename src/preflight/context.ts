@@ -7,6 +7,7 @@ import type pg from 'pg';
 import type { SourceTable, TableComparison, TablePlan } from '../catalog/tables.js';
 import type { Config } from '../config.js';
 import type { ErrorKind } from '../errors.js';
+import type { TableName } from '../pg/ident.js';
 import type { SystemIdentity } from '../pg/replication.js';
 import type { PipelineState } from '../state/store.js';
 
@@ -49,6 +50,8 @@ export interface PreflightInput {
   walSampleMs?: number;
   /** The way back after cutover: the target already holds the data, the slot exists already. */
   reverse?: boolean;
+  /** The tables of a recorded migration (tables/selection.ts), instead of the configuration's selection. */
+  migrationTables?: TableName[];
 }
 
 /** A row of SERVER_INFO. */

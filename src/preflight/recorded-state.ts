@@ -20,11 +20,14 @@ export async function recordedState(ctx: PreflightContext, comparison: TableComp
 }
 
 export async function targetEmpty({ target, resuming, reverse }: PreflightContext, { plans }: TableComparison): Promise<CheckResult | null> {
-  if (resuming) return null;
   if (reverse) return { id: 'target-empty', status: 'pass', message: 'the way back: the tables hold the data as of the cutover, nothing is copied' };
+  // A migration that resumes checks only the tables it adds and has never copied.
+  const recorded = resuming ? new Set((await loadTables(target)).map((t) => `${t.schema}.${t.name}`)) : new Set<string>();
+  const adding = plans.filter((p) => !recorded.has(displayTable(p)));
+  if (resuming && adding.length === 0) return null;
   const full: string[] = [];
   const unreadable: string[] = [];
-  for (const p of plans) {
+  for (const p of adding) {
     try {
       const { rows } = await target.query<{ has_rows: boolean }>(tableHasRows(quoteTable(p)));
       if (rows[0]?.has_rows) full.push(displayTable(p));
@@ -46,7 +49,7 @@ export async function targetEmpty({ target, resuming, reverse }: PreflightContex
       id: 'target-empty',
       status: 'fail',
       message: `these target tables already hold rows and walbridge has no record of copying them:\n  - ${full.join('\n  - ')}`,
-      fix: `Empty them on the target (TRUNCATE ${full.join(', ')};) or exclude them with WALBRIDGE_EXCLUDE_TABLES, then start again.`,
+      fix: `Empty them on the target (TRUNCATE ${full.join(', ')};) or leave them out of WALBRIDGE_TABLES / add them to WALBRIDGE_EXCLUDE_TABLES, then start again.`,
       kind: 'state',
     };
   }
@@ -102,19 +105,13 @@ async function resumeCheck(ctx: PreflightContext, { plans }: TableComparison): P
     );
   }
   const recorded = new Set((await loadTables(ctx.target)).map((t) => `${t.schema}.${t.name}`));
-  const selected = new Set(plans.map(displayTable));
-  const added = [...selected].filter((t) => !recorded.has(t));
-  const removed = [...recorded].filter((t) => !selected.has(t));
-  if (added.length > 0 || removed.length > 0) {
-    return stateFail(
-      `the table selection changed since this migration started (${[...added.map((t) => `+${t}`), ...removed.map((t) => `-${t}`)].join(', ')})`,
-      'Restore WALBRIDGE_SCHEMAS / WALBRIDGE_TABLES / WALBRIDGE_EXCLUDE_TABLES to what they were, or start over with "walbridge teardown --target".',
-      'config',
-    );
-  }
+  const added = plans.map(displayTable).filter((t) => !recorded.has(t));
   return {
     id: 'recorded-state',
     status: 'pass',
-    message: `a migration is recorded on the target (phase ${state.phase}); walbridge resumes it${slot.active ? ' (the slot is in use right now: another instance may be running)' : ''}`,
+    message:
+      `a migration is recorded on the target (phase ${state.phase}); walbridge resumes it` +
+      (added.length > 0 ? `, adding ${added.join(', ')} while the others stream` : '') +
+      (slot.active ? ' (the slot is in use right now: another instance may be running)' : ''),
   };
 }

@@ -72,6 +72,11 @@ export interface ConsumeOptions {
   signal: AbortSignal;
   /** Checked between messages; returning true ends the loop after a final flush. */
   until?: () => boolean;
+  /**
+   * Asked between source transactions: work that must run there with everything received
+   * durable (the table set changing, tables/). The loop drains the sink, confirms, and runs it.
+   */
+  atBoundary?: () => (() => Promise<void>) | null;
 }
 
 /** Messages handled between two turns of the event loop. */
@@ -93,6 +98,11 @@ export async function consumeChanges<M extends PgoutputBytes>(feed: ChangeFeed<M
     for (;;) {
       if (opts.signal.aborted) break;
       if (opts.until?.() && !sink.inTransaction) break;
+      const work = sink.inTransaction ? null : (opts.atBoundary?.() ?? null);
+      if (work) {
+        feed.confirm(await sink.drain());
+        await work();
+      }
       // A message already read is taken without a promise: at tens of thousands a second the
       // promises of an await per message are most of what the loop would cost.
       const m = feed.poll() ?? (await feed.next(opts.idleFlushMs));

@@ -427,3 +427,16 @@ export const TAG_COMMIT = 0x43;
 export function commitEndLsn(buf: Buffer): Lsn {
   return buf.readBigUInt64BE(10);
 }
+
+/**
+ * A TRUNCATE message of one relation, as pgoutput would have sent it: a TRUNCATE of several
+ * tables is held (tables/) for the one table holding its changes only.
+ */
+export function encodeTruncate(relationId: number, cascade: boolean, restartIdentity: boolean): Buffer {
+  const buf = Buffer.alloc(10);
+  buf.writeUInt8(0x54, 0);
+  buf.writeUInt32BE(1, 1);
+  buf.writeUInt8((cascade ? 1 : 0) | (restartIdentity ? 2 : 0), 5);
+  buf.writeUInt32BE(relationId, 6);
+  return buf;
+}

@@ -158,6 +158,38 @@ CREATE TABLE walbridge.changed_rows (
   PRIMARY KEY (schema_name, table_name, key)
 )`,
   },
+  {
+    version: 4,
+    name: 'the table set changed while streaming: requests, held changes, the selection',
+    sql: `
+-- What "walbridge tables add/remove" or "walbridge resync" (or a changed WALBRIDGE_TABLES) asked
+-- of this table: 'add', 'remove' or 'resync'; the daemon takes it up while streaming and clears it.
+ALTER TABLE walbridge.tables ADD COLUMN request text;
+ALTER TABLE walbridge.tables ADD COLUMN requested_at timestamptz;
+-- Its changes from the stream are kept in walbridge.held_changes instead of applied: the table
+-- is being copied (again) while the others stream; they are applied once its copy is in.
+ALTER TABLE walbridge.tables ADD COLUMN holding boolean NOT NULL DEFAULT false;
+-- The target table holds rows that are not walbridge's copy (a resync): emptied before the copy.
+ALTER TABLE walbridge.tables ADD COLUMN empty_before_copy boolean NOT NULL DEFAULT false;
+-- state 'removed': no longer applied nor published; its rows stay on the target.
+ALTER TABLE walbridge.tables ADD COLUMN removed_at timestamptz;
+
+-- WALBRIDGE_SCHEMAS / WALBRIDGE_TABLES / WALBRIDGE_EXCLUDE_TABLES as the daemon last started with
+-- them: a start with other values changes the table set as the commands would.
+ALTER TABLE walbridge.pipeline ADD COLUMN selection jsonb;
+
+-- The raw pgoutput messages (a Relation message, or a change) of holding tables, in stream
+-- order, with the commit LSN of their source transaction; written in the same target
+-- transaction as the applied position that passes them, removed in the one that applies them.
+CREATE TABLE walbridge.held_changes (
+  id           int8 GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  schema_name  text NOT NULL,
+  table_name   text NOT NULL,
+  commit_lsn   pg_lsn NOT NULL,
+  data         bytea NOT NULL
+);
+CREATE INDEX held_changes_table ON walbridge.held_changes (schema_name, table_name, id)`,
+  },
 ];
 
 export const LATEST_STATE_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

@@ -24,6 +24,17 @@ export function setPublicationTables(name: string, tables: TableName[]): string 
 
 export const dropPublication = (name: string) => `DROP PUBLICATION IF EXISTS ${quoteIdent(name)}`;
 
+/** The tables a publication publishes itself (not through a partitioned root), as schema and name. */
+export const PUBLICATION_TABLES = `
+SELECT n.nspname AS schema, c.relname AS name
+  FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+  JOIN pg_class c ON c.oid = pr.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE p.pubname = $1`;
+
+/** A table joins or leaves the publication while the slot streams (tables/). */
+export const addPublicationTable = (publication: string, t: TableName) => `ALTER PUBLICATION ${quoteIdent(publication)} ADD TABLE ${quoteTable(t)}`;
+export const dropPublicationTable = (publication: string, t: TableName) => `ALTER PUBLICATION ${quoteIdent(publication)} DROP TABLE ${quoteTable(t)}`;
+
 export const SELECT_SLOT = `
 SELECT slot_name, plugin, slot_type, database, active, active_pid, temporary,
        restart_lsn::text, confirmed_flush_lsn::text, wal_status

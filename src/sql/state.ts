@@ -27,7 +27,7 @@ export const SELECT_PIPELINE = `
 SELECT source_system_id, source_database, slot_name, publication_name, phase,
        consistent_lsn::text, applied_lsn::text, spooled_lsn::text, spool_committed_id::text,
        applied_commit_time, last_error, updated_at, daemon_phase, daemon_seen_at, cutover_requested_at,
-       changes_tracked_from::text, fence_marker, content_checked_at, content_checked_from::text
+       changes_tracked_from::text, fence_marker, content_checked_at, content_checked_from::text, selection
   FROM walbridge.pipeline WHERE id = 1`;
 
 export const REQUEST_CUTOVER = `UPDATE walbridge.pipeline SET cutover_requested_at = now() WHERE id = 1`;
@@ -109,12 +109,17 @@ ON CONFLICT (schema_name, table_name) DO UPDATE
 
 export const SELECT_TABLES = `
 SELECT schema_name, table_name, state, copy_lsn::text, rows_estimated::text, bytes_estimated::text,
-       rows_copied::text, bytes_copied::text, copy_started_at, copy_finished_at
-  FROM walbridge.tables ORDER BY schema_name, table_name`;
+       rows_copied::text, bytes_copied::text, copy_started_at, copy_finished_at,
+       request, requested_at, holding, removed_at,
+       (SELECT count(*) FROM walbridge.held_changes h WHERE h.schema_name = t.schema_name AND h.table_name = t.table_name)::text AS held
+  FROM walbridge.tables t ORDER BY schema_name, table_name`;
 
-/** A pending table, locked until MARK_COPYING: was it copied in parts before (a crash left some)? */
+/**
+ * A pending table, locked until MARK_COPYING: must its target table be emptied first (a copy in
+ * parts cut off by a crash left some parts; a resync copies over the rows there)?
+ */
 export const LOCK_PENDING_TABLE = `
-SELECT copy_in_parts FROM walbridge.tables
+SELECT copy_in_parts OR empty_before_copy AS empty_first FROM walbridge.tables
  WHERE schema_name = $1 AND table_name = $2 AND state = 'pending' FOR UPDATE`;
 
 /** Only a pending table can start copying: a second instance cannot take one already started. */
@@ -131,7 +136,8 @@ UPDATE walbridge.tables SET copy_in_parts = true
 /** Only the copy that started it (same copy LSN, still copying) can finish it. */
 export const MARK_COPIED = `
 UPDATE walbridge.tables
-   SET state = 'copied', rows_copied = $4, bytes_copied = $5, copy_finished_at = now(), copy_in_parts = false
+   SET state = 'copied', rows_copied = $4, bytes_copied = $5, copy_finished_at = now(), copy_in_parts = false,
+       empty_before_copy = false
  WHERE schema_name = $1 AND table_name = $2 AND state = 'copying' AND copy_lsn = $3::pg_lsn`;
 
 /** A copy that starts again under a newer snapshot (its table was rewritten after the first). */
@@ -227,3 +233,64 @@ SELECT schema_name, table_name, index_name, definition, comment FROM walbridge.d
  ORDER BY schema_name, table_name, index_name`;
 
 export const FORGET_DEFERRED_INDEXES = `DELETE FROM walbridge.deferred_indexes WHERE schema_name = $1 AND table_name = $2`;
+
+/* The table set changed while streaming (tables/): requests, holding tables, held changes. */
+
+/** "walbridge tables add": a new row, or one removed before; $3 rows and $4 bytes estimated. */
+export const REQUEST_ADD = `
+INSERT INTO walbridge.tables AS t (schema_name, table_name, state, rows_estimated, bytes_estimated, request, requested_at)
+VALUES ($1, $2, 'pending', $3, $4, 'add', now())
+ON CONFLICT (schema_name, table_name) DO UPDATE
+   SET request = 'add', requested_at = now(), rows_estimated = EXCLUDED.rows_estimated, bytes_estimated = EXCLUDED.bytes_estimated`;
+
+/** "walbridge tables remove" ($3 = 'remove') or "walbridge resync" ($3 = 'resync'). */
+export const REQUEST_CHANGE = `
+UPDATE walbridge.tables SET request = $3, requested_at = now() WHERE schema_name = $1 AND table_name = $2`;
+
+/** An add never taken up, removed again: nothing of it exists anywhere yet. */
+export const FORGET_UNTAKEN_ADD = `
+DELETE FROM walbridge.tables
+ WHERE schema_name = $1 AND table_name = $2 AND request = 'add' AND copy_lsn IS NULL AND NOT holding`;
+
+/**
+ * The daemon takes an add or a resync up: from now on the table's changes are held, and it is
+ * copied again under a fresh snapshot; $3: empty the target table before the copy.
+ */
+export const START_HOLDING = `
+UPDATE walbridge.tables
+   SET state = 'pending', holding = true, empty_before_copy = $3, request = NULL, requested_at = NULL, removed_at = NULL,
+       rows_copied = 0, bytes_copied = 0, copy_started_at = NULL, copy_finished_at = NULL
+ WHERE schema_name = $1 AND table_name = $2`;
+
+/** Its held changes are applied (in the same transaction): its changes are applied as they come again. */
+export const STOP_HOLDING = `
+UPDATE walbridge.tables SET holding = false WHERE schema_name = $1 AND table_name = $2 AND state = 'copied'`;
+
+/** The daemon takes a remove up: not applied nor published any more; its rows stay on the target. */
+export const MARK_REMOVED = `
+UPDATE walbridge.tables
+   SET state = 'removed', holding = false, empty_before_copy = false, request = NULL, requested_at = NULL, removed_at = now()
+ WHERE schema_name = $1 AND table_name = $2`;
+
+/**
+ * Changes of holding tables, in stream order: $1 schemas, $2 tables, $3 commit LSNs, $4 the
+ * raw pgoutput messages (base64), as arrays of text. Ids follow the order of the arrays.
+ */
+export const HOLD_CHANGES = `
+INSERT INTO walbridge.held_changes (schema_name, table_name, commit_lsn, data)
+SELECT s, t, l::pg_lsn, decode(d, 'base64')
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(s, t, l, d, n)
+ ORDER BY n`;
+
+/** The next held messages of a table after id $3, at most $4. */
+export const READ_HELD = `
+SELECT id::text, commit_lsn::text, data FROM walbridge.held_changes
+ WHERE schema_name = $1 AND table_name = $2 AND id > $3 ORDER BY id LIMIT $4`;
+
+/** Applied: committed with the changes they held. */
+export const FORGET_HELD_UP_TO = `DELETE FROM walbridge.held_changes WHERE schema_name = $1 AND table_name = $2 AND id <= $3`;
+
+export const FORGET_HELD = `DELETE FROM walbridge.held_changes WHERE schema_name = $1 AND table_name = $2`;
+
+/** The selection (WALBRIDGE_SCHEMAS, _TABLES, _EXCLUDE_TABLES) this start runs with. */
+export const RECORD_SELECTION = `UPDATE walbridge.pipeline SET selection = $1::jsonb WHERE id = 1`;

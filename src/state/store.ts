@@ -6,7 +6,17 @@ import { parseLsnOrNull, type Lsn } from '../lsn.js';
 import * as q from '../sql/state.js';
 
 export type PipelinePhase = 'init' | 'backfill' | 'catchup' | 'streaming' | 'done';
-export type CopyState = 'pending' | 'copying' | 'copied';
+/** 'removed': taken out of a running migration (its rows stay on the target). */
+export type CopyState = 'pending' | 'copying' | 'copied' | 'removed';
+/** What a command asked of a table, until the daemon takes it up (tables/). */
+export type TableRequest = 'add' | 'remove' | 'resync';
+
+/** The selection a start ran with (config: schemas, includeTables, excludeTables). */
+export interface RecordedSelection {
+  schemas: string[];
+  includeTables: string[] | null;
+  excludeTables: string[];
+}
 
 export interface PipelineState {
   sourceSystemId: string;
@@ -33,6 +43,8 @@ export interface PipelineState {
   /** The content was checked equal then, for rows changed in transactions committed before contentCheckedFrom. */
   contentCheckedAt: Date | null;
   contentCheckedFrom: Lsn | null;
+  /** Null until a release that records it starts. */
+  selection: RecordedSelection | null;
 }
 
 export interface RecordedError {
@@ -55,6 +67,13 @@ export interface TableState {
   bytesCopied: number;
   copyStartedAt: Date | null;
   copyFinishedAt: Date | null;
+  request: TableRequest | null;
+  requestedAt: Date | null;
+  /** Its changes are held (walbridge.held_changes) until its copy is in. */
+  holding: boolean;
+  removedAt: Date | null;
+  /** Changes held for it now. */
+  held: number;
 }
 
 export async function stateExists(client: pg.ClientBase): Promise<boolean> {
@@ -84,6 +103,7 @@ export async function loadPipeline(client: pg.ClientBase): Promise<PipelineState
     fence_marker: string | null;
     content_checked_at: Date | null;
     content_checked_from: string | null;
+    selection: RecordedSelection | null;
   }>(q.SELECT_PIPELINE);
   const r = rows[0];
   if (!r) return null;
@@ -107,6 +127,7 @@ export async function loadPipeline(client: pg.ClientBase): Promise<PipelineState
     fenceMarker: r.fence_marker,
     contentCheckedAt: r.content_checked_at,
     contentCheckedFrom: parseLsnOrNull(r.content_checked_from),
+    selection: r.selection,
   };
 }
 
@@ -123,6 +144,11 @@ export async function loadTables(client: pg.ClientBase): Promise<TableState[]> {
     bytes_copied: string;
     copy_started_at: Date | null;
     copy_finished_at: Date | null;
+    request: TableRequest | null;
+    requested_at: Date | null;
+    holding: boolean;
+    removed_at: Date | null;
+    held: string;
   }>(q.SELECT_TABLES);
   return rows.map((r) => ({
     schema: r.schema_name,
@@ -135,6 +161,11 @@ export async function loadTables(client: pg.ClientBase): Promise<TableState[]> {
     bytesCopied: Number(r.bytes_copied),
     copyStartedAt: r.copy_started_at,
     copyFinishedAt: r.copy_finished_at,
+    request: r.request,
+    requestedAt: r.requested_at,
+    holding: r.holding,
+    removedAt: r.removed_at,
+    held: Number(r.held),
   }));
 }
 

@@ -6,7 +6,8 @@
  */
 import type { Phase } from './phase.js';
 import { formatLsn, lsnDistance, type Lsn } from '../lsn.js';
-import type { PipelineState, RecordedError, TableState } from '../state/store.js';
+import type { CopyState, PipelineState, RecordedError, TableState } from '../state/store.js';
+import { describeTableState } from '../tables/requests.js';
 
 export interface SlotReport {
   name: string;
@@ -34,7 +35,11 @@ export interface FenceReport {
 
 export interface TableReport {
   table: string;
-  state: 'pending' | 'copying' | 'copied';
+  state: CopyState;
+  /** Where it stands in words: streaming, copying (changes held meanwhile), to be added, removed… */
+  stage: string;
+  /** Changes held for it while it is copied again (tables/). */
+  held: number;
   rowsCopied: number;
   rowsEstimated: number | null;
   bytesCopied: number;
@@ -58,7 +63,9 @@ export interface StatusReport {
   lagBytes: number | null;
   lagSeconds: number | null;
   tables: TableReport[];
-  totals: { tables: number; pending: number; copying: number; copied: number; rowsCopied: number; rowsEstimated: number };
+  totals: { tables: number; pending: number; copying: number; copied: number; removed: number; rowsCopied: number; rowsEstimated: number };
+  /** Tables created on the source in a selected schema that the migration does not carry, and why (only inside the daemon). */
+  newTables: { table: string; reason: string }[];
   lastError: RecordedError | null;
   /** Changes applied by this daemon since it started (for rates); null outside the daemon. */
   applied: { transactions: number; changes: number } | null;
@@ -93,6 +100,7 @@ export interface StatusInputs {
   migration?: string;
   /** Declared conversions, by `schema.table.column`. */
   conversions?: Map<string, { spec: string }>;
+  newTables?: { table: string; reason: string }[];
   now?: number;
 }
 
@@ -121,6 +129,8 @@ export function buildStatus(i: StatusInputs): StatusReport {
     return {
       table: name,
       state: t.state,
+      stage: describeTableState(t),
+      held: t.held,
       rowsCopied: rows,
       rowsEstimated: estimated,
       bytesCopied: bytes,
@@ -144,6 +154,7 @@ export function buildStatus(i: StatusInputs): StatusReport {
     lagSeconds = lagBytes === 0 || appliedTimeMs === null ? 0 : Math.max(0, (now - appliedTimeMs) / 1000);
   }
   const count = (s: TableReport['state']) => tables.filter((t) => t.state === s).length;
+  const removed = count('removed');
   return {
     phase: i.phase ?? (i.pipeline ? (PHASE_OF_RECORD[i.pipeline.phase] ?? 'preflight') : 'preflight'),
     recordedPhase: i.pipeline?.phase ?? null,
@@ -154,10 +165,11 @@ export function buildStatus(i: StatusInputs): StatusReport {
     lagSeconds: lagSeconds === null ? null : Math.round(lagSeconds * 10) / 10,
     tables,
     totals: {
-      tables: tables.length,
+      tables: tables.length - removed,
       pending: count('pending'),
       copying: count('copying'),
       copied: count('copied'),
+      removed,
       rowsCopied: tables.reduce((a, t) => a + t.rowsCopied, 0),
       rowsEstimated: tables.reduce((a, t) => a + (t.rowsEstimated ?? 0), 0),
     },
@@ -172,6 +184,7 @@ export function buildStatus(i: StatusInputs): StatusReport {
           }
         : null,
     fences: i.fences ?? [],
+    newTables: i.newTables ?? [],
     interruptedCutover: interrupted(i),
     generatedAt: new Date(now).toISOString(),
   };
@@ -233,7 +246,7 @@ export function formatStatusText(r: StatusReport): string {
     );
   }
   if (r.lagBytes !== null) lines.push(`lag:          ${bytesText(r.lagBytes)}, ${r.lagSeconds ?? '?'} s (applied up to ${r.appliedLsn})`);
-  lines.push(`tables:       ${r.totals.copied}/${r.totals.tables} copied, ${r.totals.copying} copying, ${r.totals.pending} pending`);
+  lines.push(`tables:       ${r.totals.copied}/${r.totals.tables} copied, ${r.totals.copying} copying, ${r.totals.pending} pending${r.totals.removed > 0 ? `, ${r.totals.removed} removed` : ''}`);
   const width = Math.max(10, ...r.tables.map((t) => t.table.length));
   for (const t of r.tables) {
     const pct = t.percent === null ? '   ?' : `${t.percent.toFixed(0).padStart(3)}%`;
@@ -243,7 +256,8 @@ export function formatStatusText(r: StatusReport): string {
         : t.state === 'copied'
           ? `${t.rowsCopied} rows`
           : '';
-    lines.push(`  ${t.table.padEnd(width)}  ${t.state.padEnd(7)} ${pct}  ${extra}`);
+    const stage = t.stage === 'streaming' || t.stage === t.state ? '' : `  ${t.stage}${t.held > 0 ? `, ${t.held} change(s) held` : ''}`;
+    lines.push(`  ${t.table.padEnd(width)}  ${t.state.padEnd(7)} ${t.state === 'removed' ? '    ' : pct}  ${extra}${stage}`);
     const converted = Object.entries(t.conversions).map(([column, spec]) => `${column} (${spec})`);
     if (converted.length > 0) lines.push(`  ${' '.repeat(width)}  converted: ${converted.join(', ')}`);
   }
@@ -251,6 +265,7 @@ export function formatStatusText(r: StatusReport): string {
     const by = f.direction === 'forward' ? `the cutover of migration ${f.migration}` : `the rollback of migration ${f.migration.replace(/_reverse$/, '')}`;
     lines.push(`fence:        the ${f.database} refuses writes to ${f.tables} table(s) since ${f.since} (set by ${by})`);
   }
+  for (const n of r.newTables) lines.push(`new table:    ${n.table} on the source, ${n.reason}`);
   if (r.interruptedCutover) lines.push(`cutover:      ${r.interruptedCutover}`);
   if (r.lastError) {
     const resolved = r.lastError.resolvedAt ? `, resolved ${r.lastError.resolvedAt}` : '';

@@ -17,6 +17,8 @@
  *   unique constraint, the batch is sent again in the source's exact order.
  * - A change to table T is applied only if its transaction committed at or after T's copy
  *   LSN: earlier ones are already in T's copy.
+ * - While T is copied again during streaming (tables/), its messages are held instead
+ *   (held.ts), written with the batch that passes them, and applied once its copy is in.
  * - Large transactions are sent as they arrive (bounded buffers inside an open target
  *   transaction), never held whole in memory.
  * - One batch is in flight on the target while the next one is decoded, queued and rendered:
@@ -32,9 +34,11 @@ import type { BatchStatement } from '../../pg/batch.js';
 import { displayTable } from '../../pg/ident.js';
 import { FENCE_MARKER_PREFIX } from '../../sql/fence.js';
 import { RECORD_CHANGED_ROWS, RECORD_FENCE_MARKER } from '../../sql/state.js';
-import type { BeginMessage, CommitMessage, DeleteMessage, InsertMessage, LogicalMessage, PgoutputMessage, RelationMessage, TruncateMessage, UpdateMessage } from '../pgoutput.js';
+import type { PgoutputBytes } from '../consume.js';
+import { encodeTruncate, type BeginMessage, type CommitMessage, type DeleteMessage, type InsertMessage, type LogicalMessage, type PgoutputMessage, type RelationMessage, type TruncateMessage, type UpdateMessage } from '../pgoutput.js';
 import { bindRelation, type Binding, type DescribeAddedColumn, type TableRuntime } from './binding.js';
 import { ChangeBatch } from './changes.js';
+import { HeldMessages } from './held.js';
 import { textArrayOf } from './params.js';
 import { renderSegments } from './render.js';
 import { TargetTransaction, type AppliedPosition, type PendingBatch } from './target-txn.js';
@@ -50,6 +54,8 @@ export interface ApplierOptions {
    * batches; true while "walbridge cutover" checks the content.
    */
   recordChangedRows?: () => boolean;
+  /** walbridge's own statements that commit with each batch (the replay of held changes forgets what it applied). */
+  extraRecords?: () => BatchStatement[];
 }
 
 export class Applier {
@@ -57,6 +63,10 @@ export class Applier {
   private readonly bindings = new Map<number, Binding | null>();
   /** Unselected relations not reported yet (once, if a change for one ever comes). */
   private readonly unselected = new Map<number, string>();
+  /** Every Relation message received, as it came: a table added or held later is bound (and held) from it. */
+  private readonly relations = new Map<number, { msg: RelationMessage; raw: Buffer | null }>();
+  /** Messages of holding tables, written with the next batch. */
+  private readonly held = new HeldMessages();
   private readonly batch: ChangeBatch;
   private readonly target: TargetTransaction;
   private readonly maxBufferBytes: number;
@@ -113,7 +123,7 @@ export class Applier {
     if (this.position.lsn <= this.sent.lsn) return false;
     // A cutover waits for the fence's marker to be applied: it goes at once.
     if (this.fenceMarker !== null) return true;
-    return this.batch.changeCount >= this.opts.batchChanges || Date.now() - this.batchStartedAt >= this.opts.batchMs;
+    return this.batch.changeCount + this.held.count >= this.opts.batchChanges || Date.now() - this.batchStartedAt >= this.opts.batchMs;
   }
 
   /** Nothing is received but not yet committed (nor a start of recording changed rows to say). */
@@ -121,11 +131,14 @@ export class Applier {
     return this.current === null && this.position.lsn <= this.durable.lsn && !this.recordingAsked();
   }
 
-  /** Take one decoded message; a promise only when it must wait (a new relation, a part of a large transaction to send). */
-  handle(msg: PgoutputMessage): Promise<void> | void {
+  /**
+   * Take one decoded message (`bytes`: as it came, kept for a holding table); a promise only
+   * when it must wait (a new relation, a part of a large transaction to send).
+   */
+  handle(msg: PgoutputMessage, bytes?: PgoutputBytes): Promise<void> | void {
     switch (msg.tag) {
       case 'relation':
-        return this.onRelation(msg);
+        return this.onRelation(msg, bytes);
       case 'begin':
         this.onBegin(msg);
         return;
@@ -142,9 +155,9 @@ export class Applier {
         if (this.current === null) throw new Error(`pgoutput: ${msg.tag} outside a transaction`);
         this.target.throwIfFailed();
         if (this.skipCurrent) return;
-        this.onChange(msg);
+        this.onChange(msg, bytes);
         // A large transaction: its part so far goes now, inside the open target transaction.
-        if (this.batch.bufferedBytes >= this.maxBufferBytes) return this.target.sendPart(this.take(null));
+        if (this.batch.bufferedBytes + this.held.bytes >= this.maxBufferBytes) return this.target.sendPart(this.take(null));
         return;
       default:
         return;
@@ -217,6 +230,7 @@ export class Applier {
   async rollback(): Promise<void> {
     await this.target.rollback();
     this.batch.clear();
+    this.held.clear();
     // Whether the start of the record of changed rows committed is unknown: it is said again.
     this.batch.recordChangedRows(false);
     this.recordingStartUnsent = false;
@@ -247,6 +261,9 @@ export class Applier {
       records.push({ text: RECORD_FENCE_MARKER, params: [this.fenceMarker] });
       this.fenceMarker = null;
     }
+    const held = this.held.take();
+    if (held !== null) records.push(held);
+    if (commitAt !== null && this.opts.extraRecords) records.push(...this.opts.extraRecords());
     return { segments, rendered: this.target.strictFor(commitAt) ? null : renderSegments(segments, false), records, commitAt };
   }
 
@@ -297,8 +314,33 @@ export class Applier {
     this.txnsInBatch++;
   }
 
-  private async onRelation(msg: RelationMessage): Promise<void> {
+  /**
+   * The table set changed while streaming (tables/), between source transactions: `name`
+   * is applied (or held) as `runtime` says from now on, or not at all (null).
+   */
+  async setTable(name: string, runtime: TableRuntime | null): Promise<void> {
+    if (runtime) this.tables.set(name, runtime);
+    else this.tables.delete(name);
+    for (const [id, { msg }] of this.relations) {
+      if (displayTable(msg) !== name) continue;
+      this.bindings.set(id, runtime ? await bindRelation(msg, runtime, this.opts.describeAddedColumn) : null);
+      this.unselected.delete(id);
+    }
+  }
+
+  /** The last Relation message received for `name`, as it came (held first when the table starts holding). */
+  relationBytes(name: string): Buffer | null {
+    let found: Buffer | null = null;
+    for (const { msg, raw } of this.relations.values()) if (displayTable(msg) === name && raw) found = raw;
+    return found;
+  }
+
+  private async onRelation(msg: RelationMessage, bytes?: PgoutputBytes): Promise<void> {
+    const raw = bytes ? Buffer.from(bytes.buf.subarray(bytes.payloadStart, bytes.end)) : null;
+    this.relations.set(msg.relationId, { msg, raw });
     const table = this.tables.get(displayTable(msg));
+    // Held even in a transaction applied before a restart: the held changes after it need it.
+    if (table?.hold && raw) this.held.add(msg, this.current?.finalLsn ?? this.position.lsn, raw);
     if (!table) {
       // pgoutput also describes a partition itself before changes it publishes through the
       // partition's root; those changes arrive under the root's id. Anything else unselected
@@ -332,13 +374,19 @@ export class Applier {
     return (this.current as BeginMessage).finalLsn < copyLsn;
   }
 
-  private onChange(msg: InsertMessage | UpdateMessage | DeleteMessage | TruncateMessage): void {
+  private onChange(msg: InsertMessage | UpdateMessage | DeleteMessage | TruncateMessage, bytes: PgoutputBytes | undefined): void {
     if (msg.tag === 'truncate') {
       this.onTruncate(msg);
       return;
     }
     const b = this.binding(msg.relationId);
-    if (b === null || this.inCopy(b)) return;
+    if (b === null) return;
+    if (b.table.hold) {
+      if (!bytes) throw new WalbridgeError('internal', `a change to ${b.display}, which is held, came without its bytes`);
+      this.held.add(b.table.plan, (this.current as BeginMessage).finalLsn, Buffer.from(bytes.buf.subarray(bytes.payloadStart, bytes.end)));
+      return;
+    }
+    if (this.inCopy(b)) return;
     switch (msg.tag) {
       case 'insert':
         this.batch.insert(b, msg.newTuple);
@@ -353,7 +401,11 @@ export class Applier {
   }
 
   private onTruncate(msg: TruncateMessage): void {
-    const targets = msg.relationIds.map((id) => this.binding(id)).filter((b): b is Binding => b !== null && !this.inCopy(b));
+    const bound = msg.relationIds.map((id) => this.binding(id)).filter((b): b is Binding => b !== null);
+    for (const b of bound.filter((x) => x.table.hold)) {
+      this.held.add(b.table.plan, (this.current as BeginMessage).finalLsn, encodeTruncate(b.relation.relationId, msg.cascade, msg.restartIdentity));
+    }
+    const targets = bound.filter((b) => !b.table.hold && !this.inCopy(b));
     if (targets.length > 0) this.batch.truncate(targets, msg.restartIdentity);
   }
 }

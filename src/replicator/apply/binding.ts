@@ -17,6 +17,11 @@ export interface TableRuntime {
   plan: TablePlan;
   /** Null while the table is not copied yet: its changes cannot be applied. */
   copyLsn: Lsn | null;
+  /**
+   * Its changes are held on the target (walbridge.held_changes) instead of applied: it is being
+   * copied again while the others stream (tables/). Absent: false.
+   */
+  hold?: boolean;
 }
 
 export interface Binding {

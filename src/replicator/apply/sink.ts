@@ -23,7 +23,7 @@ export class ApplySink implements StreamSink<PgoutputBytes> {
   }
 
   handle(m: PgoutputBytes): Promise<void> | void {
-    return this.applier.handle(decodePgoutput(m.buf, m.payloadStart, m.end));
+    return this.applier.handle(decodePgoutput(m.buf, m.payloadStart, m.end), m);
   }
 
   noteIdlePosition(lsn: Lsn): void {

@@ -1,0 +1,95 @@
+/**
+ * Which tables a migration carries. Before its first start, the configuration's selection
+ * (WALBRIDGE_SCHEMAS, WALBRIDGE_TABLES, WALBRIDGE_EXCLUDE_TABLES); from then on, the tables
+ * recorded on the target, which the commands change (requests.ts). A start with a selection
+ * other than the one recorded does what the commands would: it asks for the tables it adds
+ * and removes.
+ */
+import type pg from 'pg';
+import { listSourceTables, resolveSelection, type SourceTable } from '../catalog/tables.js';
+import type { Config } from '../config.js';
+import { WalbridgeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { displayTable, type TableName } from '../pg/ident.js';
+import { RECORD_SELECTION } from '../sql/state.js';
+import { loadPipeline, loadTables, type PipelineState, type RecordedSelection, type TableState } from '../state/store.js';
+import { isSelected, isStreaming, requestAdd, requestChange } from './requests.js';
+
+const selectionOf = (c: Config): RecordedSelection => ({ schemas: c.schemas, includeTables: c.includeTables, excludeTables: c.excludeTables });
+
+const sameSelection = (a: RecordedSelection, b: RecordedSelection) => JSON.stringify(a) === JSON.stringify(b);
+
+/** The source tables of `names`, in their order; a name missing on the source is an error. */
+export async function resolveNamed(source: pg.ClientBase, names: TableName[]): Promise<SourceTable[]> {
+  const all = await listSourceTables(source, [...new Set(names.map((n) => n.schema))]);
+  const byName = new Map(all.map((t) => [displayTable(t), t]));
+  const missing = names.map(displayTable).filter((n) => !byName.has(n));
+  if (missing.length > 0) {
+    throw new WalbridgeError('source', `table(s) of this migration no longer exist on the source: ${missing.join(', ')}`, {
+      hint: `If they were dropped on purpose, take them out: walbridge tables remove ${missing.join(' ')}`,
+    });
+  }
+  return names.map((n) => byName.get(displayTable(n)) as SourceTable);
+}
+
+/** A start's table set, and what it changes against the one recorded. */
+export interface StartSelection {
+  /** What preflight checks and the pipeline runs on (tables asked to be added included). */
+  tables: TableName[];
+  /** Asked for by this start's selection, recorded once preflight passes (recordStartSelection). */
+  add: SourceTable[];
+  remove: TableState[];
+  /** The configuration's selection, recorded with them. */
+  record: RecordedSelection | null;
+}
+
+/**
+ * The table set of a start that resumes a recorded migration; null for a first start (the
+ * configuration's selection, as resolved by preflight).
+ */
+export async function startSelection(source: pg.ClientBase, target: pg.ClientBase, config: Config, state: PipelineState | null): Promise<StartSelection | null> {
+  if (!state || state.phase === 'init' || state.phase === 'done') return null;
+  const recorded = await loadTables(target);
+  const selected = recorded.filter(isSelected);
+  const current = selectionOf(config);
+  if (state.selection === null || sameSelection(state.selection, current)) {
+    // Unchanged (or recorded by a walbridge that did not record it): the recorded set stands.
+    return { tables: selected, add: [], remove: [], record: state.selection === null ? current : null };
+  }
+  if (state.cutoverRequestedAt !== null) {
+    throw new WalbridgeError('config', 'the table selection (WALBRIDGE_SCHEMAS / WALBRIDGE_TABLES / WALBRIDGE_EXCLUDE_TABLES) changed while a cutover is under way', {
+      hint: 'Restore the values it started with, or cancel the cutover first ("walbridge cutover --cancel").',
+    });
+  }
+  const desired = await resolveSelection(source, config);
+  const wanted = new Set(desired.map(displayTable));
+  const have = new Set(selected.map((t) => `${t.schema}.${t.name}`));
+  const add = desired.filter((t) => !have.has(displayTable(t)));
+  const remove = selected.filter((t) => !wanted.has(`${t.schema}.${t.name}`));
+  return { tables: [...selected.filter((t) => wanted.has(`${t.schema}.${t.name}`)), ...add], add, remove, record: current };
+}
+
+/** Record what a start's changed selection asks for, after its preflight passed. */
+export async function recordStartSelection(target: pg.ClientBase, sel: StartSelection, log: Logger): Promise<void> {
+  if (sel.add.length > 0 || sel.remove.length > 0) {
+    log.info(
+      { add: sel.add.map(displayTable), remove: sel.remove.map((t) => `${t.schema}.${t.name}`) },
+      'the table selection changed since the last start: adding and removing tables as "walbridge tables add/remove" would',
+    );
+    if (sel.add.length > 0) await requestAdd(target, sel.add);
+    if (sel.remove.length > 0) await requestChange(target, sel.remove, 'remove');
+  }
+  if (sel.record) await target.query(RECORD_SELECTION, [JSON.stringify(sel.record)]);
+}
+
+/**
+ * The tables that verify and cutover compare: streaming ones of a recorded migration (the
+ * others are listed in `notStreaming`), or the configuration's selection when none is recorded.
+ */
+export async function migrationTables(source: pg.ClientBase, target: pg.ClientBase, config: Config): Promise<{ tables: SourceTable[]; notStreaming: TableState[] }> {
+  const state = await loadPipeline(target).catch(() => null);
+  if (!state || state.phase === 'init') return { tables: await resolveSelection(source, config), notStreaming: [] };
+  const recorded = await loadTables(target);
+  const notStreaming = recorded.filter((t) => !isStreaming(t) && (t.state !== 'removed' || t.request !== null));
+  return { tables: await resolveNamed(source, recorded.filter(isStreaming)), notStreaming };
+}
