@@ -118,7 +118,7 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
       // consistent point is reported; at each start after, for partitions attached meanwhile.
       const setupLog = log.child({ component: 'setup' });
       const relay = await installPartitionTruncates(catalog, config.slotName, plans.map((p) => p.source), (why) => setupLog.info(`retrying: ${why}`));
-      if (relay.added.length > 0) setupLog.info({ partitions: relay.added }, "a TRUNCATE of one partition reaches the target: walbridge's trigger is on every partition");
+      if (relay.added.length > 0) setupLog.info({ partitions: relay.added }, `walbridge's TRUNCATE trigger put on ${relay.added.length} partition(s): a TRUNCATE of one of them alone reaches the target`);
     }
 
     if (reverse && state === null) {
