@@ -1,7 +1,8 @@
 /**
  * `walbridge teardown [--target]`: remove walbridge's slot, publication and TRUNCATE triggers
- * on partitions from the source (and with --target its state schema from the target). Run it when a migration is finished
- * or abandoned: a forgotten slot makes the source keep WAL until its disk is full.
+ * on partitions from the source (and with --target its state schema from the target). Run it
+ * when a migration is finished or abandoned: a forgotten slot makes the source keep WAL until
+ * its disk is full.
  * Idempotent, and safe from a laptop: it refuses to pull a slot from under a running daemon
  * unless told to with --force.
  */

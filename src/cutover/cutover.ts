@@ -12,7 +12,8 @@
  *   6. the rows changed since the last check are compared, the source now still;
  *   7. the cutover is recorded (with the fence's position and how long writes were refused), the
  *      way back prepared; the running daemon sees the record and stops by itself; then
- *      walbridge's slot and publication leave the source. The fence stays.
+ *      walbridge's slot, publication and partitions' TRUNCATE triggers leave the source. The
+ *      fence stays.
  * A failure between 3 and 7 lifts the fence: the source takes writes again and nothing switched.
  * A cutover killed in that window leaves the fence standing (status shows it): run again, it
  * goes on from step 4; or cancel it.
