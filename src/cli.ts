@@ -322,7 +322,7 @@ program
 
 program
   .command('teardown')
-  .description("remove walbridge's replication slot and publication from the source (run it if you abandon a migration)")
+  .description("remove walbridge's replication slot, publication and partitions' TRUNCATE triggers from the source (run it if you abandon a migration)")
   .option('--target', "also remove walbridge's state (schema walbridge) from the target; your tables stay as they are")
   .option('--force', 'disconnect a walbridge that is still streaming from the slot')
   .option('--reverse', 'remove the way back instead: its slot and publication on the new database (and with --target its state on the old one)')

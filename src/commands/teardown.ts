@@ -1,14 +1,17 @@
 /**
- * `walbridge teardown [--target]`: remove walbridge's slot and publication from the source
- * (and with --target its state schema from the target). Run it when a migration is finished
- * or abandoned: a forgotten slot makes the source keep WAL until its disk is full.
+ * `walbridge teardown [--target]`: remove walbridge's slot, publication and TRUNCATE triggers
+ * on partitions from the source (and with --target its state schema from the target). Run it
+ * when a migration is finished or abandoned: a forgotten slot makes the source keep WAL until
+ * its disk is full.
  * Idempotent, and safe from a laptop: it refuses to pull a slot from under a running daemon
  * unless told to with --force.
  */
 import type pg from 'pg';
+import { reverseConfig } from '../config.js';
 import { loadCommandConfig } from './config.js';
 import { describeError } from '../errors.js';
 import { connect, describeEndpoint } from '../pg/connect.js';
+import { removePartitionTruncates } from '../pipeline/partition-truncates.js';
 import { findPublication, findSlot } from '../pipeline/source-objects.js';
 import { DROP_SLOT, dropPublication } from '../sql/source.js';
 import { DROP_STATE, STATE_PRESENCE, STATE_SCHEMA } from '../sql/state.js';
@@ -61,6 +64,7 @@ export async function teardownCommand(env: NodeJS.ProcessEnv, opts: TeardownOpti
     } else {
       say(`source ${where}: no publication "${config.publicationName}" (nothing to remove)`);
     }
+    await sayRemovedTriggers(source, `source ${where}`, config.slotName, say);
     await sayOrLiftFence(source, `source ${where}`, config.slotName, opts.liftFence === true, say);
     if (opts.target) {
       target = await connect(config.targetUrl, { side: 'target', applicationName: 'walbridge teardown' });
@@ -75,6 +79,7 @@ export async function teardownCommand(env: NodeJS.ProcessEnv, opts: TeardownOpti
         await target.query(dropPublication(`${config.publicationName}_reverse`));
         say(`target ${tw}: dropped publication "${config.publicationName}_reverse"`);
       }
+      await sayRemovedTriggers(target, `target ${tw}`, reverseConfig(config).slotName, say);
       // A rollback (cutover --reverse) left its fence on the new database.
       await sayOrLiftFence(target, `target ${tw}`, `${config.slotName}_reverse`, opts.liftFence === true, say);
       const { rows } = await target.query<{ exists: boolean; deferred: boolean }>(STATE_PRESENCE);
@@ -99,6 +104,13 @@ export async function teardownCommand(env: NodeJS.ProcessEnv, opts: TeardownOpti
     await source?.end().catch(() => {});
     await target?.end().catch(() => {});
   }
+}
+
+/** walbridge's TRUNCATE triggers on partitions (pipeline/partition-truncates.ts), said only when there were some. */
+async function sayRemovedTriggers(client: pg.Client, where: string, migration: string, say: (s: string) => void): Promise<void> {
+  const { removed, left } = await removePartitionTruncates(client, migration);
+  if (removed > 0) say(`${where}: removed walbridge's TRUNCATE trigger from ${removed} partition(s)`);
+  if (left > 0) say(`${where}: ${left} partition(s) were busy and keep walbridge's TRUNCATE trigger (it only writes a message on TRUNCATE); run teardown again to remove it`);
 }
 
 /**

@@ -12,7 +12,8 @@
  *   6. the rows changed since the last check are compared, the source now still;
  *   7. the cutover is recorded (with the fence's position and how long writes were refused), the
  *      way back prepared; the running daemon sees the record and stops by itself; then
- *      walbridge's slot and publication leave the source. The fence stays.
+ *      walbridge's slot, publication and partitions' TRUNCATE triggers leave the source. The
+ *      fence stays.
  * A failure between 3 and 7 lifts the fence: the source takes writes again and nothing switched.
  * A cutover killed in that window leaves the fence standing (status shows it): run again, it
  * goes on from step 4; or cancel it.
@@ -28,6 +29,7 @@ import { reverseConfig, type Config } from '../config.js';
 import { sqlState, WalbridgeError } from '../errors.js';
 import { formatLsn, lsnDistance, parseLsn, type Lsn } from '../lsn.js';
 import { connect } from '../pg/connect.js';
+import { installPartitionTruncates, removePartitionTruncates } from '../pipeline/partition-truncates.js';
 import { findPublication, findSlot } from '../pipeline/source-objects.js';
 import { CREATE_SLOT_SQL, createPublication, CURRENT_WAL_LSN, DROP_SLOT, dropPublication } from '../sql/source.js';
 import { CANCEL_CUTOVER, FORGET_CHANGED_ROWS, RECORD_CUTOVER, RECORD_REVERSE_SLOT, REQUEST_CUTOVER, SELECT_CUTOVER, SET_PHASE, START_CUTOVER_CHECKS } from '../sql/state.js';
@@ -203,7 +205,7 @@ async function catchUpBeforeFence(source: pg.Client, target: pg.Client, opts: Cu
 }
 
 /** A slot and publication on the target at this point, for `walbridge run --reverse`, recorded with the cutover. */
-async function prepareReverse(config: Config, target: pg.Client, tables: { schema: string; name: string }[]): Promise<{ slot: string; lsn: string } | { problem: string }> {
+async function prepareReverse(config: Config, target: pg.Client, tables: SourceTable[]): Promise<{ slot: string; lsn: string } | { problem: string }> {
   const rev = reverseConfig(config);
   const { rows } = await target.query<{ wal_level: string }>(`SELECT current_setting('wal_level') AS wal_level`);
   if (rows[0]?.wal_level !== 'logical') {
@@ -215,6 +217,10 @@ async function prepareReverse(config: Config, target: pg.Client, tables: { schem
   }
   if (await findSlot(target, rev.slotName)) await target.query(DROP_SLOT, [rev.slotName]);
   if (await findPublication(target, rev.publicationName)) await target.query(dropPublication(rev.publicationName));
+  // Before the slot, as the forward run does (pipeline/run.ts): a TRUNCATE of one partition on
+  // the new database goes back too. The app does not write there yet: no lock to wait for. Should
+  // it fail, `walbridge run --reverse` puts them on at its start, and says why if it cannot.
+  await installPartitionTruncates(target, rev.slotName, tables).catch(() => {});
   // Publication first: pgoutput reads it through the slot's snapshot.
   await target.query(createPublication(rev.publicationName, tables));
   const slot = await target.query<{ lsn: string }>(CREATE_SLOT_SQL, [rev.slotName]);
@@ -612,5 +618,7 @@ async function dropSourceObjects(source: pg.Client, config: Config): Promise<voi
     await new Promise((r) => setTimeout(r, 100));
   }
   if (await findSlot(source, config.slotName)) throw new WalbridgeError('slot', `the slot ${config.slotName} is still in use; run "walbridge teardown --force"`);
+  // Before the publication: a cutover stopped in between finds the publication left, and finishes this when run again.
+  await removePartitionTruncates(source, config.slotName);
   if (await findPublication(source, config.publicationName)) await source.query(dropPublication(config.publicationName));
 }

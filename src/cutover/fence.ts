@@ -78,14 +78,21 @@ const LOCK_ATTEMPTS = 20;
 const retryable = (err: unknown) => sqlState(err) === '55P03' || sqlState(err) === '40P01';
 
 /** The tables a fence on `tables` stands on: each, and every partition below a partitioned one. */
-async function fenceTargets(client: pg.ClientBase, tables: TableName[]): Promise<TableName[]> {
+export async function fenceTargets(client: pg.ClientBase, tables: TableName[]): Promise<TableName[]> {
   const out: TableName[] = [];
   for (const t of tables) out.push(...(await client.query<TableName>(FENCE_TARGETS, [quoteTable(t)])).rows);
   return out;
 }
 
-/** `sql` in a transaction of its own with a lock timeout, tried again while the lock is busy. */
-async function lockingStatement(client: pg.ClientBase, sql: string, what: string, onRetry?: (reason: string) => void): Promise<void> {
+const BUSY_TABLE_HINT =
+  'A session keeps a write transaction open on a migrated table (see pg_stat_activity: state "idle in transaction"). End it, then run cutover again.';
+
+/**
+ * `sql` in a transaction of its own with a lock timeout, tried again while the lock is busy;
+ * `hint` says what to do if it stays busy. Also for walbridge's other triggers on the source
+ * (pipeline/partition-truncates.ts), which wait for a table's writers the same way.
+ */
+export async function lockingStatement(client: pg.ClientBase, sql: string, what: string, onRetry?: (reason: string) => void, hint = BUSY_TABLE_HINT): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
       await withTransaction(client, async () => {
@@ -96,10 +103,7 @@ async function lockingStatement(client: pg.ClientBase, sql: string, what: string
     } catch (err) {
       if (!retryable(err) || attempt >= LOCK_ATTEMPTS) {
         if (!retryable(err)) throw err;
-        throw new WalbridgeError('apply', `${what}: ${(err as Error).message} (${attempt} attempts)`, {
-          cause: err,
-          hint: 'A session keeps a write transaction open on a migrated table (see pg_stat_activity: state "idle in transaction"). End it, then run cutover again.',
-        });
+        throw new WalbridgeError('apply', `${what}: ${(err as Error).message} (${attempt} attempts)`, { cause: err, hint });
       }
       onRetry?.(`${what}: the table is locked by a transaction still writing to it`);
     }

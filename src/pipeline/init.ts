@@ -19,6 +19,7 @@ import { CUTOVER_RECORDED, DROP_STATE, INSERT_COPIED_TABLE, INSERT_PIPELINE, SEL
 import { migrateState } from '../state/migrate.js';
 import { withTransaction } from '../pg/transaction.js';
 import type { PipelineState } from '../state/store.js';
+import { removePartitionTruncates } from './partition-truncates.js';
 import { findPublication, findSlot } from './source-objects.js';
 
 export interface InitContext {
@@ -101,6 +102,8 @@ async function undoInitialize(ctx: InitContext, dropPublication: boolean): Promi
   const slot = await findSlot(ctx.catalog, ctx.slotName);
   if (slot && !slot.active) await ctx.catalog.query(DROP_SLOT, [ctx.slotName]);
   if (dropPublication) await ctx.catalog.query(dropPublicationSql(ctx.publicationName));
+  // Put on before initialising (pipeline/run.ts).
+  await removePartitionTruncates(ctx.catalog, ctx.slotName);
   await ctx.control.query(DROP_STATE);
 }
 

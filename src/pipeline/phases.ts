@@ -155,6 +155,7 @@ function applySink(ctx: PhaseContext, tables: Map<string, TableRuntime>, state: 
       // While "walbridge cutover" runs, as the monitor last read it (every few seconds), or as
       // recorded when this phase started (a restart in the middle of a cutover keeps recording).
       recordChangedRows: () => (ctx.status.recorded?.pipeline ?? state).cutoverRequestedAt !== null,
+      migration: ctx.config.slotName,
     },
     ctx.log.child({ component: 'apply' }),
     ctx.metrics,

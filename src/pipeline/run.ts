@@ -15,6 +15,7 @@ import { assertPreflight, runPreflight } from '../preflight/checks.js';
 import { checkStateVersion, migrateState } from '../state/migrate.js';
 import { loadPipeline, type PipelineState } from '../state/store.js';
 import { initialize, initializeReverse, type ExportedSnapshot } from './init.js';
+import { installPartitionTruncates } from './partition-truncates.js';
 import { backfillPhase, catchupPhase, streamingPhase, type PhaseContext } from './phases.js';
 import type { LiveStatus } from '../health/live-status.js';
 import { recordStartSelection, startSelection } from '../tables/selection.js';
@@ -126,6 +127,13 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
     if (selection) await recordStartSelection(control, selection, log.child({ component: 'tables' }));
     if (!identity) throw new WalbridgeError('internal', 'no system identity after a passing preflight');
     const plans = report.plans;
+    if (state?.phase !== 'done') {
+      // Before the slot on a first start, so that every TRUNCATE of a partition after its
+      // consistent point is reported; at each start after, for partitions attached meanwhile.
+      const setupLog = log.child({ component: 'setup' });
+      const relay = await installPartitionTruncates(catalog, config.slotName, plans.map((p) => p.source), (why) => setupLog.info(`retrying: ${why}`));
+      if (relay.added.length > 0) setupLog.info({ partitions: relay.added }, `walbridge's TRUNCATE trigger put on ${relay.added.length} partition(s): a TRUNCATE of one of them alone reaches the target`);
+    }
 
     if (reverse && state === null) {
       await initializeReverse({ config, control, catalog, identity, plans, log: log.child({ component: 'setup' }) });

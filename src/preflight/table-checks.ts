@@ -41,14 +41,31 @@ export function replicaIdentity({ selection }: PreflightContext): CheckResult {
     : { id: 'replica-identity', status: 'pass', message: 'every selected table has a primary key or a replica identity' };
 }
 
-export function partitions({ selection }: PreflightContext): CheckResult | null {
-  const partitioned = selection.tables.filter((t) => t.kind === 'p').map(displayTable);
+/**
+ * pgoutput sends no TRUNCATE of a single partition through the root: walbridge puts a trigger
+ * on each partition that reports it (pipeline/partition-truncates.ts), which only the
+ * partition's owner (or a role with TRIGGER on it) may create, as for the fence.
+ */
+export async function partitions({ source, capacity: cap, selection }: PreflightContext): Promise<CheckResult | null> {
+  const partitioned = selection.tables.filter((t) => t.kind === 'p');
   if (partitioned.length === 0) return null;
+  const roots = new Set(partitioned.map(displayTable));
+  const { rows } = await source.query<{ table: string; owner: string }>(TABLES_NOT_FENCEABLE, [partitioned.map(quoteTable)]);
+  const refused = rows.filter((r) => !roots.has(r.table));
+  if (refused.length === 0) {
+    return {
+      id: 'partitions',
+      status: 'pass',
+      message: `partitioned table(s) ${[...roots].join(', ')} are published through their root; a TRUNCATE of a single partition, which PostgreSQL does not send that way, reaches the target through walbridge's trigger on each partition`,
+    };
+  }
   return {
     id: 'partitions',
     status: 'warn',
-    message: `partitioned table(s) ${partitioned.join(', ')} are published through their root: changes to any partition arrive, but a TRUNCATE of a single partition is not sent by PostgreSQL`,
-    fix: 'Until cutover, empty a partition with DELETE (or TRUNCATE the whole table), or verify and re-copy it afterwards.',
+    message:
+      `role ${cap.role} may not create a trigger on partition(s) ${refused.map((r) => `${r.table} (owner ${r.owner})`).join(', ')}: a TRUNCATE of one of them alone would not reach the target ` +
+      '(PostgreSQL does not send it through the root, and walbridge cannot put its trigger there to report it); changes to their rows do',
+    fix: `Connect as their owner, or GRANT TRIGGER ON ${refused.map((r) => r.table).join(', ')} TO ${cap.role}; or, until cutover, empty such a partition with DELETE (or TRUNCATE the whole table).`,
   };
 }
 

@@ -26,13 +26,16 @@ import {
   type ChangeMessage,
   type DeleteMessage,
   type InsertMessage,
+  type LogicalMessage,
   type PgoutputMessage,
   type RelationMessage,
   type TruncateMessage,
   type TupleValue,
   type UpdateMessage,
 } from '../../src/replicator/pgoutput.js';
+import { PARTITION_TRUNCATE_PREFIX } from '../../src/sql/partition-truncate.js';
 import { INSERT_PIPELINE, START_BACKFILL } from '../../src/sql/state.js';
+import { WalbridgeError } from '../../src/errors.js';
 import { migrateState } from '../../src/state/migrate.js';
 import { startCluster, type Cluster } from '../harness/cluster.js';
 
@@ -71,7 +74,7 @@ class SourceLog {
   private lsn = START;
   private xid = 700;
 
-  txn(...changes: ChangeMessage[]): Txn {
+  txn(...changes: Array<ChangeMessage | LogicalMessage>): Txn {
     this.lsn += 0x100n;
     const finalLsn = this.lsn;
     const endLsn = finalLsn + 0x38n;
@@ -118,6 +121,16 @@ function del(rel: RelationMessage, oldRow: TupleValue[]): DeleteMessage {
 
 function truncate(...rels: RelationMessage[]): TruncateMessage {
   return { tag: 'truncate', relationIds: rels.map((r) => r.relationId), cascade: false, restartIdentity: false };
+}
+
+/**
+ * The message walbridge's trigger writes when a partition is truncated on the source
+ * (sql/partition-truncate.ts), `ancestors` the nearest first: public.<name> each.
+ */
+function truncatedPartition(partition: string, ancestors: string[], migration = 'walbridge_test'): LogicalMessage {
+  const table = (name: string) => ({ schema: 'public', name });
+  const content = { migration, partition: table(partition), ancestors: ancestors.map(table) };
+  return { tag: 'message', transactional: true, lsn: 0n, prefix: PARTITION_TRUNCATE_PREFIX, content: Buffer.from(JSON.stringify(content)) };
 }
 
 /** Hand messages to the applier one by one, waiting where it asks to (a relation, a part sent). */
@@ -548,4 +561,111 @@ test('an UPDATE or DELETE whose row is missing on the target is applied as the r
   const divergences = (await w.metrics.errors.get()).values.find((v) => v.labels.kind === 'divergence')?.value;
   assert.equal(divergences, 2);
   assert.equal(w.log.filter((l) => l.msg === 'rows to change were not found on the target' && l.table === 'public.note').length, 2);
+});
+
+/** Partitions two levels deep: ev_b is partitioned again. */
+const PARTITIONED = `
+  CREATE TABLE public.ev (id int, at date NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+  CREATE TABLE public.ev_a PARTITION OF public.ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+  CREATE TABLE public.ev_b PARTITION OF public.ev FOR VALUES FROM ('2026-01-01') TO ('2027-01-01') PARTITION BY RANGE (at);
+  CREATE TABLE public.ev_b1 PARTITION OF public.ev_b FOR VALUES FROM ('2026-01-01') TO ('2026-07-01');
+  CREATE TABLE public.ev_b2 PARTITION OF public.ev_b FOR VALUES FROM ('2026-07-01') TO ('2027-01-01');
+  CREATE TABLE public.other (id int PRIMARY KEY);`;
+
+/** Each partition's rows (id, at as text), the partitions in name order. */
+async function partitionRows(w: World): Promise<Record<string, string[]>> {
+  const out: Record<string, string[]> = {};
+  for (const r of await w.query<{ p: string; id: number }>('SELECT tableoid::regclass::text AS p, id FROM public.ev ORDER BY 1, 2')) (out[r.p] ??= []).push(String(r.id));
+  return out;
+}
+
+const truncatesCounted = async (w: World, table: string) =>
+  (await w.metrics.applyChanges.get()).values.find((v) => v.labels.table === table && v.labels.op === 'truncate')?.value ?? 0;
+
+test("a TRUNCATE of one partition, reported by walbridge's trigger, empties the target's partition in order; after a TRUNCATE of the root or of a partition above it, nothing more", async (t) => {
+  const w = await openWorld(t, PARTITIONED);
+  const ev = w.rel('ev');
+  const other = w.rel('other');
+  const applier = w.applier({ migration: 'walbridge_test' });
+  const src = new SourceLog();
+  const row = (id: number, at: string) => ins(ev, [String(id), at]);
+  const fill = () => [row(1, '2025-02-01'), row(2, '2026-02-01'), row(3, '2026-08-01')];
+
+  await feed(applier, ev, other, src.txn(...fill(), ins(other, ['1'])));
+  await applier.drain();
+
+  // A leaf, between two inserts into it; another migration's report is not ours.
+  await feed(applier, src.txn(row(4, '2025-03-01'), truncatedPartition('ev_a', ['ev']), row(5, '2025-04-01'), truncatedPartition('ev_b1', ['ev_b', 'ev'], 'another_migration')));
+  await applier.drain();
+  assert.deepEqual(await partitionRows(w), { ev_a: ['5'], ev_b1: ['2'], ev_b2: ['3'] });
+
+  // A partition that is partitioned itself: its trigger and its leaves' fire, one statement.
+  await feed(applier, src.txn(truncatedPartition('ev_b', ['ev']), truncatedPartition('ev_b1', ['ev_b', 'ev']), truncatedPartition('ev_b2', ['ev_b', 'ev'])));
+  await applier.drain();
+  assert.deepEqual(await partitionRows(w), { ev_a: ['5'] });
+  assert.equal(await truncatesCounted(w, 'public.ev'), 2, 'ev_a, then ev_b with its leaves');
+
+  // TRUNCATE other, ev_b1 on the source: pgoutput sends other, the trigger ev_b1.
+  await feed(applier, src.txn(...fill()), src.txn(truncate(other), truncatedPartition('ev_b1', ['ev_b', 'ev']), ins(other, ['2'])));
+  await applier.drain();
+  assert.deepEqual(await partitionRows(w), { ev_a: ['1', '5'], ev_b2: ['3'] });
+  assert.deepEqual(await rows(w, 'other'), ['(2)']);
+
+  // TRUNCATE ev: pgoutput sends the root, then every partition's trigger fires; rows written after stay.
+  await feed(applier, src.txn(truncate(ev), truncatedPartition('ev_a', ['ev']), truncatedPartition('ev_b', ['ev']), truncatedPartition('ev_b1', ['ev_b', 'ev']), truncatedPartition('ev_b2', ['ev_b', 'ev']), row(6, '2026-09-01')));
+  await applier.drain();
+  assert.deepEqual(await partitionRows(w), { ev_b2: ['6'] });
+  assert.equal(await truncatesCounted(w, 'public.ev'), 4, 'ev_b1, then the root once');
+
+  // A transaction before the root's copy LSN is in its copy: its TRUNCATE of a partition is not applied again.
+  const early = src.txn(truncatedPartition('ev_b2', ['ev_b', 'ev']));
+  const late = src.txn(row(7, '2025-05-01'));
+  w.runtime('ev').copyLsn = late.finalLsn;
+  await feed(applier, early, late);
+  await applier.drain();
+  assert.deepEqual(await partitionRows(w), { ev_a: ['7'], ev_b2: ['6'] });
+  assert.equal(await w.appliedLsn(), late.endLsn);
+});
+
+test('a TRUNCATE of a partition the target lacks stops the apply, naming it and the fix; once it exists there, it is applied', async (t) => {
+  const w = await openWorld(t, PARTITIONED);
+  const ev = w.rel('ev');
+  const src = new SourceLog();
+  const first = w.applier();
+  await feed(first, ev, src.txn(ins(ev, ['1', '2025-02-01'])));
+  await first.drain();
+  const before = await w.appliedLsn();
+
+  // A table of that name, but not a partition of public.ev: it is not touched.
+  const stray = src.txn(truncatedPartition('other', ['ev']));
+  for (const txn of [stray, src.txn(truncatedPartition('ev_c', ['ev']), ins(ev, ['2', '2027-03-01']))]) {
+    const applier = w.applier({}, w.client, before);
+    await w.query('INSERT INTO public.other VALUES (1) ON CONFLICT DO NOTHING');
+    await assert.rejects(
+      (async () => {
+        await feed(applier, ev, txn);
+        await applier.drain();
+      })(),
+      (err: unknown) => {
+        assert.ok(err instanceof WalbridgeError, String(err));
+        assert.equal(err.kind, 'schema');
+        const partition = txn === stray ? 'public.other' : 'public.ev_c';
+        assert.match(err.message, new RegExp(`the source truncated ${partition}, a partition of public\\.ev, but the target has no partition ${partition} of public\\.ev`));
+        assert.match(err.hint ?? '', new RegExp(`Create ${partition} on the target as a partition of public\\.ev.*walbridge schema --dry-run`));
+        return true;
+      },
+    );
+    await applier.rollback();
+    assert.equal(await w.appliedLsn(), before, 'nothing of that transaction applied');
+  }
+  assert.deepEqual(await rows(w, 'other'), ['(1)']);
+
+  // The operator creates it (with a row there that the source's TRUNCATE removed); the same transaction, sent again, goes through.
+  await w.query("CREATE TABLE public.ev_c PARTITION OF public.ev FOR VALUES FROM ('2027-01-01') TO ('2028-01-01'); INSERT INTO public.ev VALUES (9, '2027-01-02')");
+  const again = w.applier({}, w.client, before);
+  const redo = src.txn(truncatedPartition('ev_c', ['ev']), ins(ev, ['2', '2027-03-01']));
+  await feed(again, ev, redo);
+  await again.drain();
+  assert.deepEqual(await partitionRows(w), { ev_a: ['1'], ev_c: ['2'] });
+  assert.equal(await w.appliedLsn(), redo.endLsn);
 });

@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import pg from 'pg';
 import type { Cluster } from '../harness/cluster.js';
 import { assertSameContent } from '../harness/compare.js';
-import { APP_TABLES, startWriteLoad } from '../harness/fixture.js';
+import { APP_TABLES, LLM_TRACES_PARTITIONS, startWriteLoad } from '../harness/fixture.js';
 import { CLI, runCli, startDaemon, type DaemonProcess } from '../helpers/daemon.js';
 import { pipelineRow, sourceObjects, waitForCatchUp, waitForPhase } from '../helpers/state.js';
 import { startWitness, startWitnessPair, type Witness } from '../helpers/witness.js';
@@ -54,6 +54,12 @@ async function nextValues(c: Cluster): Promise<Map<string, bigint>> {
     }
     return out;
   });
+}
+
+/** The partitions carrying walbridge's TRUNCATE trigger of `migration` (pipeline/partition-truncates.ts). */
+async function truncateTriggers(c: Cluster, migration: string): Promise<string[]> {
+  const rows = await c.query<{ t: string }>(`SELECT 'public.' || tgrelid::regclass::text AS t FROM pg_trigger WHERE tgname = $1 ORDER BY 1`, [`walbridge_truncate_${migration}`]);
+  return rows.map((r) => r.t);
 }
 
 const FENCE_MESSAGE = /^public\.worker_log no longer takes writes on this database: walbridge moved it to the new database \(cutover of migration "walbridge", \d{4}-\d\d-\d\dT[\d:]+Z\)$/;
@@ -143,6 +149,8 @@ test('cutover while every writer goes on writing: nothing committed is lost, lat
   assert.ok(d.logs().some((l) => l.msg === 'the cutover is recorded on the target: this migration is done; stopping'));
   assert.equal((await pipelineRow(target))?.phase, 'done');
   assert.deepEqual(await sourceObjects(source), { slots: [], publications: [] }, 'slot and publication removed from the source');
+  assert.deepEqual(await truncateTriggers(source, 'walbridge'), [], "the partitions' TRUNCATE triggers too");
+  assert.deepEqual(await truncateTriggers(target, 'walbridge_reverse'), LLM_TRACES_PARTITIONS, 'the way back has its own on the new database');
   assert.deepEqual((await source.withClient((c) => readFences(c))).map((f) => f.migration), ['walbridge'], 'the fence stays');
   const [rec] = await target.query<{ reverse_slot: string; fence_lsn: string | null; paused: string }>(
     `SELECT reverse_slot, fence_lsn::text, writes_paused_seconds::text AS paused FROM walbridge.cutover`,
@@ -186,7 +194,13 @@ test('the way back: writes on the new database reach the old one through its fen
   writers.push(load, worker);
   await load.waitFor((s) => s.transactions >= 150, 60_000);
   assert.equal(load.stats.errors, 0, 'no collision with copied rows: the sequences were moved at cutover');
+  // A TRUNCATE of one partition on the new database goes back too (pgoutput alone would not send it);
+  // one of past years, where the app's new rows (created now) never go.
+  const [{ n: before } = { n: 0 }] = await source.query<{ n: number }>('SELECT count(*)::int AS n FROM public.llm_traces_2024');
+  assert.ok(before > 0, 'the old database holds rows in that partition');
+  await target.query('TRUNCATE public.llm_traces_2024');
   await waitForCatchUp(target, source);
+  assert.deepEqual(await source.query('SELECT count(*)::int AS n FROM public.llm_traces_2024'), [{ n: 0 }]);
 
   // Rolling back is a cutover of the way back, with the app still writing to the new database.
   const r = await runCli(['cutover', '--reverse', '--timeout', '60'], env());

@@ -33,6 +33,7 @@ import { formatLsn, type Lsn } from '../../lsn.js';
 import type { BatchStatement } from '../../pg/batch.js';
 import { displayTable } from '../../pg/ident.js';
 import { FENCE_MARKER_PREFIX } from '../../sql/fence.js';
+import { PARTITION_TRUNCATE_PREFIX } from '../../sql/partition-truncate.js';
 import { RECORD_CHANGED_ROWS, RECORD_FENCE_MARKER } from '../../sql/state.js';
 import type { PgoutputBytes } from '../consume.js';
 import { encodeTruncate, type BeginMessage, type CommitMessage, type DeleteMessage, type InsertMessage, type LogicalMessage, type PgoutputMessage, type RelationMessage, type TruncateMessage, type UpdateMessage } from '../pgoutput.js';
@@ -40,6 +41,7 @@ import { bindRelation, type Binding, type DescribeAddedColumn, type TableRuntime
 import { ChangeBatch } from './changes.js';
 import { HeldMessages } from './held.js';
 import { textArrayOf } from './params.js';
+import { readPartitionTruncate, TargetPartitions } from './partition-truncate.js';
 import { renderSegments } from './render.js';
 import { TargetTransaction, type AppliedPosition, type PendingBatch } from './target-txn.js';
 
@@ -56,6 +58,8 @@ export interface ApplierOptions {
   recordChangedRows?: () => boolean;
   /** walbridge's own statements that commit with each batch (the replay of held changes forgets what it applied). */
   extraRecords?: () => BatchStatement[];
+  /** The migration (its slot name): a TRUNCATE of a partition reported by another migration's trigger is not ours. Unset: every one is. */
+  migration?: string;
 }
 
 export class Applier {
@@ -70,6 +74,7 @@ export class Applier {
   private readonly batch: ChangeBatch;
   private readonly target: TargetTransaction;
   private readonly maxBufferBytes: number;
+  private readonly targetPartitions = new TargetPartitions();
 
   /** Source transaction being received, if any. */
   private current: BeginMessage | null = null;
@@ -146,8 +151,7 @@ export class Applier {
         this.onCommit(msg);
         return;
       case 'message':
-        this.onMessage(msg);
-        return;
+        return this.onMessage(msg, bytes);
       case 'insert':
       case 'update':
       case 'delete':
@@ -293,10 +297,36 @@ export class Applier {
     this.batch.beginTransaction(msg.finalLsn);
   }
 
-  /** The fence's marker (a transactional logical message of the fence's own transaction). */
-  private onMessage(msg: LogicalMessage): void {
-    if (this.current === null || this.skipCurrent || !msg.transactional || msg.prefix !== FENCE_MARKER_PREFIX) return;
+  /** The fence's marker (a transactional logical message of the fence's own transaction), or a TRUNCATE of a partition. */
+  private onMessage(msg: LogicalMessage, bytes: PgoutputBytes | undefined): Promise<void> | void {
+    if (this.current === null || this.skipCurrent || !msg.transactional) return;
+    if (msg.prefix === PARTITION_TRUNCATE_PREFIX) return this.onPartitionTruncate(msg, bytes);
+    if (msg.prefix !== FENCE_MARKER_PREFIX) return;
     this.markerInTransaction = msg.content.toString('utf8');
+  }
+
+  /**
+   * A TRUNCATE of one partition, which pgoutput does not send through the root: walbridge's
+   * trigger on the source reports it (sql/partition-truncate.ts). Applied by the rule of a
+   * change to the root (inCopy); a root not copied yet takes it with its copy. The target's
+   * partition is looked up the first time (a promise: the stream waits for it).
+   */
+  private onPartitionTruncate(msg: LogicalMessage, bytes: PgoutputBytes | undefined): Promise<void> | void {
+    this.target.throwIfFailed();
+    const t = readPartitionTruncate(msg.content);
+    if (this.opts.migration !== undefined && t.migration !== this.opts.migration) return;
+    const rootName = t.ancestors[t.ancestors.length - 1];
+    const root = rootName === undefined ? undefined : this.tables.get(displayTable(rootName));
+    if (root?.hold) {
+      // Copied again meanwhile: applied with the root's other held changes, after its copy.
+      if (!bytes) throw new WalbridgeError('internal', `a TRUNCATE of ${displayTable(t.partition)}, whose root is held, came without its bytes`);
+      this.held.add(root.plan, (this.current as BeginMessage).finalLsn, Buffer.from(bytes.buf.subarray(bytes.payloadStart, bytes.end)));
+      return;
+    }
+    if (root === undefined || root.copyLsn === null || (this.current as BeginMessage).finalLsn < root.copyLsn) return;
+    const truncate = () => this.batch.truncatePartition(root, t.partition, t.ancestors);
+    if (this.targetPartitions.has(t.partition)) return truncate();
+    return this.targetPartitions.check(root.plan, t.partition, (text, params) => this.target.read(text, params)).then(truncate);
   }
 
   private onCommit(msg: CommitMessage): void {

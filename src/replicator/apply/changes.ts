@@ -9,8 +9,9 @@ import { WalbridgeError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { formatLsn, type Lsn } from '../../lsn.js';
 import type { BatchStatement } from '../../pg/batch.js';
+import { displayTable, sameTable, type TableName } from '../../pg/ident.js';
 import type { DeleteMessage, Tuple, UpdateMessage } from '../pgoutput.js';
-import type { Binding } from './binding.js';
+import type { Binding, TableRuntime } from './binding.js';
 import { TableQueue, type QueuedRow } from './queue.js';
 import * as sql from './statements.js';
 import type { ColumnRef } from './statements.js';
@@ -23,8 +24,14 @@ export interface Change extends QueuedRow {
   keyTuple: Tuple;
 }
 
-/** Changes queued per table, or a statement that must run between them (TRUNCATE). */
-export type Segment = { kind: 'tables'; queues: Map<Binding, TableQueue<Change>> } | { kind: 'sql'; statement: BatchStatement };
+/** Changes queued per table, or a statement that must run between them (TRUNCATE, with the tables it empties). */
+export type Segment = { kind: 'tables'; queues: Map<Binding, TableQueue<Change>> } | { kind: 'sql'; statement: BatchStatement; truncated?: TruncatedTables };
+
+/** The tables a TRUNCATE segment empties: a TRUNCATE of a partition right after it may join it. */
+interface TruncatedTables {
+  tables: TableName[];
+  restartIdentity: boolean;
+}
 
 /** Changes per table and operation, counted in the metrics once their batch commits. */
 export type ChangeCounts = Array<[table: string, op: ChangeOp, n: number]>;
@@ -192,29 +199,61 @@ export class ChangeBatch {
       this.count(b, 'truncate');
       this.noteChanged(b, null);
     }
-    this.segments.push({ kind: 'sql', statement: { text: sql.truncateTables(targets.map((b) => b.table.plan), restartIdentity), params: [] } });
+    const tables = targets.map((b): TableName => b.table.plan);
+    this.segments.push({ kind: 'sql', statement: { text: sql.truncateTables(tables, restartIdentity), params: [] }, truncated: { tables, restartIdentity } });
+  }
+
+  /**
+   * A TRUNCATE of one partition of `root` (reported by walbridge's trigger on the source:
+   * pgoutput sends none through the root), `ancestors` the partitioned tables above it: the
+   * target's partition of the same name is emptied, in order with the other changes. Right
+   * after a TRUNCATE of the root or of a partition above it (one statement fires the trigger of
+   * every partition it empties), with nothing queued between, it is empty there already:
+   * nothing more. Right after a TRUNCATE of other tables, it joins that statement.
+   */
+  truncatePartition(root: TableRuntime, partition: TableName, ancestors: TableName[]): void {
+    const last = this.segments[this.segments.length - 1];
+    const before = last?.kind === 'sql' ? last.truncated : undefined;
+    if (before && [partition, ...ancestors].some((t) => before.tables.some((x) => sameTable(x, t)))) return;
+    this.countAs(displayTable(root.plan), 'truncate');
+    this.noteTable(root.plan, WHOLE_TABLE);
+    if (last?.kind === 'sql' && before && !before.restartIdentity) {
+      before.tables.push(partition);
+      last.statement = { text: sql.truncateTables(before.tables, false), params: [] };
+      return;
+    }
+    this.segments.push({ kind: 'sql', statement: { text: sql.truncateTables([partition], false), params: [] }, truncated: { tables: [partition], restartIdentity: false } });
   }
 
   /** The row of `tuple` (null: the whole table) is recorded as changed, while recording. */
   private noteChanged(b: Binding, tuple: Tuple | null): void {
-    const c = this.changed;
-    if (c === null) return;
+    if (this.changed === null) return;
     const idx = b.verifyKeyIdx;
     const values = tuple === null || idx === null ? null : idx.map((i) => tuple.text(i));
     // A key value not sent (an unchanged TOAST marker) cannot name the row: the table is checked whole.
     const key = values === null || values.some((v) => typeof v !== 'string' && v !== null) ? WHOLE_TABLE : JSON.stringify(values);
-    c.schemas.push(b.table.plan.schema);
-    c.tables.push(b.table.plan.name);
+    this.noteTable(b.table.plan, key);
+  }
+
+  private noteTable(table: TableName, key: string): void {
+    const c = this.changed;
+    if (c === null) return;
+    c.schemas.push(table.schema);
+    c.tables.push(table.name);
     c.keys.push(key);
     c.lsns.push(this.transactionLsn);
   }
 
   private count(b: Binding, op: ChangeOp): void {
+    this.countAs(b.display, op);
+  }
+
+  private countAs(table: string, op: ChangeOp): void {
     this.changes++;
-    let byOp = this.counts.get(b.display);
+    let byOp = this.counts.get(table);
     if (!byOp) {
       byOp = { insert: 0, update: 0, delete: 0, truncate: 0 };
-      this.counts.set(b.display, byOp);
+      this.counts.set(table, byOp);
     }
     byOp[op]++;
   }

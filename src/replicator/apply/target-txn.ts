@@ -106,6 +106,16 @@ export class TargetTransaction {
     this.throwIfFailed();
   }
 
+  /**
+   * A read on the apply session, between batches: once the batch in flight has settled (a read
+   * queued behind a batch that fails would run in its aborted transaction), inside the open
+   * target transaction if parts of a large one were sent. Catalog reads only: it must not fail.
+   */
+  async read<R extends pg.QueryResultRow>(text: string, params: unknown[]): Promise<R[]> {
+    await this.settle();
+    return (await this.client.query<R>(text, params)).rows;
+  }
+
   /** Abandon the open transaction, after the batch in flight finished or failed: ROLLBACK must not overtake it. */
   async rollback(): Promise<void> {
     if (this.inFlight) await this.inFlight;
