@@ -282,10 +282,10 @@ SELECT s, t, l::pg_lsn, decode(d, 'base64')
   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(s, t, l, d, n)
  ORDER BY n`;
 
-/** The next held messages of a table after id $3, at most $4. */
+/** The next held messages of a table after id $3, at most $4 (ordered by the column, not by its text). */
 export const READ_HELD = `
-SELECT id::text, commit_lsn::text, data FROM walbridge.held_changes
- WHERE schema_name = $1 AND table_name = $2 AND id > $3 ORDER BY id LIMIT $4`;
+SELECT h.id::text AS id, h.commit_lsn::text AS commit_lsn, h.data FROM walbridge.held_changes h
+ WHERE h.schema_name = $1 AND h.table_name = $2 AND h.id > $3 ORDER BY h.id LIMIT $4`;
 
 /** Applied: committed with the changes they held. */
 export const FORGET_HELD_UP_TO = `DELETE FROM walbridge.held_changes WHERE schema_name = $1 AND table_name = $2 AND id <= $3`;

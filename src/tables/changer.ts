@@ -31,6 +31,7 @@ import { formatLsn } from '../lsn.js';
 import { connect } from '../pg/connect.js';
 import { displayTable, type TableName } from '../pg/ident.js';
 import { withTransaction } from '../pg/transaction.js';
+import { installPartitionTruncates } from '../pipeline/partition-truncates.js';
 import { copyUnder, temporarySnapshot } from '../pipeline/snapshot.js';
 import type { Applier } from '../replicator/apply/applier.js';
 import type { DescribeAddedColumn } from '../replicator/apply/binding.js';
@@ -58,6 +59,8 @@ export interface ChangerContext {
 
 /** How often the source is searched for tables created since (every this many polls). */
 const NEW_TABLES_EVERY = 5;
+/** How often partitions attached since get walbridge's TRUNCATE trigger (every this many polls). */
+const PARTITIONS_EVERY = 30;
 
 export class TableSetChanger {
   /** Work waiting for the next boundary between source transactions. */
@@ -124,7 +127,12 @@ export class TableSetChanger {
     const pipeline = await loadPipeline(this.target);
     const rows = await loadTables(this.target);
     this.publishGauges(rows);
-    if (this.polls++ % NEW_TABLES_EVERY === 0) await this.noticeNewTables(rows);
+    if (this.polls % NEW_TABLES_EVERY === 0) await this.noticeNewTables(rows);
+    if (this.polls % PARTITIONS_EVERY === PARTITIONS_EVERY - 1) {
+      const roots = [...this.ctx.plans.values()].filter((p) => p.source.kind === 'p' && rows.some((r) => isMigrated(r) && r.schema === p.schema && r.name === p.name));
+      if (roots.length > 0) await this.withSource((source) => this.coverPartitions(source, roots));
+    }
+    this.polls++;
     // A cutover checks a fixed set of tables: changes to the set wait until it is over.
     if (!pipeline || pipeline.cutoverRequestedAt !== null) return;
     const toCopy: TableState[] = [];
@@ -175,6 +183,8 @@ export class TableSetChanger {
     for (const p of plans) this.busy.add(displayTable(p));
     this.copying = (async () => {
       await this.withSource(async (source) => {
+        // A partitioned table's TRUNCATE triggers go on before its snapshot (pipeline/partition-truncates.ts).
+        await this.coverPartitions(source, plans);
         const published = new Set((await source.query<TableName>(PUBLICATION_TABLES, [this.ctx.config.publicationName])).rows.map(displayTable));
         for (const p of plans) {
           if (published.has(displayTable(p))) continue;
@@ -230,6 +240,12 @@ export class TableSetChanger {
       if (published) await source.query(dropPublicationTable(config.publicationName, row));
     });
     this.log.info({ table: name }, 'table removed from the migration: no longer applied nor published; its rows stay on the target');
+  }
+
+  /** walbridge's TRUNCATE trigger on every partition of these tables that lacks one. */
+  private async coverPartitions(source: pg.Client, plans: TablePlan[]): Promise<void> {
+    const covered = await installPartitionTruncates(source, this.ctx.config.slotName, plans.map((p) => p.source));
+    if (covered.added.length > 0) this.log.info({ partitions: covered.added }, `walbridge's TRUNCATE trigger put on ${covered.added.length} partition(s)`);
   }
 
   /** A source session of its own: the poll's may be busy meanwhile. */

@@ -41,7 +41,7 @@ before(async () => {
 });
 
 after(async () => {
-  if (process.env.DEBUG_DAEMON_LOG) (await import('node:fs')).writeFileSync(process.env.DEBUG_DAEMON_LOG, daemon?.output.join('\n') ?? '');
+  if (process.env.DEBUG_DAEMON_LOG) (await import('node:fs')).writeFileSync(process.env.DEBUG_DAEMON_LOG, all.map((d) => d.output.join('\n')).join('\n=====\n'));
   daemon?.kill('SIGKILL');
   await load?.stop().catch(() => {});
   await Promise.all([source?.destroy(), target?.destroy()]);
@@ -57,8 +57,10 @@ const env = () => ({
   WALBRIDGE_COPY_MAX_MBPS: '1',
 });
 
+const all: DaemonProcess[] = [];
 async function launch(): Promise<DaemonProcess> {
   daemon = await startDaemon(env());
+  all.push(daemon);
   return daemon;
 }
 
