@@ -363,6 +363,8 @@ export interface SlotsLive {
   seconds: number;
   transactions: number;
   tps: number;
+  /** pgbench's tps of each run, in the order they ran (the spread is the shared machine's noise). */
+  tpsRuns: number[];
   /** Row changes (n_tup_ins+upd+del) and WAL the load wrote. */
   changes: number;
   walBytes: number;

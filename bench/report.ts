@@ -455,7 +455,7 @@ function slotsNotes(c: SlotsResults): string[] {
     const [sentAll, sentQuiet] = idle.drain.sentBytes;
     out.push(
       `  the idle slot (${idle.slots[1]?.tables.join(', ')}): over the backlog its walsender used ${fmt.s(quiet, 2)} of CPU against ${fmt.s(all, 2)} for every table's slot ` +
-        `(${fmt.x((quiet ?? NaN) / (all ?? NaN))}), and sent ${fmt.n(sentQuiet)} bytes against ${fmt.mb(sentAll)}`,
+        `(${fmt.x((quiet ?? NaN) / (all ?? NaN))}), and its pg_recvlogical wrote ${fmt.n(sentQuiet)} byte(s) against ${fmt.mb(sentAll)}`,
     );
   }
   if (c.idleTableChanges !== undefined) out.push(`  rows the load wrote to the idle slot's table during the scenario: ${fmt.n(c.idleTableChanges)}`);
@@ -465,7 +465,8 @@ function slotsNotes(c: SlotsResults): string[] {
     for (const [how, l] of [[`${c.steadyRate} tps`, x.steady], ['full rate', x.live]] as const) {
       if (!l) continue;
       out.push(
-        `  ${how}, ${x.label}: ${fmt.n(l.transactions)} tx in ${fmt.s(l.seconds, 0)}, ${fmt.n(l.changes / l.seconds)} changes/s, ${(l.walBytes / 1048576 / l.seconds).toFixed(1)} MB of WAL/s` +
+        `  ${how}, ${x.label}: ${fmt.n(l.transactions)} tx in ${fmt.s(l.seconds, 0)} (tps of each run: ${l.tpsRuns.map((t) => t.toFixed(0)).join(', ')}), ` +
+          `${fmt.n(l.changes / l.seconds)} changes/s, ${(l.walBytes / 1048576 / l.seconds).toFixed(1)} MB of WAL/s` +
           (x.slots.length > 0 ? ', all of it decoded by each walsender' : ''),
       );
     }
@@ -492,7 +493,9 @@ const SLOTS_MEANINGS = [
   '  CPU s: /proc; the whole source = its postmaster and every process it runs or reaped meanwhile (the',
   '  load\'s backends included); a walsender = its slot\'s active_pid. MB sent: what each pg_recvlogical wrote (/proc wchar:',
   '  the pgoutput messages it received, a newline each). vs 1 slot: the set\'s figure / the one slot\'s (> 1x: costs more).',
-  '  Everything shares two cores here: at full rate the walsenders take CPU from the load, so fewer tps.',
+  '  Everything shares two cores here (with whatever else runs on the machine): at full rate the walsenders take CPU from',
+  '  the load, so fewer tps, but the tps of one set swings between runs more than that (each run\'s tps is in the notes);',
+  '  the walsenders\' CPU seconds are the steady figure.',
 ];
 
 const CONVERT_MEANINGS = [
