@@ -141,7 +141,7 @@ export async function measureSlots(ctx: BenchContext): Promise<Outcome<{ slots: 
         if (c.error) continue;
         say(`slots: round ${round + 1}/${opts.slotsRounds}, ${c.label}: pgbench -c ${opts.clients} for ${opts.slotsSeconds} s at ${opts.liveRate} tps, then at full rate …`);
         try {
-          const r = await liveConfig(ctx, ctl, c);
+          const r = await liveConfig(ctx, ctl, c, rec.commands);
           c.steady = addLive(c.steady, r.steady);
           c.live = addLive(c.live, r.full);
           for (const [how, x] of [[`${opts.liveRate} tps`, r.steady], ['full rate', r.full]] as const) {
@@ -330,13 +330,13 @@ async function drainConfig(source: Cluster, ctl: pg.Client, c: SlotsConfig, mark
  * pgbench throttled to --live-rate and at its full rate, each measured until every walsender is
  * past the marker after it.
  */
-async function liveConfig(ctx: BenchContext, ctl: pg.Client, c: SlotsConfig): Promise<{ steady: SlotsLive; full: SlotsLive }> {
+async function liveConfig(ctx: BenchContext, ctl: pg.Client, c: SlotsConfig, commands: Record<string, string>): Promise<{ steady: SlotsLive; full: SlotsLive }> {
   await ctl.query('VACUUM');
   for (const s of c.slots) await createSlot(ctl, s.slot);
   const consumers = await startConsumers(ctx.source, ctl, c.slots.map((s) => s.slot));
   try {
-    const steady = await liveRun(ctx, ctl, consumers, ctx.opts.liveRate);
-    const full = await liveRun(ctx, ctl, consumers);
+    const steady = await liveRun(ctx, ctl, consumers, commands, ctx.opts.liveRate);
+    const full = await liveRun(ctx, ctl, consumers, commands);
     return { steady, full };
   } finally {
     await stopConsumers(consumers);
@@ -344,7 +344,7 @@ async function liveConfig(ctx: BenchContext, ctl: pg.Client, c: SlotsConfig): Pr
 }
 
 /** pgbench for --slots-seconds (at `rate` tps, else full rate) with these consumers reading; from its start until every walsender is past the marker after it. */
-async function liveRun(ctx: BenchContext, ctl: pg.Client, consumers: Consumer[], rate?: number): Promise<SlotsLive> {
+async function liveRun(ctx: BenchContext, ctl: pg.Client, consumers: Consumer[], commands: Record<string, string>, rate?: number): Promise<SlotsLive> {
   const { source, opts } = ctx;
   await ctl.query('CHECKPOINT');
   // The walsenders idle before the window: the checkpoint's WAL (and a VACUUM's) decoded already.
@@ -358,6 +358,7 @@ async function liveRun(ctx: BenchContext, ctl: pg.Client, consumers: Consumer[],
   const s0 = serverCpuSeconds(postmaster);
   const pb = await runPgbench(source, ctx.ranges, { seconds: opts.slotsSeconds, clients: opts.clients, ...(rate ? { rate } : {}) });
   const ended = Date.now();
+  commands[rate ? 'slots_live_throttled' : 'slots_live_full_rate'] = pb.command;
   const marker = await writeMarker(source);
   const at = consumers.length > 0 ? await waitDecoded(ctl, consumers, marker.lsn, 10 * 60_000) : new Map<string, number>();
   const sourceCpu = serverCpuSeconds(postmaster) - s0;
