@@ -12,14 +12,15 @@ import type { ProfileEntry } from './profile.js';
 import type { RetainedWalResult } from './retained-wal.js';
 import type { TableCopy } from './walbridge.js';
 
-export const SCENARIOS = ['copy', 'drain', 'live', 'bigtxn', 'wal', 'wan', 'cutover', 'convert'] as const;
+export const SCENARIOS = ['copy', 'drain', 'live', 'bigtxn', 'wal', 'wan', 'cutover', 'convert', 'slots'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 /**
  * Run only when named in --only: the cutover scenario builds source databases of its own at 1x
  * and 4x and ends eight migrations, about 21 minutes at the default scale; the convert scenario
- * builds a table of its own and copies and streams it twice, about 3–4 minutes.
+ * builds a table of its own and copies and streams it twice, about 3–4 minutes; the slots scenario
+ * measures what each extra replication slot costs the source (table groups), about 4 minutes.
  */
-export const OPT_IN: readonly Scenario[] = ['cutover', 'convert'];
+export const OPT_IN: readonly Scenario[] = ['cutover', 'convert', 'slots'];
 
 export interface BenchOptions {
   scale: number;
@@ -40,6 +41,10 @@ export interface BenchOptions {
   pgcopydbCompare: string;
   /** The convert scenario's backlog: transactions, each updating one row's embedding. */
   convertUpdates: number;
+  /** The slots scenario: seconds of each live pgbench run, rounds over the configurations, backlog transactions. */
+  slotsSeconds: number;
+  slotsRounds: number;
+  slotsBacklog: number;
 }
 
 export interface BenchContext {
@@ -323,6 +328,70 @@ export interface ConvertResults {
   seconds?: number;
 }
 
+/** One configuration of the slots scenario's slots: each with its publication (same name) and tables. */
+export interface SlotsConfig {
+  name: string;
+  label: string;
+  slots: Array<{ slot: string; tables: string[] }>;
+  /** The one backlog decoded by these slots at once (no key for the configuration without a slot). */
+  drain?: SlotsDrain;
+  /** pgbench throttled to --live-rate with these slots read at once (the same work in each configuration), every round's runs added up. */
+  steady?: SlotsLive;
+  /** pgbench at its full rate with these slots read at once, every round's runs added up. */
+  live?: SlotsLive;
+  error?: string;
+}
+
+/** The backlog read by one configuration's slots at once; arrays: one entry per slot, in order. */
+export interface SlotsDrain {
+  /** From starting its pg_recvlogical until its walsender's sent_lsn passed the marker after the backlog. */
+  seconds: number[];
+  /** Each walsender's whole CPU time (it starts with its consumer). */
+  walsenderCpu: number[];
+  /** The whole source server (every process, those reaped meanwhile included) from the start to the last done. */
+  sourceCpu: number;
+  /** The pg_recvlogical processes (on this machine; not the source's in a real deployment). */
+  consumerCpu: number;
+  /** What each pg_recvlogical wrote (/dev/null): the pgoutput messages it received, one newline each. */
+  sentBytes: number[];
+}
+
+/** pgbench (throttled or at full rate) with one configuration's slots read at once; sums over `runs` runs. */
+export interface SlotsLive {
+  runs: number;
+  /** pgbench's seconds and transactions; tps: pgbench's own, weighted by seconds. */
+  seconds: number;
+  transactions: number;
+  tps: number;
+  /** pgbench's tps of each run, in the order they ran (the spread is the shared machine's noise). */
+  tpsRuns: number[];
+  /** Row changes (n_tup_ins+upd+del) and WAL the load wrote. */
+  changes: number;
+  walBytes: number;
+  /** The whole source server, from pgbench's start until every walsender passed the marker after it. */
+  sourceCpu: number;
+  /** Each walsender over the same window (one entry per slot). */
+  walsenderCpu: number[];
+  consumerCpu: number;
+  sentBytes: number[];
+  /** From pgbench's end until the last walsender passed the marker (the longest of the runs). */
+  catchUpSeconds: number;
+}
+
+export interface SlotsResults {
+  clients: number;
+  /** Seconds of each live run, and the rounds (each configuration once per round). */
+  liveSeconds: number;
+  /** The throttled runs' rate (pgbench -R, --live-rate). */
+  steadyRate: number;
+  rounds: number;
+  backlog?: BacklogFigures;
+  configs: SlotsConfig[];
+  /** Rows the load wrote to the idle slot's table over the whole scenario (0: it sent nothing). */
+  idleTableChanges?: number;
+  seconds?: number;
+}
+
 export interface ProfileSummary {
   totalMs: number;
   top: ProfileEntry[];
@@ -343,6 +412,7 @@ export interface Figures {
   wan?: WanResults;
   cutover?: CutoverResults;
   convert?: ConvertResults;
+  slots?: SlotsResults;
 }
 
 /** --baseline REV: the build measured next to this one, and its figures (no key without the flag). */

@@ -15,6 +15,8 @@ export const NATIVE = 'bench_native';
 const PG_DUMP = '/usr/bin/pg_dump';
 const PSQL = '/usr/bin/psql';
 const PGCOPYDB = '/usr/bin/pgcopydb';
+/** Debian's pg_recvlogical (postgresql-client-15): the walsender's pace with a consumer that does nothing. */
+export const PG_RECVLOGICAL = '/usr/bin/pg_recvlogical';
 const REPLICA_ROLE = { PGOPTIONS: '-c session_replication_role=replica' };
 
 /** libpq keyword/value connection string (for CREATE SUBSCRIPTION). */

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { baselineName } from './baseline.js';
-import type { ConvertCpu, ConvertResults, ConvertRun, PeerCopy, Results, VerifyRate } from './context.js';
+import type { ConvertCpu, ConvertResults, ConvertRun, PeerCopy, Results, SlotsConfig, SlotsLive, SlotsResults, VerifyRate } from './context.js';
 import { ALL_TABLES } from './dataset.js';
 
 export type Cell = string;
@@ -335,6 +335,169 @@ function convertNotes(c: ConvertResults): string[] {
   return out;
 }
 
+const sum = (xs: number[]) => xs.reduce((a, x) => a + x, 0);
+const perK = (x: number, tx: number) => (1000 * x) / tx;
+const each = (xs: number[], f: (x: number) => string) => xs.map(f).join(' / ');
+
+/** The slots scenario's two tables: the backlog decoded by each set of slots, then the live load with each. */
+function slotsTables(c: SlotsResults): Array<{ headers: string[]; body: string[][] }> {
+  const out: Array<{ headers: string[]; body: string[][] }> = [];
+  const one = c.configs.find((x) => x.name === 'one');
+  const b = c.backlog;
+  if (b) {
+    const wal = b.walBytes / 1048576;
+    const d1 = one?.drain;
+    const body = c.configs
+      .filter((x) => x.drain || (x.error && x.slots.length > 0))
+      .map((x): string[] => {
+        const d = x.drain;
+        if (!d) return [x.label, `failed: ${x.error?.split('\n')[0]?.slice(0, 60) ?? ''}`, '', '', '', '', '', '', ''];
+        const w = sum(d.walsenderCpu);
+        return [
+          x.label,
+          fmt.s(Math.max(...d.seconds), 2),
+          each(d.seconds, (s) => (wal / s).toFixed(0)),
+          each(d.seconds, (s) => fmt.n(b.changes / s)),
+          `${w.toFixed(2)} s${d.walsenderCpu.length > 1 ? ` (${each(d.walsenderCpu, (v) => v.toFixed(2))})` : ''}`,
+          d1 ? fmt.x(w / sum(d1.walsenderCpu)) : '',
+          fmt.s(d.sourceCpu, 2),
+          d1 ? fmt.x(d.sourceCpu / d1.sourceCpu) : '',
+          each(d.sentBytes, (v) => (v / 1048576).toFixed(1)),
+        ];
+      });
+    out.push({
+      headers: [
+        `one backlog (${fmt.n(b.transactions)} tx, ${fmt.n(b.changes)} changes, ${fmt.mb(b.walBytes)} of WAL) decoded by each set of slots at once`,
+        'all done',
+        'MB of WAL/s, each walsender',
+        'changes decoded/s, each',
+        'walsenders CPU s (each)',
+        'vs 1 slot',
+        'source CPU s',
+        'vs 1 slot',
+        'MB sent, each slot',
+      ],
+      body,
+    });
+  }
+  for (const which of ['steady', 'live'] as const) {
+    const l1 = one?.[which];
+    const runs = c.configs.filter((x) => x[which] || x.error);
+    if (!runs.some((x) => x[which])) continue;
+    const body = runs.map((x): string[] => {
+      const l = x[which];
+      if (!l) return [x.label, `failed: ${x.error?.split('\n')[0]?.slice(0, 60) ?? ''}`, '', '', '', '', '', '', ''];
+      const w = sum(l.walsenderCpu);
+      return [
+        x.label,
+        l.tps.toFixed(0),
+        // Throttled, the tps is the rate asked for: no ratio.
+        l1 && which === 'live' ? fmt.x(l.tps / l1.tps) : '',
+        perK(l.sourceCpu, l.transactions).toFixed(3),
+        l1 ? fmt.x(l.sourceCpu / l.transactions / (l1.sourceCpu / l1.transactions)) : '',
+        l.walsenderCpu.length === 0 ? '0' : `${perK(w, l.transactions).toFixed(3)}${l.walsenderCpu.length > 1 ? ` (${each(l.walsenderCpu, (v) => perK(v, l.transactions).toFixed(3))})` : ''}`,
+        l1 && l.walsenderCpu.length > 0 ? fmt.x(w / l.transactions / (sum(l1.walsenderCpu) / l1.transactions)) : '',
+        l.walsenderCpu.length === 0 ? '' : fmt.s(l.catchUpSeconds, 2),
+        each(l.sentBytes, (v) => perK(v / 1048576, l.transactions).toFixed(2)),
+      ];
+    });
+    out.push({
+      headers: [
+        `pgbench ${which === 'steady' ? `throttled to ${c.steadyRate} tps` : 'at full rate'} (-c ${c.clients}), ${c.rounds} × ${c.liveSeconds} s, with these slots read at once`,
+        'tps',
+        'vs 1 slot',
+        'source CPU s / 1k tx',
+        'vs 1 slot',
+        'walsenders CPU s / 1k tx (each)',
+        'vs 1 slot',
+        'caught up after the load',
+        'MB sent / 1k tx, each slot',
+      ],
+      body,
+    });
+  }
+  return out;
+}
+
+/** What one more slot costs, relative to the one slot: from the backlog and from the live load. */
+function slotsNotes(c: SlotsResults): string[] {
+  const out: string[] = [`slots (the scenario took ${fmt.s(c.seconds, 0)}):`];
+  const one = c.configs.find((x) => x.name === 'one');
+  const pct = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(0)}%`;
+  const extra = (x: SlotsConfig) => x.slots.length - 1;
+  for (const x of c.configs) {
+    if (!one || x === one || extra(x) < 1) continue;
+    const n = extra(x);
+    const parts: string[] = [];
+    if (x.drain && one.drain) {
+      const w1 = sum(one.drain.walsenderCpu);
+      parts.push(
+        `backlog: walsender CPU ${pct((sum(x.drain.walsenderCpu) - w1) / n / w1)} of the one slot's per extra slot, whole source ${pct((x.drain.sourceCpu - one.drain.sourceCpu) / n / one.drain.sourceCpu)}, ` +
+          `all decoded in ${fmt.x(Math.max(...x.drain.seconds) / Math.max(...one.drain.seconds))} the time`,
+      );
+    }
+    for (const which of ['steady', 'live'] as const) {
+      const l = x[which];
+      const l1 = one[which];
+      if (!l || !l1) continue;
+      const w1 = sum(l1.walsenderCpu) / l1.transactions;
+      const s1 = l1.sourceCpu / l1.transactions;
+      parts.push(
+        `${which === 'steady' ? `${c.steadyRate} tps` : 'full rate'}: walsender CPU per tx ${pct((sum(l.walsenderCpu) / l.transactions - w1) / n / w1)}, whole source per tx ${pct((l.sourceCpu / l.transactions - s1) / n / s1)}` +
+          (which === 'live' ? `, tps ${pct((l.tps / l1.tps - 1) / n)}` : ''),
+      );
+    }
+    if (parts.length) out.push(`  each extra slot, ${x.label}: ${parts.join('; ')}`);
+  }
+  const idle = c.configs.find((x) => x.name === 'idle');
+  if (idle?.drain) {
+    const [all, quiet] = idle.drain.walsenderCpu;
+    const [sentAll, sentQuiet] = idle.drain.sentBytes;
+    out.push(
+      `  the idle slot (${idle.slots[1]?.tables.join(', ')}): over the backlog its walsender used ${fmt.s(quiet, 2)} of CPU against ${fmt.s(all, 2)} for every table's slot ` +
+        `(${fmt.x((quiet ?? NaN) / (all ?? NaN))}), and its pg_recvlogical wrote ${fmt.n(sentQuiet)} byte(s) against ${fmt.mb(sentAll)}`,
+    );
+  }
+  if (c.idleTableChanges !== undefined) out.push(`  rows the load wrote to the idle slot's table during the scenario: ${fmt.n(c.idleTableChanges)}`);
+  for (const x of c.configs) {
+    const cons = [x.drain ? `backlog ${x.drain.consumerCpu.toFixed(2)} s` : '', x.steady ? `${c.steadyRate} tps ${x.steady.consumerCpu.toFixed(2)} s` : '', x.live ? `full rate ${x.live.consumerCpu.toFixed(2)} s` : ''].filter(Boolean);
+    if (x.slots.length > 0 && cons.length) out.push(`  pg_recvlogical's own CPU (on this machine, not the source's in a deployment), ${x.label}: ${cons.join(', ')}`);
+    for (const [how, l] of [[`${c.steadyRate} tps`, x.steady], ['full rate', x.live]] as const) {
+      if (!l) continue;
+      out.push(
+        `  ${how}, ${x.label}: ${fmt.n(l.transactions)} tx in ${fmt.s(l.seconds, 0)} (tps of each run: ${l.tpsRuns.map((t) => t.toFixed(0)).join(', ')}), ` +
+          `${fmt.n(l.changes / l.seconds)} changes/s, ${(l.walBytes / 1048576 / l.seconds).toFixed(1)} MB of WAL/s` +
+          (x.slots.length > 0 ? ', all of it decoded by each walsender' : ''),
+      );
+    }
+    const rest = (l: SlotsLive | undefined) => (l ? perK(l.sourceCpu - sum(l.walsenderCpu), l.transactions).toFixed(3) : '–');
+    if (x.steady || x.live) out.push(`  the source without its walsenders (the load's backends, checkpointer, …), CPU s / 1k tx, ${x.label}: ${c.steadyRate} tps ${rest(x.steady)}, full rate ${rest(x.live)}`);
+    if (x.error) out.push(`  ${x.label}: failed: ${x.error.split('\n').slice(0, 3).join(' | ')}`);
+  }
+  return out;
+}
+
+const SLOTS_MEANINGS = [
+  '- slots: what each logical replication slot costs the source. Every slot\'s walsender decodes all of the WAL, the tables',
+  '  outside its publication included (pgoutput drops their changes after decoding them). Each slot is read by its own',
+  '  pg_recvlogical (pgoutput, proto_version 1, to /dev/null: a consumer that does nothing), its publication (FOR TABLE, as',
+  '  walbridge makes its own) splitting the tables so that each is in one publication of a set; the idle slot\'s publication',
+  '  holds one small table the load never writes. Backlog: every set\'s slots created at one position, one pgbench backlog',
+  '  (bench/app.pgbench) written with no consumer, then each set\'s slots read at once to the marker after it: "all done" = the',
+  '  slowest; per walsender, seconds from starting its pg_recvlogical until pg_stat_replication.sent_lsn passed the marker (a',
+  '  logical walsender\'s sent_lsn is the end of the last record it decoded, sent or not); MB of WAL/s and changes/s = the',
+  '  backlog\'s over those seconds. Live: with a set\'s slots (fresh, created just before) read at once, pgbench throttled',
+  '  (-R: the same work in every set, so the CPU seconds compare as they are), then at its full rate (the tps it keeps);',
+  '  each set once per round, the second round in reverse order; CPU from pgbench\'s start until every walsender passed the',
+  '  marker after it. Autovacuum is off during the scenario, a VACUUM before each set\'s runs (not measured) does its work.',
+  '  CPU s: /proc; the whole source = its postmaster and every process it runs or reaped meanwhile (the',
+  '  load\'s backends included); a walsender = its slot\'s active_pid. MB sent: what each pg_recvlogical wrote (/proc wchar:',
+  '  the pgoutput messages it received, a newline each). vs 1 slot: the set\'s figure / the one slot\'s (> 1x: costs more).',
+  '  Everything shares two cores here (with whatever else runs on the machine): at full rate the walsenders take CPU from',
+  '  the load, so fewer tps, but the tps of one set swings between runs more than that (each run\'s tps is in the notes);',
+  '  the walsenders\' CPU seconds are the steady figure.',
+];
+
 const CONVERT_MEANINGS = [
   '- convert: a table shaped like the app\'s mirt_memories, its embedding a 1536-dimension pgvector vector (a stand-in with',
   '  pgvector\'s text form: a domain over text named vector, its column STORAGE EXTERNAL as a vector\'s bytes do not',
@@ -398,7 +561,7 @@ function render(r: Results, cmd: string): { text: string; md: string } {
   const dataset = r.dataset ? `data: scale ${r.options.scale}, ${fmt.mb(r.dataset.bytes)}, ${fmt.n(r.dataset.rows)} rows in ${ALL_TABLES.length} tables` : '';
   const extra: string[] = [];
   if (r.baseline) extra.push(`baseline: ${r.baseline.rev} = ${r.baseline.commit} "${r.baseline.subject}"`);
-  const meanings = [...MEANINGS, ...(r.baseline ? BASELINE_MEANINGS : []), ...(r.convert ? CONVERT_MEANINGS : [])];
+  const meanings = [...MEANINGS, ...(r.baseline ? BASELINE_MEANINGS : []), ...(r.convert ? CONVERT_MEANINGS : []), ...(r.slots ? SLOTS_MEANINGS : [])];
   if (r.copy?.walbridge.tables?.length) {
     extra.push("walbridge's own per-table copy timings (log 'copy finished'), largest first:");
     for (const t of [...r.copy.walbridge.tables].sort((a, b) => b.bytes - a.bytes).slice(0, 8)) {
@@ -440,6 +603,7 @@ function render(r: Results, cmd: string): { text: string; md: string } {
     if (refusal) extra.push(`  what pgbench was told: ${refusal}`);
   }
   if (r.convert) extra.push(...convertNotes(r.convert));
+  if (r.slots) extra.push(...slotsNotes(r.slots));
   if (r.wal && !r.wal.error && r.wal.copySeconds < 20 && !r.options.quick) extra.push(`NOTE: the retained-WAL copy lasted only ${fmt.s(r.wal.copySeconds)} (< 20 s): raise --scale or the table size`);
   if (r.errors.length) extra.push(`ERRORS:\n  ${r.errors.map((e) => e.split('\n').slice(0, 6).join('\n    ')).join('\n  ')}`);
   if (r.profiles) {
@@ -448,16 +612,17 @@ function render(r: Results, cmd: string): { text: string; md: string } {
       for (const e of p.top.slice(0, 12)) extra.push(`  ${e.percent.toFixed(1).padStart(5)}%  ${e.fn}  ${e.where}`);
     }
   }
-  const conv = r.convert ? convertTable(r.convert) : null;
-  const text = [head, dataset, '', textTable(rows), ...(conv ? ['', textGrid(conv.headers, conv.body)] : []), '', ...extra, '', ...meanings].join('\n');
+  const grids = [...(r.convert ? [convertTable(r.convert)] : []), ...(r.slots ? slotsTables(r.slots) : [])];
+  // Only the opt-in scenarios' own tables when no other scenario ran (the main table would be headers alone).
+  const main = rows.length > 0 || grids.length === 0;
+  const text = [head, dataset, ...(main ? ['', textTable(rows)] : []), ...grids.flatMap((g) => ['', textGrid(g.headers, g.body)]), '', ...extra, '', ...meanings].join('\n');
   const md = [
     `## walbridge benchmark (\`${cmd}\`)`,
     '',
     `${head}.${dataset ? ` ${dataset}.` : ''}`,
     '',
-    markdownTable(rows),
-    '',
-    ...(conv ? [markdownGrid(conv.headers, conv.body), ''] : []),
+    ...(main ? [markdownTable(rows), ''] : []),
+    ...grids.flatMap((g) => [markdownGrid(g.headers, g.body), '']),
     '```',
     ...extra,
     '```',

@@ -3,10 +3,12 @@
  *
  *   npm run bench                          # everything, default scale (~430 MB database)
  *   npm run bench -- --quick               # a small smoke run (< 60 s)
- *   npm run bench -- --only copy,drain     # a subset: copy, drain, live, bigtxn, wal, wan, cutover, convert
+ *   npm run bench -- --only copy,drain     # a subset: copy, drain, live, bigtxn, wal, wan, cutover, convert, slots
  *   npm run bench -- --only cutover        # the write pause at cutover, 1x and 4x (not in the default set: ~30 min)
  *   npm run bench -- --only convert        # a vector column copied and streamed as bytea (WALBRIDGE_CONVERT) next to
  *                                          # the same table unconverted (not in the default set: ~3-4 min)
+ *   npm run bench -- --only slots          # what each extra logical replication slot costs the source (table
+ *                                          # groups): 1, 2, 4 slots read by pg_recvlogical (not in the default set: ~4 min)
  *   npm run bench -- --only all            # every scenario, the cutover too, in one report
  *   npm run bench -- --scale 0.5 --profile # smaller data; CPU profiles of the daemon
  *
@@ -17,7 +19,10 @@
  * bench/baseline.ts), --cutover-runs N (cutovers under load per scale, 3; --quick 1), --pgcopydb-compare PATH
  * (a pgcopydb with `compare data`, 0.13 or later, for the cutover scenario's verify throughput;
  * default /usr/bin/pgcopydb), --convert-updates N (the convert scenario's update transactions, 5000;
- * --quick 300; its table has 20,000 rows of 1536-dimension vectors at scale 1, about 370 MB of text).
+ * --quick 300; its table has 20,000 rows of 1536-dimension vectors at scale 1, about 370 MB of text),
+ * --slots-seconds S (each live run of the slots scenario, throttled to --live-rate, then at full rate:
+ * 8; --quick 3), --slots-rounds N (2; --quick 1), --slots-backlog N (its backlog's transactions,
+ * 20000; --quick 1000).
  *
  * The convert scenario builds a source database of its own: run alone, the app database the
  * other scenarios share is not built.
@@ -47,6 +52,7 @@ import { measureCutover } from './scenarios/cutover.js';
 import { measureDrain } from './scenarios/drain.js';
 import { measureLive } from './scenarios/live.js';
 import { measureLiveNative } from './scenarios/live-native.js';
+import { measureSlots } from './scenarios/slots.js';
 import { COPY_TIMEOUT, dropBaseline, dropNativeDb, NATIVE_DB, teardownWalbridge, verifyWalbridge, walbridgeCopy, type WalbridgeRun } from './scenarios/steps.js';
 import { measureWal } from './scenarios/wal.js';
 import { measureWan } from './scenarios/wan.js';
@@ -71,6 +77,9 @@ const { values: args } = parseArgs({
     'cutover-runs': { type: 'string' },
     'pgcopydb-compare': { type: 'string' },
     'convert-updates': { type: 'string' },
+    'slots-seconds': { type: 'string' },
+    'slots-rounds': { type: 'string' },
+    'slots-backlog': { type: 'string' },
   },
 });
 
@@ -95,6 +104,9 @@ const opts: BenchOptions = {
   cutoverRuns: Number(args['cutover-runs'] ?? (quick ? 1 : 3)),
   pgcopydbCompare: args['pgcopydb-compare'] ?? DEFAULT_PGCOPYDB,
   convertUpdates: Number(args['convert-updates'] ?? (quick ? 300 : 5000)),
+  slotsSeconds: Number(args['slots-seconds'] ?? (quick ? 3 : 8)),
+  slotsRounds: Number(args['slots-rounds'] ?? (quick ? 1 : 2)),
+  slotsBacklog: Number(args['slots-backlog'] ?? (quick ? 1000 : 20_000)),
 };
 const only = new Set<Scenario>(
   args.only
@@ -192,10 +204,13 @@ async function main(): Promise<void> {
   // 6. WAN ---------------------------------------------------------------------------------------
   if (only.has('wan')) take(await measureWan(ctx, { copy: results.copy?.walbridge, drain: results.drain }));
 
-  // 7. The write pause at cutover, and verify throughput (source databases and migrations of its own) ----
+  // 7. What each extra replication slot costs the source (table groups): pg_recvlogical on 1, 2, 4 slots ----
+  if (only.has('slots')) take(await measureSlots(ctx));
+
+  // 8. The write pause at cutover, and verify throughput (source databases and migrations of its own) ----
   if (only.has('cutover')) take(await measureCutover(ctx));
 
-  // 8. A converted column (WALBRIDGE_CONVERT): vector → bytea, copy and stream, next to the same table unconverted ----
+  // 9. A converted column (WALBRIDGE_CONVERT): vector → bytea, copy and stream, next to the same table unconverted ----
   if (only.has('convert')) take(await measureConvert(ctx));
 
   await Promise.all([ctx.source.destroy(), ctx.target.destroy()]);

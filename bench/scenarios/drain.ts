@@ -8,7 +8,7 @@ import type { Baseline } from '../baseline.js';
 import { outcome, type BenchContext, type DrainResults, type Figures, type Outcome, type WalbridgeDrain } from '../context.js';
 import { CpuSampler } from '../cpu.js';
 import { rowCounts } from '../dataset.js';
-import { NATIVE, nativeEnable, waitNativeConfirmed } from '../peers.js';
+import { NATIVE, nativeEnable, PG_RECVLOGICAL, waitNativeConfirmed } from '../peers.js';
 import { waitForMarker } from '../pgbench.js';
 import { lastLines, runTool, toolEnv } from '../proc.js';
 import { fmt } from '../report.js';
@@ -127,7 +127,7 @@ async function decodeOnly(source: Cluster, slot: string, endLsn: string): Promis
   const args = ['-d', `host=${source.host} port=${source.port} dbname=app user=postgres replication=database`, '--slot', slot, '--start', '--endpos', endLsn,
     '-o', 'proto_version=1', '-o', 'publication_names=walbridge', '-f', '/dev/null', '--no-loop'];
   const t0 = Date.now();
-  const r = await runTool('/usr/bin/pg_recvlogical', args, { env: toolEnv({ PGPASSWORD: source.password }) });
+  const r = await runTool(PG_RECVLOGICAL, args, { env: toolEnv({ PGPASSWORD: source.password }) });
   if (r.code !== 0) throw new Error(`pg_recvlogical failed (exit ${r.code}): ${lastLines(r.stdout + r.stderr, 6)}`);
   return (Date.now() - t0) / 1000;
 }
