@@ -61,6 +61,7 @@ export const STATUS_PAGE = `<!doctype html>
   </div>
   <div id="fence" class="fence hidden"></div>
   <div id="error" class="error hidden"></div>
+  <div id="newTables" class="fence hidden"></div>
   <table>
     <thead><tr><th>table</th><th>state</th><th>progress</th><th class="num">rows</th><th class="num">rows/s</th><th class="num">ETA</th></tr></thead>
     <tbody id="rows"></tbody>
@@ -106,6 +107,9 @@ async function refresh() {
     const e = s.lastError;
     $('error').className = e ? 'error' + (e.resolvedAt ? ' resolved' : '') : 'error hidden';
     if (e) $('error').innerHTML = '<b>' + esc(e.kind) + ' error</b> at ' + esc(e.at) + (e.resolvedAt ? ' (resolved at ' + esc(e.resolvedAt) + ')' : '') + '\\n' + esc(e.message) + (e.hint ? '\\n\\nFix: ' + esc(e.hint) : '');
+    const fresh = s.newTables || [];
+    $('newTables').className = fresh.length ? 'fence' : 'fence hidden';
+    $('newTables').innerHTML = fresh.map((n) => '<b>new table</b> on the source: ' + esc(n.table) + ', ' + esc(n.reason)).join('\\n');
     const converted = (t) => Object.entries(t.conversions || {}).map(([c, k]) => '<br><small>' + esc(c) + ': ' + esc(k) + '</small>').join('');
     $('rows').innerHTML = s.tables.map((t) => '<tr data-table="' + esc(t.table) + '"><td>' + esc(t.table) + converted(t) + '</td><td>' + esc(t.stage) + (t.held ? ' (' + t.held.toLocaleString() + ' held)' : '') + '</td>' +
       '<td><div class="bar' + (t.state === 'copied' ? ' done' : '') + '"><span style="width:' + (t.percent || 0) + '%"></span></div></td>' +

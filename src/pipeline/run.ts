@@ -18,7 +18,7 @@ import { initialize, initializeReverse, type ExportedSnapshot } from './init.js'
 import { installPartitionTruncates } from './partition-truncates.js';
 import { backfillPhase, catchupPhase, streamingPhase, type PhaseContext } from './phases.js';
 import type { LiveStatus } from '../health/live-status.js';
-import { recordStartSelection, startSelection } from '../tables/selection.js';
+import { recordFirstSelection, recordStartSelection, startSelection } from '../tables/selection.js';
 
 /** forward: source → target with a copy; reverse: the rollback window, target → source from the cutover point. */
 export type PipelineMode = 'forward' | 'reverse';
@@ -143,6 +143,7 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
         { sourceUrl: config.sourceUrl, slotName: config.slotName, publicationName: config.publicationName, control, catalog, identity, plans, log: log.child({ component: 'setup' }) },
         state,
       );
+      await recordFirstSelection(control, config);
       state = await loadPipeline(control);
     }
     if (!state) throw new WalbridgeError('internal', 'walbridge state missing after initialisation');

@@ -127,7 +127,9 @@ export class TableSetChanger {
     const pipeline = await loadPipeline(this.target);
     const rows = await loadTables(this.target);
     this.publishGauges(rows);
-    if (this.polls % NEW_TABLES_EVERY === 0) await this.noticeNewTables(rows);
+    if (this.polls === 0) await this.unpublishRemoved(rows);
+    // The way back carries what the migration carried: tables created since are not its business.
+    if (this.polls % NEW_TABLES_EVERY === 0 && !this.ctx.config.reverse) await this.noticeNewTables(rows);
     if (this.polls % PARTITIONS_EVERY === PARTITIONS_EVERY - 1) {
       const roots = [...this.ctx.plans.values()].filter((p) => p.source.kind === 'p' && rows.some((r) => isMigrated(r) && r.schema === p.schema && r.name === p.name));
       if (roots.length > 0) await this.withSource((source) => this.coverPartitions(source, roots));
@@ -228,18 +230,30 @@ export class TableSetChanger {
 
   /** Between source transactions: no longer applied; then out of the publication. Its rows stay. */
   private async remove(row: TableState): Promise<void> {
-    const { control, applier, config } = this.ctx;
+    const { control, applier } = this.ctx;
     const name = `${row.schema}.${row.name}`;
     await applier.setTable(name, null);
     await withTransaction(control, async () => {
       await control.query(MARK_REMOVED, [row.schema, row.name]);
       await control.query(FORGET_HELD, [row.schema, row.name]);
     });
-    await this.withSource(async (source) => {
-      const published = (await source.query<TableName>(PUBLICATION_TABLES, [config.publicationName])).rows.some((t) => displayTable(t) === name);
-      if (published) await source.query(dropPublicationTable(config.publicationName, row));
-    });
+    await this.unpublish([row]);
     this.log.info({ table: name }, 'table removed from the migration: no longer applied nor published; its rows stay on the target');
+  }
+
+  /** Tables recorded as removed leave the publication (a removal recorded just before a crash may not have). */
+  private async unpublishRemoved(rows: TableState[]): Promise<void> {
+    const removed = rows.filter((r) => r.state === 'removed' && r.request === null);
+    if (removed.length > 0) await this.unpublish(removed);
+  }
+
+  /** Take tables out of the publication, those still in it (idempotent). */
+  private async unpublish(tables: TableName[]): Promise<void> {
+    const publication = this.ctx.config.publicationName;
+    await this.withSource(async (source) => {
+      const published = new Set((await source.query<TableName>(PUBLICATION_TABLES, [publication])).rows.map(displayTable));
+      for (const t of tables) if (published.has(displayTable(t))) await source.query(dropPublicationTable(publication, t));
+    });
   }
 
   /** walbridge's TRUNCATE trigger on every partition of these tables that lacks one. */

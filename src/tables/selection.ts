@@ -17,7 +17,11 @@ import { isSelected, isStreaming, requestAdd, requestChange } from './requests.j
 
 const selectionOf = (c: Config): RecordedSelection => ({ schemas: c.schemas, includeTables: c.includeTables, excludeTables: c.excludeTables });
 
-const sameSelection = (a: RecordedSelection, b: RecordedSelection) => JSON.stringify(a) === JSON.stringify(b);
+/** Field by field: jsonb does not keep the order of an object's keys. */
+const sameSelection = (a: RecordedSelection, b: RecordedSelection) =>
+  JSON.stringify(a.schemas) === JSON.stringify(b.schemas) &&
+  JSON.stringify(a.includeTables) === JSON.stringify(b.includeTables) &&
+  JSON.stringify(a.excludeTables) === JSON.stringify(b.excludeTables);
 
 /** The source tables of `names`, in their order; a name missing on the source is an error. */
 export async function resolveNamed(source: pg.ClientBase, names: TableName[]): Promise<SourceTable[]> {
@@ -67,6 +71,11 @@ export async function startSelection(source: pg.ClientBase, target: pg.ClientBas
   const add = desired.filter((t) => !have.has(displayTable(t)));
   const remove = selected.filter((t) => !wanted.has(`${t.schema}.${t.name}`));
   return { tables: [...selected.filter((t) => wanted.has(`${t.schema}.${t.name}`)), ...add], add, remove, record: current };
+}
+
+/** A first start records the selection it ran with: a later start with another one changes the set. */
+export async function recordFirstSelection(target: pg.ClientBase, config: Config): Promise<void> {
+  await target.query(RECORD_SELECTION, [JSON.stringify(selectionOf(config))]);
 }
 
 /** Record what a start's changed selection asks for, after its preflight passed. */

@@ -74,7 +74,11 @@ test('a state written by walbridge 0.1.0, before versions, is upgraded in place 
   assert.deepEqual(await versions('old'), Array.from({ length: LATEST_STATE_VERSION }, (_, i) => i + 1), 'every step recorded once');
   assert.equal(await withDb('old', (c) => checkStateVersion(c)), LATEST_STATE_VERSION);
 
-  assert.deepEqual(await recorded('old'), before, 'the pipeline and every table keep their phase, positions and progress');
+  // Read again, the columns the old release wrote (later steps add columns of their own).
+  const after = await recorded('old');
+  const asBefore = (rows: Record<string, unknown>[], like: Record<string, unknown>[]) =>
+    rows.map((r) => Object.fromEntries(Object.keys(like[0] ?? {}).map((k) => [k, r[k]])));
+  assert.deepEqual({ pipeline: after.pipeline, tables: asBefore(after.tables, before.tables) }, before, 'the pipeline and every table keep their phase, positions and progress');
   const afterUpgrade = await withDb('old', async (c) => ({ pipeline: await loadPipeline(c), tables: await loadTables(c) }));
   assert.equal(afterUpgrade.pipeline?.phase, 'streaming', "and today's reader reads them");
   assert.equal(formatLsn(afterUpgrade.pipeline?.appliedLsn ?? 0n), '0/1F3B930');

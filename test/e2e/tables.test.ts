@@ -41,6 +41,7 @@ before(async () => {
 });
 
 after(async () => {
+  // DEBUG_DAEMON_LOG=file keeps every daemon's output of the run, to read after a failure.
   if (process.env.DEBUG_DAEMON_LOG) (await import('node:fs')).writeFileSync(process.env.DEBUG_DAEMON_LOG, all.map((d) => d.output.join('\n')).join('\n=====\n'));
   daemon?.kill('SIGKILL');
   await load?.stop().catch(() => {});
@@ -156,6 +157,22 @@ test('resync copies one table again while the others stream; its content is equa
   assert.match(r.out, /public\.orders: streaming/);
   const other = await tableRow('public.messages');
   assert.ok(streaming(other), 'the others untouched');
+});
+
+test('a resync SIGKILLed once its changes are held, and again once its copy is in, resumes and ends equal', { timeout: 180_000 }, async () => {
+  const first = daemon as DaemonProcess;
+  const asked = await cli(['resync', 'public.users']);
+  assert.equal(asked.code, 0, asked.out);
+  await first.waitForLog((l) => l.msg?.startsWith('resync: its changes are held') === true && l.table === 'public.users', 'the resync to start holding', 30_000);
+  first.kill('SIGKILL');
+  await first.exited;
+  const second = await launch();
+  await second.waitForLog((l) => l.msg === 'copy finished' && l.table === 'public.users', 'the copy of public.users again', 60_000);
+  second.kill('SIGKILL');
+  await second.exited;
+  await launch();
+  await waitFor(async () => streaming(await tableRow('public.users')), { what: 'public.users to stream again', timeoutMs: 90_000, intervalMs: 200 });
+  // Its content is checked with every other table at the end, under the same load.
 });
 
 test('a table created on the source is reported with its DDL, and followed once it exists on the target', { timeout: 180_000 }, async () => {

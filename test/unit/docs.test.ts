@@ -25,6 +25,8 @@ interface DocCommand {
   text: string;
   /** The subcommand, or null for `walbridge --help` and the like. */
   subcommand: string | null;
+  /** The word after it (a nested command, such as "add" of "tables add", or an argument). */
+  next: string | null;
   flags: string[];
 }
 
@@ -64,6 +66,7 @@ function commandLines(file: string, markdown: string): DocCommand[] {
       line: lineNo,
       text: cmd,
       subcommand: first === '' || first.startsWith('-') ? null : first,
+      next: args.split(/\s+/)[1] ?? null,
       flags: [...args.matchAll(/(?<![\w-])(--[a-z0-9][a-z0-9-]*)/g)].map((m) => m[1] as string),
     });
   }
@@ -89,20 +92,34 @@ function cliFlags(): Map<string | null, Set<string>> {
     .flatMap((l) => /^ {2}([a-z][a-z-]*)\b/.exec(l)?.[1] ?? [])
     .filter((c) => c !== 'help');
   const map = new Map<string | null, Set<string>>([[null, flagsOf(top)]]);
-  for (const c of commands) map.set(c, flagsOf(help([c])));
+  for (const c of commands) {
+    const text = help([c]);
+    map.set(c, flagsOf(text));
+    // Nested commands ("tables add") have their own --help.
+    for (const n of nestedCommands(text)) map.set(`${c} ${n}`, flagsOf(help([c, n])));
+  }
   return map;
+}
+
+function nestedCommands(helpText: string): string[] {
+  return (helpText.split(/^Commands:$/m)[1]?.split(/^\S/m)[0] ?? '')
+    .split('\n')
+    .flatMap((l) => /^ {2}([a-z][a-z-]*)\b/.exec(l)?.[1] ?? [])
+    .filter((c) => c !== 'help');
 }
 
 function problemsOf(commands: DocCommand[], known: Map<string | null, Set<string>>): string[] {
   const problems: string[] = [];
   for (const c of commands) {
-    const flags = known.get(c.subcommand);
+    const nested = c.next === null ? undefined : known.get(`${c.subcommand} ${c.next}`);
+    const name = nested ? `${c.subcommand} ${c.next}` : c.subcommand;
+    const flags = nested ?? known.get(c.subcommand);
     if (!flags) {
       problems.push(`${c.file}:${c.line}: "${c.text}": walbridge has no command "${c.subcommand}"`);
       continue;
     }
     for (const f of c.flags) {
-      if (!flags.has(f)) problems.push(`${c.file}:${c.line}: "${c.text}": ${f} is not in "walbridge ${c.subcommand ?? ''} --help"`);
+      if (!flags.has(f)) problems.push(`${c.file}:${c.line}: "${c.text}": ${f} is not in "walbridge ${name ?? ''} --help"`);
     }
   }
   return problems;
@@ -122,6 +139,8 @@ test('the scanner finds command lines, skips output and placeholders, and catche
     '     a walbridge daemon is probably running',
     'walbridge verify --tabel x',
     'walbridge frobnicate',
+    'walbridge tables add public.x --wait',
+    'walbridge tables remove public.x --wait',
     '```',
   ].join('\n');
   const found = commandLines('t.md', md);
@@ -134,6 +153,8 @@ test('the scanner finds command lines, skips output and placeholders, and catche
       ['cutover', ['--keep-source-slot']],
       ['verify', ['--tabel']],
       ['frobnicate', []],
+      ['tables', ['--wait']],
+      ['tables', ['--wait']],
     ],
   );
   const known = new Map<string | null, Set<string>>([
@@ -141,11 +162,15 @@ test('the scanner finds command lines, skips output and placeholders, and catche
     ['status', new Set(['--json'])],
     ['teardown', new Set(['--target'])],
     ['cutover', new Set(['--keep-source-slot'])],
+    ['tables', new Set(['--json'])],
+    ['tables add', new Set(['--wait'])],
+    ['tables remove', new Set<string>()],
   ]);
   const problems = problemsOf(found, known);
-  assert.equal(problems.length, 2);
+  assert.equal(problems.length, 3);
   assert.match(problems[0] ?? '', /--tabel is not in "walbridge verify --help"/);
   assert.match(problems[1] ?? '', /no command "frobnicate"/);
+  assert.match(problems[2] ?? '', /--wait is not in "walbridge tables remove --help"/);
 });
 
 test('every walbridge command in README.md and docs/*.md exists, with flags its --help lists', () => {
