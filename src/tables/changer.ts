@@ -23,7 +23,7 @@ import type pg from 'pg';
 import { compareWithTarget, listSourceTables, type TablePlan } from '../catalog/tables.js';
 import { tablePattern } from '../catalog/select.js';
 import type { Config } from '../config.js';
-import { describeError, WalbridgeError } from '../errors.js';
+import { describeError, isTransient, WalbridgeError } from '../errors.js';
 import type { LiveStatus } from '../health/live-status.js';
 import type { Metrics } from '../health/metrics.js';
 import type { Logger } from '../log.js';
@@ -88,8 +88,16 @@ export class TableSetChanger {
     const tick = () => {
       if (this.polling || this.failure !== null) return;
       this.polling = this.poll()
-        .catch((err: unknown) => {
-          this.failure ??= err;
+        .catch(async (err: unknown) => {
+          if (!isTransient(err)) {
+            this.failure ??= err;
+            return;
+          }
+          // A connection lost between two polls: the next poll connects again.
+          this.log.warn({ err }, 'could not read the table set; trying again');
+          await Promise.all([this.source?.end().catch(() => {}), this.target?.end().catch(() => {})]);
+          this.source = null;
+          this.target = null;
         })
         .finally(() => {
           this.polling = null;
