@@ -123,7 +123,7 @@ test('a table copied in ranges and killed with some ranges in is copied again, o
   await assertSetAside();
 
   daemon = await startDaemon(env());
-  await daemon.waitForLog((l) => /removing the rows of a copy in parts/.test(String(l.msg)), 'the leftover ranges to be removed', 60_000);
+  await daemon.waitForLog((l) => /removing the rows of the target table/.test(String(l.msg)), 'the leftover ranges to be removed', 60_000);
   await waitForPhase(target, 'streaming', { daemon });
   await source.query(`UPDATE public.events SET payload = 'changed while streaming' WHERE id = 3`);
   await waitForCatchUp(source, target);
