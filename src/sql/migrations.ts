@@ -28,8 +28,10 @@ interface MigrationStep {
   sql: (s: string) => string;
 }
 
+type BuiltMigrations = ReturnType<typeof buildStateMigrations>;
+
 /** The statements that make, read and upgrade the state in one schema. */
-export type StateMigrations = ReturnType<typeof buildStateMigrations>;
+export type StateMigrations = { readonly [K in keyof BuiltMigrations]: BuiltMigrations[K] extends string ? string : BuiltMigrations[K] };
 
 const built = new Map<string, StateMigrations>();
 
