@@ -9,6 +9,7 @@ import { parseConversions, type ColumnConversion } from './convert/conversions.j
 import { wayBack } from './convert/way-back.js';
 import { describeError, WalbridgeError } from './errors.js';
 import { registerSecret } from './redact.js';
+import { DEFAULT_STATE_SCHEMA } from './sql/state.js';
 
 export interface Config {
   sourceUrl: string;
@@ -46,6 +47,11 @@ export interface Config {
   conversions: Map<string, ColumnConversion>;
   /** A table created on the source in a selected schema is added by itself once it exists on the target (tables/). */
   followNewTables: boolean;
+  /**
+   * The schema on the target that holds this walbridge's own state (sql/state.ts). Always
+   * `walbridge` for now; the way back keeps it (its state lives in the old source's).
+   */
+  stateSchema: string;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -297,6 +303,7 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     exitOnError: v.WALBRIDGE_EXIT_ON_ERROR,
     conversions,
     followNewTables: v.WALBRIDGE_FOLLOW_NEW_TABLES,
+    stateSchema: DEFAULT_STATE_SCHEMA,
   };
 }
 

@@ -7,6 +7,7 @@ import type { TablePlan } from '../catalog/tables.js';
 import type { Metrics } from '../health/metrics.js';
 import type { Logger } from '../log.js';
 import type { Lsn } from '../lsn.js';
+import type { StateSql } from '../sql/state.js';
 import type { LiveCopy } from '../status/report.js';
 import { PartsScheduler } from './parts.js';
 import { BackfillProgress } from './progress.js';
@@ -18,6 +19,8 @@ export interface BackfillOptions {
   sourceUrl: string;
   targetUrl: string;
   plans: TablePlan[];
+  /** The state the copies are recorded in. */
+  stateSql: StateSql;
   snapshotName: string;
   copyLsn: Lsn;
   jobs: number;
@@ -63,6 +66,7 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
     sessions,
     parts,
     progress,
+    stateSql: opts.stateSql,
     snapshotName: opts.snapshotName,
     copyLsn: opts.copyLsn,
     freshSnapshot: opts.freshSnapshot,

@@ -15,7 +15,7 @@ import { displayTable, quoteIdent, quoteLiteral, quoteTable } from '../pg/ident.
 import { formatLsn, type Lsn } from '../lsn.js';
 import { tableHasRows } from '../sql/catalog.js';
 import { TABLE_REWRITTEN_SINCE_SNAPSHOT } from '../sql/source.js';
-import { MARK_COPIED } from '../sql/state.js';
+import type { StateSql } from '../sql/state.js';
 import { buildIndexesAgain } from './indexes.js';
 import { relayCopy } from './relay.js';
 
@@ -189,11 +189,12 @@ function stageSql(plan: TablePlan): { create: string; uncompressed: string; copy
 
 /**
  * Copy `plan` from `source` (inside openSnapshotRead's transaction) to `target` (a fresh
- * session with session_replication_role = replica); mark it copied at `copyLsn`.
+ * session with session_replication_role = replica); mark it copied at `copyLsn` in `state`.
  */
 export async function copyTable(
   source: pg.ClientBase,
   target: pg.ClientBase,
+  state: StateSql,
   plan: TablePlan,
   copyLsn: Lsn,
   opts: CopyOptions,
@@ -205,9 +206,9 @@ export async function copyTable(
   await assertTargetEmpty(target, plan);
   const done = await streamRows(source, target, plan, null, opts);
   const t0 = Date.now();
-  const indexesBuilt = await buildIndexesAgain(target, plan);
+  const indexesBuilt = await buildIndexesAgain(target, state, plan);
   const indexSeconds = (Date.now() - t0) / 1000;
-  const marked = await target.query(MARK_COPIED, [plan.schema, plan.name, formatLsn(copyLsn), done.rows, done.bytes]);
+  const marked = await target.query(state.MARK_COPIED, [plan.schema, plan.name, formatLsn(copyLsn), done.rows, done.bytes]);
   if (marked.rowCount !== 1) {
     // Another instance took this table over (this one lost the writer lock): keep nothing.
     throw new WalbridgeError('state', `the copy of ${displayTable(plan)} is no longer this instance's to finish`, { transient: true });

@@ -15,7 +15,7 @@
 import type pg from 'pg';
 import type { TablePlan } from '../catalog/tables.js';
 import { quoteIdent, quoteLiteral, quoteTable, type TableName } from '../pg/ident.js';
-import { ALL_DEFERRED_INDEXES, DEFERRABLE_INDEXES, DEFERRED_INDEXES_OF, FORGET_DEFERRED_INDEXES, RECORD_DEFERRED_INDEX } from '../sql/state.js';
+import { DEFERRABLE_INDEXES, type StateSql } from '../sql/state.js';
 
 interface DeferredIndex {
   index_name: string;
@@ -27,17 +27,17 @@ interface DeferredIndex {
  * Drop the table's deferrable indexes, recording them, in a transaction of its own. Returns
  * the names of the indexes now set aside (with any recorded by an earlier, cut-off copy).
  */
-export async function setIndexesAside(target: pg.ClientBase, plan: TablePlan): Promise<string[]> {
+export async function setIndexesAside(target: pg.ClientBase, state: StateSql, plan: TablePlan): Promise<string[]> {
   await target.query('BEGIN');
   try {
     // Qualified names everywhere in the definitions, whatever the session's search_path.
     await target.query('SET LOCAL search_path = pg_catalog');
     const { rows } = await target.query<DeferredIndex>(DEFERRABLE_INDEXES, [quoteTable(plan)]);
     for (const ix of rows) {
-      await target.query(RECORD_DEFERRED_INDEX, [plan.schema, plan.name, ix.index_name, ix.definition, ix.comment]);
+      await target.query(state.RECORD_DEFERRED_INDEX, [plan.schema, plan.name, ix.index_name, ix.definition, ix.comment]);
       await target.query(`DROP INDEX ${quoteIdent(plan.schema)}.${quoteIdent(ix.index_name)}`);
     }
-    const all = await target.query<DeferredIndex>(DEFERRED_INDEXES_OF, [plan.schema, plan.name]);
+    const all = await target.query<DeferredIndex>(state.DEFERRED_INDEXES_OF, [plan.schema, plan.name]);
     await target.query('COMMIT');
     return all.rows.map((r) => r.index_name);
   } catch (err) {
@@ -47,11 +47,11 @@ export async function setIndexesAside(target: pg.ClientBase, plan: TablePlan): P
 }
 
 /** Build again, inside the caller's transaction, every index recorded for the table; returns their names. */
-export async function buildIndexesAgain(target: pg.ClientBase, table: TableName): Promise<string[]> {
-  const { rows } = await target.query<DeferredIndex>(DEFERRED_INDEXES_OF, [table.schema, table.name]);
+export async function buildIndexesAgain(target: pg.ClientBase, state: StateSql, table: TableName): Promise<string[]> {
+  const { rows } = await target.query<DeferredIndex>(state.DEFERRED_INDEXES_OF, [table.schema, table.name]);
   if (rows.length === 0) return [];
   for (const ix of rows) await buildOne(target, table, ix);
-  await target.query(FORGET_DEFERRED_INDEXES, [table.schema, table.name]);
+  await target.query(state.FORGET_DEFERRED_INDEXES, [table.schema, table.name]);
   return rows.map((r) => r.index_name);
 }
 
@@ -62,15 +62,15 @@ async function buildOne(target: pg.ClientBase, table: TableName, ix: DeferredInd
 }
 
 /** Build every index still recorded (a migration abandoned during its copy); returns how many. */
-export async function buildAllIndexesAgain(target: pg.ClientBase): Promise<number> {
-  const { rows } = await target.query<DeferredIndex & { schema_name: string; table_name: string }>(ALL_DEFERRED_INDEXES);
+export async function buildAllIndexesAgain(target: pg.ClientBase, state: StateSql): Promise<number> {
+  const { rows } = await target.query<DeferredIndex & { schema_name: string; table_name: string }>(state.ALL_DEFERRED_INDEXES);
   const tables = new Map<string, TableName>();
   for (const r of rows) tables.set(JSON.stringify([r.schema_name, r.table_name]), { schema: r.schema_name, name: r.table_name });
   let n = 0;
   for (const t of tables.values()) {
     await target.query('BEGIN');
     try {
-      n += (await buildIndexesAgain(target, t)).length;
+      n += (await buildIndexesAgain(target, state, t)).length;
       await target.query('COMMIT');
     } catch (err) {
       await target.query('ROLLBACK').catch(() => {});

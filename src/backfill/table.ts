@@ -10,7 +10,7 @@ import type { Logger } from '../log.js';
 import { formatLsn, type Lsn } from '../lsn.js';
 import { displayTable, quoteTable } from '../pg/ident.js';
 import { deleteAllRows } from '../sql/catalog.js';
-import { LOCK_PENDING_TABLE, MARK_COPIED, MARK_COPYING, MARK_COPYING_IN_PARTS, MOVE_COPY_LSN } from '../sql/state.js';
+import type { StateSql } from '../sql/state.js';
 import { assertTargetEmpty, copyFormat, copyTable, openSnapshotRead, TableRewrittenError, type CopyDone, type CopyOptions, type CopyPart, type CopyProgress } from './copy.js';
 import { buildIndexesAgain, setIndexesAside } from './indexes.js';
 import type { PartsScheduler } from './parts.js';
@@ -34,6 +34,8 @@ export interface BackfillContext {
   sessions: SessionPairs;
   parts: PartsScheduler;
   progress: BackfillProgress;
+  /** The state the copies are recorded in. */
+  stateSql: StateSql;
   /** The shared snapshot, and the copy LSN it is consistent at. */
   snapshotName: string;
   copyLsn: Lsn;
@@ -50,9 +52,9 @@ export async function backfillTable(plan: TablePlan, ctx: BackfillContext): Prom
   const tlog = ctx.log.child({ table, lsn: formatLsn(ctx.copyLsn) });
   await ctx.sessions.withPair(
     async ({ source, target }) => {
-      await claimTable(target, plan, ctx.copyLsn, tlog);
+      await claimTable(target, ctx.stateSql, plan, ctx.copyLsn, tlog);
       if (ctx.deferIndexes) {
-        const aside = await setIndexesAside(target, plan);
+        const aside = await setIndexesAside(target, ctx.stateSql, plan);
         if (aside.length > 0) tlog.info({ indexes: aside }, 'secondary indexes set aside for the copy; built again once its rows are in');
       }
       const progress = ctx.progress.started(plan);
@@ -63,8 +65,8 @@ export async function backfillTable(plan: TablePlan, ctx: BackfillContext): Prom
       const parts = copyLsn === ctx.copyLsn ? await ctx.parts.planParts(source, plan) : null;
       const done =
         parts === null
-          ? await copyTable(source, target, plan, copyLsn, { ...ctx.copyOptions, onProgress: progress.onProgress })
-          : await copyInParts(source, target, plan, parts, copyLsn, progress.onProgress, ctx.parts, tlog);
+          ? await copyTable(source, target, ctx.stateSql, plan, copyLsn, { ...ctx.copyOptions, onProgress: progress.onProgress })
+          : await copyInParts(source, target, ctx.stateSql, plan, parts, copyLsn, progress.onProgress, ctx.parts, tlog);
       ctx.progress.finished(table);
       const seconds = (Date.now() - progress.startedAt) / 1000;
       if (done.indexesBuilt.length > 0) tlog.info({ indexes: done.indexesBuilt, seconds: done.indexSeconds }, 'secondary indexes built again');
@@ -86,9 +88,9 @@ export async function backfillTable(plan: TablePlan, ctx: BackfillContext): Prom
  * them: the table was empty when it started); so are the rows of a table copied again
  * ("walbridge resync"). DELETE, not TRUNCATE: other target tables may reference it.
  */
-async function claimTable(target: pg.ClientBase, plan: TablePlan, copyLsn: Lsn, tlog: Logger): Promise<void> {
+async function claimTable(target: pg.ClientBase, state: StateSql, plan: TablePlan, copyLsn: Lsn, tlog: Logger): Promise<void> {
   await target.query('BEGIN');
-  const { rows } = await target.query<{ empty_first: boolean }>(LOCK_PENDING_TABLE, [plan.schema, plan.name]);
+  const { rows } = await target.query<{ empty_first: boolean }>(state.LOCK_PENDING_TABLE, [plan.schema, plan.name]);
   if (rows.length === 0) {
     await target.query('ROLLBACK');
     throw new WalbridgeError('state', `${displayTable(plan)} is not pending any more: another instance copies it`, { transient: true });
@@ -97,7 +99,7 @@ async function claimTable(target: pg.ClientBase, plan: TablePlan, copyLsn: Lsn, 
     tlog.info('removing the rows of the target table (a copy in parts cut off, or a resync) before copying it again');
     await target.query(deleteAllRows(quoteTable(plan)));
   }
-  await target.query(MARK_COPYING, [plan.schema, plan.name, formatLsn(copyLsn)]);
+  await target.query(state.MARK_COPYING, [plan.schema, plan.name, formatLsn(copyLsn)]);
   await target.query('COMMIT');
 }
 
@@ -112,7 +114,7 @@ async function openRead(source: pg.ClientBase, target: pg.ClientBase, plan: Tabl
   } catch (err) {
     if (!(err instanceof TableRewrittenError)) throw err;
     const copyLsn = await readUnderFreshSnapshot(source, plan, err, ctx.freshSnapshot, ctx.log);
-    const moved = await target.query(MOVE_COPY_LSN, [plan.schema, plan.name, formatLsn(ctx.copyLsn), formatLsn(copyLsn)]);
+    const moved = await target.query(ctx.stateSql.MOVE_COPY_LSN, [plan.schema, plan.name, formatLsn(ctx.copyLsn), formatLsn(copyLsn)]);
     if (moved.rowCount !== 1) throw new WalbridgeError('state', `${displayTable(plan)} is no longer this instance's to copy`, { transient: true });
     return copyLsn;
   }
@@ -155,6 +157,7 @@ async function readUnderFreshSnapshot(
 async function copyInParts(
   source: pg.ClientBase,
   target: pg.ClientBase,
+  state: StateSql,
   plan: TablePlan,
   parts: CopyPart[],
   copyLsn: Lsn,
@@ -164,15 +167,15 @@ async function copyInParts(
 ): Promise<CopyDone> {
   const lsn = formatLsn(copyLsn);
   await assertTargetEmpty(target, plan);
-  const marked = await target.query(MARK_COPYING_IN_PARTS, [plan.schema, plan.name, lsn]);
+  const marked = await target.query(state.MARK_COPYING_IN_PARTS, [plan.schema, plan.name, lsn]);
   if (marked.rowCount !== 1) throw new WalbridgeError('state', `${displayTable(plan)} is no longer this instance's to copy`, { transient: true });
   const total = await scheduler.copyParts(source, target, plan, parts, onProgress, tlog);
   // The indexes set aside, built again in the transaction that marks the table copied.
   await target.query('BEGIN');
   const t0 = Date.now();
-  const indexesBuilt = await buildIndexesAgain(target, plan);
+  const indexesBuilt = await buildIndexesAgain(target, state, plan);
   const indexSeconds = (Date.now() - t0) / 1000;
-  const copied = await target.query(MARK_COPIED, [plan.schema, plan.name, lsn, total.rows, total.bytes]);
+  const copied = await target.query(state.MARK_COPIED, [plan.schema, plan.name, lsn, total.rows, total.bytes]);
   if (copied.rowCount !== 1) {
     await target.query('ROLLBACK');
     throw new WalbridgeError('state', `the copy of ${displayTable(plan)} is no longer this instance's to finish`, { transient: true });

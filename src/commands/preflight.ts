@@ -8,6 +8,7 @@ import { describeError } from '../errors.js';
 import { connect, describeEndpoint } from '../pg/connect.js';
 import { ReplicationConnection, type SystemIdentity } from '../pg/replication.js';
 import { runPreflight, type CheckResult, type PreflightReport } from '../preflight/checks.js';
+import { stateSql } from '../sql/state.js';
 import { loadPipeline } from '../state/store.js';
 
 const LABEL: Record<CheckResult['status'], string> = { pass: 'PASS', warn: 'WARN', fail: 'FAIL' };
@@ -72,7 +73,7 @@ export async function preflightCommand(env: NodeJS.ProcessEnv, opts: { json: boo
         identityError = err;
       }
       try {
-        const state = await loadPipeline(target);
+        const state = await loadPipeline(target, stateSql(config.stateSchema));
         report = await runPreflight({ config, source, target, identity, identityError, state, walSampleMs: opts.sampleSeconds * 1000 });
       } catch (err) {
         // A check that could not even run is a failure to report, not a crash.

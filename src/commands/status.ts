@@ -7,6 +7,7 @@ import type pg from 'pg';
 import { loadCommandConfig } from './config.js';
 import { describeError } from '../errors.js';
 import { connect } from '../pg/connect.js';
+import { stateSql } from '../sql/state.js';
 import { readFenceReports, readRecorded, readSlot } from '../status/collect.js';
 import { buildStatus, formatStatusText, type FenceReport, type SlotReport } from '../status/report.js';
 import type { PipelineState, TableState } from '../state/store.js';
@@ -33,7 +34,7 @@ export async function statusCommand(env: NodeJS.ProcessEnv, opts: { json: boolea
   await Promise.all([
     withClient(config.targetUrl, 'target', async (c) => {
       fences.push(...(await readFenceReports(c, 'target')));
-      recorded = await readRecorded(c);
+      recorded = await readRecorded(c, stateSql(config.stateSchema));
     }),
     withClient(config.sourceUrl, 'source', async (c) => {
       slot = await readSlot(c, config.slotName);

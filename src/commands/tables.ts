@@ -14,6 +14,7 @@ import { formatLsn } from '../lsn.js';
 import { connect } from '../pg/connect.js';
 import { displayTable } from '../pg/ident.js';
 import { planTargetSchema } from '../schema/make.js';
+import { stateSql, type StateSql } from '../sql/state.js';
 import { loadPipeline, loadTables, type TableRequest, type TableState } from '../state/store.js';
 import { checkAdditions, describeTableState, isMigrated, isSelected, isStreaming, requestAdd, requestChange, resolveGlobs } from '../tables/requests.js';
 import { loadCommandConfig } from './config.js';
@@ -25,6 +26,8 @@ interface Sessions {
   config: Config;
   source: pg.Client;
   target: pg.Client;
+  /** walbridge's state on the target (config.stateSchema). */
+  state: StateSql;
 }
 
 async function withSessions(env: NodeJS.ProcessEnv, fn: (s: Sessions) => Promise<number>): Promise<number> {
@@ -35,7 +38,7 @@ async function withSessions(env: NodeJS.ProcessEnv, fn: (s: Sessions) => Promise
   try {
     source = await connect(config.sourceUrl, { side: 'source', applicationName: 'walbridge tables' });
     target = await connect(config.targetUrl, { side: 'target', applicationName: 'walbridge tables' });
-    return await fn({ config, source, target });
+    return await fn({ config, source, target, state: stateSql(config.stateSchema) });
   } catch (err) {
     const d = describeError(err);
     process.stderr.write(`${d.message}\n${d.hint ? `${d.hint}\n` : ''}`);
@@ -47,8 +50,8 @@ async function withSessions(env: NodeJS.ProcessEnv, fn: (s: Sessions) => Promise
 }
 
 /** A migration that can change its tables: recorded, past its start, not cut over, no cutover under way. */
-async function assertChangeable(target: pg.Client): Promise<void> {
-  const state = await loadPipeline(target);
+async function assertChangeable(target: pg.Client, sql: StateSql): Promise<void> {
+  const state = await loadPipeline(target, sql);
   if (!state || state.phase === 'init') {
     throw new WalbridgeError('state', 'no migration is recorded on the target yet', {
       hint: 'Choose the tables with WALBRIDGE_SCHEMAS / WALBRIDGE_TABLES and start walbridge (walbridge run); change them here once it runs.',
@@ -84,9 +87,9 @@ function matchRecorded(recorded: TableState[], globs: string[], keep: (t: TableS
 }
 
 export async function tablesChangeCommand(env: NodeJS.ProcessEnv, action: Action, globs: string[], opts: { wait: boolean }): Promise<number> {
-  return withSessions(env, async ({ config, source, target }) => {
-    await assertChangeable(target);
-    const recorded = await loadTables(target);
+  return withSessions(env, async ({ config, source, target, state }) => {
+    await assertChangeable(target, state);
+    const recorded = await loadTables(target, state);
     let names: string[];
     if (action === 'add') {
       const selected = new Set(recorded.filter(isSelected).map((t) => `${t.schema}.${t.name}`));
@@ -96,14 +99,14 @@ export async function tablesChangeCommand(env: NodeJS.ProcessEnv, action: Action
       const adding = found.filter((t) => !selected.has(displayTable(t)));
       if (adding.length > 0) {
         await checkAdditions(source, target, config, adding, recorded);
-        await requestAdd(target, adding);
+        await requestAdd(target, state, adding);
       }
       names = adding.map(displayTable);
     } else {
       // Remove: any table the migration carries; resync: a table copied (one being copied is copied anew anyway).
       const keep = action === 'remove' ? isSelected : (t: TableState) => isMigrated(t) && t.state === 'copied';
       const tables = matchRecorded(recorded, globs, keep);
-      await requestChange(target, tables, action);
+      await requestChange(target, state, tables, action);
       names = tables.map((t) => `${t.schema}.${t.name}`);
     }
     const verb = { add: 'to be added', remove: 'to be removed', resync: 'to be copied again' }[action];
@@ -113,12 +116,12 @@ export async function tablesChangeCommand(env: NodeJS.ProcessEnv, action: Action
       process.stdout.write('The running daemon takes this up within seconds, while the other tables stream; "walbridge tables" shows where each stands.\n');
       return 0;
     }
-    return await waitFor(target, names, action);
+    return await waitFor(target, state, names, action);
   });
 }
 
 /** Follow the tables until the request is carried out, printing each change of stage. */
-async function waitFor(target: pg.Client, names: string[], action: Action): Promise<number> {
+async function waitFor(target: pg.Client, state: StateSql, names: string[], action: Action): Promise<number> {
   const done = (t: TableState | undefined) => (action === 'remove' ? t === undefined || (t.state === 'removed' && t.request === null) : t !== undefined && isStreaming(t));
   const said = new Map<string, string>();
   const stop = new AbortController();
@@ -126,7 +129,7 @@ async function waitFor(target: pg.Client, names: string[], action: Action): Prom
   process.once('SIGINT', onSignal);
   try {
     for (;;) {
-      const byName = new Map((await loadTables(target)).map((t) => [`${t.schema}.${t.name}`, t]));
+      const byName = new Map((await loadTables(target, state)).map((t) => [`${t.schema}.${t.name}`, t]));
       for (const n of names) {
         const t = byName.get(n);
         const line = t ? `${describeTableState(t)}${t.state === 'copying' || t.state === 'copied' ? `, ${t.rowsCopied} rows copied` : ''}${t.held > 0 ? `, ${t.held} change(s) held` : ''}` : 'removed';
@@ -155,8 +158,8 @@ interface Listed {
 }
 
 export async function tablesListCommand(env: NodeJS.ProcessEnv, opts: { json: boolean }): Promise<number> {
-  return withSessions(env, async ({ config, source, target }) => {
-    const recorded = await loadTables(target);
+  return withSessions(env, async ({ config, source, target, state }) => {
+    const recorded = await loadTables(target, state);
     const tables: Listed[] = recorded.map((t) => ({
       table: `${t.schema}.${t.name}`,
       state: t.state,

@@ -14,7 +14,7 @@ import { connect, describeEndpoint } from '../pg/connect.js';
 import { removePartitionTruncates } from '../pipeline/partition-truncates.js';
 import { findPublication, findSlot } from '../pipeline/source-objects.js';
 import { DROP_SLOT, dropPublication } from '../sql/source.js';
-import { DROP_STATE, STATE_PRESENCE, STATE_SCHEMA } from '../sql/state.js';
+import { stateSql } from '../sql/state.js';
 import { buildAllIndexesAgain } from '../backfill/indexes.js';
 import { liftFence } from '../cutover/fence.js';
 import { readFences } from '../state/fences.js';
@@ -82,15 +82,16 @@ export async function teardownCommand(env: NodeJS.ProcessEnv, opts: TeardownOpti
       await sayRemovedTriggers(target, `target ${tw}`, reverseConfig(config).slotName, say);
       // A rollback (cutover --reverse) left its fence on the new database.
       await sayOrLiftFence(target, `target ${tw}`, `${config.slotName}_reverse`, opts.liftFence === true, say);
-      const { rows } = await target.query<{ exists: boolean; deferred: boolean }>(STATE_PRESENCE);
+      const state = stateSql(config.stateSchema);
+      const { rows } = await target.query<{ exists: boolean; deferred: boolean }>(state.STATE_PRESENCE);
       if (rows[0]?.deferred) {
         // A copy was cut off with indexes set aside: they go back before the record of them does.
-        const built = await buildAllIndexesAgain(target);
+        const built = await buildAllIndexesAgain(target, state);
         if (built > 0) say(`target ${tw}: built again ${built} index(es) walbridge had set aside during the copy`);
       }
       if (rows[0]?.exists) {
-        await target.query(DROP_STATE);
-        say(`target ${tw}: dropped walbridge's state (schema ${STATE_SCHEMA}); your tables and rows are untouched`);
+        await target.query(state.DROP_STATE);
+        say(`target ${tw}: dropped walbridge's state (schema ${config.stateSchema}); your tables and rows are untouched`);
       } else {
         say(`target ${tw}: no walbridge state (nothing to remove)`);
       }

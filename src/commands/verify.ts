@@ -10,6 +10,7 @@ import { loadCommandConfig } from './config.js';
 import { describeError } from '../errors.js';
 import { connect, describeEndpoint } from '../pg/connect.js';
 import { displayTable } from '../pg/ident.js';
+import { stateSql } from '../sql/state.js';
 import { countViaApi } from '../verify/api.js';
 import { verifyTables, type VerifyReport } from '../verify/verify.js';
 
@@ -87,6 +88,7 @@ export async function verifyCommand(env: NodeJS.ProcessEnv, opts: VerifyCommandO
     const report = await verifyTables({
       sourceUrl: config.sourceUrl,
       targetUrl: config.targetUrl,
+      stateSql: stateSql(config.stateSchema),
       tables,
       jobs: opts.jobs,
       maxDifferences: opts.maxDifferences,

@@ -15,7 +15,7 @@ import type { SourceTable } from '../catalog/tables.js';
 import { WalbridgeError } from '../errors.js';
 import { formatLsn, type Lsn } from '../lsn.js';
 import { displayTable } from '../pg/ident.js';
-import { CHANGED_ROWS_SINCE, COUNT_CHANGED_ROWS_SINCE, RECORD_CONTENT_CHECKED } from '../sql/state.js';
+import type { StateSql } from '../sql/state.js';
 import { WHOLE_TABLE } from '../replicator/apply/changes.js';
 import { loadPipeline } from '../state/store.js';
 import type { Verifier, VerifyReport } from '../verify/verify.js';
@@ -25,6 +25,8 @@ export interface CheckContext {
   verifier: Verifier;
   /** A session on the target, where walbridge's state is. */
   target: pg.ClientBase;
+  /** walbridge's state on the target (config.stateSchema). */
+  stateSql: StateSql;
   tables: SourceTable[];
   say: (line: string) => void;
 }
@@ -37,14 +39,14 @@ export interface ChangedRows {
 }
 
 /** The target's applied position now: what the next check starts from. */
-async function appliedNow(target: pg.ClientBase): Promise<Lsn> {
-  const p = await loadPipeline(target);
+async function appliedNow(target: pg.ClientBase, state: StateSql): Promise<Lsn> {
+  const p = await loadPipeline(target, state);
   if (!p?.appliedLsn) throw new WalbridgeError('state', 'walbridge state on the target has no applied position');
   return p.appliedLsn;
 }
 
-export async function changedRowsSince(target: pg.ClientBase, from: Lsn): Promise<ChangedRows> {
-  const { rows } = await target.query<{ schema_name: string; table_name: string; key: string }>(CHANGED_ROWS_SINCE, [formatLsn(from)]);
+export async function changedRowsSince(target: pg.ClientBase, state: StateSql, from: Lsn): Promise<ChangedRows> {
+  const { rows } = await target.query<{ schema_name: string; table_name: string; key: string }>(state.CHANGED_ROWS_SINCE, [formatLsn(from)]);
   const keys = new Map<string, string[][]>();
   const whole = new Set<string>();
   for (const r of rows) {
@@ -61,8 +63,8 @@ export async function changedRowsSince(target: pg.ClientBase, from: Lsn): Promis
   return { keys, whole, count: rows.length };
 }
 
-async function changedCount(target: pg.ClientBase, from: Lsn): Promise<number> {
-  return (await target.query<{ n: number }>(COUNT_CHANGED_ROWS_SINCE, [formatLsn(from)])).rows[0]?.n ?? 0;
+async function changedCount(target: pg.ClientBase, state: StateSql, from: Lsn): Promise<number> {
+  return (await target.query<{ n: number }>(state.COUNT_CHANGED_ROWS_SINCE, [formatLsn(from)])).rows[0]?.n ?? 0;
 }
 
 /**
@@ -109,31 +111,31 @@ export async function checkChangedRows(ctx: CheckContext, changed: ChangedRows, 
  * left to check start from. Reuses a check recorded less than `maxAgeSeconds` ago.
  */
 export async function checkWhileLive(ctx: CheckContext, opts: { maxAgeSeconds: number; settleRows: number }): Promise<Lsn> {
-  const state = await loadPipeline(ctx.target);
+  const state = await loadPipeline(ctx.target, ctx.stateSql);
   let from: Lsn;
   const age = state?.contentCheckedAt ? (Date.now() - state.contentCheckedAt.getTime()) / 1000 : null;
   if (age !== null && age <= opts.maxAgeSeconds && state?.contentCheckedFrom) {
     from = state.contentCheckedFrom;
     ctx.say(`    the content was checked ${Math.round(age)} s ago, while the app wrote; only the rows changed since are checked again`);
   } else {
-    from = await appliedNow(ctx.target);
+    from = await appliedNow(ctx.target, ctx.stateSql);
     const report = await ctx.verifier.verify({ tables: ctx.tables, retries: LIVE_RETRIES });
     const err = differencesError(report, 'the live check of every table', { live: true });
     if (err) throw err;
     ctx.say(`    ${report.tables.length} table(s) equal (${report.seconds} s, while the app wrote)${movingNote(report)}`);
-    await ctx.target.query(RECORD_CONTENT_CHECKED, [formatLsn(from)]);
+    await ctx.target.query(ctx.stateSql.RECORD_CONTENT_CHECKED, [formatLsn(from)]);
   }
   for (let pass = 1; pass <= 4; pass++) {
-    const n = await changedCount(ctx.target, from);
+    const n = await changedCount(ctx.target, ctx.stateSql, from);
     if (n <= opts.settleRows) break;
-    const next = await appliedNow(ctx.target);
+    const next = await appliedNow(ctx.target, ctx.stateSql);
     const t0 = Date.now();
-    const report = await checkChangedRows(ctx, await changedRowsSince(ctx.target, from));
+    const report = await checkChangedRows(ctx, await changedRowsSince(ctx.target, ctx.stateSql, from));
     const err = differencesError(report, 'the check of the rows changed meanwhile', { live: true });
     if (err) throw err;
     ctx.say(`    ${n} row(s) changed meanwhile, equal (${((Date.now() - t0) / 1000).toFixed(1)} s)${movingNote(report)}`);
     from = next;
-    await ctx.target.query(RECORD_CONTENT_CHECKED, [formatLsn(from)]);
+    await ctx.target.query(ctx.stateSql.RECORD_CONTENT_CHECKED, [formatLsn(from)]);
   }
   return from;
 }

@@ -32,7 +32,7 @@ import { connect } from '../pg/connect.js';
 import { installPartitionTruncates, removePartitionTruncates } from '../pipeline/partition-truncates.js';
 import { findPublication, findSlot } from '../pipeline/source-objects.js';
 import { CREATE_SLOT_SQL, createPublication, CURRENT_WAL_LSN, DROP_SLOT, dropPublication } from '../sql/source.js';
-import { CANCEL_CUTOVER, FORGET_CHANGED_ROWS, RECORD_CUTOVER, RECORD_REVERSE_SLOT, REQUEST_CUTOVER, SELECT_CUTOVER, SET_PHASE, START_CUTOVER_CHECKS } from '../sql/state.js';
+import { stateSql, type StateSql } from '../sql/state.js';
 import { checkStateVersion } from '../state/migrate.js';
 import { withTransaction } from '../pg/transaction.js';
 import { loadPipeline, type PipelineState } from '../state/store.js';
@@ -118,8 +118,8 @@ async function waitUntil<T>(read: () => Promise<T | null>, timeoutSeconds: numbe
   }
 }
 
-async function loadState(target: pg.ClientBase): Promise<PipelineState> {
-  const p = await loadPipeline(target);
+async function loadState(target: pg.ClientBase, sql: StateSql): Promise<PipelineState> {
+  const p = await loadPipeline(target, sql);
   if (!p) throw new WalbridgeError('state', 'walbridge state disappeared from the target');
   return p;
 }
@@ -137,18 +137,18 @@ function notRunning(p: PipelineState): WalbridgeError | null {
  * The daemon reports every 2 s; a report missing or old may only mean it started a moment ago
  * (or was just restarted): wait for a fresh one a little before saying it is not running.
  */
-async function waitForDaemon(target: pg.Client): Promise<void> {
+async function waitForDaemon(target: pg.Client, sql: StateSql): Promise<void> {
   await waitUntil(
-    async () => (notRunning(await loadState(target)) === null ? true : null),
+    async () => (notRunning(await loadState(target, sql)) === null ? true : null),
     DAEMON_REPORT_WAIT_SECONDS,
-    async () => notRunning(await loadState(target)) ?? new WalbridgeError('state', 'walbridge stopped reporting'),
+    async () => notRunning(await loadState(target, sql)) ?? new WalbridgeError('state', 'walbridge stopped reporting'),
   );
 }
 
 /** Without a fence: wait until the app has stopped writing and the target has applied everything. */
-async function waitForQuiet(source: pg.Client, target: pg.Client, opts: CutoverOptions): Promise<PipelineState> {
+async function waitForQuiet(source: pg.Client, target: pg.Client, sql: StateSql, opts: CutoverOptions): Promise<PipelineState> {
   const lagOf = async () => {
-    const p = await loadState(target);
+    const p = await loadState(target, sql);
     return { p, lag: Number(lsnDistance(p.appliedLsn ?? 0n, await currentLsn(source))), quietFor: secondsSince(p.appliedCommitTime) };
   };
   return waitUntil(
@@ -180,11 +180,11 @@ async function waitForQuiet(source: pg.Client, target: pg.Client, opts: CutoverO
  * marker is short. Twice: up to where the source was when asked, then where it was once that was
  * reached (what the app wrote meanwhile, little when walbridge applies faster than the app writes).
  */
-async function catchUpBeforeFence(source: pg.Client, target: pg.Client, opts: CutoverOptions): Promise<void> {
+async function catchUpBeforeFence(source: pg.Client, target: pg.Client, sql: StateSql, opts: CutoverOptions): Promise<void> {
   for (let round = 0; round < 2; round++) {
     const goal = await currentLsn(source);
     const behind = async () => {
-      const p = await loadState(target);
+      const p = await loadState(target, sql);
       return { p, bytes: lsnDistance(p.appliedLsn ?? 0n, goal) };
     };
     await waitUntil(
@@ -207,6 +207,7 @@ async function catchUpBeforeFence(source: pg.Client, target: pg.Client, opts: Cu
 /** A slot and publication on the target at this point, for `walbridge run --reverse`, recorded with the cutover. */
 async function prepareReverse(config: Config, target: pg.Client, tables: SourceTable[]): Promise<{ slot: string; lsn: string } | { problem: string }> {
   const rev = reverseConfig(config);
+  const sql = stateSql(config.stateSchema);
   const { rows } = await target.query<{ wal_level: string }>(`SELECT current_setting('wal_level') AS wal_level`);
   if (rows[0]?.wal_level !== 'logical') {
     return {
@@ -225,7 +226,7 @@ async function prepareReverse(config: Config, target: pg.Client, tables: SourceT
   await target.query(createPublication(rev.publicationName, tables));
   const slot = await target.query<{ lsn: string }>(CREATE_SLOT_SQL, [rev.slotName]);
   const lsn = slot.rows[0]?.lsn ?? '0/0';
-  await target.query(RECORD_REVERSE_SLOT, [rev.slotName, lsn]);
+  await target.query(sql.RECORD_REVERSE_SLOT, [rev.slotName, lsn]);
   return { slot: rev.slotName, lsn };
 }
 
@@ -252,8 +253,9 @@ export async function runCutover(config: Config, opts: CutoverOptions): Promise<
   let target: pg.Client | null = null;
   try {
     target = await connect(config.targetUrl, { side: 'target', applicationName: 'walbridge cutover' });
-    await checkStateVersion(target);
-    const state = await loadPipeline(target);
+    const sql = stateSql(config.stateSchema);
+    await checkStateVersion(target, sql);
+    const state = await loadPipeline(target, sql);
     if (!state) {
       throw new WalbridgeError('state', 'no migration is recorded on the target', { hint: 'Start walbridge (walbridge run) first, and cut over once it is streaming.' });
     }
@@ -283,7 +285,7 @@ export async function runCutover(config: Config, opts: CutoverOptions): Promise<
       }
       return await cutoverWithoutFence(source, target, config, tables, opts);
     }
-    const verifier = new Verifier(config.sourceUrl, config.targetUrl, undefined, config.conversions);
+    const verifier = new Verifier(config.sourceUrl, config.targetUrl, sql, undefined, config.conversions);
     try {
       return await cutoverWithFence(source, target, config, tables, state, standing, verifier, opts);
     } finally {
@@ -317,7 +319,7 @@ interface CutoverRecord {
  */
 async function finishRecordedCutover(source: pg.Client, target: pg.Client, config: Config, opts: CutoverOptions): Promise<CutoverResult> {
   const say = opts.say;
-  const rec = (await target.query<CutoverRecord>(SELECT_CUTOVER)).rows[0];
+  const rec = (await target.query<CutoverRecord>(stateSql(config.stateSchema).SELECT_CUTOVER)).rows[0];
   if (!rec) throw cutOverAlready();
   const sourceLeft = !opts.keepSourceSlot && ((await findSlot(source, config.slotName)) !== null || (await findPublication(source, config.publicationName)) !== null);
   const reverseLeft = opts.prepareReverse && rec.reverse_slot === null;
@@ -357,7 +359,8 @@ async function cancelCutover(source: pg.Client, target: pg.Client, config: Confi
   } else {
     say('no fence stands on the source');
   }
-  await forgetChecks(target, CANCEL_CUTOVER);
+  const sql = stateSql(config.stateSchema);
+  await forgetChecks(target, sql, sql.CANCEL_CUTOVER);
   say('cutover cancelled: walbridge keeps streaming; run "walbridge cutover" again when you are ready');
 }
 
@@ -372,9 +375,10 @@ async function cutoverWithFence(
   opts: CutoverOptions,
 ): Promise<CutoverResult> {
   const say = opts.say;
+  const sql = stateSql(config.stateSchema);
   const direction: FenceDirection = opts.rollingBack ? 'reverse' : 'forward';
-  if (notRunning(state)) await waitForDaemon(target);
-  const checkCtx = { verifier, target, tables, say };
+  if (notRunning(state)) await waitForDaemon(target, sql);
+  const checkCtx = { verifier, target, stateSql: sql, tables, say };
   const spec: FenceSpec = { migration: config.slotName, direction, tables, ...fenceWords(config, opts.rollingBack === true) };
   const retrying = (why: string) => say(`    retrying: ${why}`);
   let fence: RaisedFence;
@@ -390,17 +394,17 @@ async function cutoverWithFence(
   } else {
     say('1/7 installing the fence (dormant) and recording the rows walbridge changes from now on…');
     await installFence(source, spec, retrying);
-    if (!state.cutoverRequestedAt || !state.changesTrackedFrom) await forgetChecks(target, START_CUTOVER_CHECKS);
+    if (!state.cutoverRequestedAt || !state.changesTrackedFrom) await forgetChecks(target, sql, sql.START_CUTOVER_CHECKS);
     try {
       await waitUntil(
-        async () => (await loadState(target)).changesTrackedFrom,
+        async () => (await loadState(target, sql)).changesTrackedFrom,
         30,
-        async () => notRunning(await loadState(target)) ?? new WalbridgeError('apply', 'walbridge did not start recording the rows it changes within 30 s', { hint: 'Check its log and "walbridge status"; run cutover again.' }),
+        async () => notRunning(await loadState(target, sql)) ?? new WalbridgeError('apply', 'walbridge did not start recording the rows it changes within 30 s', { hint: 'Check its log and "walbridge status"; run cutover again.' }),
       );
       say('2/7 checking the content while the app writes…');
       checkedFrom = await checkWhileLive(checkCtx, { maxAgeSeconds: opts.maxCheckAgeSeconds, settleRows: SETTLE_ROWS });
     } catch (err) {
-      if (!opts.prepare) await target.query(CANCEL_CUTOVER).catch(() => {});
+      if (!opts.prepare) await target.query(sql.CANCEL_CUTOVER).catch(() => {});
       throw err;
     }
     if (opts.prepare) {
@@ -410,7 +414,7 @@ async function cutoverWithFence(
     // Sessions and catalogs the check inside the pause needs, ready before the pause begins;
     // and the target close behind, so that the pause does not wait for a backlog.
     await verifier.prepare(tables);
-    await catchUpBeforeFence(source, target, opts);
+    await catchUpBeforeFence(source, target, sql, opts);
     say(`3/7 fencing the source: from now on no write to the ${tables.length} migrated table(s) commits there…`);
     // Writes are refused from the moment the switch goes up (after raiseFence's look for long
     // writers): the pause counts from there, the wait for the writes under way included.
@@ -423,7 +427,7 @@ async function cutoverWithFence(
   async function failAndLift(why: string | Error): Promise<never> {
     const err = typeof why === 'string' ? new WalbridgeError('apply', why) : why;
     await liftFence(source, config.slotName).catch(() => {});
-    await target.query(CANCEL_CUTOVER).catch(() => {});
+    await target.query(sql.CANCEL_CUTOVER).catch(() => {});
     throw new WalbridgeError(err instanceof WalbridgeError ? err.kind : 'apply', `${err.message} — the fence is lifted: the source takes writes again, nothing was switched`, {
       cause: err,
       ...(err instanceof WalbridgeError && err.hint ? { hint: err.hint } : {}),
@@ -435,10 +439,10 @@ async function cutoverWithFence(
   try {
     say('4/7 waiting for the target to apply everything committed before the fence…');
     await waitUntil(
-      async () => ((await loadState(target)).fenceMarker === fence.marker ? true : null),
+      async () => ((await loadState(target, sql)).fenceMarker === fence.marker ? true : null),
       opts.timeoutSeconds,
       async () => {
-        const p = await loadState(target);
+        const p = await loadState(target, sql);
         return (
           notRunning(p) ??
           new WalbridgeError('apply', `the target did not apply the fence's marker within ${opts.timeoutSeconds} s (applied up to ${p.appliedLsn === null ? '?' : formatLsn(p.appliedLsn)})`, {
@@ -448,7 +452,7 @@ async function cutoverWithFence(
       },
     );
     marks.push(Date.now());
-    const caughtUp = await loadState(target);
+    const caughtUp = await loadState(target, sql);
     const lsn = formatLsn(caughtUp.appliedLsn ?? 0n);
     say(`    applied up to ${lsn}`);
 
@@ -458,7 +462,7 @@ async function cutoverWithFence(
     reportSequences(sequences, say);
 
     say('6/7 checking the rows changed since the last check…');
-    const changed = await changedRowsSince(target, checkedFrom);
+    const changed = await changedRowsSince(target, sql, checkedFrom);
     const report = await checkChangedRows(checkCtx, changed, true);
     const err = differencesError(report, 'the check inside the pause');
     if (err) throw err;
@@ -467,7 +471,7 @@ async function cutoverWithFence(
 
     say('7/7 recording the cutover (the daemon stops by itself)…');
     const paused = (Date.now() - fencedAt) / 1000;
-    await recordCutover(target, lsn, report, sequences, fence.lsn, paused);
+    await recordCutover(target, sql, lsn, report, sequences, fence.lsn, paused);
     marks.push(Date.now());
     const pause = pauseSplit(marks);
     // The way back is prepared after the record, outside the pause: the app writes to the
@@ -487,19 +491,20 @@ async function cutoverWithFence(
     return { lsn, sequences, verify: report, tables: {}, reverse, sourceCleaned, fence: { lsn: fence.lsn === null ? null : formatLsn(fence.lsn), setAt: fence.setAt.toISOString(), writesPausedSeconds: paused, pause } };
   } catch (err) {
     // Recorded already (the cleanup failed): nothing to undo.
-    if ((await loadState(target).catch(() => null))?.phase === 'done') throw err;
+    if ((await loadState(target, sql).catch(() => null))?.phase === 'done') throw err;
     return failAndLift(err instanceof Error ? err : new Error(String(err)));
   }
 }
 
 async function cutoverWithoutFence(source: pg.Client, target: pg.Client, config: Config, tables: SourceTable[], opts: CutoverOptions): Promise<CutoverResult> {
   const say = opts.say;
+  const sql = stateSql(config.stateSchema);
   let requested = false;
   try {
     say('1/6 waiting until the app has stopped writing and the target has applied everything…');
-    await target.query(REQUEST_CUTOVER);
+    await target.query(sql.REQUEST_CUTOVER);
     requested = true;
-    const caughtUp = await waitForQuiet(source, target, opts);
+    const caughtUp = await waitForQuiet(source, target, sql, opts);
     const lsn = formatLsn(caughtUp.appliedLsn ?? 0n);
     say(`    caught up at ${lsn}`);
 
@@ -510,7 +515,7 @@ async function cutoverWithoutFence(source: pg.Client, target: pg.Client, config:
     let verify: VerifyReport | null = null;
     if (opts.verify) {
       say('3/6 verifying every table one last time…');
-      verify = await verifyTables({ sourceUrl: config.sourceUrl, targetUrl: config.targetUrl, tables, conversions: config.conversions });
+      verify = await verifyTables({ sourceUrl: config.sourceUrl, targetUrl: config.targetUrl, stateSql: sql, tables, conversions: config.conversions });
       const err = differencesError(verify, 'the final verification');
       if (err) throw err;
       say(`    ${verify.tables.length} table(s) equal`);
@@ -519,7 +524,7 @@ async function cutoverWithoutFence(source: pg.Client, target: pg.Client, config:
     }
 
     say('4/6 recording the cutover on the target (the daemon stops by itself)…');
-    await recordCutover(target, lsn, verify, sequences, null, null);
+    await recordCutover(target, sql, lsn, verify, sequences, null, null);
     requested = false;
 
     say(opts.rollingBack ? '5/6 the way back of the way back: not needed' : '5/6 preparing the way back (a slot on the target at this point)…');
@@ -528,7 +533,7 @@ async function cutoverWithoutFence(source: pg.Client, target: pg.Client, config:
     const sourceCleaned = await cleanSource(source, config, opts, say, '6/6');
     return { lsn, sequences, verify, tables: rowCounts(verify), reverse, sourceCleaned, fence: null };
   } finally {
-    if (requested) await target.query(CANCEL_CUTOVER).catch(() => {});
+    if (requested) await target.query(sql.CANCEL_CUTOVER).catch(() => {});
   }
 }
 
@@ -559,6 +564,7 @@ function reportReverse(reverse: { slot: string; lsn: string } | { problem: strin
 
 async function recordCutover(
   target: pg.Client,
+  sql: StateSql,
   lsn: string,
   verify: VerifyReport | null,
   sequences: SequenceSync[],
@@ -566,17 +572,17 @@ async function recordCutover(
   pausedSeconds: number | null,
 ): Promise<void> {
   await withTransaction(target, async () => {
-    await target.query(RECORD_CUTOVER, [
+    await target.query(sql.RECORD_CUTOVER, [
       lsn,
       JSON.stringify(rowCounts(verify)),
       JSON.stringify(sequences),
       fenceLsn === null ? null : formatLsn(fenceLsn),
       pausedSeconds === null ? null : pausedSeconds.toFixed(3),
     ]);
-    await target.query(SET_PHASE, ['done']);
-    await target.query(CANCEL_CUTOVER);
+    await target.query(sql.SET_PHASE, ['done']);
+    await target.query(sql.CANCEL_CUTOVER);
   });
-  await target.query(FORGET_CHANGED_ROWS).catch(() => {});
+  await target.query(sql.FORGET_CHANGED_ROWS).catch(() => {});
 }
 
 /**
@@ -584,9 +590,9 @@ async function recordCutover(
  * order the applier's batches take these locks in (an empty TRUNCATE after the row update
  * would wait for a batch that waits for the row: a deadlock).
  */
-async function forgetChecks(target: pg.Client, update: string): Promise<void> {
+async function forgetChecks(target: pg.Client, sql: StateSql, update: string): Promise<void> {
   await withTransaction(target, async () => {
-    await target.query(FORGET_CHANGED_ROWS);
+    await target.query(sql.FORGET_CHANGED_ROWS);
     await target.query(update);
   });
 }

@@ -15,7 +15,7 @@ import type { Logger } from '../log.js';
 import { formatLsn } from '../lsn.js';
 import { ReplicationConnection, type CreatedSlot, type SystemIdentity } from '../pg/replication.js';
 import { createPublication, DROP_SLOT, dropPublication as dropPublicationSql, setPublicationTables } from '../sql/source.js';
-import { CUTOVER_RECORDED, DROP_STATE, INSERT_COPIED_TABLE, INSERT_PIPELINE, SELECT_CUTOVER, START_BACKFILL, START_STREAMING_AT, UPSERT_TABLE } from '../sql/state.js';
+import { stateSql, type StateSql } from '../sql/state.js';
 import { migrateState } from '../state/migrate.js';
 import { withTransaction } from '../pg/transaction.js';
 import type { PipelineState } from '../state/store.js';
@@ -26,6 +26,8 @@ export interface InitContext {
   sourceUrl: string;
   slotName: string;
   publicationName: string;
+  /** walbridge's state on the target, made here on a first start. */
+  stateSql: StateSql;
   control: pg.Client;
   catalog: pg.Client;
   identity: SystemIdentity;
@@ -40,12 +42,12 @@ export interface ExportedSnapshot {
 }
 
 export async function initialize(ctx: InitContext, existing: PipelineState | null): Promise<ExportedSnapshot> {
-  const { control, catalog, log } = ctx;
+  const { control, catalog, log, stateSql: state } = ctx;
   const fresh = existing === null;
   if (fresh) {
     // Preflight has checked that the target tables are empty and the names free.
-    await migrateState(control);
-    await control.query(INSERT_PIPELINE, [ctx.identity.systemId, ctx.identity.database, ctx.slotName, ctx.publicationName]);
+    await migrateState(control, state);
+    await control.query(state.INSERT_PIPELINE, [ctx.identity.systemId, ctx.identity.database, ctx.slotName, ctx.publicationName]);
   }
   let createdPublication = false;
   let snapshot: ExportedSnapshot | null = null;
@@ -83,9 +85,9 @@ export async function initialize(ctx: InitContext, existing: PipelineState | nul
     log.info({ slot: ctx.slotName, lsn: consistent }, 'replication slot created; copying under its snapshot');
     await withTransaction(control, async () => {
       for (const p of ctx.plans) {
-        await control.query(UPSERT_TABLE, [p.schema, p.name, consistent, p.source.estimatedRows, p.source.bytes]);
+        await control.query(state.UPSERT_TABLE, [p.schema, p.name, consistent, p.source.estimatedRows, p.source.bytes]);
       }
-      await control.query(START_BACKFILL, [consistent]);
+      await control.query(state.START_BACKFILL, [consistent]);
     });
     return snapshot;
   } catch (err) {
@@ -104,7 +106,7 @@ async function undoInitialize(ctx: InitContext, dropPublication: boolean): Promi
   if (dropPublication) await ctx.catalog.query(dropPublicationSql(ctx.publicationName));
   // Put on before initialising (pipeline/run.ts).
   await removePartitionTruncates(ctx.catalog, ctx.slotName);
-  await ctx.control.query(DROP_STATE);
+  await ctx.control.query(ctx.stateSql.DROP_STATE);
 }
 
 function explainSlotCreateError(err: unknown, slotName: string): Error {
@@ -138,8 +140,11 @@ export async function initializeReverse(ctx: {
   log: Logger;
 }): Promise<void> {
   const { config, control, catalog } = ctx;
-  const exists = await catalog.query<{ ok: boolean }>(CUTOVER_RECORDED);
-  const cut = exists.rows[0]?.ok ? (await catalog.query<{ lsn: string; reverse_slot: string | null; reverse_lsn: string | null }>(SELECT_CUTOVER)).rows[0] : undefined;
+  // The forward migration's state (on this direction's source) and this direction's own: the
+  // way back keeps the configured state schema (reverseConfig).
+  const state = stateSql(config.stateSchema);
+  const exists = await catalog.query<{ ok: boolean }>(state.CUTOVER_RECORDED);
+  const cut = exists.rows[0]?.ok ? (await catalog.query<{ lsn: string; reverse_slot: string | null; reverse_lsn: string | null }>(state.SELECT_CUTOVER)).rows[0] : undefined;
   if (!cut) {
     throw new WalbridgeError('state', 'no cutover is recorded on the migration\'s target: the way back starts from a cutover', {
       hint: 'Run "walbridge cutover" first; "walbridge run --reverse" then replicates the new database back to the old one.',
@@ -160,13 +165,13 @@ export async function initializeReverse(ctx: {
       hint: 'It was removed (teardown?). A rollback now means migrating again in the other direction.',
     });
   }
-  await migrateState(control);
+  await migrateState(control, state);
   await withTransaction(control, async () => {
-    await control.query(INSERT_PIPELINE, [ctx.identity.systemId, ctx.identity.database, config.slotName, config.publicationName]);
+    await control.query(state.INSERT_PIPELINE, [ctx.identity.systemId, ctx.identity.database, config.slotName, config.publicationName]);
     for (const p of ctx.plans) {
-      await control.query(INSERT_COPIED_TABLE, [p.schema, p.name, cut.reverse_lsn, p.source.estimatedRows, p.source.bytes]);
+      await control.query(state.INSERT_COPIED_TABLE, [p.schema, p.name, cut.reverse_lsn, p.source.estimatedRows, p.source.bytes]);
     }
-    await control.query(START_STREAMING_AT, [cut.reverse_lsn]);
+    await control.query(state.START_STREAMING_AT, [cut.reverse_lsn]);
   });
   ctx.log.info({ slot: config.slotName, lsn: cut.reverse_lsn }, 'the way back starts at the cutover point');
 }

@@ -10,7 +10,7 @@ import type { Config } from '../config.js';
 import type { Metrics } from '../health/metrics.js';
 import type { Logger } from '../log.js';
 import { connect } from '../pg/connect.js';
-import { RECORD_COPY_PROGRESS, RECORD_DAEMON } from '../sql/state.js';
+import { stateSql } from '../sql/state.js';
 import { readFenceReports, readRecorded, readSlot } from '../status/collect.js';
 import type { FenceReport } from '../status/report.js';
 import type { LiveStatus } from '../health/live-status.js';
@@ -25,6 +25,7 @@ export function startMonitor(opts: {
   onDone?: () => void;
 }): () => Promise<void> {
   const { config, metrics, status, log } = opts;
+  const state = stateSql(config.stateSchema);
   let source: pg.Client | null = null;
   let target: pg.Client | null = null;
   let stopped = false;
@@ -40,15 +41,15 @@ export function startMonitor(opts: {
 
   const refreshTarget = async () => {
     target ??= await connect(config.targetUrl, { side: 'target', applicationName: 'walbridge monitor' });
-    const recorded = await readRecorded(target);
+    const recorded = await readRecorded(target, state);
     targetFences = await readFenceReports(target, 'target');
     // Only the instance holding the writer lock reports; a standby or starting one only reads.
     if (recorded.pipeline && status.writer) {
       for (const [table, p] of status.copies) {
         const dot = table.indexOf('.');
-        await target.query(RECORD_COPY_PROGRESS, [table.slice(0, dot), table.slice(dot + 1), p.rows, p.bytes]);
+        await target.query(state.RECORD_COPY_PROGRESS, [table.slice(0, dot), table.slice(dot + 1), p.rows, p.bytes]);
       }
-      await target.query(RECORD_DAEMON, [status.phase, status.lastError ? JSON.stringify(status.lastError) : null]);
+      await target.query(state.RECORD_DAEMON, [status.phase, status.lastError ? JSON.stringify(status.lastError) : null]);
     }
     status.recorded = recorded;
     const p = recorded.pipeline;

@@ -24,7 +24,7 @@ import { ApplySink } from '../replicator/apply/sink.js';
 import { consumeChanges } from '../replicator/consume.js';
 import { SpoolFeed, startSpooling, type Spooling } from '../replicator/spool.js';
 import { openWalStream } from '../replicator/stream.js';
-import { CLEAR_SPOOL, DISCARD_PARTIAL_SPOOL, RESET_UNFINISHED_COPIES, SET_PHASE } from '../sql/state.js';
+import { stateSql, type StateSql } from '../sql/state.js';
 import { withTransaction } from '../pg/transaction.js';
 import { loadPipeline, loadTables, type PipelineState, type TableState } from '../state/store.js';
 import type { ExportedSnapshot } from './init.js';
@@ -62,6 +62,7 @@ function spoolFrom(ctx: PhaseContext, state: PipelineState, client: pg.Client, s
     spooledLsn: maxLsn(state.spooledLsn, state.consistentLsn),
     spoolCommittedId: state.spoolCommittedId,
     client,
+    stateSql: stateSql(ctx.config.stateSchema),
     metrics: ctx.metrics,
     log: ctx.log,
     signal,
@@ -84,9 +85,10 @@ function innerSignal(outer: AbortSignal): { controller: AbortController; dispose
  */
 export async function backfillPhase(ctx: PhaseContext, state: PipelineState, snapshot: ExportedSnapshot | null): Promise<void> {
   const { control } = ctx;
+  const sql = stateSql(ctx.config.stateSchema);
   const log = ctx.log.child({ component: 'backfill' });
-  await control.query(RESET_UNFINISHED_COPIES);
-  const recorded = await loadTables(control);
+  await control.query(sql.RESET_UNFINISHED_COPIES);
+  const recorded = await loadTables(control, sql);
   publishTableGauges(ctx.metrics, recorded);
   // Tables asked for while this phase runs are taken up once streaming (tables/changer.ts).
   const copiedOrLater = new Set(recorded.filter((t) => t.state === 'copied' || !isMigrated(t)).map((t) => `${t.schema}.${t.name}`));
@@ -116,7 +118,7 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
     await spooling.stop();
     if (copyError !== null) throw copyError;
     if (ctx.signal.aborted) return;
-    await control.query(SET_PHASE, ['catchup']);
+    await control.query(sql.SET_PHASE, ['catchup']);
     log.info({ lsn: formatLsn(spooling.writer.durableLsn) }, 'backfill finished; applying the changes spooled meanwhile');
   } finally {
     inner.dispose();
@@ -127,8 +129,8 @@ export async function backfillPhase(ctx: PhaseContext, state: PipelineState, sna
 
 
 /** The tables the applier applies (or holds), as recorded: not removed, not an add waiting to be taken up. */
-async function tableRuntimes(control: pg.Client, plans: TablePlan[]): Promise<Map<string, TableRuntime>> {
-  const recorded = await loadTables(control);
+async function tableRuntimes(control: pg.Client, sql: StateSql, plans: TablePlan[]): Promise<Map<string, TableRuntime>> {
+  const recorded = await loadTables(control, sql);
   const byName = new Map(recorded.map((t) => [`${t.schema}.${t.name}`, t]));
   const out = new Map<string, TableRuntime>();
   for (const plan of plans) {
@@ -149,6 +151,7 @@ function applySink(ctx: PhaseContext, tables: Map<string, TableRuntime>, state: 
     tables,
     { lsn: start, commitTime },
     {
+      stateSql: stateSql(ctx.config.stateSchema),
       batchChanges: ctx.config.applyBatchChanges,
       batchMs: ctx.config.applyBatchMs,
       describeAddedColumn: (table, column) => addedColumnDdl(ctx.catalog, table, column),
@@ -171,16 +174,17 @@ function applySink(ctx: PhaseContext, tables: Map<string, TableRuntime>, state: 
  */
 export async function catchupPhase(ctx: PhaseContext, state: PipelineState): Promise<void> {
   const { control } = ctx;
+  const sql = stateSql(ctx.config.stateSchema);
   const log = ctx.log.child({ component: 'spool' });
-  await control.query(DISCARD_PARTIAL_SPOOL, [state.spoolCommittedId.toString()]);
-  const { applier, sink } = applySink(ctx, await tableRuntimes(control, ctx.plans), state);
+  await control.query(sql.DISCARD_PARTIAL_SPOOL, [state.spoolCommittedId.toString()]);
+  const { applier, sink } = applySink(ctx, await tableRuntimes(control, sql, ctx.plans), state);
   ctx.status.markReady('streaming');
   const inner = innerSignal(ctx.signal);
   const writer = await openTargetWriter(ctx.config.targetUrl, 'walbridge spool');
   let spooling: Spooling | null = null;
   try {
     spooling = await spoolFrom(ctx, state, writer, inner.controller.signal, () => inner.controller.abort());
-    await consumeChanges(new SpoolFeed(control, spooling, applier.durablePosition.lsn), sink, {
+    await consumeChanges(new SpoolFeed(control, sql, spooling, applier.durablePosition.lsn), sink, {
       signal: inner.controller.signal,
       idleFlushMs: ctx.config.applyBatchMs,
     });
@@ -190,8 +194,8 @@ export async function catchupPhase(ctx: PhaseContext, state: PipelineState): Pro
     }
     const pos = applier.durablePosition;
     await withTransaction(control, async () => {
-      await control.query(CLEAR_SPOOL);
-      await control.query(SET_PHASE, ['streaming']);
+      await control.query(sql.CLEAR_SPOOL);
+      await control.query(sql.SET_PHASE, ['streaming']);
     });
     log.info({ lsn: formatLsn(pos.lsn) }, 'spool applied; streaming');
   } finally {
@@ -207,10 +211,11 @@ export async function catchupPhase(ctx: PhaseContext, state: PipelineState): Pro
  */
 export async function streamingPhase(ctx: PhaseContext): Promise<void> {
   // A copy of a table added or resynced that a crash cut off starts over under a new snapshot.
-  await ctx.control.query(RESET_UNFINISHED_COPIES);
-  const state = await loadPipeline(ctx.control);
+  const sql = stateSql(ctx.config.stateSchema);
+  await ctx.control.query(sql.RESET_UNFINISHED_COPIES);
+  const state = await loadPipeline(ctx.control, sql);
   if (!state) throw new WalbridgeError('state', 'walbridge state disappeared from the target', { hint: 'Was walbridge teardown run meanwhile?' });
-  const tables = await tableRuntimes(ctx.control, ctx.plans);
+  const tables = await tableRuntimes(ctx.control, sql, ctx.plans);
   const notCopied = [...tables.values()].filter((t) => t.copyLsn === null && !t.hold).map((t) => displayTable(t.plan));
   if (notCopied.length > 0) {
     throw new WalbridgeError('state', `tables not copied yet while streaming: ${notCopied.join(', ')}`, {

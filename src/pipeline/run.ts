@@ -10,7 +10,7 @@ import type { Metrics } from '../health/metrics.js';
 import type { Logger } from '../log.js';
 import { ReplicationConnection, type SystemIdentity } from '../pg/replication.js';
 import { openSourceReader, openTargetWriter } from '../pg/sessions.js';
-import { RELEASE_WRITER_LOCK, TRY_WRITER_LOCK } from '../sql/state.js';
+import { stateSql } from '../sql/state.js';
 import { assertPreflight, runPreflight } from '../preflight/checks.js';
 import { checkStateVersion, migrateState } from '../state/migrate.js';
 import { loadPipeline, type PipelineState } from '../state/store.js';
@@ -47,7 +47,7 @@ async function identify(url: string): Promise<SystemIdentity> {
 async function acquireWriterLock(ctx: RunContext, control: pg.Client): Promise<boolean> {
   let announced = false;
   for (;;) {
-    const { rows } = await control.query<{ locked: boolean }>(TRY_WRITER_LOCK, [ctx.config.slotName]);
+    const { rows } = await control.query<{ locked: boolean }>(stateSql(ctx.config.stateSchema).TRY_WRITER_LOCK, [ctx.config.slotName]);
     if (rows[0]?.locked) {
       ctx.status.writer = true;
       ctx.status.writerSince = Date.now();
@@ -80,6 +80,8 @@ export function abortableDelay(ms: number, signal: AbortSignal): Promise<boolean
 
 export async function runPipeline(ctx: RunContext): Promise<void> {
   const { config, log } = ctx;
+  /** walbridge's state on the target. */
+  const sql = stateSql(config.stateSchema);
   const clients: pg.Client[] = [];
   let snapshot: ExportedSnapshot | null = null;
   try {
@@ -103,11 +105,11 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
     ctx.status.setPhase('preflight');
 
     // Bring a state written by an older walbridge up to date; refuse one written by a newer one.
-    if ((await checkStateVersion(control)) !== null) {
-      const migrated = await migrateState(control);
+    if ((await checkStateVersion(control, sql)) !== null) {
+      const migrated = await migrateState(control, sql);
       if (migrated.to > migrated.from) log.info({ component: 'setup', ...migrated }, "walbridge's state on the target upgraded");
     }
-    let state = await loadPipeline(control);
+    let state = await loadPipeline(control, sql);
     const reverse = ctx.mode === 'reverse';
     // A recorded migration runs on its recorded tables, changed as a changed selection asks.
     const selection = await startSelection(catalog, control, config, state);
@@ -124,7 +126,7 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
     });
     for (const c of report.checks.filter((x) => x.status === 'warn')) log.warn({ component: 'preflight', check: c.id, fix: c.fix }, c.message);
     assertPreflight(report);
-    if (selection) await recordStartSelection(control, selection, log.child({ component: 'tables' }));
+    if (selection) await recordStartSelection(control, sql, selection, log.child({ component: 'tables' }));
     if (!identity) throw new WalbridgeError('internal', 'no system identity after a passing preflight');
     const plans = report.plans;
     if (state?.phase !== 'done') {
@@ -137,14 +139,14 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
 
     if (reverse && state === null) {
       await initializeReverse({ config, control, catalog, identity, plans, log: log.child({ component: 'setup' }) });
-      state = await loadPipeline(control);
+      state = await loadPipeline(control, sql);
     } else if (state === null || state.phase === 'init') {
       snapshot = await initialize(
-        { sourceUrl: config.sourceUrl, slotName: config.slotName, publicationName: config.publicationName, control, catalog, identity, plans, log: log.child({ component: 'setup' }) },
+        { sourceUrl: config.sourceUrl, slotName: config.slotName, publicationName: config.publicationName, stateSql: sql, control, catalog, identity, plans, log: log.child({ component: 'setup' }) },
         state,
       );
       await recordFirstSelection(control, config);
-      state = await loadPipeline(control);
+      state = await loadPipeline(control, sql);
     }
     if (!state) throw new WalbridgeError('internal', 'walbridge state missing after initialisation');
     if (state.phase === 'done') {
@@ -159,12 +161,12 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
       snapshot = null; // the phase owns it now
       await backfillPhase(phaseCtx, state, snap);
       if (ctx.signal.aborted) return;
-      state = (await loadPipeline(control)) as PipelineState;
+      state = (await loadPipeline(control, sql)) as PipelineState;
     }
     if (state.phase === 'catchup') {
       await catchupPhase(phaseCtx, state);
       if (ctx.signal.aborted) return;
-      state = (await loadPipeline(control)) as PipelineState;
+      state = (await loadPipeline(control, sql)) as PipelineState;
     }
     if (state.phase === 'streaming') {
       await streamingPhase(phaseCtx);
@@ -174,7 +176,7 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
     ctx.status.writer = false;
     if (snapshot) await snapshot.conn.close();
     const control = clients[1];
-    if (control) await control.query(RELEASE_WRITER_LOCK, [config.slotName]).catch(() => {});
+    if (control) await control.query(sql.RELEASE_WRITER_LOCK, [config.slotName]).catch(() => {});
     for (const c of clients) await c.end().catch(() => {});
   }
 }

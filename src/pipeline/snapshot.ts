@@ -9,6 +9,7 @@ import type { Config } from '../config.js';
 import type { Metrics } from '../health/metrics.js';
 import type { Logger } from '../log.js';
 import { ReplicationConnection } from '../pg/replication.js';
+import { stateSql } from '../sql/state.js';
 import type { LiveCopy } from '../status/report.js';
 import type { ExportedSnapshot } from './init.js';
 
@@ -36,6 +37,7 @@ export async function copyUnder(
     sourceUrl: config.sourceUrl,
     targetUrl: config.targetUrl,
     plans,
+    stateSql: stateSql(config.stateSchema),
     snapshotName: snap.slot.snapshotName,
     copyLsn: snap.slot.consistentPoint,
     jobs: config.copyJobs,

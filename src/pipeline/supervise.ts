@@ -9,7 +9,7 @@ import { describeError, isTransient } from '../errors.js';
 import type { Metrics } from '../health/metrics.js';
 import type { Logger } from '../log.js';
 import { connect } from '../pg/connect.js';
-import { RECORD_DAEMON, TRY_WRITER_LOCK } from '../sql/state.js';
+import { stateSql } from '../sql/state.js';
 import { stateExists } from '../state/store.js';
 import { abortableDelay, runPipeline, type PipelineMode } from './run.js';
 import type { LiveStatus } from '../health/live-status.js';
@@ -37,9 +37,10 @@ export interface SuperviseOptions {
 async function recordError(config: Config, status: LiveStatus): Promise<void> {
   const c = await connect(config.targetUrl, { side: 'target', applicationName: 'walbridge monitor' });
   try {
-    if (!(await stateExists(c))) return;
-    const { rows } = await c.query<{ locked: boolean }>(TRY_WRITER_LOCK, [config.slotName]);
-    if (rows[0]?.locked) await c.query(RECORD_DAEMON, ['error', status.lastError ? JSON.stringify(status.lastError) : null]);
+    const state = stateSql(config.stateSchema);
+    if (!(await stateExists(c, state))) return;
+    const { rows } = await c.query<{ locked: boolean }>(state.TRY_WRITER_LOCK, [config.slotName]);
+    if (rows[0]?.locked) await c.query(state.RECORD_DAEMON, ['error', status.lastError ? JSON.stringify(status.lastError) : null]);
   } finally {
     await c.end().catch(() => {});
   }

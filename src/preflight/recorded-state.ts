@@ -6,6 +6,7 @@ import type { TableComparison } from '../catalog/tables.js';
 import { describeError, type ErrorKind } from '../errors.js';
 import { displayTable, quoteTable } from '../pg/ident.js';
 import { tableHasRows } from '../sql/catalog.js';
+import { stateSql } from '../sql/state.js';
 import { loadTables } from '../state/store.js';
 import type { CheckResult, PreflightContext } from './context.js';
 
@@ -19,10 +20,10 @@ export async function recordedState(ctx: PreflightContext, comparison: TableComp
   return null;
 }
 
-export async function targetEmpty({ target, resuming, reverse }: PreflightContext, { plans }: TableComparison): Promise<CheckResult | null> {
+export async function targetEmpty({ config, target, resuming, reverse }: PreflightContext, { plans }: TableComparison): Promise<CheckResult | null> {
   if (reverse) return { id: 'target-empty', status: 'pass', message: 'the way back: the tables hold the data as of the cutover, nothing is copied' };
   // A migration that resumes checks only the tables it adds and has never copied.
-  const recorded = resuming ? new Set((await loadTables(target)).map((t) => `${t.schema}.${t.name}`)) : new Set<string>();
+  const recorded = resuming ? new Set((await loadTables(target, stateSql(config.stateSchema))).map((t) => `${t.schema}.${t.name}`)) : new Set<string>();
   const adding = plans.filter((p) => !recorded.has(displayTable(p)));
   if (resuming && adding.length === 0) return null;
   const full: string[] = [];
@@ -104,7 +105,7 @@ async function resumeCheck(ctx: PreflightContext, { plans }: TableComparison): P
       'source',
     );
   }
-  const recorded = new Set((await loadTables(ctx.target)).map((t) => `${t.schema}.${t.name}`));
+  const recorded = new Set((await loadTables(ctx.target, stateSql(ctx.config.stateSchema))).map((t) => `${t.schema}.${t.name}`));
   const added = plans.map(displayTable).filter((t) => !recorded.has(t));
   return {
     id: 'recorded-state',

@@ -13,7 +13,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import type { Metrics } from '../health/metrics.js';
 import type { Logger } from '../log.js';
 import { formatLsn, type Lsn } from '../lsn.js';
-import { COPY_INTO_SPOOL, DISCARD_PARTIAL_SPOOL, READ_SPOOL, RECORD_SPOOLED, SPOOL_MAX_ID } from '../sql/state.js';
+import type { StateSql } from '../sql/state.js';
 import { consumeChanges, ENDED, type ChangeFeed, type PgoutputBytes, type StreamSink } from './consume.js';
 import { commitEndLsn, messageTag, TAG_BEGIN, TAG_COMMIT } from './pgoutput.js';
 import { openWalStream, type XLogData } from './stream.js';
@@ -40,6 +40,8 @@ export class SpoolWriter implements StreamSink<XLogData> {
 
   constructor(
     private readonly client: pg.Client,
+    /** The state whose spool this writes. */
+    private readonly state: StateSql,
     start: { lsn: Lsn; lastId: bigint },
     private readonly metrics: Metrics,
     opts: SpoolOptions = {},
@@ -123,9 +125,9 @@ export class SpoolWriter implements StreamSink<XLogData> {
     await this.client.query('BEGIN');
     try {
       if (lines.length > 0) {
-        await pipeline(Readable.from(lines), this.client.query(copyFrom(COPY_INTO_SPOOL)));
+        await pipeline(Readable.from(lines), this.client.query(copyFrom(this.state.COPY_INTO_SPOOL)));
       }
-      await this.client.query(RECORD_SPOOLED, [formatLsn(this.completeLsn), this.completeId.toString()]);
+      await this.client.query(this.state.RECORD_SPOOLED, [formatLsn(this.completeLsn), this.completeId.toString()]);
       await this.client.query('COMMIT');
     } catch (err) {
       await this.client.query('ROLLBACK').catch(() => {});
@@ -159,6 +161,8 @@ export interface SpoolingOptions {
   spoolCommittedId: bigint;
   /** A target session (session_replication_role = replica) for the spool's writes. */
   client: pg.Client;
+  /** The state whose spool it is. */
+  stateSql: StateSql;
   metrics: Metrics;
   log: Logger;
   signal: AbortSignal;
@@ -167,12 +171,12 @@ export interface SpoolingOptions {
 }
 
 export async function startSpooling(opts: SpoolingOptions): Promise<Spooling> {
-  const { client } = opts;
+  const { client, stateSql: state } = opts;
   // Rows past the last complete transaction were cut off by a crash; it is sent again.
-  await client.query(DISCARD_PARTIAL_SPOOL, [opts.spoolCommittedId.toString()]);
-  const { rows } = await client.query<{ max_id: string }>(SPOOL_MAX_ID);
+  await client.query(state.DISCARD_PARTIAL_SPOOL, [opts.spoolCommittedId.toString()]);
+  const { rows } = await client.query<{ max_id: string }>(state.SPOOL_MAX_ID);
   const stream = await openWalStream(opts.sourceUrl, { slotName: opts.slotName, publicationName: opts.publicationName, startLsn: opts.spooledLsn }, opts.log);
-  const writer = new SpoolWriter(client, { lsn: opts.spooledLsn, lastId: BigInt(rows[0]?.max_id ?? '0') }, opts.metrics);
+  const writer = new SpoolWriter(client, state, { lsn: opts.spooledLsn, lastId: BigInt(rows[0]?.max_id ?? '0') }, opts.metrics);
   let stopping = false;
   const done = consumeChanges(stream, writer, { signal: opts.signal, idleFlushMs: 200, until: () => stopping })
     .catch((err: unknown) => {
@@ -213,6 +217,8 @@ export class SpoolFeed implements ChangeFeed<PgoutputBytes> {
 
   constructor(
     private readonly client: pg.ClientBase,
+    /** The state whose spool it reads. */
+    private readonly state: StateSql,
     private readonly spooling: Spooling,
     start: Lsn,
   ) {
@@ -229,7 +235,7 @@ export class SpoolFeed implements ChangeFeed<PgoutputBytes> {
       const m = this.poll();
       if (m !== undefined) return m;
       const upTo = this.spooling.writer.durableCompleteId;
-      const { rows } = await this.client.query<{ id: string; data: Buffer }>(READ_SPOOL, [this.after.toString(), upTo.toString(), SPOOL_PAGE_ROWS]);
+      const { rows } = await this.client.query<{ id: string; data: Buffer }>(this.state.READ_SPOOL, [this.after.toString(), upTo.toString(), SPOOL_PAGE_ROWS]);
       this.page = rows.map((r) => ({ buf: r.data, payloadStart: 0, end: r.data.length }));
       this.at = 0;
       const last = rows[rows.length - 1];

@@ -6,7 +6,8 @@
  */
 import type pg from 'pg';
 import { WalbridgeError } from '../errors.js';
-import { CREATE_MIGRATIONS_TABLE, LATEST_STATE_VERSION, LOCK_MIGRATIONS, MIGRATIONS, RECORD_MIGRATION, STATE_KIND, STATE_VERSION } from '../sql/migrations.js';
+import { LATEST_STATE_VERSION, stateMigrations } from '../sql/migrations.js';
+import type { StateSql } from '../sql/state.js';
 import { withTransaction } from '../pg/transaction.js';
 
 export interface Migrated {
@@ -24,8 +25,9 @@ function newerStateError(version: number): WalbridgeError {
   );
 }
 
-/** Create or upgrade the state; returns the versions before and after. */
-export async function migrateState(client: pg.ClientBase): Promise<Migrated> {
+/** Create or upgrade the state (in state.schema); returns the versions before and after. */
+export async function migrateState(client: pg.ClientBase, state: StateSql): Promise<Migrated> {
+  const { CREATE_MIGRATIONS_TABLE, LOCK_MIGRATIONS, MIGRATIONS, RECORD_MIGRATION, STATE_VERSION } = stateMigrations(state.schema);
   return withTransaction(client, async () => {
     await client.query(LOCK_MIGRATIONS);
     await client.query(CREATE_MIGRATIONS_TABLE);
@@ -45,7 +47,8 @@ export async function migrateState(client: pg.ClientBase): Promise<Migrated> {
  * writes to a state it did not create, as cutover does). Null when there is no state; 0 for a
  * state made before versions.
  */
-export async function checkStateVersion(client: pg.ClientBase): Promise<number | null> {
+export async function checkStateVersion(client: pg.ClientBase, state: StateSql): Promise<number | null> {
+  const { STATE_KIND, STATE_VERSION } = stateMigrations(state.schema);
   const kind = (await client.query<{ versioned: boolean; unversioned: boolean }>(STATE_KIND)).rows[0];
   if (!kind?.versioned) return kind?.unversioned ? 0 : null;
   const version = Number((await client.query<{ version: number }>(STATE_VERSION)).rows[0]?.version ?? 0);

@@ -1,9 +1,10 @@
 /**
- * Reading and writing walbridge's recorded state on the target (schema `walbridge`).
+ * Reading and writing walbridge's recorded state on the target (schema `walbridge`, or
+ * config.stateSchema: each function is given the statements of the state it reads).
  */
 import type pg from 'pg';
 import { parseLsnOrNull, type Lsn } from '../lsn.js';
-import * as q from '../sql/state.js';
+import type { StateSql } from '../sql/state.js';
 
 export type PipelinePhase = 'init' | 'backfill' | 'catchup' | 'streaming' | 'done';
 /** 'removed': taken out of a running migration (its rows stay on the target). */
@@ -76,13 +77,13 @@ export interface TableState {
   held: number;
 }
 
-export async function stateExists(client: pg.ClientBase): Promise<boolean> {
+export async function stateExists(client: pg.ClientBase, q: StateSql): Promise<boolean> {
   const { rows } = await client.query<{ exists: boolean }>(q.STATE_EXISTS);
   return rows[0]?.exists === true;
 }
 
-export async function loadPipeline(client: pg.ClientBase): Promise<PipelineState | null> {
-  if (!(await stateExists(client))) return null;
+export async function loadPipeline(client: pg.ClientBase, q: StateSql): Promise<PipelineState | null> {
+  if (!(await stateExists(client, q))) return null;
   const { rows } = await client.query<{
     source_system_id: string;
     source_database: string;
@@ -131,8 +132,8 @@ export async function loadPipeline(client: pg.ClientBase): Promise<PipelineState
   };
 }
 
-export async function loadTables(client: pg.ClientBase): Promise<TableState[]> {
-  if (!(await stateExists(client))) return [];
+export async function loadTables(client: pg.ClientBase, q: StateSql): Promise<TableState[]> {
+  if (!(await stateExists(client, q))) return [];
   const { rows } = await client.query<{
     schema_name: string;
     table_name: string;
@@ -169,7 +170,7 @@ export async function loadTables(client: pg.ClientBase): Promise<TableState[]> {
   }));
 }
 
-export async function setPhase(client: pg.ClientBase, phase: PipelinePhase): Promise<void> {
+export async function setPhase(client: pg.ClientBase, q: StateSql, phase: PipelinePhase): Promise<void> {
   await client.query(q.SET_PHASE, [phase]);
 }
 

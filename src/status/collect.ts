@@ -6,6 +6,7 @@ import type pg from 'pg';
 import { WalbridgeError } from '../errors.js';
 import { formatLsn } from '../lsn.js';
 import { LATEST_STATE_VERSION } from '../sql/migrations.js';
+import type { StateSql } from '../sql/state.js';
 import { SLOT_STATUS } from '../sql/source.js';
 import { readFences } from '../state/fences.js';
 import { checkStateVersion } from '../state/migrate.js';
@@ -24,15 +25,15 @@ export async function readFenceReports(client: pg.ClientBase, database: FenceRep
   }));
 }
 
-export async function readRecorded(target: pg.ClientBase): Promise<{ pipeline: PipelineState | null; tables: TableState[] }> {
-  const version = await checkStateVersion(target);
+export async function readRecorded(target: pg.ClientBase, state: StateSql): Promise<{ pipeline: PipelineState | null; tables: TableState[] }> {
+  const version = await checkStateVersion(target, state);
   if (version !== null && version < LATEST_STATE_VERSION) {
     throw new WalbridgeError('state', `walbridge's state on the target is at version ${version}, written by an older walbridge that still runs this migration`, {
       hint: "The daemon of this release upgrades it when it starts (redeploy it); until then, run the daemon's own release of walbridge status.",
     });
   }
-  const pipeline = await loadPipeline(target);
-  const tables = pipeline ? await loadTables(target) : [];
+  const pipeline = await loadPipeline(target, state);
+  const tables = pipeline ? await loadTables(target, state) : [];
   return { pipeline, tables };
 }
 

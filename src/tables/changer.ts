@@ -36,7 +36,7 @@ import { copyUnder, temporarySnapshot } from '../pipeline/snapshot.js';
 import type { Applier } from '../replicator/apply/applier.js';
 import type { DescribeAddedColumn } from '../replicator/apply/binding.js';
 import { addPublicationTable, dropPublicationTable, PUBLICATION_TABLES } from '../sql/source.js';
-import { FORGET_HELD, HOLD_CHANGES, MARK_REMOVED, START_HOLDING, STOP_HOLDING } from '../sql/state.js';
+import { stateSql, type StateSql } from '../sql/state.js';
 import { loadPipeline, loadTables, type TableState } from '../state/store.js';
 import { applyHeldChanges } from './held.js';
 import { checkAdditions, isMigrated, requestAdd } from './requests.js';
@@ -78,9 +78,12 @@ export class TableSetChanger {
   /** New tables already reported (and why they were not followed). */
   private readonly reported = new Map<string, string>();
   private readonly log: Logger;
+  /** walbridge's state on the target (config.stateSchema). */
+  private readonly state: StateSql;
 
   constructor(private readonly ctx: ChangerContext) {
     this.log = ctx.log.child({ component: 'tables' });
+    this.state = stateSql(ctx.config.stateSchema);
     ctx.signal.addEventListener('abort', () => this.copyAbort.abort(), { once: true });
   }
 
@@ -132,8 +135,8 @@ export class TableSetChanger {
   private async poll(): Promise<void> {
     this.target ??= await connect(this.ctx.config.targetUrl, { side: 'target', applicationName: 'walbridge tables' });
     this.source ??= await connect(this.ctx.config.sourceUrl, { side: 'source', applicationName: 'walbridge tables' });
-    const pipeline = await loadPipeline(this.target);
-    const rows = await loadTables(this.target);
+    const pipeline = await loadPipeline(this.target, this.state);
+    const rows = await loadTables(this.target, this.state);
     this.publishGauges(rows);
     if (this.polls === 0) await this.unpublishRemoved(rows);
     // The way back carries what the migration carried: tables created since are not its business.
@@ -178,10 +181,10 @@ export class TableSetChanger {
     const relation = applier.relationBytes(name);
     const emptyFirst = row.request === 'resync' || row.copyLsn !== null;
     await withTransaction(control, async () => {
-      await control.query(START_HOLDING, [plan.schema, plan.name, emptyFirst]);
+      await control.query(this.state.START_HOLDING, [plan.schema, plan.name, emptyFirst]);
       if (relation) {
         const lsn = formatLsn(applier.durablePosition.lsn);
-        await control.query(HOLD_CHANGES, [textArrayOf([plan.schema]), textArrayOf([plan.name]), textArrayOf([lsn]), textArrayOf([relation.toString('base64')])]);
+        await control.query(this.state.HOLD_CHANGES, [textArrayOf([plan.schema]), textArrayOf([plan.name]), textArrayOf([lsn]), textArrayOf([relation.toString('base64')])]);
       }
     });
     this.log.info({ table: name, request: row.request }, row.request === 'resync' ? 'resync: its changes are held while it is copied again' : 'adding a table: its changes are held while it is copied');
@@ -228,8 +231,8 @@ export class TableSetChanger {
     const t0 = Date.now();
     const held = await applyHeldChanges(control, runtime, { config, log: log.child({ component: 'apply', table: name }), metrics, ...(this.ctx.describeAddedColumn ? { describeAddedColumn: this.ctx.describeAddedColumn } : {}) });
     await withTransaction(control, async () => {
-      await control.query(FORGET_HELD, [plan.schema, plan.name]);
-      await control.query(STOP_HOLDING, [plan.schema, plan.name]);
+      await control.query(this.state.FORGET_HELD, [plan.schema, plan.name]);
+      await control.query(this.state.STOP_HOLDING, [plan.schema, plan.name]);
     });
     await applier.setTable(name, runtime);
     metrics.heldChanges.set({ table: name }, 0);
@@ -242,8 +245,8 @@ export class TableSetChanger {
     const name = `${row.schema}.${row.name}`;
     await applier.setTable(name, null);
     await withTransaction(control, async () => {
-      await control.query(MARK_REMOVED, [row.schema, row.name]);
-      await control.query(FORGET_HELD, [row.schema, row.name]);
+      await control.query(this.state.MARK_REMOVED, [row.schema, row.name]);
+      await control.query(this.state.FORGET_HELD, [row.schema, row.name]);
     });
     await this.unpublish([row]);
     this.log.info({ table: name }, 'table removed from the migration: no longer applied nor published; its rows stay on the target');
@@ -323,7 +326,7 @@ export class TableSetChanger {
       } else {
         try {
           await checkAdditions(source, this.target as pg.Client, config, [t], rows);
-          await requestAdd(this.target as pg.Client, [t]);
+          await requestAdd(this.target as pg.Client, this.state, [t]);
           this.log.info({ table: name }, 'new table on the source followed (WALBRIDGE_FOLLOW_NEW_TABLES): adding it');
           continue;
         } catch (err) {

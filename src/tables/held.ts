@@ -18,7 +18,7 @@ import { displayTable } from '../pg/ident.js';
 import { Applier } from '../replicator/apply/applier.js';
 import type { DescribeAddedColumn, TableRuntime } from '../replicator/apply/binding.js';
 import { decodePgoutput } from '../replicator/pgoutput.js';
-import { FORGET_HELD_UP_TO, READ_HELD } from '../sql/state.js';
+import { stateSql } from '../sql/state.js';
 
 const READ_ROWS = 2000;
 
@@ -29,17 +29,19 @@ export async function applyHeldChanges(
   ctx: { config: Config; log: Logger; metrics: Metrics; describeAddedColumn?: DescribeAddedColumn },
 ): Promise<number> {
   const { schema, name } = table.plan;
+  const state = stateSql(ctx.config.stateSchema);
   let applied = '0';
   const replay = new Applier(
     control,
     new Map([[displayTable(table.plan), { plan: table.plan, copyLsn: table.copyLsn }]]),
     { lsn: 0n, commitTime: null },
     {
+      stateSql: state,
       batchChanges: ctx.config.applyBatchChanges,
       batchMs: Number.MAX_SAFE_INTEGER,
       ...(ctx.describeAddedColumn ? { describeAddedColumn: ctx.describeAddedColumn } : {}),
       // The held rows of every transaction in the batch, forgotten as the batch commits.
-      extraRecords: () => [{ text: FORGET_HELD_UP_TO, params: [schema, name, applied] }],
+      extraRecords: () => [{ text: state.FORGET_HELD_UP_TO, params: [schema, name, applied] }],
     },
     ctx.log,
     ctx.metrics,
@@ -57,7 +59,7 @@ export async function applyHeldChanges(
   };
   try {
     for (;;) {
-      const { rows } = await control.query<{ id: string; commit_lsn: string; data: Buffer }>(READ_HELD, [schema, name, after, READ_ROWS]);
+      const { rows } = await control.query<{ id: string; commit_lsn: string; data: Buffer }>(state.READ_HELD, [schema, name, after, READ_ROWS]);
       for (const row of rows) {
         // Held in the order they came: one held transaction's messages are contiguous.
         const lsn = parseLsn(row.commit_lsn);

@@ -13,7 +13,7 @@ import { WalbridgeError } from '../errors.js';
 import { displayTable, quoteTable, type TableName } from '../pg/ident.js';
 import { withTransaction } from '../pg/transaction.js';
 import { tableHasRows } from '../sql/catalog.js';
-import { FORGET_UNTAKEN_ADD, REQUEST_ADD, REQUEST_CHANGE } from '../sql/state.js';
+import type { StateSql } from '../sql/state.js';
 import type { TableRequest, TableState } from '../state/store.js';
 
 /** Applied by the daemon now (or until it takes a remove up): recorded, not removed, not an add waiting. */
@@ -98,21 +98,21 @@ export async function checkAdditions(source: pg.ClientBase, target: pg.ClientBas
 }
 
 /** Record that `tables` join the migration (checked by checkAdditions). */
-export async function requestAdd(target: pg.ClientBase, tables: SourceTable[]): Promise<void> {
+export async function requestAdd(target: pg.ClientBase, state: StateSql, tables: SourceTable[]): Promise<void> {
   await withTransaction(target, async () => {
-    for (const t of tables) await target.query(REQUEST_ADD, [t.schema, t.name, t.estimatedRows, t.bytes]);
+    for (const t of tables) await target.query(state.REQUEST_ADD, [t.schema, t.name, t.estimatedRows, t.bytes]);
   });
 }
 
 /** Record a remove or a resync of migrated tables; a remove of an add never taken up forgets it. */
-export async function requestChange(target: pg.ClientBase, tables: TableState[], request: Exclude<TableRequest, 'add'>): Promise<void> {
+export async function requestChange(target: pg.ClientBase, state: StateSql, tables: TableState[], request: Exclude<TableRequest, 'add'>): Promise<void> {
   await withTransaction(target, async () => {
     for (const t of tables) {
       if (request === 'remove' && t.request === 'add') {
-        const forgot = await target.query(FORGET_UNTAKEN_ADD, [t.schema, t.name]);
+        const forgot = await target.query(state.FORGET_UNTAKEN_ADD, [t.schema, t.name]);
         if ((forgot.rowCount ?? 0) > 0) continue;
       }
-      await target.query(REQUEST_CHANGE, [t.schema, t.name, request]);
+      await target.query(state.REQUEST_CHANGE, [t.schema, t.name, request]);
     }
   });
 }

@@ -11,7 +11,7 @@ import type { Config } from '../config.js';
 import { WalbridgeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { displayTable, type TableName } from '../pg/ident.js';
-import { RECORD_SELECTION } from '../sql/state.js';
+import { stateSql, type StateSql } from '../sql/state.js';
 import { loadPipeline, loadTables, type PipelineState, type RecordedSelection, type TableState } from '../state/store.js';
 import { isSelected, isStreaming, requestAdd, requestChange } from './requests.js';
 
@@ -53,7 +53,7 @@ export interface StartSelection {
  */
 export async function startSelection(source: pg.ClientBase, target: pg.ClientBase, config: Config, state: PipelineState | null): Promise<StartSelection | null> {
   if (!state || state.phase === 'init' || state.phase === 'done') return null;
-  const recorded = await loadTables(target);
+  const recorded = await loadTables(target, stateSql(config.stateSchema));
   const selected = recorded.filter(isSelected);
   const current = selectionOf(config);
   if (state.selection === null || sameSelection(state.selection, current)) {
@@ -75,20 +75,20 @@ export async function startSelection(source: pg.ClientBase, target: pg.ClientBas
 
 /** A first start records the selection it ran with: a later start with another one changes the set. */
 export async function recordFirstSelection(target: pg.ClientBase, config: Config): Promise<void> {
-  await target.query(RECORD_SELECTION, [JSON.stringify(selectionOf(config))]);
+  await target.query(stateSql(config.stateSchema).RECORD_SELECTION, [JSON.stringify(selectionOf(config))]);
 }
 
 /** Record what a start's changed selection asks for, after its preflight passed. */
-export async function recordStartSelection(target: pg.ClientBase, sel: StartSelection, log: Logger): Promise<void> {
+export async function recordStartSelection(target: pg.ClientBase, state: StateSql, sel: StartSelection, log: Logger): Promise<void> {
   if (sel.add.length > 0 || sel.remove.length > 0) {
     log.info(
       { add: sel.add.map(displayTable), remove: sel.remove.map((t) => `${t.schema}.${t.name}`) },
       'the table selection changed since the last start: adding and removing tables as "walbridge tables add/remove" would',
     );
-    if (sel.add.length > 0) await requestAdd(target, sel.add);
-    if (sel.remove.length > 0) await requestChange(target, sel.remove, 'remove');
+    if (sel.add.length > 0) await requestAdd(target, state, sel.add);
+    if (sel.remove.length > 0) await requestChange(target, state, sel.remove, 'remove');
   }
-  if (sel.record) await target.query(RECORD_SELECTION, [JSON.stringify(sel.record)]);
+  if (sel.record) await target.query(state.RECORD_SELECTION, [JSON.stringify(sel.record)]);
 }
 
 /**
@@ -96,9 +96,10 @@ export async function recordStartSelection(target: pg.ClientBase, sel: StartSele
  * others are listed in `notStreaming`), or the configuration's selection when none is recorded.
  */
 export async function migrationTables(source: pg.ClientBase, target: pg.ClientBase, config: Config): Promise<{ tables: SourceTable[]; notStreaming: TableState[] }> {
-  const state = await loadPipeline(target).catch(() => null);
+  const sql = stateSql(config.stateSchema);
+  const state = await loadPipeline(target, sql).catch(() => null);
   if (!state || state.phase === 'init') return { tables: await resolveSelection(source, config), notStreaming: [] };
-  const recorded = await loadTables(target);
+  const recorded = await loadTables(target, sql);
   const notStreaming = recorded.filter((t) => !isStreaming(t) && (t.state !== 'removed' || t.request !== null));
   return { tables: await resolveNamed(source, recorded.filter(isStreaming)), notStreaming };
 }

@@ -18,7 +18,7 @@ import { WalbridgeError } from '../errors.js';
 import { formatLsn, parseLsn, type Lsn } from '../lsn.js';
 import { clientConfig } from '../pg/connect.js';
 import { displayTable } from '../pg/ident.js';
-import { APPLIED_AT_LEAST, STATE_EXISTS } from '../sql/state.js';
+import type { StateSql } from '../sql/state.js';
 import type { ColumnConversion } from '../convert/conversions.js';
 import { valueOf } from '../convert/value.js';
 import { rangeBoundaries, rangeHash, rangeRows, rowsByKeys, type KeyRange, type VerifyShape, type VerifySide } from '../sql/verify.js';
@@ -82,6 +82,8 @@ export interface VerifyScope {
 export interface VerifyOptions extends VerifyScope {
   sourceUrl: string;
   targetUrl: string;
+  /** walbridge's state on the target, read for its applied position (config.stateSchema). */
+  stateSql: StateSql;
   /** Ranges compared at once. */
   jobs?: number;
   /** Declared conversions (WALBRIDGE_CONVERT), by `schema.table.column`: the source is read through them. */
@@ -94,7 +96,12 @@ class Sides {
   readonly source: pg.Pool;
   readonly target: pg.Pool;
   hasState = true;
-  constructor(sourceUrl: string, targetUrl: string, size: number) {
+  constructor(
+    sourceUrl: string,
+    targetUrl: string,
+    size: number,
+    private readonly state: StateSql,
+  ) {
     const pool = (url: string, side: 'source' | 'target') => {
       // Idle sessions stay open (the pools end with the verifier): cutover's check inside its
       // pause finds them connected, however long the checks before it took.
@@ -133,13 +140,13 @@ class Sides {
     if (!this.hasState) return;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const { rows } = await this.target.query<{ exists: boolean }>(STATE_EXISTS);
+      const { rows } = await this.target.query<{ exists: boolean }>(this.state.STATE_EXISTS);
       if (!rows[0]?.exists) {
         // No walbridge state (for example after teardown): the target is taken as it is.
         this.hasState = false;
         return;
       }
-      const { rows: p } = await this.target.query<{ done: boolean }>(APPLIED_AT_LEAST, [formatLsn(lsn)]);
+      const { rows: p } = await this.target.query<{ done: boolean }>(this.state.APPLIED_AT_LEAST, [formatLsn(lsn)]);
       if (p[0]?.done !== false) return;
       if (Date.now() > deadline) {
         throw new WalbridgeError('apply', `the target did not apply up to the source's position ${formatLsn(lsn)} within ${Math.round(timeoutMs / 1000)} s`, {
@@ -232,11 +239,13 @@ export class Verifier {
   constructor(
     sourceUrl: string,
     targetUrl: string,
+    /** walbridge's state on the target (the position the target has applied). */
+    stateSql: StateSql,
     jobs = 4,
     private readonly conversions: Map<string, ColumnConversion> = new Map(),
   ) {
     this.jobs = jobs;
-    this.sides = new Sides(sourceUrl, targetUrl, jobs + 1);
+    this.sides = new Sides(sourceUrl, targetUrl, jobs + 1, stateSql);
   }
 
   private shape(t: SourceTable): Promise<VerifyShape> {
@@ -326,7 +335,7 @@ export class Verifier {
 
 /** One verification, with sessions of its own. */
 export async function verifyTables(opts: VerifyOptions): Promise<VerifyReport> {
-  const verifier = new Verifier(opts.sourceUrl, opts.targetUrl, opts.jobs, opts.conversions);
+  const verifier = new Verifier(opts.sourceUrl, opts.targetUrl, opts.stateSql, opts.jobs, opts.conversions);
   try {
     return await verifier.verify(opts);
   } finally {

@@ -34,7 +34,7 @@ import {
   type UpdateMessage,
 } from '../../src/replicator/pgoutput.js';
 import { PARTITION_TRUNCATE_PREFIX } from '../../src/sql/partition-truncate.js';
-import { INSERT_PIPELINE, START_BACKFILL } from '../../src/sql/state.js';
+import { DEFAULT_STATE_SCHEMA, stateSql } from '../../src/sql/state.js';
 import { WalbridgeError } from '../../src/errors.js';
 import { migrateState } from '../../src/state/migrate.js';
 import { startCluster, type Cluster } from '../harness/cluster.js';
@@ -189,9 +189,10 @@ async function openWorld(t: TestContext, ddl: string): Promise<World> {
 
   const client = await writer();
   const pid = Number((await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid);
-  await migrateState(client);
-  await client.query(INSERT_PIPELINE, ['7000000000000000001', 'app', 'walbridge_test', 'walbridge_test']);
-  await client.query(START_BACKFILL, [formatLsn(START)]);
+  const state = stateSql(DEFAULT_STATE_SCHEMA);
+  await migrateState(client, state);
+  await client.query(state.INSERT_PIPELINE, ['7000000000000000001', 'app', 'walbridge_test', 'walbridge_test']);
+  await client.query(state.START_BACKFILL, [formatLsn(START)]);
 
   // Plans as the daemon makes them; the same database stands for both sides.
   const plans = await cluster.withClient(async (source) => {
@@ -233,7 +234,7 @@ async function openWorld(t: TestContext, ddl: string): Promise<World> {
     },
     runtime,
     applier(opts = {}, session = client, startAt = START) {
-      return new Applier(session, tables, { lsn: startAt, commitTime: null }, { batchChanges: 10_000, batchMs: 60_000, ...opts }, logger, metrics);
+      return new Applier(session, tables, { lsn: startAt, commitTime: null }, { stateSql: state, batchChanges: 10_000, batchMs: 60_000, ...opts }, logger, metrics);
     },
     query,
     async appliedLsn() {

@@ -34,7 +34,7 @@ import type { BatchStatement } from '../../pg/batch.js';
 import { displayTable } from '../../pg/ident.js';
 import { FENCE_MARKER_PREFIX } from '../../sql/fence.js';
 import { PARTITION_TRUNCATE_PREFIX } from '../../sql/partition-truncate.js';
-import { RECORD_CHANGED_ROWS, RECORD_FENCE_MARKER } from '../../sql/state.js';
+import type { StateSql } from '../../sql/state.js';
 import type { PgoutputBytes } from '../consume.js';
 import { encodeTruncate, type BeginMessage, type CommitMessage, type DeleteMessage, type InsertMessage, type LogicalMessage, type PgoutputMessage, type RelationMessage, type TruncateMessage, type UpdateMessage } from '../pgoutput.js';
 import { bindRelation, type Binding, type DescribeAddedColumn, type TableRuntime } from './binding.js';
@@ -46,6 +46,8 @@ import { renderSegments } from './render.js';
 import { TargetTransaction, type AppliedPosition, type PendingBatch } from './target-txn.js';
 
 export interface ApplierOptions {
+  /** walbridge's state on the target, recorded with each batch (applied position, changed rows, held changes). */
+  stateSql: StateSql;
   batchChanges: number;
   batchMs: number;
   /** Send queued statements once they hold this many bytes of values (bounds memory). */
@@ -70,7 +72,7 @@ export class Applier {
   /** Every Relation message received, as it came: a table added or held later is bound (and held) from it. */
   private readonly relations = new Map<number, { msg: RelationMessage; raw: Buffer | null }>();
   /** Messages of holding tables, written with the next batch. */
-  private readonly held = new HeldMessages();
+  private readonly held: HeldMessages;
   private readonly batch: ChangeBatch;
   private readonly target: TargetTransaction;
   private readonly maxBufferBytes: number;
@@ -109,7 +111,8 @@ export class Applier {
     this.sent = { ...startAt };
     this.maxBufferBytes = opts.maxBufferBytes ?? 8 * 1024 * 1024;
     this.batch = new ChangeBatch(log);
-    this.target = new TargetTransaction(client, log, metrics);
+    this.held = new HeldMessages(opts.stateSql);
+    this.target = new TargetTransaction(client, opts.stateSql, log, metrics);
     this.changesFrom = formatLsn(startAt.lsn);
     this.decideRecording(startAt);
   }
@@ -257,12 +260,12 @@ export class Applier {
     if (changed !== null && (changed.keys.length > 0 || this.recordingStartUnsent)) {
       this.recordingStartUnsent = false;
       records.push({
-        text: RECORD_CHANGED_ROWS,
+        text: this.opts.stateSql.RECORD_CHANGED_ROWS,
         params: [textArrayOf(changed.schemas), textArrayOf(changed.tables), textArrayOf(changed.keys), textArrayOf(changed.lsns), this.changesFrom],
       });
     }
     if (commitAt !== null && this.fenceMarker !== null) {
-      records.push({ text: RECORD_FENCE_MARKER, params: [this.fenceMarker] });
+      records.push({ text: this.opts.stateSql.RECORD_FENCE_MARKER, params: [this.fenceMarker] });
       this.fenceMarker = null;
     }
     const held = this.held.take();

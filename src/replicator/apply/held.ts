@@ -8,7 +8,7 @@ import type { Lsn } from '../../lsn.js';
 import { formatLsn } from '../../lsn.js';
 import type { BatchStatement } from '../../pg/batch.js';
 import type { TableName } from '../../pg/ident.js';
-import { HOLD_CHANGES } from '../../sql/state.js';
+import type { StateSql } from '../../sql/state.js';
 import { textArrayOf } from './params.js';
 
 export class HeldMessages {
@@ -18,6 +18,9 @@ export class HeldMessages {
   private data: string[] = [];
   /** Bytes of messages waiting (counted against the applier's buffer limit). */
   bytes = 0;
+
+  /** `state`: where they are held. */
+  constructor(private readonly state: StateSql) {}
 
   get count(): number {
     return this.data.length;
@@ -35,7 +38,7 @@ export class HeldMessages {
   /** The statement that writes what waits, or null; nothing waits after it. */
   take(): BatchStatement | null {
     if (this.data.length === 0) return null;
-    const statement = { text: HOLD_CHANGES, params: [textArrayOf(this.schemas), textArrayOf(this.tables), textArrayOf(this.lsns), textArrayOf(this.data)] };
+    const statement = { text: this.state.HOLD_CHANGES, params: [textArrayOf(this.schemas), textArrayOf(this.tables), textArrayOf(this.lsns), textArrayOf(this.data)] };
     this.clear();
     return statement;
   }

@@ -14,7 +14,7 @@ import type { Logger } from '../../log.js';
 import { formatLsn, type Lsn } from '../../lsn.js';
 import { runBatch, type BatchStatement } from '../../pg/batch.js';
 import { pgMicrosToIso, type PgMicros } from '../../pg/epoch.js';
-import { RECORD_APPLIED } from '../../sql/state.js';
+import type { StateSql } from '../../sql/state.js';
 import type { Segment } from './changes.js';
 import { renderSegments, type RenderedStatement } from './render.js';
 
@@ -48,6 +48,8 @@ export class TargetTransaction {
 
   constructor(
     private readonly client: pg.Client,
+    /** The state whose applied position each batch records. */
+    private readonly state: StateSql,
     private readonly log: Logger,
     private readonly metrics: Metrics,
   ) {}
@@ -152,7 +154,7 @@ export class TargetTransaction {
     for (const st of statements) batch.push(st.statement);
     batch.push(...records);
     if (commitAt !== null) {
-      batch.push({ text: RECORD_APPLIED, params: [formatLsn(commitAt.lsn), pgMicrosToIso(commitAt.commitTime)] });
+      batch.push({ text: this.state.RECORD_APPLIED, params: [formatLsn(commitAt.lsn), pgMicrosToIso(commitAt.commitTime)] });
       batch.push(COMMIT);
     }
     if (batch.length === 0) return;
