@@ -59,6 +59,7 @@ Environment:
   WALBRIDGE_APPLY_BATCH_CHANGES, WALBRIDGE_APPLY_BATCH_MS   apply batch size (default: 5000 changes, 200 ms)
   WALBRIDGE_CONVERT         column conversions, e.g. public.mirt_memories.embedding=vector_to_float32le (; between columns; docs/conversions.md)
   WALBRIDGE_EXIT_ON_ERROR   exit on a permanent error instead of waiting in phase "error" (default: false; same as run --exit-on-error)
+  WALBRIDGE_GROUP           a table group of its own: slot, publication and state walbridge_<group> (docs/scale.md)
   WALBRIDGE_FOLLOW_NEW_TABLES  add tables created on the source in WALBRIDGE_SCHEMAS by themselves once the target has them (default: false)
   WALBRIDGE_REVERSE         after cutover: run the way back (default: false; same as run --reverse; the other commands take --reverse)
   WALBRIDGE_HTTP_TOKEN      require this bearer token on every endpoint but /healthz

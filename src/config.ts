@@ -48,8 +48,13 @@ export interface Config {
   /** A table created on the source in a selected schema is added by itself once it exists on the target (tables/). */
   followNewTables: boolean;
   /**
-   * The schema on the target that holds this walbridge's own state (sql/state.ts). Always
-   * `walbridge` for now; the way back keeps it (its state lives in the old source's).
+   * The table group this service migrates (WALBRIDGE_GROUP), or null for a migration of its own.
+   * Several groups share one source and one target, each with its own slot, publication and state.
+   */
+  group: string | null;
+  /**
+   * The schema on the target that holds this walbridge's own state (sql/state.ts): `walbridge`,
+   * or `walbridge_<group>` for a table group. The way back keeps it (its state lives in the old source's).
    */
   stateSchema: string;
 }
@@ -144,16 +149,22 @@ const envSchema = z.object({
   WALBRIDGE_SCHEMAS: z.string().default('public'),
   WALBRIDGE_TABLES: z.string().optional(),
   WALBRIDGE_EXCLUDE_TABLES: z.string().optional(),
+  WALBRIDGE_GROUP: z
+    .string()
+    .optional()
+    .refine((s) => s === undefined || (GROUP_NAME.test(s) && s !== 'fence'), {
+      message: 'WALBRIDGE_GROUP must be 1-40 characters of lower-case letters, digits and underscores, starting with a letter (and not "fence")',
+    }),
   WALBRIDGE_SLOT: z
     .string()
-    .default('walbridge')
-    .refine((s) => SLOT_NAME.test(s), {
+    .optional()
+    .refine((s) => s === undefined || SLOT_NAME.test(s), {
       message: 'WALBRIDGE_SLOT must be 1-63 characters of lower-case letters, digits and underscores (a replication slot name)',
     }),
   WALBRIDGE_PUBLICATION: z
     .string()
-    .default('walbridge')
-    .refine((s) => s.length > 0 && Buffer.byteLength(s) <= 63 && !s.includes('\0'), {
+    .optional()
+    .refine((s) => s === undefined || s.length > 0 && Buffer.byteLength(s) <= 63 && !s.includes('\0'), {
       message: 'WALBRIDGE_PUBLICATION must be a name of 1-63 bytes',
     }),
   PORT: z
@@ -203,6 +214,12 @@ const envSchema = z.object({
 
 /** `schema.table` with optional `*` globs in either part. */
 const TABLE_PATTERN = /^[^.]+\.[^.]+$/;
+const GROUP_NAME = /^[a-z][a-z0-9_]{0,39}$/;
+
+/** walbridge's name for what a migration owns (slot, publication, state schema): its group's, or the default. */
+function ownName(group: string | null): string {
+  return group === null ? DEFAULT_STATE_SCHEMA : `${DEFAULT_STATE_SCHEMA}_${group}`;
+}
 
 export function loadConfig(env: Record<string, string | undefined>, overrides: ConfigOverrides = {}): Config {
   /** A flag's value as the variable it shadows would spell it, else the variable (empty counts as unset). */
@@ -213,6 +230,7 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     SOURCE_DATABASE_URL: overrides.sourceUrl ?? emptyToUndefined(env.SOURCE_DATABASE_URL),
     TARGET_DATABASE_URL:
       overrides.targetUrl ?? emptyToUndefined(env.TARGET_DATABASE_URL) ?? emptyToUndefined(env.DATABASE_URL),
+    WALBRIDGE_GROUP: emptyToUndefined(env.WALBRIDGE_GROUP),
     WALBRIDGE_SLOT: flagOrEnv(overrides.slotName, 'WALBRIDGE_SLOT'),
     WALBRIDGE_PUBLICATION: flagOrEnv(overrides.publicationName, 'WALBRIDGE_PUBLICATION'),
     PORT: flagOrEnv(overrides.port, 'PORT'),
@@ -281,14 +299,17 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
   const httpToken = v.WALBRIDGE_HTTP_TOKEN ?? null;
   registerSecret(httpToken);
 
+  const group = v.WALBRIDGE_GROUP ?? null;
   return {
     sourceUrl: v.SOURCE_DATABASE_URL,
     targetUrl: v.TARGET_DATABASE_URL,
     schemas,
     includeTables,
     excludeTables,
-    slotName: v.WALBRIDGE_SLOT,
-    publicationName: v.WALBRIDGE_PUBLICATION,
+    // A table group's own names, unless set: walbridge_<group> for its slot, publication and state.
+    slotName: v.WALBRIDGE_SLOT ?? ownName(group),
+    publicationName: v.WALBRIDGE_PUBLICATION ?? ownName(group),
+    group,
     port: v.PORT,
     logLevel: v.LOG_LEVEL,
     copyJobs: v.WALBRIDGE_COPY_JOBS,
@@ -303,7 +324,7 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     exitOnError: v.WALBRIDGE_EXIT_ON_ERROR,
     conversions,
     followNewTables: v.WALBRIDGE_FOLLOW_NEW_TABLES,
-    stateSchema: DEFAULT_STATE_SCHEMA,
+    stateSchema: ownName(group),
   };
 }
 

@@ -55,7 +55,7 @@ export async function runCommand(env: NodeJS.ProcessEnv, opts: RunOptions = {}):
     },
   });
   log.info(
-    { schemas: config.schemas, slot: config.slotName, publication: config.publicationName, copyJobs: config.copyJobs, reverse },
+    { schemas: config.schemas, group: config.group, slot: config.slotName, publication: config.publicationName, copyJobs: config.copyJobs, reverse },
     reverse ? 'walbridge starting the way back (target → source)' : 'walbridge starting',
   );
   try {

@@ -18,6 +18,7 @@ import { stateSql, type StateSql } from '../sql/state.js';
 import { loadPipeline, loadTables, type TableRequest, type TableState } from '../state/store.js';
 import { checkAdditions, describeTableState, isMigrated, isSelected, isStreaming, requestAdd, requestChange, resolveGlobs } from '../tables/requests.js';
 import { loadCommandConfig } from './config.js';
+import { tablesOfOtherGroups } from '../tables/groups.js';
 import { abortableDelay } from '../pipeline/run.js';
 
 type Action = 'add' | 'remove' | 'resync';
@@ -170,7 +171,7 @@ export async function tablesListCommand(env: NodeJS.ProcessEnv, opts: { json: bo
       copyLsn: t.copyLsn === null ? null : formatLsn(t.copyLsn),
     }));
     // Tables of a selected schema that the migration does not know: created since it started?
-    const known = new Set(tables.map((t) => t.table));
+    const known = new Set([...tables.map((t) => t.table), ...(await tablesOfOtherGroups(target, config.stateSchema)).keys()]);
     const excluded = config.excludeTables.map(tablePattern);
     const fresh = (await listSourceTables(source, config.schemas)).filter((t) => !known.has(displayTable(t)) && !excluded.some((x) => x(t)));
     const newTables: { table: string; onTarget: boolean }[] = [];

@@ -24,6 +24,7 @@
 import type pg from 'pg';
 import type { SourceTable } from '../catalog/tables.js';
 import { migrationTables } from '../tables/selection.js';
+import { groupOf, otherStates } from '../tables/groups.js';
 import { describeTableState } from '../tables/requests.js';
 import { reverseConfig, type Config } from '../config.js';
 import { sqlState, WalbridgeError } from '../errors.js';
@@ -270,6 +271,15 @@ export async function runCutover(config: Config, opts: CutoverOptions): Promise<
     if (opts.cancel) {
       await cancelCutover(source, target, config, standing, say);
       return { lsn: '', sequences: [], verify: null, tables: {}, reverse: null, sourceCleaned: false, fence: null };
+    }
+    // The way back's state lives beside the migration's on the old database: only forward
+    // groups are others. One group cut over alone would refuse the app's writes to its tables
+    // while the app still runs on the source for the rest.
+    const others = opts.rollingBack ? [] : await otherStates(target, config.stateSchema);
+    if (others.length > 0 && !opts.prepare) {
+      throw new WalbridgeError('state', `this target holds other table groups (${others.map(groupOf).join(', ')}): cutting over ${config.group === null ? 'this migration' : `group ${config.group}`} alone would refuse the app's writes to its tables while the app still runs on the source`, {
+        hint: 'One cutover of every group at once is not built yet: let the groups stream, and see docs/scale.md.',
+      });
     }
     const { tables, notStreaming } = await migrationTables(source, target, config);
     if (notStreaming.length > 0) {

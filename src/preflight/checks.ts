@@ -13,7 +13,7 @@ import type { CheckResult, PreflightCheck, PreflightContext, PreflightInput, Pre
 import { conversions } from './conversion-checks.js';
 import { recordedState, targetEmpty } from './recorded-state.js';
 import { replicationConnection, replicationRole, replicationSlots, sampleWalRate, slotName, sourceVersion, walLevel, walRetention, walSenders } from './source-checks.js';
-import { copyEstimate, estimates, extensions, fenceable, forSelectedTables, partitions, publicationPrivilege, replicaIdentity, tablesSelected, targetSchema, targetTables } from './table-checks.js';
+import { copyEstimate, estimates, extensions, fenceable, forSelectedTables, partitions, publicationPrivilege, replicaIdentity, tableGroups, tablesSelected, targetSchema, targetTables } from './table-checks.js';
 import { distinctDatabases, rollbackWindow, targetRole } from './target-checks.js';
 
 export type { CheckResult, CheckStatus, PreflightInput, PreflightReport, TableEstimate } from './context.js';
@@ -35,7 +35,7 @@ const CHECKS: PreflightCheck[] = [
   distinctDatabases,
   // the tables
   tablesSelected,
-  ...[replicaIdentity, partitions, publicationPrivilege, fenceable, targetTables, targetSchema, extensions, recordedState, targetEmpty].map(forSelectedTables),
+  ...[replicaIdentity, partitions, publicationPrivilege, fenceable, tableGroups, targetTables, targetSchema, extensions, recordedState, targetEmpty].map(forSelectedTables),
   conversions,
   copyEstimate,
 ];

@@ -9,6 +9,7 @@ import { planTargetSchema, type SchemaPlan } from '../schema/make.js';
 import { TABLES_NOT_FENCEABLE } from '../sql/fence.js';
 import { INSTALLED_EXTENSIONS } from '../sql/catalog.js';
 import { EXTENSIONS_USED, TABLES_NOT_OWNED } from '../sql/source.js';
+import { carriedElsewhere } from '../tables/groups.js';
 import { mb, type CheckResult, type PreflightCheck, type PreflightContext, type TableEstimate } from './context.js';
 
 /** A conservative copy rate for estimates, per copy job (COPY text, loopback measured ~85 MB/s). */
@@ -108,6 +109,26 @@ export async function publicationPrivilege({ source, capacity: cap, sourceInfo, 
         fix: `Run GRANT CREATE ON DATABASE ${sourceInfo.database} TO ${cap.role}; as the database owner.`,
         kind: 'privilege',
       };
+}
+
+/**
+ * Table groups on one target (WALBRIDGE_GROUP): each table belongs to one. A table another
+ * group's state carries would be copied and applied twice.
+ */
+export async function tableGroups({ config, target, reverse, selection }: PreflightContext): Promise<CheckResult | null> {
+  if (reverse) return null;
+  const problems = await carriedElsewhere(target, config.stateSchema, selection.tables);
+  if (problems.length > 0) {
+    return {
+      id: 'table-groups',
+      status: 'fail',
+      message: `tables selected here are migrated by another walbridge on this target:\n  - ${problems.join('\n  - ')}`,
+      fix: 'Give each table group its own tables: leave these out of WALBRIDGE_TABLES (or add them to WALBRIDGE_EXCLUDE_TABLES) for this group.',
+      kind: 'config',
+    };
+  }
+  if (config.group === null) return null;
+  return { id: 'table-groups', status: 'pass', message: `table group ${config.group}: slot ${config.slotName}, publication ${config.publicationName}, state in schema ${config.stateSchema}; no selected table belongs to another group` };
 }
 
 export function targetTables({ selection }: PreflightContext, comparison: TableComparison): CheckResult {

@@ -34,15 +34,15 @@ const PLATFORM_SCHEMAS = new Set([
   'vault',
 ]);
 
-/** walbridge's own schemas: its state, and the fence's functions. Never part of a schema to make. */
-const WALBRIDGE_SCHEMAS = new Set(['walbridge', 'walbridge_fence']);
+/** walbridge's own schemas: its state (walbridge, or walbridge_<group>), and the fence's functions. Never part of a schema to make. */
+const isWalbridgeName = (schema: string) => schema === 'walbridge' || schema.startsWith('walbridge_');
 
 export function isPlatformSchema(schema: string): boolean {
   return PLATFORM_SCHEMAS.has(schema) || schema.startsWith('timescaledb_') || schema.startsWith('pg_') || schema === 'information_schema';
 }
 
 export function isWalbridgeSchema(schema: string): boolean {
-  return WALBRIDGE_SCHEMAS.has(schema);
+  return isWalbridgeName(schema);
 }
 
 /** The app's: a schema the user selected (whatever its name), or one neither the platform's nor walbridge's. */

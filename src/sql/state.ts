@@ -146,6 +146,9 @@ VALUES ($1, $2, 'pending', $3::pg_lsn, $4, $5)
 ON CONFLICT (schema_name, table_name) DO UPDATE
    SET rows_estimated = EXCLUDED.rows_estimated, bytes_estimated = EXCLUDED.bytes_estimated`,
 
+    /** The tables this state carries (or will once a request is taken up), names only: another group's check reads them. */
+    CARRIED_TABLES: `SELECT schema_name AS schema, table_name AS name FROM ${s}.tables WHERE state <> 'removed' OR request = 'add'`,
+
     SELECT_TABLES: `
 SELECT schema_name, table_name, state, copy_lsn::text, rows_estimated::text, bytes_estimated::text,
        rows_copied::text, bytes_copied::text, copy_started_at, copy_finished_at,
@@ -320,6 +323,13 @@ SELECT h.id::text AS id, h.commit_lsn::text AS commit_lsn, h.data FROM ${s}.held
  * index, valid, in the default tablespace, without per-column statistics targets, on an
  * ordinary table. Run with search_path = pg_catalog so every name in the definition is qualified.
  */
+/** Every walbridge state on a database (walbridge, walbridge_<group>): the table groups sharing it. */
+export const STATE_SCHEMAS = `
+SELECT n.nspname AS schema FROM pg_namespace n
+ WHERE (n.nspname = 'walbridge' OR n.nspname LIKE 'walbridge\\_%')
+   AND EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relname = 'tables' AND c.relkind = 'r')
+ ORDER BY 1`;
+
 export const DEFERRABLE_INDEXES = `
 SELECT ic.relname AS index_name, pg_get_indexdef(i.indexrelid) AS definition,
        obj_description(i.indexrelid, 'pg_class') AS comment

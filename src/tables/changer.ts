@@ -38,6 +38,7 @@ import type { DescribeAddedColumn } from '../replicator/apply/binding.js';
 import { addPublicationTable, dropPublicationTable, PUBLICATION_TABLES } from '../sql/source.js';
 import { stateSql, type StateSql } from '../sql/state.js';
 import { loadPipeline, loadTables, type TableState } from '../state/store.js';
+import { tablesOfOtherGroups } from './groups.js';
 import { applyHeldChanges } from './held.js';
 import { checkAdditions, isMigrated, requestAdd } from './requests.js';
 import { textArrayOf } from '../replicator/apply/params.js';
@@ -311,7 +312,7 @@ export class TableSetChanger {
   private async noticeNewTables(rows: TableState[]): Promise<void> {
     const { config } = this.ctx;
     const source = this.source as pg.Client;
-    const known = new Set(rows.map((r) => `${r.schema}.${r.name}`));
+    const known = new Set([...rows.map((r) => `${r.schema}.${r.name}`), ...(await tablesOfOtherGroups(this.target as pg.Client, config.stateSchema)).keys()]);
     const excluded = config.excludeTables.map(tablePattern);
     const included = config.includeTables?.map(tablePattern) ?? null;
     const fresh = (await listSourceTables(source, config.schemas)).filter((t) => !known.has(displayTable(t)) && !excluded.some((x) => x(t)));

@@ -12,6 +12,7 @@ import type { ColumnConversion } from '../convert/conversions.js';
 import { WalbridgeError } from '../errors.js';
 import { displayTable, quoteTable, type TableName } from '../pg/ident.js';
 import { withTransaction } from '../pg/transaction.js';
+import { carriedElsewhere } from './groups.js';
 import { tableHasRows } from '../sql/catalog.js';
 import type { StateSql } from '../sql/state.js';
 import type { TableRequest, TableState } from '../state/store.js';
@@ -79,6 +80,7 @@ export async function checkAdditions(source: pg.ClientBase, target: pg.ClientBas
   const problems: string[] = [];
   const identity = replicaIdentityProblem(tables);
   if (identity) problems.push(`${identity.message} ${identity.fix}`);
+  problems.push(...(await carriedElsewhere(target, config.stateSchema, tables)));
   const comparison = await compareWithTarget(source, target, tables, conversionsOf(config, tables));
   problems.push(...comparison.problems);
   const known = new Set(recorded.map((t) => `${t.schema}.${t.name}`));

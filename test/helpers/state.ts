@@ -20,11 +20,12 @@ export interface TableRow {
   copy_finished_at: Date | null;
 }
 
-export async function pipelineRow(target: Cluster): Promise<PipelineRow | null> {
-  const exists = await target.query<{ ok: boolean }>(`SELECT to_regclass('walbridge.pipeline') IS NOT NULL AS ok`);
+/** `stateSchema`: walbridge's state schema on the target (walbridge_<group> for a table group). */
+export async function pipelineRow(target: Cluster, stateSchema = 'walbridge'): Promise<PipelineRow | null> {
+  const exists = await target.query<{ ok: boolean }>(`SELECT to_regclass('${stateSchema}.pipeline') IS NOT NULL AS ok`);
   if (!exists[0]?.ok) return null;
   const rows = await target.query<PipelineRow>(
-    'SELECT phase, consistent_lsn::text, applied_lsn::text, spooled_lsn::text FROM walbridge.pipeline',
+    `SELECT phase, consistent_lsn::text, applied_lsn::text, spooled_lsn::text FROM ${stateSchema}.pipeline`,
   );
   return rows[0] ?? null;
 }
@@ -39,7 +40,7 @@ export async function tableRows(target: Cluster): Promise<TableRow[]> {
 }
 
 /** Wait for a recorded phase; fail at once, with the daemon's errors, if it reports one. */
-export async function waitForPhase(target: Cluster, phase: string, opts: { daemon?: DaemonProcess; timeoutMs?: number } = {}): Promise<void> {
+export async function waitForPhase(target: Cluster, phase: string, opts: { daemon?: DaemonProcess; timeoutMs?: number; stateSchema?: string } = {}): Promise<void> {
   let failed: string | null = null;
   await waitFor(
     async () => {
@@ -47,7 +48,7 @@ export async function waitForPhase(target: Cluster, phase: string, opts: { daemo
         failed = errorsOf(opts.daemon);
         return true;
       }
-      return (await pipelineRow(target))?.phase === phase;
+      return (await pipelineRow(target, opts.stateSchema))?.phase === phase;
     },
     { what: `phase ${phase}`, timeoutMs: opts.timeoutMs ?? 120_000, intervalMs: 100 },
   );
@@ -58,12 +59,12 @@ export async function waitForPhase(target: Cluster, phase: string, opts: { daemo
  * Wait until the target has applied everything the source wrote up to now: the source's
  * current WAL position is read once, then the target's recorded applied position must reach it.
  */
-export async function waitForCatchUp(source: Cluster, target: Cluster, timeoutMs = 120_000): Promise<void> {
+export async function waitForCatchUp(source: Cluster, target: Cluster, timeoutMs = 120_000, stateSchema = 'walbridge'): Promise<void> {
   const [{ lsn } = { lsn: '0/0' }] = await source.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
   await waitFor(
     async () => {
       const rows = await target.query<{ done: boolean }>(
-        `SELECT applied_lsn >= $1::pg_lsn AS done FROM walbridge.pipeline WHERE phase = 'streaming'`,
+        `SELECT applied_lsn >= $1::pg_lsn AS done FROM ${stateSchema}.pipeline WHERE phase = 'streaming'`,
         [lsn],
       );
       return rows[0]?.done === true;

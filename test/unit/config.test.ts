@@ -65,6 +65,18 @@ describe('defaults', () => {
     assert.equal(c.httpToken, null);
   });
 
+  test('a table group names its slot, publication and state walbridge_<group>; set names win; a bad group name is refused', () => {
+    const g = loadConfig(env({ WALBRIDGE_GROUP: 'hot' }));
+    assert.deepEqual([g.group, g.slotName, g.publicationName, g.stateSchema], ['hot', 'walbridge_hot', 'walbridge_hot', 'walbridge_hot']);
+    const named = loadConfig(env({ WALBRIDGE_GROUP: 'hot', WALBRIDGE_SLOT: 'mine', WALBRIDGE_PUBLICATION: 'pub' }));
+    assert.deepEqual([named.slotName, named.publicationName, named.stateSchema], ['mine', 'pub', 'walbridge_hot']);
+    const none = loadConfig(env());
+    assert.deepEqual([none.group, none.stateSchema], [null, 'walbridge']);
+    for (const bad of ['Hot', 'fence', '1x', 'a-b', 'x'.repeat(41)]) {
+      assert.match(configError(env({ WALBRIDGE_GROUP: bad })).message, /WALBRIDGE_GROUP must be 1-40 characters/, bad);
+    }
+  });
+
   test('empty variables count as unset', () => {
     const c = loadConfig(
       env({ PORT: '', LOG_LEVEL: ' ', WALBRIDGE_SLOT: '', WALBRIDGE_SCHEMAS: '', WALBRIDGE_REVERSE: '', WALBRIDGE_EXIT_ON_ERROR: ' ', WALBRIDGE_HTTP_TOKEN: ' ' }),
