@@ -154,7 +154,8 @@ export class TableSetChanger {
       const name = `${row.schema}.${row.name}`;
       if (this.busy.has(name)) continue;
       if (row.request === 'add' || row.request === 'resync') {
-        const plan = await this.planFor(row);
+        // Read again: a resync often follows a change of the table (ALTER ... TYPE) on either side.
+        const plan = await this.planFor(row, true);
         this.queue(name, () => this.startHolding(row, plan));
       } else if (row.request === 'remove') {
         this.queue(name, () => this.remove(row));
@@ -284,10 +285,11 @@ export class TableSetChanger {
     }
   }
 
-  private async planFor(row: TableName): Promise<TablePlan> {
+  /** The table's plan: the one known, or (`fresh`, or none known) read from both catalogs now. */
+  private async planFor(row: TableName, fresh = false): Promise<TablePlan> {
     const name = displayTable(row);
     const known = this.ctx.plans.get(name);
-    if (known) return known;
+    if (known && !fresh) return known;
     const source = this.source as pg.Client;
     const table = (await listSourceTables(source, [row.schema])).find((t) => t.name === row.name);
     if (!table) {
