@@ -11,7 +11,7 @@
  * Every statement is built for the state's schema (stateMigrations), `walbridge` unless
  * configured otherwise (config.stateSchema).
  */
-import { stateSchemaIdent } from './state.js';
+import { oncePerSchema, stateSchemaIdent } from './state.js';
 import { quoteLiteral } from '../pg/ident.js';
 
 export interface Migration {
@@ -33,17 +33,8 @@ type BuiltMigrations = ReturnType<typeof buildStateMigrations>;
 /** The statements that make, read and upgrade the state in one schema. */
 export type StateMigrations = { readonly [K in keyof BuiltMigrations]: BuiltMigrations[K] extends string ? string : BuiltMigrations[K] };
 
-const built = new Map<string, StateMigrations>();
-
 /** The migration statements for one schema (built once per schema). */
-export function stateMigrations(schema: string): StateMigrations {
-  let sql = built.get(schema);
-  if (sql === undefined) {
-    sql = buildStateMigrations(schema);
-    built.set(schema, sql);
-  }
-  return sql;
-}
+export const stateMigrations: (schema: string) => StateMigrations = oncePerSchema(buildStateMigrations);
 
 function buildStateMigrations(schema: string) {
   const s = stateSchemaIdent(schema);

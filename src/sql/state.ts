@@ -26,17 +26,21 @@ export function stateSchemaIdent(schema: string): string {
 /** Every statement that reads or writes the state in one schema (and the schema's name). */
 export type StateSql = { readonly [K in keyof ReturnType<typeof buildStateSql>]: string };
 
-const built = new Map<string, StateSql>();
+/** `build`, called once per schema name: statements are built when a schema is first used, then shared. */
+export function oncePerSchema<T>(build: (schema: string) => T): (schema: string) => T {
+  const built = new Map<string, T>();
+  return (schema) => {
+    let out = built.get(schema);
+    if (out === undefined) {
+      out = build(schema);
+      built.set(schema, out);
+    }
+    return out;
+  };
+}
 
 /** The state statements for one schema (built once per schema). */
-export function stateSql(schema: string): StateSql {
-  let sql = built.get(schema);
-  if (sql === undefined) {
-    sql = buildStateSql(schema);
-    built.set(schema, sql);
-  }
-  return sql;
-}
+export const stateSql: (schema: string) => StateSql = oncePerSchema(buildStateSql);
 
 function buildStateSql(schema: string) {
   const s = stateSchemaIdent(schema);
