@@ -263,6 +263,7 @@ program
   .option('--skip-verify', 'with --no-fence: skip the final content verification')
   .option('--no-reverse-slot', 'do not prepare the rollback window (a slot on the target)')
   .option('--reverse', 'roll back: cut over the way back (target → source), after "walbridge run --reverse"')
+  .option('--all-groups', 'cut every table group on the target over together (WALBRIDGE_GROUP): every fence raised before any is recorded; with --cancel, lift every group\'s fence')
   .option('--json', 'print the result as JSON')
   .addHelpText(
     'after',
@@ -290,6 +291,7 @@ program
       reverseSlot: boolean;
       reverse?: boolean;
       json?: boolean;
+      allGroups?: boolean;
       convert?: string;
     }) => {
       const maxLag = opts.maxLag === undefined ? null : Number(opts.maxLag);
@@ -316,6 +318,7 @@ program
           prepareReverse: opts.reverseSlot,
           reverse: opts.reverse === true,
           json: opts.json === true,
+          allGroups: opts.allGroups === true,
         }),
       );
     },

@@ -64,6 +64,8 @@ export interface CutoverOptions {
   prepareReverse: boolean;
   /** This cutover is the way back (nothing to prepare for a way back of the way back). */
   rollingBack?: boolean;
+  /** Every table group on the target, together (WALBRIDGE_GROUP): every fence raised before any cutover is recorded. */
+  allGroups?: boolean;
   say: (line: string) => void;
 }
 
@@ -76,6 +78,8 @@ export interface CutoverResult {
   sourceCleaned: boolean;
   /** The fence (null with --no-fence), and how long writes to the migrated tables were refused before the cutover was recorded. */
   fence: { lsn: string | null; setAt: string; writesPausedSeconds: number; pause: PauseSplit | null } | null;
+  /** With several table groups (the first one's is the result above): where each was cut over, and its pause. */
+  groups?: { group: string; lsn: string; writesPausedSeconds: number }[];
 }
 
 /** Where the write pause went, in seconds (resumed after an interruption: from the fence raised again; not known when only what followed a recorded cutover is finished). */
@@ -267,27 +271,26 @@ export async function runCutover(config: Config, opts: CutoverOptions): Promise<
     if (state.phase !== 'streaming') {
       throw new WalbridgeError('state', `the copy is not finished yet (phase ${state.phase})`, { hint: 'Wait until "walbridge status" shows phase streaming, then run cutover.' });
     }
-    const standing = (await readFences(source)).find((f) => f.migration === config.slotName) ?? null;
+    const fences = await readFences(source);
+    const standingOf = (c: Config) => fences.find((f) => f.migration === c.slotName) ?? null;
+    const standing = standingOf(config);
+    // The other table groups on this target not cut over yet (the way back's state lives beside
+    // the migration's on the old database: only forward groups are others).
+    const groups = opts.rollingBack ? [] : await otherGroups(target, config);
     if (opts.cancel) {
-      await cancelCutover(source, target, config, standing, say);
+      for (const g of [{ config, state }, ...(opts.allGroups ? groups : [])]) await cancelCutover(source, target, g.config, standingOf(g.config), say);
       return { lsn: '', sequences: [], verify: null, tables: {}, reverse: null, sourceCleaned: false, fence: null };
     }
-    // The way back's state lives beside the migration's on the old database: only forward
-    // groups are others. One group cut over alone would refuse the app's writes to its tables
-    // while the app still runs on the source for the rest.
-    const others = opts.rollingBack ? [] : await otherStates(target, config.stateSchema);
-    if (others.length > 0 && !opts.prepare) {
-      throw new WalbridgeError('state', `this target holds other table groups (${others.map(groupOf).join(', ')}): cutting over ${config.group === null ? 'this migration' : `group ${config.group}`} alone would refuse the app's writes to its tables while the app still runs on the source`, {
-        hint: 'One cutover of every group at once is not built yet: let the groups stream, and see docs/scale.md.',
+    // One group cut over alone would refuse the app's writes to its tables while the app still
+    // runs on the source for the rest.
+    if (groups.length > 0 && !opts.prepare && !opts.allGroups) {
+      throw new WalbridgeError('state', `this target holds other table groups (${groups.map((g) => groupOf(g.config.stateSchema)).join(', ')}): cutting over ${config.group === null ? 'this migration' : `group ${config.group}`} alone would refuse the app's writes to its tables while the app still runs on the source`, {
+        hint: 'Cut every group over together: walbridge cutover --all-groups (with the variables of any group).',
       });
     }
-    const { tables, notStreaming } = await migrationTables(source, target, config);
-    if (notStreaming.length > 0) {
-      throw new WalbridgeError('state', `the table set is changing: ${notStreaming.map((t) => `${t.schema}.${t.name} (${describeTableState(t)})`).join(', ')}`, {
-        hint: 'Wait until "walbridge tables" shows every table streaming (or removed), then run cutover again.',
-      });
-    }
+    const { tables } = await streamingTables(source, target, config);
     if (!opts.fence) {
+      if (opts.allGroups && groups.length > 0) throw new WalbridgeError('config', 'table groups are cut over with the fence only', { hint: 'Run walbridge cutover --all-groups without --no-fence.' });
       if (standing) {
         throw new WalbridgeError('state', `the source is fenced by an interrupted cutover (since ${standing.setAt.toISOString()})`, {
           hint: 'Run "walbridge cutover" (with the fence) to finish it, or "walbridge cutover --cancel" to lift the fence first.',
@@ -295,16 +298,52 @@ export async function runCutover(config: Config, opts: CutoverOptions): Promise<
       }
       return await cutoverWithoutFence(source, target, config, tables, opts);
     }
-    const verifier = new Verifier(config.sourceUrl, config.targetUrl, sql, undefined, config.conversions);
+    const notReady = groups.filter((g) => g.state.phase !== 'streaming');
+    if (opts.allGroups && notReady.length > 0) {
+      throw new WalbridgeError('state', `the copy of ${notReady.map((g) => `${groupOf(g.config.stateSchema)} (phase ${g.state.phase})`).join(', ')} is not finished yet`, {
+        hint: 'Wait until every group streams ("walbridge status" with each group\'s variables), then run cutover again.',
+      });
+    }
+    const members: Member[] = [];
     try {
-      return await cutoverWithFence(source, target, config, tables, state, standing, verifier, opts);
+      for (const g of [{ config, state }, ...(opts.allGroups ? groups : [])]) {
+        const own = g.config === config ? tables : (await streamingTables(source, target, g.config)).tables;
+        const verifier = new Verifier(g.config.sourceUrl, g.config.targetUrl, stateSql(g.config.stateSchema), undefined, g.config.conversions);
+        members.push({ config: g.config, sql: stateSql(g.config.stateSchema), tables: own, state: g.state, standing: standingOf(g.config), verifier });
+      }
+      return await cutoverWithFence(source, target, members, opts);
     } finally {
-      await verifier.end().catch(() => {});
+      for (const m of members) await m.verifier.end().catch(() => {});
     }
   } finally {
     await source.end().catch(() => {});
     await target?.end().catch(() => {});
   }
+}
+
+/** The migration's tables, every one streaming (none being added, copied again or removed). */
+async function streamingTables(source: pg.Client, target: pg.Client, config: Config): Promise<{ tables: SourceTable[] }> {
+  const { tables, notStreaming } = await migrationTables(source, target, config);
+  if (notStreaming.length > 0) {
+    throw new WalbridgeError('state', `the table set ${config.group === null ? '' : `of group ${config.group} `}is changing: ${notStreaming.map((t) => `${t.schema}.${t.name} (${describeTableState(t)})`).join(', ')}`, {
+      hint: 'Wait until "walbridge tables" shows every table streaming (or removed), then run cutover again.',
+    });
+  }
+  return { tables };
+}
+
+/** The other table groups on the target not cut over yet, each with its configuration (its names as recorded) and state. */
+async function otherGroups(target: pg.Client, config: Config): Promise<{ config: Config; state: PipelineState }[]> {
+  const out: { config: Config; state: PipelineState }[] = [];
+  for (const schema of await otherStates(target, config.stateSchema)) {
+    const sql = stateSql(schema);
+    await checkStateVersion(target, sql);
+    const state = await loadPipeline(target, sql);
+    if (!state || state.phase === 'done') continue;
+    const group = schema === 'walbridge' ? null : schema.replace(/^walbridge_/, '');
+    out.push({ config: { ...config, group, stateSchema: schema, slotName: state.slotName, publicationName: state.publicationName }, state });
+  }
+  return out;
 }
 
 const cutOverAlready = () => new WalbridgeError('state', 'this migration was cut over already', { hint: 'Nothing to do. "walbridge status" shows the record.' });
@@ -374,136 +413,199 @@ async function cancelCutover(source: pg.Client, target: pg.Client, config: Confi
   say('cutover cancelled: walbridge keeps streaming; run "walbridge cutover" again when you are ready');
 }
 
-async function cutoverWithFence(
-  source: pg.Client,
-  target: pg.Client,
-  config: Config,
-  tables: SourceTable[],
-  state: PipelineState,
-  standing: Fence | null,
-  verifier: Verifier,
-  opts: CutoverOptions,
-): Promise<CutoverResult> {
-  const say = opts.say;
-  const sql = stateSql(config.stateSchema);
-  const direction: FenceDirection = opts.rollingBack ? 'reverse' : 'forward';
-  if (notRunning(state)) await waitForDaemon(target, sql);
-  const checkCtx = { verifier, target, stateSql: sql, tables, say };
-  const spec: FenceSpec = { migration: config.slotName, direction, tables, ...fenceWords(config, opts.rollingBack === true) };
-  const retrying = (why: string) => say(`    retrying: ${why}`);
-  let fence: RaisedFence;
-  let checkedFrom: Lsn;
-  /** When writes started to be refused, on this machine's clock (the pause is measured on one clock). */
-  let fencedAt: number;
-  if (standing) {
-    fencedAt = standing.setAt.getTime();
-    say(`resuming the cutover interrupted after its fence (raised ${standing.setAt.toISOString()}): the source refuses writes to the migrated tables`);
-    checkedFrom = state.contentCheckedFrom ?? state.changesTrackedFrom ?? (await failAndLift('the record of the rows changed before the fence is missing'));
-    // Its marker may never have been written: the writers are waited for again, and a new one written.
-    fence = await raiseFence(source, spec, { onRetry: retrying }).catch((err: unknown) => failAndLift(err instanceof Error ? err : new Error(String(err))));
-  } else {
-    say('1/7 installing the fence (dormant) and recording the rows walbridge changes from now on…');
-    await installFence(source, spec, retrying);
-    if (!state.cutoverRequestedAt || !state.changesTrackedFrom) await forgetChecks(target, sql, sql.START_CUTOVER_CHECKS);
-    try {
-      await waitUntil(
-        async () => (await loadState(target, sql)).changesTrackedFrom,
-        30,
-        async () => notRunning(await loadState(target, sql)) ?? new WalbridgeError('apply', 'walbridge did not start recording the rows it changes within 30 s', { hint: 'Check its log and "walbridge status"; run cutover again.' }),
-      );
-      say('2/7 checking the content while the app writes…');
-      checkedFrom = await checkWhileLive(checkCtx, { maxAgeSeconds: opts.maxCheckAgeSeconds, settleRows: SETTLE_ROWS });
-    } catch (err) {
-      if (!opts.prepare) await target.query(sql.CANCEL_CUTOVER).catch(() => {});
-      throw err;
-    }
-    if (opts.prepare) {
-      say('prepared: walbridge keeps recording the rows it changes; "walbridge cutover" now checks only those inside the pause');
-      return { lsn: '', sequences: [], verify: null, tables: {}, reverse: null, sourceCleaned: false, fence: null };
-    }
-    // Sessions and catalogs the check inside the pause needs, ready before the pause begins;
-    // and the target close behind, so that the pause does not wait for a backlog.
-    await verifier.prepare(tables);
-    await catchUpBeforeFence(source, target, sql, opts);
-    say(`3/7 fencing the source: from now on no write to the ${tables.length} migrated table(s) commits there…`);
-    // Writes are refused from the moment the switch goes up (after raiseFence's look for long
-    // writers): the pause counts from there, the wait for the writes under way included.
-    fence = await raiseFence(source, spec, { onRetry: retrying });
-    fencedAt = fence.switchedAtMs;
-    say(`    fenced at ${fence.lsn === null ? '?' : formatLsn(fence.lsn)}`);
-  }
+/**
+ * One migration's part of a cutover: the migration itself, or one table group of several on
+ * this target (all of them are cut over together, the app moving once).
+ */
+interface Member {
+  config: Config;
+  sql: StateSql;
+  tables: SourceTable[];
+  state: PipelineState;
+  /** This member's fence, raised by an interrupted cutover. */
+  standing: Fence | null;
+  verifier: Verifier;
+}
 
-  /** Anything failing from here on lifts the fence: the app keeps its database, nothing switched. */
+/** What one member goes through once its fence is raised. */
+interface Fenced {
+  member: Member;
+  say: (line: string) => void;
+  spec: FenceSpec;
+  checkCtx: Parameters<typeof checkWhileLive>[0];
+  checkedFrom: Lsn;
+  fence: RaisedFence;
+  fencedAt: number;
+  marks: number[];
+  lsn?: string;
+  sequences?: SequenceSync[];
+  report?: VerifyReport;
+  /** Seconds writes were refused, from the fence to the record. */
+  paused?: number;
+}
+
+async function cutoverWithFence(source: pg.Client, target: pg.Client, members: Member[], opts: CutoverOptions): Promise<CutoverResult> {
+  const direction: FenceDirection = opts.rollingBack ? 'reverse' : 'forward';
+  // With several groups every line names its group.
+  const sayFor = (m: Member) => (members.length === 1 || m.config.group === null ? opts.say : (line: string) => opts.say(`[${m.config.group}] ${line}`));
+  const retrying = (m: Member) => (why: string) => sayFor(m)(`    retrying: ${why}`);
+  const specOf = (m: Member): FenceSpec => ({ migration: m.config.slotName, direction, tables: m.tables, ...fenceWords(m.config, opts.rollingBack === true) });
+  const checkCtxOf = (m: Member) => ({ verifier: m.verifier, target, stateSql: m.sql, tables: m.tables, say: sayFor(m) });
+  for (const m of members) if (notRunning(m.state)) await waitForDaemon(target, m.sql);
+
+  /** Anything failing before a record lifts every fence: the app keeps its database, nothing switched. */
   async function failAndLift(why: string | Error): Promise<never> {
     const err = typeof why === 'string' ? new WalbridgeError('apply', why) : why;
-    await liftFence(source, config.slotName).catch(() => {});
-    await target.query(sql.CANCEL_CUTOVER).catch(() => {});
+    for (const m of members) {
+      await liftFence(source, m.config.slotName).catch(() => {});
+      await target.query(m.sql.CANCEL_CUTOVER).catch(() => {});
+    }
     throw new WalbridgeError(err instanceof WalbridgeError ? err.kind : 'apply', `${err.message} — the fence is lifted: the source takes writes again, nothing was switched`, {
       cause: err,
       ...(err instanceof WalbridgeError && err.hint ? { hint: err.hint } : {}),
     });
   }
 
-  // The marks the pause's split is taken from: the switch, the marker written, applied, … recorded.
-  const marks = [fence.switchedAtMs, Date.now()];
+  // 1-2 for every member not fenced yet: the fence installed dormant, the content checked live.
+  const checked = new Map<Member, Lsn>();
+  for (const m of members.filter((x) => x.standing === null)) {
+    const say = sayFor(m);
+    say('1/7 installing the fence (dormant) and recording the rows walbridge changes from now on…');
+    await installFence(source, specOf(m), retrying(m));
+    if (!m.state.cutoverRequestedAt || !m.state.changesTrackedFrom) await forgetChecks(target, m.sql, m.sql.START_CUTOVER_CHECKS);
+    try {
+      await waitUntil(
+        async () => (await loadState(target, m.sql)).changesTrackedFrom,
+        30,
+        async () => notRunning(await loadState(target, m.sql)) ?? new WalbridgeError('apply', 'walbridge did not start recording the rows it changes within 30 s', { hint: 'Check its log and "walbridge status"; run cutover again.' }),
+      );
+      say('2/7 checking the content while the app writes…');
+      checked.set(m, await checkWhileLive(checkCtxOf(m), { maxAgeSeconds: opts.maxCheckAgeSeconds, settleRows: SETTLE_ROWS }));
+    } catch (err) {
+      if (!opts.prepare) for (const x of members) await target.query(x.sql.CANCEL_CUTOVER).catch(() => {});
+      throw err;
+    }
+  }
+  if (opts.prepare) {
+    opts.say('prepared: walbridge keeps recording the rows it changes; "walbridge cutover" now checks only those inside the pause');
+    return { lsn: '', sequences: [], verify: null, tables: {}, reverse: null, sourceCleaned: false, fence: null };
+  }
+
+  // Sessions and catalogs the check inside the pause needs, ready before the pause begins; and
+  // the target close behind for every member, so that the pause does not wait for a backlog.
+  for (const m of members.filter((x) => x.standing === null)) {
+    await m.verifier.prepare(m.tables);
+    await catchUpBeforeFence(source, target, m.sql, opts);
+  }
+
+  // 3: every fence raised (a member fenced by an interrupted cutover raises its fence again).
+  const fenced: Fenced[] = [];
   try {
-    say('4/7 waiting for the target to apply everything committed before the fence…');
-    await waitUntil(
-      async () => ((await loadState(target, sql)).fenceMarker === fence.marker ? true : null),
-      opts.timeoutSeconds,
-      async () => {
-        const p = await loadState(target, sql);
-        return (
-          notRunning(p) ??
-          new WalbridgeError('apply', `the target did not apply the fence's marker within ${opts.timeoutSeconds} s (applied up to ${p.appliedLsn === null ? '?' : formatLsn(p.appliedLsn)})`, {
-            hint: 'Check "walbridge status" and the daemon\'s log, then run cutover again.',
-          })
-        );
-      },
-    );
-    marks.push(Date.now());
-    const caughtUp = await loadState(target, sql);
-    const lsn = formatLsn(caughtUp.appliedLsn ?? 0n);
-    say(`    applied up to ${lsn}`);
+    for (const m of members) {
+      const say = sayFor(m);
+      const spec = specOf(m);
+      if (m.standing) {
+        say(`resuming the cutover interrupted after its fence (raised ${m.standing.setAt.toISOString()}): the source refuses writes to the migrated tables`);
+        const checkedFrom = m.state.contentCheckedFrom ?? m.state.changesTrackedFrom ?? (await failAndLift('the record of the rows changed before the fence is missing'));
+        // Its marker may never have been written: the writers are waited for again, and a new one written.
+        const fence = await raiseFence(source, spec, { onRetry: retrying(m) });
+        fenced.push({ member: m, say, spec, checkCtx: checkCtxOf(m), checkedFrom, fence, fencedAt: m.standing.setAt.getTime(), marks: [fence.switchedAtMs, Date.now()] });
+        continue;
+      }
+      say(`3/7 fencing the source: from now on no write to the ${m.tables.length} migrated table(s) commits there…`);
+      // Writes are refused from the moment the switch goes up (after raiseFence's look for long
+      // writers): the pause counts from there, the wait for the writes under way included.
+      const fence = await raiseFence(source, spec, { onRetry: retrying(m) });
+      say(`    fenced at ${fence.lsn === null ? '?' : formatLsn(fence.lsn)}`);
+      fenced.push({ member: m, say, spec, checkCtx: checkCtxOf(m), checkedFrom: checked.get(m) as Lsn, fence, fencedAt: fence.switchedAtMs, marks: [fence.switchedAtMs, Date.now()] });
+    }
 
-    say("5/7 moving sequences past the source's values…");
-    const sequences = await syncSequences(source, target, tables, opts.sequenceMargin);
-    marks.push(Date.now());
-    reportSequences(sequences, say);
+    // 4-6 for every member: its marker applied, its sequences moved, its changed rows compared.
+    for (const f of fenced) {
+      const { member: m, say } = f;
+      say('4/7 waiting for the target to apply everything committed before the fence…');
+      await waitUntil(
+        async () => ((await loadState(target, m.sql)).fenceMarker === f.fence.marker ? true : null),
+        opts.timeoutSeconds,
+        async () => {
+          const p = await loadState(target, m.sql);
+          return (
+            notRunning(p) ??
+            new WalbridgeError('apply', `the target did not apply the fence's marker within ${opts.timeoutSeconds} s (applied up to ${p.appliedLsn === null ? '?' : formatLsn(p.appliedLsn)})`, {
+              hint: 'Check "walbridge status" and the daemon\'s log, then run cutover again.',
+            })
+          );
+        },
+      );
+      f.marks.push(Date.now());
+      f.lsn = formatLsn((await loadState(target, m.sql)).appliedLsn ?? 0n);
+      say(`    applied up to ${f.lsn}`);
 
-    say('6/7 checking the rows changed since the last check…');
-    const changed = await changedRowsSince(target, sql, checkedFrom);
-    const report = await checkChangedRows(checkCtx, changed, true);
-    const err = differencesError(report, 'the check inside the pause');
-    if (err) throw err;
-    marks.push(Date.now());
-    say(`    ${changed.count} row(s) changed since, equal`);
+      say("5/7 moving sequences past the source's values…");
+      f.sequences = await syncSequences(source, target, m.tables, opts.sequenceMargin);
+      f.marks.push(Date.now());
+      reportSequences(f.sequences, say);
 
-    say('7/7 recording the cutover (the daemon stops by itself)…');
-    const paused = (Date.now() - fencedAt) / 1000;
-    await recordCutover(target, sql, lsn, report, sequences, fence.lsn, paused);
-    marks.push(Date.now());
-    const pause = pauseSplit(marks);
-    // The way back is prepared after the record, outside the pause: the app writes to the
-    // target only once it is pointed there, after this command.
-    const reverse = opts.prepareReverse ? await prepareReverse(config, target, tables) : null;
+      say('6/7 checking the rows changed since the last check…');
+      const changed = await changedRowsSince(target, m.sql, f.checkedFrom);
+      f.report = await checkChangedRows(f.checkCtx, changed, true);
+      const err = differencesError(f.report, 'the check inside the pause');
+      if (err) throw err;
+      f.marks.push(Date.now());
+      say(`    ${changed.count} row(s) changed since, equal`);
+    }
+  } catch (err) {
+    return failAndLift(err instanceof Error ? err : new Error(String(err)));
+  }
+
+  // 7: every member recorded, one after the other: each daemon sees its record and stops.
+  const recorded: Fenced[] = [];
+  for (const f of fenced) {
+    f.say('7/7 recording the cutover (the daemon stops by itself)…');
+    f.paused = (Date.now() - f.fencedAt) / 1000;
+    try {
+      await recordCutover(target, f.member.sql, f.lsn as string, f.report as VerifyReport, f.sequences as SequenceSync[], f.fence.lsn, f.paused);
+    } catch (err) {
+      // Recorded already (a lost reply), or not: nothing to undo for those recorded before it.
+      if ((await loadState(target, f.member.sql).catch(() => null))?.phase === 'done') {
+        recorded.push(f);
+        continue;
+      }
+      if (recorded.length === 0) return failAndLift(err instanceof Error ? err : new Error(String(err)));
+      const left = fenced.filter((x) => !recorded.includes(x)).map((x) => x.member.config.group ?? x.member.config.slotName);
+      throw new WalbridgeError('state', `the cutover is recorded for ${recorded.map((x) => x.member.config.group).join(', ')} but not for ${left.join(', ')}: every fence stays up`, {
+        cause: err,
+        hint: 'Run "walbridge cutover --all-groups" again: it goes on from the fences for the groups left. Until then the app keeps its database, and writes to the fenced tables are refused.',
+      });
+    }
+    f.marks.push(Date.now());
+    recorded.push(f);
+  }
+
+  // After the records, outside the pause: the way back, the old database's fence, the source's objects.
+  let result: CutoverResult | null = null;
+  for (const f of fenced) {
+    const { member: m, say } = f;
+    const paused = f.paused ?? 0;
+    const pause = pauseSplit(f.marks);
+    const reverse = opts.prepareReverse ? await prepareReverse(m.config, target, m.tables) : null;
     if (opts.rollingBack) {
-      const lifted = await liftFence(target, forwardMigration(config));
+      const lifted = await liftFence(target, forwardMigration(m.config));
       if (lifted.length > 0) say(`    the old database's fence is lifted: it takes writes to ${lifted.length} table(s) again`);
     }
     say(
-      `    writes to the migrated tables were refused for ${paused.toFixed(1)} s (from the fence to this record${standing ? ', the interruption included' : ''}: ` +
+      `    writes to the migrated tables were refused for ${paused.toFixed(1)} s (from the fence to this record${m.standing ? ', the interruption included' : ''}: ` +
         `writes under way ${pause.writers.toFixed(2)} s, marker applied ${pause.marker.toFixed(2)} s, sequences ${pause.sequences.toFixed(2)} s, ` +
         `changed rows checked ${pause.check.toFixed(2)} s, recorded ${pause.record.toFixed(2)} s)`,
     );
     reportReverse(reverse, opts, say);
-    const sourceCleaned = await cleanSource(source, config, opts, say);
-    return { lsn, sequences, verify: report, tables: {}, reverse, sourceCleaned, fence: { lsn: fence.lsn === null ? null : formatLsn(fence.lsn), setAt: fence.setAt.toISOString(), writesPausedSeconds: paused, pause } };
-  } catch (err) {
-    // Recorded already (the cleanup failed): nothing to undo.
-    if ((await loadState(target, sql).catch(() => null))?.phase === 'done') throw err;
-    return failAndLift(err instanceof Error ? err : new Error(String(err)));
+    const sourceCleaned = await cleanSource(source, m.config, opts, say);
+    const fence = { lsn: f.fence.lsn === null ? null : formatLsn(f.fence.lsn), setAt: f.fence.setAt.toISOString(), writesPausedSeconds: paused, pause };
+    const own: CutoverResult = { lsn: f.lsn as string, sequences: f.sequences as SequenceSync[], verify: f.report as VerifyReport, tables: {}, reverse, sourceCleaned, fence };
+    if (result === null) result = own;
+    if (members.length > 1) (result.groups ??= []).push({ group: m.config.group ?? m.config.slotName, lsn: own.lsn, writesPausedSeconds: paused });
   }
+  return result as CutoverResult;
 }
 
 async function cutoverWithoutFence(source: pg.Client, target: pg.Client, config: Config, tables: SourceTable[], opts: CutoverOptions): Promise<CutoverResult> {

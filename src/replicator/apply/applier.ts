@@ -305,7 +305,11 @@ export class Applier {
     if (this.current === null || this.skipCurrent || !msg.transactional) return;
     if (msg.prefix === PARTITION_TRUNCATE_PREFIX) return this.onPartitionTruncate(msg, bytes);
     if (msg.prefix !== FENCE_MARKER_PREFIX) return;
-    this.markerInTransaction = msg.content.toString('utf8');
+    // Every slot carries every fence's marker: table groups on one source fence one after the
+    // other, and each waits for its own (`<migration>:<uuid>`, cutover/fence.ts).
+    const marker = msg.content.toString('utf8');
+    if (this.opts.migration !== undefined && marker.slice(0, marker.lastIndexOf(':')) !== this.opts.migration) return;
+    this.markerInTransaction = marker;
   }
 
   /**
