@@ -97,7 +97,14 @@ export async function recordStartSelection(target: pg.ClientBase, state: StateSq
  */
 export async function migrationTables(source: pg.ClientBase, target: pg.ClientBase, config: Config): Promise<{ tables: SourceTable[]; notStreaming: TableState[] }> {
   const sql = stateSql(config.stateSchema);
-  const state = await loadPipeline(target, sql).catch(() => null);
+  // A target whose state cannot be read stops verify and cutover: falling back to the
+  // configuration's selection would check or cut over another set of tables than the one migrated.
+  const state = await loadPipeline(target, sql).catch((err: unknown) => {
+    throw new WalbridgeError('state', `could not read walbridge's state (${config.stateSchema}) on the target: ${(err as Error).message}`, {
+      cause: err,
+      hint: "connect as the role the daemon uses (it owns that schema); if the daemon is older than this command, start the new version once so it upgrades its state",
+    });
+  });
   if (!state || state.phase === 'init') return { tables: await resolveSelection(source, config), notStreaming: [] };
   const recorded = await loadTables(target, sql);
   const notStreaming = recorded.filter((t) => !isStreaming(t) && (t.state !== 'removed' || t.request !== null));
