@@ -153,11 +153,14 @@ ON CONFLICT (schema_name, table_name) DO UPDATE
     /** The tables this state carries (or will once a request is taken up), names only: another group's check reads them. */
     CARRIED_TABLES: `SELECT schema_name AS schema, table_name AS name FROM ${s}.tables WHERE state <> 'removed' OR request = 'add'`,
 
+    /** $1: count the held changes of holding tables (a scan of held_changes each; null otherwise). */
     SELECT_TABLES: `
 SELECT schema_name, table_name, state, copy_lsn::text, rows_estimated::text, bytes_estimated::text,
        rows_copied::text, bytes_copied::text, copy_started_at, copy_finished_at,
        request, requested_at, holding, removed_at,
-       (SELECT count(*) FROM ${s}.held_changes h WHERE h.schema_name = t.schema_name AND h.table_name = t.table_name)::text AS held
+       CASE WHEN $1::boolean AND t.holding
+            THEN (SELECT count(*) FROM ${s}.held_changes h WHERE h.schema_name = t.schema_name AND h.table_name = t.table_name)
+       END::text AS held
   FROM ${s}.tables t ORDER BY schema_name, table_name`,
 
     /**

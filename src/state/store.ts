@@ -132,7 +132,8 @@ export async function loadPipeline(client: pg.ClientBase, q: StateSql): Promise<
   };
 }
 
-export async function loadTables(client: pg.ClientBase, q: StateSql): Promise<TableState[]> {
+/** `countHeld`: count each holding table's held changes (false: `held` is 0; for a frequent poll). */
+export async function loadTables(client: pg.ClientBase, q: StateSql, countHeld = true): Promise<TableState[]> {
   if (!(await stateExists(client, q))) return [];
   const { rows } = await client.query<{
     schema_name: string;
@@ -149,8 +150,8 @@ export async function loadTables(client: pg.ClientBase, q: StateSql): Promise<Ta
     requested_at: Date | null;
     holding: boolean;
     removed_at: Date | null;
-    held: string;
-  }>(q.SELECT_TABLES);
+    held: string | null;
+  }>(q.SELECT_TABLES, [countHeld]);
   return rows.map((r) => ({
     schema: r.schema_name,
     name: r.table_name,
@@ -166,7 +167,7 @@ export async function loadTables(client: pg.ClientBase, q: StateSql): Promise<Ta
     requestedAt: r.requested_at,
     holding: r.holding,
     removedAt: r.removed_at,
-    held: Number(r.held),
+    held: r.held === null ? 0 : Number(r.held),
   }));
 }
 

@@ -137,8 +137,10 @@ export class TableSetChanger {
     this.target ??= await connect(this.ctx.config.targetUrl, { side: 'target', applicationName: 'walbridge tables' });
     this.source ??= await connect(this.ctx.config.sourceUrl, { side: 'source', applicationName: 'walbridge tables' });
     const pipeline = await loadPipeline(this.target, this.state);
-    const rows = await loadTables(this.target, this.state);
-    this.publishGauges(rows);
+    // Held changes are counted on the slower tick: each count reads a holding table's held rows.
+    const countHeld = this.polls % NEW_TABLES_EVERY === 0;
+    const rows = await loadTables(this.target, this.state, countHeld);
+    this.publishGauges(rows, countHeld);
     if (this.polls === 0) await this.unpublishRemoved(rows);
     // The way back carries what the migration carried: tables created since are not its business.
     if (this.polls % NEW_TABLES_EVERY === 0 && !this.ctx.config.reverse) await this.noticeNewTables(rows);
@@ -344,7 +346,7 @@ export class TableSetChanger {
     this.ctx.status.newTables = [...reasons].map(([table, reason]) => ({ table, reason }));
   }
 
-  private publishGauges(rows: TableState[]): void {
+  private publishGauges(rows: TableState[], heldCounted: boolean): void {
     const { metrics, status } = this.ctx;
     const count = (f: (t: TableState) => boolean) => rows.filter(f).length;
     metrics.tableStates.set({ state: 'streaming' }, count((t) => isMigrated(t) && t.state === 'copied' && !t.holding));
@@ -352,6 +354,6 @@ export class TableSetChanger {
     metrics.tableStates.set({ state: 'requested' }, count((t) => t.request !== null));
     metrics.tableStates.set({ state: 'removed' }, count((t) => t.state === 'removed' && t.request === null));
     metrics.tableStates.set({ state: 'new' }, status.newTables.length);
-    for (const t of rows) if (t.holding) metrics.heldChanges.set({ table: `${t.schema}.${t.name}` }, t.held);
+    if (heldCounted) for (const t of rows) if (t.holding) metrics.heldChanges.set({ table: `${t.schema}.${t.name}` }, t.held);
   }
 }
