@@ -19,6 +19,11 @@ export interface PgoutputBytes {
   readonly end: number;
 }
 
+/** A message's own copy of its bytes, to keep past the read they came in (held changes, a table's last Relation). */
+export function copyOfMessage(m: PgoutputBytes): Buffer {
+  return Buffer.from(m.buf.subarray(m.payloadStart, m.end));
+}
+
 /** The server's heartbeat: everything up to `walEnd` has been sent. */
 export interface Keepalive {
   kind: 'keepalive';

@@ -35,7 +35,7 @@ import { displayTable } from '../../pg/ident.js';
 import { FENCE_MARKER_PREFIX } from '../../sql/fence.js';
 import { PARTITION_TRUNCATE_PREFIX } from '../../sql/partition-truncate.js';
 import type { StateSql } from '../../sql/state.js';
-import type { PgoutputBytes } from '../consume.js';
+import { copyOfMessage, type PgoutputBytes } from '../consume.js';
 import { encodeTruncate, type BeginMessage, type CommitMessage, type DeleteMessage, type InsertMessage, type LogicalMessage, type PgoutputMessage, type RelationMessage, type TruncateMessage, type UpdateMessage } from '../pgoutput.js';
 import { bindRelation, type Binding, type DescribeAddedColumn, type TableRuntime } from './binding.js';
 import { ChangeBatch } from './changes.js';
@@ -327,7 +327,7 @@ export class Applier {
     if (root?.hold) {
       // Copied again meanwhile: applied with the root's other held changes, after its copy.
       if (!bytes) throw new WalbridgeError('internal', `a TRUNCATE of ${displayTable(t.partition)}, whose root is held, came without its bytes`);
-      this.held.add(root.plan, (this.current as BeginMessage).finalLsn, Buffer.from(bytes.buf.subarray(bytes.payloadStart, bytes.end)));
+      this.held.add(root.plan, (this.current as BeginMessage).finalLsn, copyOfMessage(bytes));
       return;
     }
     if (root === undefined || root.copyLsn === null || (this.current as BeginMessage).finalLsn < root.copyLsn) return;
@@ -373,7 +373,7 @@ export class Applier {
   }
 
   private async onRelation(msg: RelationMessage, bytes?: PgoutputBytes): Promise<void> {
-    const raw = bytes ? Buffer.from(bytes.buf.subarray(bytes.payloadStart, bytes.end)) : null;
+    const raw = bytes ? copyOfMessage(bytes) : null;
     this.relations.set(msg.relationId, { msg, raw });
     const table = this.tables.get(displayTable(msg));
     // Held even in a transaction applied before a restart: the held changes after it need it.
@@ -420,7 +420,7 @@ export class Applier {
     if (b === null) return;
     if (b.table.hold) {
       if (!bytes) throw new WalbridgeError('internal', `a change to ${b.display}, which is held, came without its bytes`);
-      this.held.add(b.table.plan, (this.current as BeginMessage).finalLsn, Buffer.from(bytes.buf.subarray(bytes.payloadStart, bytes.end)));
+      this.held.add(b.table.plan, (this.current as BeginMessage).finalLsn, copyOfMessage(bytes));
       return;
     }
     if (this.inCopy(b)) return;
