@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startCluster, type Cluster } from '../harness/cluster.js';
 import { assertSameContent } from '../harness/compare.js';
-import { APP_TABLES, createAppSchema, seedAppData, startWriteLoad, type WriteLoad } from '../harness/fixture.js';
+import { APP_TABLES, addMessages, createAppSchema, seedAppData, startWriteLoad, type WriteLoad } from '../harness/fixture.js';
 import { waitFor } from '../harness/lsn.js';
 import { runCli, startDaemon, type DaemonProcess } from '../helpers/daemon.js';
 import { pipelineRow, waitForCatchUp, waitForPhase } from '../helpers/state.js';
@@ -33,11 +33,7 @@ before(async () => {
   await source.withClient(async (c) => {
     await createAppSchema(c);
     await seedAppData(c, { scale: 1 });
-    await c.query(`
-      INSERT INTO public.messages (user_id, role, content, telegram_message_id, created_at)
-      SELECT (SELECT min(id) FROM public.users), 'assistant', repeat('reply ' || g || ' ', 15), g, now() - g * interval '1 second'
-        FROM generate_series(1, 600000) AS g`);
-    await c.query('ANALYZE');
+    await addMessages(c, 600_000, 15);
   });
   await target.withClient((c) => createAppSchema(c, { target: true }));
 });

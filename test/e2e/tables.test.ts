@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startCluster, type Cluster } from '../harness/cluster.js';
 import { assertSameContent } from '../harness/compare.js';
-import { APP_TABLES, createAppSchema, seedAppData, startWriteLoad, type WriteLoad } from '../harness/fixture.js';
+import { APP_TABLES, addMessages, createAppSchema, seedAppData, startWriteLoad, type WriteLoad } from '../harness/fixture.js';
 import { waitFor } from '../harness/lsn.js';
 import { metricValue } from '../helpers/observe.js';
 import { errorsOf, runCli, startDaemon, type DaemonProcess } from '../helpers/daemon.js';
@@ -31,11 +31,7 @@ before(async () => {
     await createAppSchema(c);
     await seedAppData(c, { scale: 1 });
     // Enough rows that the added table's copy (throttled below) lasts seconds: a kill lands in it.
-    await c.query(`
-      INSERT INTO public.messages (user_id, role, content, telegram_message_id, created_at)
-      SELECT (SELECT min(id) FROM public.users), 'assistant', repeat('reply ' || g || ' ', 12), g, now() - g * interval '1 second'
-        FROM generate_series(1, 250000) AS g`);
-    await c.query('ANALYZE');
+    await addMessages(c, 250_000, 12);
   });
   await target.withClient((c) => createAppSchema(c, { target: true }));
 });

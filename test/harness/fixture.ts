@@ -846,6 +846,20 @@ export async function seedAppData(client: pg.ClientBase, opts: { scale?: number;
 // Write load
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * `n` more assistant messages from the first user (after seedAppData), `repeat` copies of a
+ * short reply each: bulk that makes a table's copy last seconds. Then ANALYZE.
+ */
+export async function addMessages(client: pg.ClientBase, n: number, repeat = 12): Promise<void> {
+  await client.query(
+    `INSERT INTO public.messages (user_id, role, content, telegram_message_id, created_at)
+     SELECT (SELECT min(id) FROM public.users), 'assistant', repeat('reply ' || g || ' ', $2), g, now() - g * interval '1 second'
+       FROM generate_series(1, $1::int) AS g`,
+    [n, repeat],
+  );
+  await client.query('ANALYZE');
+}
+
 export interface WriteLoadStats {
   transactions: number;
   inserts: number;
