@@ -56,6 +56,7 @@ Environment:
   WALBRIDGE_COPY_SPLIT_MB   copy a table of twice this size in parts (block ranges, partitions) at once (default: 16)
   WALBRIDGE_COPY_DEFER_INDEXES  drop a target table's plain secondary indexes during its copy, build them after (default: true)
   WALBRIDGE_COPY_BINARY     COPY in binary format where the column types allow it: built-in, enum, domain (default: true; false: always text)
+  WALBRIDGE_TOAST_LZ4       compress the values walbridge TOASTs on the target with lz4 where the target has it (default: true; false: the server's default)
   WALBRIDGE_APPLY_BATCH_CHANGES, WALBRIDGE_APPLY_BATCH_MS   apply batch size (default: 5000 changes, 200 ms)
   WALBRIDGE_CONVERT         column conversions, e.g. public.mirt_memories.embedding=vector_to_float32le (; between columns; docs/conversions.md)
   WALBRIDGE_EXIT_ON_ERROR   exit on a permanent error instead of waiting in phase "error" (default: false; same as run --exit-on-error)

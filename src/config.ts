@@ -34,6 +34,8 @@ export interface Config {
   copyDeferIndexes: boolean;
   /** COPY in binary format for tables whose column types allow it (TablePlan.binaryCopy; false: always text). */
   copyBinary: boolean;
+  /** Target sessions compress the values they TOAST with lz4 where the target has it (pg/sessions.ts). */
+  toastLz4: boolean;
   /** Target-side apply batching: commit after this many changes or this many ms. */
   applyBatchChanges: number;
   applyBatchMs: number;
@@ -196,6 +198,7 @@ const envSchema = z.object({
     }),
   WALBRIDGE_COPY_DEFER_INDEXES: booleanSetting('WALBRIDGE_COPY_DEFER_INDEXES', true),
   WALBRIDGE_COPY_BINARY: booleanSetting('WALBRIDGE_COPY_BINARY', true),
+  WALBRIDGE_TOAST_LZ4: booleanSetting('WALBRIDGE_TOAST_LZ4', true),
   WALBRIDGE_APPLY_BATCH_CHANGES: z
     .string()
     .default('5000')
@@ -241,6 +244,7 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     WALBRIDGE_COPY_SPLIT_MB: emptyToUndefined(env.WALBRIDGE_COPY_SPLIT_MB),
     WALBRIDGE_COPY_DEFER_INDEXES: emptyToUndefined(env.WALBRIDGE_COPY_DEFER_INDEXES),
     WALBRIDGE_COPY_BINARY: emptyToUndefined(env.WALBRIDGE_COPY_BINARY),
+    WALBRIDGE_TOAST_LZ4: emptyToUndefined(env.WALBRIDGE_TOAST_LZ4),
     WALBRIDGE_HTTP_TOKEN: emptyToUndefined(env.WALBRIDGE_HTTP_TOKEN),
     WALBRIDGE_REVERSE: flagOrEnv(overrides.reverse, 'WALBRIDGE_REVERSE'),
     WALBRIDGE_EXIT_ON_ERROR: flagOrEnv(overrides.exitOnError, 'WALBRIDGE_EXIT_ON_ERROR'),
@@ -317,6 +321,7 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: C
     copySplitBytes: Math.round(Number(v.WALBRIDGE_COPY_SPLIT_MB) * 1024 * 1024),
     copyDeferIndexes: v.WALBRIDGE_COPY_DEFER_INDEXES,
     copyBinary: v.WALBRIDGE_COPY_BINARY,
+    toastLz4: v.WALBRIDGE_TOAST_LZ4,
     applyBatchChanges: v.WALBRIDGE_APPLY_BATCH_CHANGES,
     applyBatchMs: v.WALBRIDGE_APPLY_BATCH_MS,
     httpToken,

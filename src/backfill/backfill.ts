@@ -18,6 +18,8 @@ import { backfillTable, type BackfillContext, type FreshSnapshot } from './table
 export interface BackfillOptions {
   sourceUrl: string;
   targetUrl: string;
+  /** lz4 for the values the copy TOASTs, where the target has it (pg/sessions.ts). */
+  toastLz4: boolean;
   plans: TablePlan[];
   /** The state the copies are recorded in. */
   stateSql: StateSql;
@@ -49,7 +51,7 @@ export async function runBackfill(opts: BackfillOptions): Promise<void> {
   const plans = [...opts.plans].sort((a, b) => b.source.bytes - a.source.bytes);
   const queue = new PQueue({ concurrency: Math.max(1, opts.jobs) });
   const run = new BackfillRun(opts.signal);
-  const sessions = new SessionPairs(opts.sourceUrl, opts.targetUrl, run);
+  const sessions = new SessionPairs(opts.sourceUrl, opts.targetUrl, { toastLz4: opts.toastLz4 }, run);
   // The first failure, or an abort: no table starts any more, and every session is closed,
   // which also cuts off the copies in flight.
   run.onStop(() => {

@@ -4,7 +4,7 @@
  * of latency made a fifth of the copy.
  */
 import type pg from 'pg';
-import { openSourceReader, openTargetWriter } from '../pg/sessions.js';
+import { openSourceReader, openTargetWriter, type TargetWriterSettings } from '../pg/sessions.js';
 import type { BackfillRun } from './run.js';
 
 const APPLICATION_NAME = 'walbridge copy';
@@ -24,6 +24,7 @@ export class SessionPairs {
   constructor(
     private readonly sourceUrl: string,
     private readonly targetUrl: string,
+    private readonly writer: TargetWriterSettings,
     private readonly run: BackfillRun,
   ) {}
 
@@ -63,7 +64,7 @@ export class SessionPairs {
     const source = await openSourceReader(this.sourceUrl, APPLICATION_NAME);
     this.open.add(source);
     try {
-      const target = await openTargetWriter(this.targetUrl, APPLICATION_NAME);
+      const target = await openTargetWriter(this.targetUrl, APPLICATION_NAME, this.writer);
       this.open.add(target);
       return { source, target };
     } catch (err) {

@@ -11,10 +11,25 @@ import { connect, describeEndpoint } from './connect.js';
  * foreign-key checks (tables are copied in parallel, in any order) from firing, as native
  * logical replication does.
  */
-export async function openTargetWriter(url: string, applicationName: string): Promise<pg.Client> {
+export interface TargetWriterSettings {
+  /** Compress new TOASTed values with lz4 where the target has it (WALBRIDGE_TOAST_LZ4). */
+  toastLz4: boolean;
+}
+
+/**
+ * lz4 for the values this session TOASTs, where the server was built with it (PostgreSQL 14+;
+ * Debian's and the official image's servers are, Supabase's too): compressing a jsonb document
+ * of a few kB with pglz costs several times what lz4 does, and it was a large share of copying
+ * and applying such tables. Columns given a compression of their own keep it; any server that
+ * has lz4 reads both. No row where the server lacks it, and then nothing changes.
+ */
+const TOAST_LZ4 = `SELECT set_config('default_toast_compression', 'lz4', false) FROM pg_catalog.pg_settings
+ WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)`;
+
+export async function openTargetWriter(url: string, applicationName: string, settings: TargetWriterSettings): Promise<pg.Client> {
   const client = await connect(url, { side: 'target', applicationName });
   try {
-    await client.query('SET session_replication_role = replica');
+    await client.query(`SET session_replication_role = replica${settings.toastLz4 ? `; ${TOAST_LZ4}` : ''}`);
   } catch (err) {
     await client.end().catch(() => {});
     if (sqlState(err) === '42501') {

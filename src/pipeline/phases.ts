@@ -180,7 +180,7 @@ export async function catchupPhase(ctx: PhaseContext, state: PipelineState): Pro
   const { applier, sink } = applySink(ctx, await tableRuntimes(control, sql, ctx.plans), state);
   ctx.status.markReady('streaming');
   const inner = innerSignal(ctx.signal);
-  const writer = await openTargetWriter(ctx.config.targetUrl, 'walbridge spool');
+  const writer = await openTargetWriter(ctx.config.targetUrl, 'walbridge spool', ctx.config);
   let spooling: Spooling | null = null;
   try {
     spooling = await spoolFrom(ctx, state, writer, inner.controller.signal, () => inner.controller.abort());

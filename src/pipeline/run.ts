@@ -98,7 +98,7 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
     }
     const catalog = await openSourceReader(config.sourceUrl, 'walbridge catalog');
     clients.push(catalog);
-    const control = await openTargetWriter(config.targetUrl, 'walbridge apply');
+    const control = await openTargetWriter(config.targetUrl, 'walbridge apply', config);
     clients.push(control);
 
     if (!(await acquireWriterLock(ctx, control))) return;

@@ -36,6 +36,7 @@ export async function copyUnder(
   await runBackfill({
     sourceUrl: config.sourceUrl,
     targetUrl: config.targetUrl,
+    toastLz4: config.toastLz4,
     plans,
     stateSql: stateSql(config.stateSchema),
     snapshotName: snap.slot.snapshotName,

@@ -182,7 +182,7 @@ async function openWorld(t: TestContext, ddl: string): Promise<World> {
     await Promise.all(sessions.map((c) => c.end().catch(() => undefined)));
   });
   const writer = async () => {
-    const c = await openTargetWriter(cluster.url(db), 'walbridge apply-rules test');
+    const c = await openTargetWriter(cluster.url(db), 'walbridge apply-rules test', { toastLz4: true });
     sessions.push(c);
     return c;
   };
