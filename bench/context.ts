@@ -9,6 +9,7 @@ import type { Baseline } from './baseline.js';
 import type { BulkRanges } from './dataset.js';
 import type { LagStats } from './lag.js';
 import type { ProfileEntry } from './profile.js';
+import type { Workload } from './pgbench.js';
 import type { RetainedWalResult } from './retained-wal.js';
 import type { TableCopy } from './walbridge.js';
 
@@ -117,6 +118,8 @@ export interface WalbridgeDrain {
 }
 
 export interface DrainResults {
+  /** The pgbench script that wrote the backlog (bench/<workload>.pgbench). */
+  workload: Workload;
   backlog: BacklogFigures;
   walbridge: WalbridgeDrain;
   native: { seconds?: number; confirmedSeconds?: number; changesPerSec?: number; txPerSec?: number; cpu?: Record<string, number>; check?: string; error?: string };
@@ -401,6 +404,8 @@ export interface ProfileSummary {
 export interface Figures {
   copy?: CopyResults;
   drain?: DrainResults;
+  /** The same drain of a backlog written by bench/sessions.pgbench: large jsonb documents rewritten. */
+  drainSessions?: DrainResults;
   live?: LiveResults;
   /** The same at a steady rate an app might write at (pgbench -R). */
   liveSteady?: LiveResults;
@@ -422,6 +427,8 @@ export interface BaselineResults {
   subject: string;
   copy?: WalbridgeCopy;
   drain?: WalbridgeDrain;
+  /** Its drain of the sessions workload's backlog. */
+  drainSessions?: WalbridgeDrain;
 }
 
 /** The whole run, as written to bench/results/latest.json. */

@@ -9,7 +9,10 @@ import type { BulkRanges } from './dataset.js';
 import { collect, lastLines, sleep, spawnTracked } from './proc.js';
 
 const PGBENCH = '/usr/bin/pgbench';
-export const APP_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'app.pgbench');
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+/** The workloads: the app's mix of writes (bench/app.pgbench), and session documents of several kB rewritten each turn (bench/sessions.pgbench). */
+export const SCRIPTS = { app: path.join(HERE, 'app.pgbench'), sessions: path.join(HERE, 'sessions.pgbench') } as const;
+export type Workload = keyof typeof SCRIPTS;
 
 export interface PgbenchRun {
   /** Either a number of transactions in total (split over the clients) or a duration. */
@@ -21,6 +24,8 @@ export interface PgbenchRun {
   rate?: number;
   /** Leave out the app's writes to its one table without a key (webhook_dedupe): only keyed tables are written. */
   keyedOnly?: boolean;
+  /** Which script (default the app's). */
+  workload?: Workload;
 }
 
 export interface PgbenchResult {
@@ -37,7 +42,7 @@ export function pgbenchArgs(url: string, ranges: BulkRanges, run: PgbenchRun): s
   return [
     '-n',
     '-f',
-    APP_SCRIPT,
+    SCRIPTS[run.workload ?? 'app'],
     '-c',
     String(clients),
     '-j',
@@ -60,7 +65,7 @@ export function pgbenchArgs(url: string, ranges: BulkRanges, run: PgbenchRun): s
   ];
 }
 
-const commandOf = (args: string[]) => `pgbench ${args.slice(0, -1).join(' ').replace(APP_SCRIPT, 'bench/app.pgbench')} <source-url>`;
+const commandOf = (args: string[]) => `pgbench ${args.slice(0, -1).join(' ').replace(HERE, 'bench')} <source-url>`;
 
 /** What pgbench printed at its end: transactions, failures, tps; null if it printed no summary. */
 function summaryOf(out: string): { transactions: number; failed: number; tps: number | null } | null {

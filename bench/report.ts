@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { baselineName } from './baseline.js';
-import type { ConvertCpu, ConvertResults, ConvertRun, PeerCopy, Results, SlotsConfig, SlotsLive, SlotsResults, VerifyRate } from './context.js';
+import type { ConvertCpu, ConvertResults, ConvertRun, DrainResults, PeerCopy, Results, SlotsConfig, SlotsLive, SlotsResults, VerifyRate, WalbridgeDrain } from './context.js';
 import { ALL_TABLES } from './dataset.js';
 
 export type Cell = string;
@@ -79,6 +79,51 @@ function peerCell(p: PeerCopy | undefined): string {
   return fmt.s(p.seconds);
 }
 
+/** The rows of one backlog drain (`bd`: the baseline's drain of the same backlog). */
+function drainRows(d: DrainResults, bd: WalbridgeDrain | undefined, base: string): Row[] {
+  const rows: Row[] = [];
+  const what = d.workload === 'app' ? '' : `, ${d.workload} workload`;
+  rows.push({
+    scenario: `backlog drain${what} (changes/s; ${fmt.n(d.backlog.changes)} changes)`,
+    walbridge: d.walbridge.error ? 'failed' : fmt.n(d.walbridge.changesPerSec),
+    native: d.native.error ? 'failed' : fmt.n(d.native.changesPerSec),
+    ratio: ratio(d.walbridge.changesPerSec, d.native.changesPerSec),
+  });
+  if (bd) {
+    rows.push({
+      scenario: `${base} backlog drain${what} (changes/s)`,
+      walbridge: bd.error ? 'failed' : fmt.n(bd.changesPerSec),
+      vsBaseline: ratio(d.walbridge.changesPerSec, bd.changesPerSec),
+    });
+  }
+  rows.push({
+    scenario: `backlog drain${what} (tx/s; ${fmt.n(d.backlog.transactions)} tx)`,
+    walbridge: fmt.n(d.walbridge.txPerSec),
+    native: fmt.n(d.native.txPerSec),
+    ratio: ratio(d.walbridge.txPerSec, d.native.txPerSec),
+  });
+  rows.push({ scenario: `backlog drain${what} (s)`, walbridge: fmt.s(d.walbridge.seconds), native: fmt.s(d.native.seconds), ratio: ratio(d.native.seconds, d.walbridge.seconds) });
+  if (bd) rows.push({ scenario: `${base} backlog drain${what} (s)`, walbridge: fmt.s(bd.seconds), vsBaseline: ratio(bd.seconds, d.walbridge.seconds) });
+  const total = (c: Record<string, number> | undefined) => (c ? Object.values(c).reduce((a, x) => a + x, 0) : undefined);
+  const cell = (c: Record<string, number> | undefined) => (c ? `${fmt.s(total(c))} (${Object.entries(c).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')})` : '');
+  if (d.walbridge.cpu || d.native.cpu) {
+    rows.push({ scenario: '  drain: CPU seconds, every process of each', walbridge: cell(d.walbridge.cpu), native: cell(d.native.cpu), ratio: ratio(total(d.native.cpu), total(d.walbridge.cpu)) });
+  }
+  if (bd?.cpu) rows.push({ scenario: `${base} drain${what}: CPU seconds, every process`, walbridge: cell(bd.cpu), vsBaseline: ratio(total(bd.cpu), total(d.walbridge.cpu)) });
+  if (d.decodeOnly) {
+    rows.push({
+      scenario: "  the source's walsender alone (pg_recvlogical to /dev/null; changes/s)",
+      walbridge: d.decodeOnly.error ? 'failed' : `${fmt.n(d.decodeOnly.changesPerSec)}${d.native.changesPerSec && d.decodeOnly.changesPerSec ? ` = ${fmt.x(d.decodeOnly.changesPerSec / d.native.changesPerSec)} native` : ''}`,
+    });
+    rows.push({
+      scenario: "  walbridge's drain as a share of the walsender's own pace",
+      walbridge: d.walbridge.changesPerSec && d.decodeOnly.changesPerSec ? `${((100 * d.walbridge.changesPerSec) / d.decodeOnly.changesPerSec).toFixed(0)}%` : '',
+      native: d.native.changesPerSec && d.decodeOnly.changesPerSec ? `${((100 * d.native.changesPerSec) / d.decodeOnly.changesPerSec).toFixed(0)}%` : '',
+    });
+  }
+  return rows;
+}
+
 function buildRows(r: Results): Row[] {
   const rows: Row[] = [];
   /** --baseline: the label of its rows, each right under the current build's figure it compares with. */
@@ -111,43 +156,8 @@ function buildRows(r: Results): Row[] {
       rows.push({ scenario: `${base} copy CPU seconds of the whole machine`, walbridge: cpu(bc), vsBaseline: ratio(bc.machineCpuSeconds, wb.machineCpuSeconds) });
     }
   }
-  if (r.drain) {
-    const d = r.drain;
-    rows.push({
-      scenario: `backlog drain (changes/s; ${fmt.n(d.backlog.changes)} changes)`,
-      walbridge: d.walbridge.error ? 'failed' : fmt.n(d.walbridge.changesPerSec),
-      native: d.native.error ? 'failed' : fmt.n(d.native.changesPerSec),
-      ratio: ratio(d.walbridge.changesPerSec, d.native.changesPerSec),
-    });
-    const bd = r.baseline?.drain;
-    if (bd) {
-      rows.push({
-        scenario: `${base} backlog drain (changes/s)`,
-        walbridge: bd.error ? 'failed' : fmt.n(bd.changesPerSec),
-        vsBaseline: ratio(d.walbridge.changesPerSec, bd.changesPerSec),
-      });
-    }
-    rows.push({
-      scenario: `backlog drain (tx/s; ${fmt.n(d.backlog.transactions)} tx)`,
-      walbridge: fmt.n(d.walbridge.txPerSec),
-      native: fmt.n(d.native.txPerSec),
-      ratio: ratio(d.walbridge.txPerSec, d.native.txPerSec),
-    });
-    rows.push({ scenario: 'backlog drain (s)', walbridge: fmt.s(d.walbridge.seconds), native: fmt.s(d.native.seconds), ratio: ratio(d.native.seconds, d.walbridge.seconds) });
-    if (bd) rows.push({ scenario: `${base} backlog drain (s)`, walbridge: fmt.s(bd.seconds), vsBaseline: ratio(bd.seconds, d.walbridge.seconds) });
-    const total = (c: Record<string, number> | undefined) => (c ? Object.values(c).reduce((a, x) => a + x, 0) : undefined);
-    const cell = (c: Record<string, number> | undefined) => (c ? `${fmt.s(total(c))} (${Object.entries(c).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')})` : '');
-    if (d.walbridge.cpu || d.native.cpu) {
-      rows.push({ scenario: '  drain: CPU seconds, every process of each', walbridge: cell(d.walbridge.cpu), native: cell(d.native.cpu), ratio: ratio(total(d.native.cpu), total(d.walbridge.cpu)) });
-    }
-    if (bd?.cpu) rows.push({ scenario: `${base} drain CPU seconds, every process`, walbridge: cell(bd.cpu), vsBaseline: ratio(total(bd.cpu), total(d.walbridge.cpu)) });
-    if (d.decodeOnly) {
-      rows.push({
-        scenario: "  the source's walsender alone (pg_recvlogical to /dev/null; changes/s)",
-        walbridge: d.decodeOnly.error ? 'failed' : `${fmt.n(d.decodeOnly.changesPerSec)}${d.native.changesPerSec && d.decodeOnly.changesPerSec ? ` = ${fmt.x(d.decodeOnly.changesPerSec / d.native.changesPerSec)} native` : ''}`,
-      });
-    }
-  }
+  if (r.drain) rows.push(...drainRows(r.drain, r.baseline?.drain, base));
+  if (r.drainSessions) rows.push(...drainRows(r.drainSessions, r.baseline?.drainSessions, base));
   for (const [live, how] of [[r.live, 'full rate'], [r.liveSteady, 'throttled']] as const) {
     if (live) {
       const native = how === 'full rate' ? r.liveNative : undefined;
@@ -520,6 +530,9 @@ const MEANINGS = [
   '- backlog drain: a backlog written by pgbench (bench/app.pgbench) with no consumer running, then the time from starting the',
   '  consumer (walbridge daemon / ALTER SUBSCRIPTION ENABLE) until a marker transaction written after the backlog is on the',
   '  target. changes/s = row changes (n_tup_ins+upd+del on the source) / that time.',
+  '  The sessions workload (bench/sessions.pgbench): each transaction inserts 2 messages and rewrites one session\'s state, a',
+  '  jsonb document of about 5 kB (TOASTed); drained the same way after the first, each database vacuumed and analyzed before.',
+  "  share of the walsender's pace: the consumer's changes/s over pg_recvlogical's on the same backlog.",
   '- live lag: pgbench at full rate, then throttled (-R), while walbridge streams; the source WAL position is sampled every 100 ms and each sample\'s',
   "  lag is the time until walbridge's recorded applied_lsn on the target passed it; native: its origin's remote_lsn (last commit applied),",
   '  in a run of its own with the same pgbench settings (walbridge stopped meanwhile).',

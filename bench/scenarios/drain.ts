@@ -5,49 +5,80 @@
  */
 import type { Cluster } from '../../test/harness/cluster.js';
 import type { Baseline } from '../baseline.js';
-import { outcome, type BenchContext, type DrainResults, type Figures, type Outcome, type WalbridgeDrain } from '../context.js';
+import { absorb, outcome, type BenchContext, type DrainResults, type Figures, type Outcome, type WalbridgeDrain } from '../context.js';
 import { CpuSampler } from '../cpu.js';
 import { rowCounts } from '../dataset.js';
-import { NATIVE, nativeEnable, PG_RECVLOGICAL, waitNativeConfirmed } from '../peers.js';
-import { waitForMarker } from '../pgbench.js';
+import { NATIVE, nativeDisable, nativeEnable, PG_RECVLOGICAL, waitNativeConfirmed } from '../peers.js';
+import { waitForMarker, type Workload } from '../pgbench.js';
 import { lastLines, runTool, toolEnv } from '../proc.js';
 import { fmt } from '../report.js';
 import { connect } from '../walbridge.js';
 import { backendPids, COPY_TIMEOUT, countCheck, stopWalbridge, walbridgeDrain, writeBacklog, type Backlog, type WalbridgeRun } from './steps.js';
 
-export interface DrainOutcome extends Outcome<{ drain: DrainResults }> {
-  /** The baseline's drain (--baseline), when it had its copy. */
-  baseline?: WalbridgeDrain;
+export interface DrainOutcome extends Outcome<{ drain: DrainResults; drainSessions?: DrainResults }> {
+  /** The baseline's drains (--baseline), when it had its copy. */
+  baseline?: { app?: WalbridgeDrain; sessions?: WalbridgeDrain };
 }
 
 /**
  * walbridge must have copied the app database (its slot is where the backlog starts); `nativeDb`
  * is a native subscription that copied it too, disabled, or null to leave native out; `baseline`
  * is the baseline build that copied it into its own database (its own slot), or null.
+ * Two backlogs, one after the other, each drained by every consumer: the app's mix of writes
+ * (bench/app.pgbench), then session documents of several kB rewritten each turn
+ * (bench/sessions.pgbench). The native subscription is left enabled at the end.
  */
 export async function measureDrain(ctx: BenchContext, nativeDb: string | null, baseline: Baseline | null): Promise<DrainOutcome> {
+  const app = await measureWorkload(ctx, 'app', nativeDb, baseline);
+  const rec: DrainOutcome = { ...outcome({ drain: app.drain }) };
+  absorb(rec, app.outcome);
+  // The next backlog is written with no consumer running: the native subscription stops again.
+  const nativeAgain = nativeDb !== null && !app.drain.native.error;
+  if (nativeAgain) await nativeDisable(ctx.source, ctx.target, nativeDb);
+  const sessions = await measureWorkload(ctx, 'sessions', nativeAgain ? nativeDb : null, baseline);
+  absorb(rec, sessions.outcome);
+  rec.figures.drainSessions = sessions.drain;
+  if (baseline) rec.baseline = { ...(app.baseline ? { app: app.baseline } : {}), ...(sessions.baseline ? { sessions: sessions.baseline } : {}) };
+  return rec;
+}
+
+/** One backlog of `workload`, drained by walbridge, the baseline, a native subscription, and the walsender alone. */
+async function measureWorkload(
+  ctx: BenchContext,
+  workload: Workload,
+  nativeDb: string | null,
+  baseline: Baseline | null,
+): Promise<{ drain: DrainResults; outcome: Outcome<Figures>; baseline?: WalbridgeDrain }> {
   const { source, target, opts, say } = ctx;
-  say(`drain: writing a backlog of ${fmt.n(opts.backlog)} app transactions with pgbench (-c ${opts.clients}), no consumer running …`);
-  const backlog = await writeBacklog(ctx);
+  const tag = workload === 'app' ? 'drain' : `drain (${workload})`;
+  // Autovacuum working through the copies just made (or through the backlog) would land in one
+  // consumer's drain and not another's: every database is vacuumed and analyzed first, and again
+  // after the backlog is written.
+  const databases = ['app', ...(nativeDb ? [nativeDb] : []), ...(baseline ? [baseline.db] : [])];
+  await quiesce(ctx, databases);
+  say(`${tag}: writing a backlog of ${fmt.n(opts.backlog)} transactions of bench/${workload}.pgbench (-c ${opts.clients}), no consumer running …`);
+  const backlog = await writeBacklog(ctx, workload);
+  await quiesce(ctx, databases);
   // Its twin for the decode-only reference below, at the same position before the backlog.
   await source.query(`SELECT pg_copy_logical_replication_slot('walbridge', 'bench_decode')`, [], 'app');
   const { marker: _m, command, ...b } = backlog;
-  const drain: DrainResults = { backlog: b, walbridge: {}, native: {} };
-  const rec = outcome({ drain });
-  rec.commands.pgbench_backlog = command;
+  const drain: DrainResults = { workload, backlog: b, walbridge: {}, native: {} };
+  const rec = outcome({});
+  rec.commands[workload === 'app' ? 'pgbench_backlog' : `pgbench_backlog_${workload}`] = command;
   say(`  backlog: ${fmt.n(b.transactions)} transactions, ${fmt.n(b.changes)} row changes, ${fmt.mb(b.walBytes)} of WAL (pgbench ${b.pgbenchTps.toFixed(0)} tps)`);
 
-  say('drain: walbridge …');
-  drain.walbridge = await timeWalbridgeDrain(ctx, backlog, rec, { name: 'walbridge', env: ctx.wbEnv, db: 'app', label: 'drain' });
-  if (drain.walbridge.peakRssMb !== undefined) rec.rssMb.drain = drain.walbridge.peakRssMb;
+  say(`${tag}: walbridge …`);
+  const label = workload === 'app' ? 'drain' : `drain-${workload}`;
+  drain.walbridge = await timeWalbridgeDrain(ctx, backlog, rec, { name: 'walbridge', env: ctx.wbEnv, db: 'app', label });
+  if (drain.walbridge.peakRssMb !== undefined) rec.rssMb[label] = drain.walbridge.peakRssMb;
   let baselineDrain: WalbridgeDrain | undefined;
   if (baseline) {
-    say(`drain: ${baseline.name} (its own slot, its own copy of the database) …`);
-    baselineDrain = await timeWalbridgeDrain(ctx, backlog, rec, { name: baseline.name, env: baseline.env, db: baseline.db, label: 'baseline-drain', script: baseline.script });
+    say(`${tag}: ${baseline.name} (its own slot, its own copy of the database) …`);
+    baselineDrain = await timeWalbridgeDrain(ctx, backlog, rec, { name: baseline.name, env: baseline.env, db: baseline.db, label: `baseline-${label}`, script: baseline.script });
   }
 
   if (nativeDb) {
-    say('drain: native subscription (ENABLE) …');
+    say(`${tag}: native subscription (ENABLE) …`);
     const [scpu, tcpu] = await Promise.all([connect(source, 'postgres'), connect(target, 'postgres')]);
     try {
       const t0 = Date.now();
@@ -80,7 +111,7 @@ export async function measureDrain(ctx: BenchContext, nativeDb: string | null, b
     }
   }
 
-  say('drain: the walsender alone (pg_recvlogical to /dev/null, same backlog, a copy of the slot) …');
+  say(`${tag}: the walsender alone (pg_recvlogical to /dev/null, same backlog, a copy of the slot) …`);
   try {
     const seconds = await decodeOnly(source, 'bench_decode', backlog.marker.lsn);
     drain.decodeOnly = { seconds, changesPerSec: b.changes / seconds };
@@ -91,7 +122,7 @@ export async function measureDrain(ctx: BenchContext, nativeDb: string | null, b
   } finally {
     await source.query(`SELECT pg_drop_replication_slot('bench_decode')`, [], 'app').catch(() => undefined);
   }
-  return { ...rec, ...(baselineDrain ? { baseline: baselineDrain } : {}) };
+  return { drain, outcome: rec, ...(baselineDrain ? { baseline: baselineDrain } : {}) };
 }
 
 /** One walbridge build drains the backlog from its slot into `db`, then stops: its figures, or its error (recorded). */
@@ -117,6 +148,12 @@ async function timeWalbridgeDrain(ctx: BenchContext, backlog: Backlog, rec: Outc
     ctx.say(`  ${run.name} failed: ${error}`);
     return { error };
   }
+}
+
+/** VACUUM ANALYZE of `databases` on the target and of the app database on the source. */
+async function quiesce(ctx: BenchContext, databases: string[]): Promise<void> {
+  await ctx.source.query('VACUUM (ANALYZE)', [], 'app');
+  for (const db of databases) await ctx.target.query('VACUUM (ANALYZE)', [], db);
 }
 
 /**

@@ -12,7 +12,7 @@ import { outcome, type BacklogFigures, type BenchContext, type Outcome, type Pro
 import { CpuSampler } from '../cpu.js';
 import { ALL_TABLES, countDiffs } from '../dataset.js';
 import { dropNative } from '../peers.js';
-import { currentLsn, lsnDiff, runPgbench, settledRowChanges, waitForMarker, writeMarker } from '../pgbench.js';
+import { currentLsn, lsnDiff, runPgbench, settledRowChanges, waitForMarker, writeMarker, type Workload } from '../pgbench.js';
 import { sleep } from '../proc.js';
 import { newestProfile, summariseProfile } from '../profile.js';
 import {
@@ -94,10 +94,10 @@ export interface Backlog extends BacklogFigures {
 }
 
 /** Write the backlog with pgbench while no consumer runs; ends with a marker transaction. */
-export async function writeBacklog(ctx: BenchContext): Promise<Backlog> {
+export async function writeBacklog(ctx: BenchContext, workload: Workload = 'app'): Promise<Backlog> {
   const c0 = await settledRowChanges(ctx.source);
   const l0 = await currentLsn(ctx.source);
-  const pb = await runPgbench(ctx.source, ctx.ranges, { transactions: ctx.opts.backlog, clients: ctx.opts.clients });
+  const pb = await runPgbench(ctx.source, ctx.ranges, { transactions: ctx.opts.backlog, clients: ctx.opts.clients, workload });
   const c1 = await settledRowChanges(ctx.source);
   const marker = await writeMarker(ctx.source);
   return {
