@@ -29,11 +29,6 @@ export type Param = BinaryParam | Buffer | string | null;
 export interface BatchStatement {
   text: string;
   params: readonly Param[];
-  /**
-   * The data of a `COPY … FROM STDIN`, sent right after its Execute as one CopyData message and
-   * a CopyDone: the server reads them once the COPY starts, in order with the rest of the batch.
-   */
-  copyData?: BinaryParam;
 }
 
 const byConnection = new WeakMap<pg.ClientBase, PreparedStatements>();
@@ -109,7 +104,6 @@ class StatementBatch implements pg.Submittable {
     for (const m of messages) {
       if (!m.parsed) size += parseSize(m.name, m.st.text);
       size += bindSize(m.name, m.st.params) + EXECUTE.length;
-      if (m.st.copyData) size += 5 + m.st.copyData.byteLength + COPY_DONE.length;
     }
     const out = Buffer.allocUnsafe(size);
     let pos = 0;
@@ -117,7 +111,6 @@ class StatementBatch implements pg.Submittable {
       if (!m.parsed) pos = writeParse(out, pos, m.name, m.st.text);
       pos = writeBind(out, pos, m.name, m.st.params);
       pos += EXECUTE.copy(out, pos);
-      if (m.st.copyData) pos = writeCopyData(out, pos, m.st.copyData);
     }
     out.write('S', pos, 'latin1');
     out.writeInt32BE(4, pos + 1);
@@ -147,8 +140,9 @@ class StatementBatch implements pg.Submittable {
     this.rowCounts.push(0);
   }
   handlePortalSuspended(): void {}
-  /** A COPY of the batch started: its data and CopyDone were sent with the batch already. */
-  handleCopyInResponse(): void {}
+  handleCopyInResponse(): void {
+    this.handleError(new Error('COPY is not supported in a statement batch'));
+  }
   handleCopyData(): void {}
 }
 
@@ -156,18 +150,6 @@ class StatementBatch implements pg.Submittable {
 
 /** Execute the unnamed portal, all rows. */
 const EXECUTE = Buffer.from([0x45, 0, 0, 0, 9, 0, 0, 0, 0, 0]);
-
-/** CopyDone. */
-const COPY_DONE = Buffer.from([0x63, 0, 0, 0, 4]);
-
-/** 'd', length, the data; then CopyDone. */
-function writeCopyData(out: Buffer, pos: number, data: BinaryParam): number {
-  out[pos] = 0x64;
-  out.writeInt32BE(4 + data.byteLength, pos + 1);
-  const end = data.writeTo(out, pos + 5);
-  if (end !== pos + 5 + data.byteLength) throw new Error(`COPY data wrote ${end - pos - 5} bytes, not the ${data.byteLength} it announced`);
-  return end + COPY_DONE.copy(out, end);
-}
 
 function cstringSize(s: string): number {
   return Buffer.byteLength(s, 'utf8') + 1;

@@ -19,7 +19,6 @@ import { pgMicrosFromMs } from '../../src/pg/epoch.js';
 import { displayTable } from '../../src/pg/ident.js';
 import { openTargetWriter } from '../../src/pg/sessions.js';
 import { Applier, type ApplierOptions } from '../../src/replicator/apply/applier.js';
-import { COPY_MIN_ROWS } from '../../src/replicator/apply/render.js';
 import type { TableRuntime } from '../../src/replicator/apply/binding.js';
 import {
   Tuple,
@@ -358,46 +357,6 @@ test('grouped statements that trip a unique constraint are sent again in source 
     w.log.some((l) => l.msg === 'grouped statements tripped a unique constraint; applying the batch in source order' && l.code === '23505'),
     `the fallback is logged; log: ${JSON.stringify(w.log)}`,
   );
-});
-
-test('a run of inserts into one table goes in as COPY: every value intact, and a run that trips a unique constraint is sent again in source order', async (t) => {
-  const w = await openWorld(t, 'CREATE TABLE public.bulk (id int PRIMARY KEY, u text UNIQUE, t text, j jsonb, n numeric)');
-  const bulk = w.rel('bulk');
-  const applier = w.applier();
-  const src = new SourceLog();
-  // What COPY's text format must escape, and what only looks like its markers.
-  const awkward = ['tab\there', 'new\nline', 'cr\rhere', 'back\\slash', '\\N', '\\.', '', 'end\\', 'ü 👍 \u0001', 'a\t\n\r\\b'];
-  const values = (i: number): TupleValue[] => [
-    String(i),
-    `u${i}`,
-    i % 11 === 10 ? null : (awkward[i % 11] as string),
-    i % 3 === 0 ? null : JSON.stringify({ i, k: awkward[i % awkward.length] }).replace(/,/g, ', ').replace(/:/g, ': '),
-    i % 4 === 0 ? 'NaN' : `${i}.50`,
-  ];
-  await feed(applier, bulk, src.txn(...Array.from({ length: COPY_MIN_ROWS + 4 }, (_, i) => ins(bulk, values(i + 1)))));
-  await applier.drain();
-  const copies = await w.client.query<{ statement: string }>("SELECT statement FROM pg_prepared_statements WHERE statement LIKE 'COPY %'");
-  assert.deepEqual(copies.rows.map((r) => r.statement), ['COPY "public"."bulk" ("id", "u", "t", "j", "n") FROM STDIN'], 'the run went as COPY');
-  const got = await w.query<{ id: number; u: string; t: string | null; j: string | null; n: string }>('SELECT id, u, t, j::text AS j, n::text AS n FROM public.bulk ORDER BY id');
-  assert.deepEqual(
-    got.map((r) => [String(r.id), r.u, r.t, r.j, r.n]),
-    Array.from({ length: COPY_MIN_ROWS + 4 }, (_, i) => values(i + 1)),
-    'every value byte for byte, NULLs as NULL',
-  );
-
-  // Grouped, the run of inserts (from the first, before the UPDATE; one of them takes 'u1', which
-  // the UPDATE frees) goes before the UPDATE and collides; in source order it does not.
-  const next = src.txn(
-    ins(bulk, ['99', 'w', 'again', null, '0']),
-    upd(bulk, ['1', 'freed', null, null, '1']),
-    ...Array.from({ length: COPY_MIN_ROWS }, (_, i) => ins(bulk, [String(100 + i), i === 0 ? 'u1' : `v${i}`, 'again', null, '0'])),
-  );
-  await feed(applier, next);
-  await applier.drain();
-  assert.equal((await w.query<{ n: number }>("SELECT count(*)::int AS n FROM public.bulk WHERE t = 'again'"))[0]?.n, COPY_MIN_ROWS + 1);
-  assert.deepEqual(await w.query('SELECT id, u FROM public.bulk WHERE u IN ($1, $2) ORDER BY id', ['u1', 'freed']), [{ id: 1, u: 'freed' }, { id: 100, u: 'u1' }]);
-  assert.equal(await w.appliedLsn(), next.endLsn);
-  assert.ok(w.log.some((l) => l.msg === 'grouped statements tripped a unique constraint; applying the batch in source order'), 'the fallback is logged');
 });
 
 const PAD = 'ü'.repeat(100);

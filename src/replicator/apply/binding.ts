@@ -37,8 +37,6 @@ export interface Binding {
   allIdx: number[];
   allSignature: string;
   hasIdentityAlways: boolean;
-  /** A run of inserts may go as COPY (render.ts): no column is converted (COPY takes no expression). */
-  insertsByCopy: boolean;
   /** Relation columns that are GENERATED ALWAYS AS IDENTITY on the target. */
   identityAlwaysIdx: Set<number>;
   /** Relation columns that lead a btree index on the target (to find rows of a keyless table). */
@@ -118,7 +116,6 @@ export async function bindRelation(msg: RelationMessage, table: TableRuntime, de
     allIdx,
     allSignature: allIdx.join(','),
     hasIdentityAlways: identityAlwaysIdx.size > 0,
-    insertsByCopy: !columns.some((c) => c.convert !== undefined),
     identityAlwaysIdx,
     indexedIdx: msg.columns.flatMap((c, i) => (table.plan.indexedColumns.includes(c.name) ? [i] : [])),
     foldUpdates: keyIdx.length > 0 && !table.plan.hasSecondaryUnique,

@@ -6,7 +6,7 @@
 import type { BatchStatement, Param } from '../../pg/batch.js';
 import type { Binding } from './binding.js';
 import type { Change, Segment } from './changes.js';
-import { CopyTextRows, textArray, textArrayOf } from './params.js';
+import { textArray, textArrayOf } from './params.js';
 import { renderStrict, type Group } from './queue.js';
 import * as sql from './statements.js';
 import type { ColumnRef } from './statements.js';
@@ -35,12 +35,6 @@ export function renderSegments(segments: Segment[], strict: boolean): RenderedSt
   return out;
 }
 
-/**
- * A run of at least this many inserts into one table goes as COPY (statements.ts copyRows): below
- * it, the prepared INSERT costs the target less than setting up a COPY.
- */
-export const COPY_MIN_ROWS = 16;
-
 const tupleOf = (c: Change): Tuple => c.tuple;
 const keyTupleOf = (c: Change): Tuple => c.keyTuple;
 
@@ -56,9 +50,6 @@ function renderGroup(b: Binding, g: Group<Change>): RenderedStatement[] {
   switch (g.op) {
     case 'insert':
       if (g.cols.length === 0) return g.rows.map(() => one(sql.insertDefaultValues(table), [], null, 'insert'));
-      if (g.rows.length >= COPY_MIN_ROWS && b.insertsByCopy) {
-        return [{ statement: { text: sql.copyRows(table, g.cols.map(col)), params: [], copyData: new CopyTextRows(g.rows, tupleOf, g.cols) }, expect: null, table: b.display, op: 'insert' }];
-      }
       return [
         one(
           sql.insertRows(table, g.cols.map(col), b.hasIdentityAlways),

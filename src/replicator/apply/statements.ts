@@ -37,16 +37,6 @@ export function insertRows(table: TableName, cols: ColumnRef[], overridingSystem
   return `INSERT INTO ${quoteTable(table)} (${names})${overriding} SELECT ${casts} FROM unnest(${arrayParams(cols.length)}) AS u(${aliases})`;
 }
 
-/**
- * Insert rows sent as COPY data (text format; params.ts CopyTextRows): a long run of inserts
- * into one table goes in as COPY does, rows buffered and written a page at a time, with one WAL
- * record per page rather than one per row. Identity values are written as given, like
- * OVERRIDING SYSTEM VALUE. Not for converted columns: COPY takes no expression.
- */
-export function copyRows(table: TableName, cols: ColumnRef[]): string {
-  return `COPY ${quoteTable(table)} (${cols.map((c) => quoteIdent(c.name)).join(', ')}) FROM STDIN`;
-}
-
 /** A row with no column to write (every column has its default). No parameters. */
 export function insertDefaultValues(table: TableName): string {
   return `INSERT INTO ${quoteTable(table)} DEFAULT VALUES`;
