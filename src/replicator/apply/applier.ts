@@ -131,15 +131,7 @@ export class Applier {
     if (this.position.lsn <= this.sent.lsn) return false;
     // A cutover waits for the fence's marker to be applied: it goes at once.
     if (this.fenceMarker !== null) return true;
-    // By size too, at a quarter of the buffer: a batch of large values (a jsonb document of
-    // several kB rewritten by every transaction) would otherwise fill the whole buffer before its
-    // 5,000 changes, and be sent as a part of a large transaction: in source order, one statement
-    // per change group of each transaction, waited for before reading on.
-    return (
-      this.batch.changeCount + this.held.count >= this.opts.batchChanges ||
-      this.batch.bufferedBytes + this.held.bytes >= this.maxBufferBytes / 4 ||
-      Date.now() - this.batchStartedAt >= this.opts.batchMs
-    );
+    return this.batch.changeCount + this.held.count >= this.opts.batchChanges || Date.now() - this.batchStartedAt >= this.opts.batchMs;
   }
 
   /** Nothing is received but not yet committed (nor a start of recording changed rows to say). */
