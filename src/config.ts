@@ -224,6 +224,11 @@ function ownName(group: string | null): string {
   return group === null ? DEFAULT_STATE_SCHEMA : `${DEFAULT_STATE_SCHEMA}_${group}`;
 }
 
+/** The table group whose state a schema holds (ownName's inverse); null for the migration without a group. */
+export function groupOfStateSchema(stateSchema: string): string | null {
+  return stateSchema === DEFAULT_STATE_SCHEMA ? null : stateSchema.slice(DEFAULT_STATE_SCHEMA.length + 1);
+}
+
 export function loadConfig(env: Record<string, string | undefined>, overrides: ConfigOverrides = {}): Config {
   /** A flag's value as the variable it shadows would spell it, else the variable (empty counts as unset). */
   const flagOrEnv = (flag: string | number | boolean | undefined, name: string) =>

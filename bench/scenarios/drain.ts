@@ -30,7 +30,7 @@ export interface DrainOutcome extends Outcome<{ drain: DrainResults; drainSessio
  */
 export async function measureDrain(ctx: BenchContext, nativeDb: string | null, baseline: Baseline | null): Promise<DrainOutcome> {
   const app = await measureWorkload(ctx, 'app', nativeDb, baseline);
-  const rec: DrainOutcome = { ...outcome({ drain: app.drain }) };
+  const rec: DrainOutcome = outcome({ drain: app.drain });
   absorb(rec, app.outcome);
   // The next backlog is written with no consumer running: the native subscription stops again.
   const nativeAgain = nativeDb !== null && !app.drain.native.error;

@@ -26,7 +26,7 @@ import type { SourceTable } from '../catalog/tables.js';
 import { migrationTables } from '../tables/selection.js';
 import { groupOf, otherStates } from '../tables/groups.js';
 import { describeTableState } from '../tables/requests.js';
-import { reverseConfig, type Config } from '../config.js';
+import { groupOfStateSchema, reverseConfig, type Config } from '../config.js';
 import { sqlState, WalbridgeError } from '../errors.js';
 import { formatLsn, lsnDistance, parseLsn, type Lsn } from '../lsn.js';
 import { connect } from '../pg/connect.js';
@@ -340,8 +340,7 @@ async function otherGroups(target: pg.Client, config: Config): Promise<{ config:
     await checkStateVersion(target, sql);
     const state = await loadPipeline(target, sql);
     if (!state || state.phase === 'done') continue;
-    const group = schema === 'walbridge' ? null : schema.replace(/^walbridge_/, '');
-    out.push({ config: { ...config, group, stateSchema: schema, slotName: state.slotName, publicationName: state.publicationName }, state });
+    out.push({ config: { ...config, group: groupOfStateSchema(schema), stateSchema: schema, slotName: state.slotName, publicationName: state.publicationName }, state });
   }
   return out;
 }

@@ -28,6 +28,7 @@ import type { LiveStatus } from '../health/live-status.js';
 import type { Metrics } from '../health/metrics.js';
 import type { Logger } from '../log.js';
 import { formatLsn } from '../lsn.js';
+import type { BatchStatement } from '../pg/batch.js';
 import { connect } from '../pg/connect.js';
 import { displayTable, type TableName } from '../pg/ident.js';
 import { withTransaction } from '../pg/transaction.js';
@@ -41,7 +42,7 @@ import { loadPipeline, loadTables, type TableState } from '../state/store.js';
 import { tablesOfOtherGroups } from './groups.js';
 import { applyHeldChanges } from './held.js';
 import { checkAdditions, isMigrated, requestAdd } from './requests.js';
-import { textArrayOf } from '../replicator/apply/params.js';
+import { HeldMessages } from '../replicator/apply/held.js';
 
 export interface ChangerContext {
   config: Config;
@@ -187,8 +188,11 @@ export class TableSetChanger {
     await withTransaction(control, async () => {
       await control.query(this.state.START_HOLDING, [plan.schema, plan.name, emptyFirst]);
       if (relation) {
-        const lsn = formatLsn(applier.durablePosition.lsn);
-        await control.query(this.state.HOLD_CHANGES, [textArrayOf([plan.schema]), textArrayOf([plan.name]), textArrayOf([lsn]), textArrayOf([relation.toString('base64')])]);
+        // Held as the applier holds every message (replicator/apply/held.ts).
+        const held = new HeldMessages(this.state);
+        held.add(plan, applier.durablePosition.lsn, relation);
+        const statement = held.take() as BatchStatement;
+        await control.query(statement.text, [...statement.params]);
       }
     });
     this.log.info({ table: name, request: row.request }, row.request === 'resync' ? 'resync: its changes are held while it is copied again' : 'adding a table: its changes are held while it is copied');

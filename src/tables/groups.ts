@@ -4,11 +4,15 @@
  * belongs to one group: the others' states say which tables they carry.
  */
 import type pg from 'pg';
+import { groupOfStateSchema } from '../config.js';
 import { displayTable, type TableName } from '../pg/ident.js';
 import { STATE_SCHEMAS, stateSql } from '../sql/state.js';
 
 /** The group a state schema holds, as an operator names it. */
-export const groupOf = (stateSchema: string): string => (stateSchema === 'walbridge' ? 'the migration without a group' : `group ${stateSchema.replace(/^walbridge_/, '')}`);
+export function groupOf(stateSchema: string): string {
+  const group = groupOfStateSchema(stateSchema);
+  return group === null ? 'the migration without a group' : `group ${group}`;
+}
 
 /** The other walbridge states on this database (their schemas). */
 export async function otherStates(target: pg.ClientBase, ownStateSchema: string): Promise<string[]> {
