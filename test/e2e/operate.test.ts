@@ -100,6 +100,9 @@ test('progress is visible while copying: status page, /status.json, walbridge st
 test('metrics after the copy: rows copied equal the table sizes, phase streaming, lag back to 0', { timeout: 120_000 }, async () => {
   const d = daemons[0] as DaemonProcess;
   await waitForPhase(target, 'streaming', { daemon: d });
+  // The phase is recorded on the target before the daemon's stream starts: on a slow machine
+  // that takes over a second, and the metric follows the daemon's own phase.
+  await waitFor(async () => (await statusJson(d)).phase === 'streaming', { what: 'the daemon to stream', timeoutMs: 30_000 });
   load = startWriteLoad(source.url(), { ratePerSec: 60, truncateEvery: 100, seed: 3 });
   await load.waitFor((s) => s.transactions >= 60, 30_000);
   const { body } = await http(d, '/metrics');
