@@ -105,6 +105,8 @@ test('metrics after the copy: rows copied equal the table sizes, phase streaming
   await waitFor(async () => (await statusJson(d)).phase === 'streaming', { what: 'the daemon to stream', timeoutMs: 30_000 });
   load = startWriteLoad(source.url(), { ratePerSec: 60, truncateEvery: 100, seed: 3 });
   await load.waitFor((s) => s.transactions >= 60, 30_000);
+  // The monitor samples the slot every 2 s: the gauge follows the stream's start by up to that.
+  await waitFor(async () => metricValue((await http(d, '/metrics')).body, 'walbridge_slot_active') === 1, { what: 'the monitor to see the slot active', timeoutMs: 30_000 });
   const { body } = await http(d, '/metrics');
   for (const name of [
     'walbridge_phase',
