@@ -84,6 +84,8 @@ export interface WalbridgeCopy extends PeerCopy {
   tables?: TableCopy[];
   copiedBytes?: number;
   peakRssMb?: number;
+  /** CPU seconds of the walbridge process itself, from its start until it streams (the relay's share of machineCpuSeconds). */
+  daemonCpuSeconds?: number;
 }
 
 export interface CopyResults {

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { baselineName } from './baseline.js';
-import type { ConvertCpu, ConvertResults, ConvertRun, DrainResults, PeerCopy, Results, SlotsConfig, SlotsLive, SlotsResults, VerifyRate, WalbridgeDrain } from './context.js';
+import type { ConvertCpu, ConvertResults, ConvertRun, CopyResults, DrainResults, PeerCopy, Results, SlotsConfig, SlotsLive, SlotsResults, VerifyRate, WalbridgeDrain } from './context.js';
 import { ALL_TABLES } from './dataset.js';
 
 export type Cell = string;
@@ -80,7 +80,7 @@ function peerCell(p: PeerCopy | undefined): string {
 }
 
 /** The rows of one backlog drain (`bd`: the baseline's drain of the same backlog). */
-function drainRows(d: DrainResults, bd: WalbridgeDrain | undefined, base: string): Row[] {
+function drainRows(d: DrainResults, bd: WalbridgeDrain | undefined, base: string, cores: number): Row[] {
   const rows: Row[] = [];
   const what = d.workload === 'app' ? '' : `, ${d.workload} workload`;
   rows.push({
@@ -121,6 +121,64 @@ function drainRows(d: DrainResults, bd: WalbridgeDrain | undefined, base: string
       native: d.native.changesPerSec && d.decodeOnly.changesPerSec ? `${((100 * d.native.changesPerSec) / d.decodeOnly.changesPerSec).toFixed(0)}%` : '',
     });
   }
+  rows.push(...drainCeilingRows(d, cores));
+  return rows;
+}
+
+/**
+ * What the cores allow: the consumer's processes need at least (their CPU seconds / cores) of
+ * wall time, however well they overlap, so on this machine no drain of the backlog can beat
+ * changes / that. Shown as a share of the walsender's own pace (measured with the whole machine
+ * to itself), and again as if walbridge's process cost nothing: what is left is the servers' work.
+ */
+function drainCeilingRows(d: DrainResults, cores: number): Row[] {
+  const walsenderPace = d.decodeOnly?.changesPerSec;
+  const cpu = d.walbridge.cpu;
+  if (!walsenderPace || !cpu) return [];
+  const ceiling = (cpuSeconds: number | undefined) => {
+    if (!cpuSeconds) return '';
+    const pace = d.backlog.changes / (cpuSeconds / cores);
+    return `${fmt.n(pace)} = ${((100 * pace) / walsenderPace).toFixed(0)}%`;
+  };
+  const sum = (c: Record<string, number>) => Object.values(c).reduce((a, x) => a + x, 0);
+  return [
+    {
+      scenario: `  the ceiling these CPU seconds allow on ${cores} cores (changes/s = share of the walsender's pace)`,
+      walbridge: ceiling(sum(cpu)),
+      native: d.native.cpu ? ceiling(sum(d.native.cpu)) : '',
+    },
+    { scenario: "    the same, were walbridge's own process free (its walsender and target sessions only)", walbridge: ceiling(sum(cpu) - (cpu.daemon ?? 0)) },
+  ];
+}
+
+/**
+ * The copy's counterpart: the machine's CPU seconds during a copy over the cores are the least
+ * time that copy could take here. Its ratio column: native's time over that least time, the
+ * most "walbridge vs native" this machine allows at walbridge's CPU cost (and without the
+ * relay's own share, at the servers' cost alone).
+ */
+function copyCeilingRows(c: CopyResults, cores: number): Row[] {
+  const wb = c.walbridge;
+  if (wb.machineCpuSeconds === undefined) return [];
+  const least = (p: PeerCopy) => (p.machineCpuSeconds === undefined ? '' : fmt.s(p.machineCpuSeconds / cores));
+  const rows: Row[] = [
+    {
+      scenario: `  the least time these CPU seconds need on ${cores} cores (s)`,
+      walbridge: least(wb),
+      native: least(c.native),
+      pgdump: least(c.pgdump),
+      pgcopydb: least(c.pgcopydb),
+      ratio: ratio(c.native.seconds, wb.machineCpuSeconds / cores),
+    },
+  ];
+  if (wb.daemonCpuSeconds !== undefined) {
+    const servers = wb.machineCpuSeconds - wb.daemonCpuSeconds;
+    rows.push({
+      scenario: `    the same without walbridge's own process (${fmt.s(wb.daemonCpuSeconds)} of CPU): the servers' work alone`,
+      walbridge: fmt.s(servers / cores),
+      ratio: ratio(c.native.seconds, servers / cores),
+    });
+  }
   return rows;
 }
 
@@ -155,9 +213,10 @@ function buildRows(r: Results): Row[] {
     if (bc?.machineCpuSeconds !== undefined) {
       rows.push({ scenario: `${base} copy CPU seconds of the whole machine`, walbridge: cpu(bc), vsBaseline: ratio(bc.machineCpuSeconds, wb.machineCpuSeconds) });
     }
+    rows.push(...copyCeilingRows(r.copy, r.machine.cpus));
   }
-  if (r.drain) rows.push(...drainRows(r.drain, r.baseline?.drain, base));
-  if (r.drainSessions) rows.push(...drainRows(r.drainSessions, r.baseline?.drainSessions, base));
+  if (r.drain) rows.push(...drainRows(r.drain, r.baseline?.drain, base, r.machine.cpus));
+  if (r.drainSessions) rows.push(...drainRows(r.drainSessions, r.baseline?.drainSessions, base, r.machine.cpus));
   for (const [live, how] of [[r.live, 'full rate'], [r.liveSteady, 'throttled']] as const) {
     if (live) {
       const native = how === 'full rate' ? r.liveNative : undefined;
@@ -540,6 +599,12 @@ const MEANINGS = [
   '- drain CPU seconds: user + system time of every process of each consumer during its drain (walbridge: the daemon, its',
   "  walsender, its target sessions; native: its walsender and apply worker), from /proc. The walsender alone: pg_recvlogical",
   '  reading the same backlog from a copy of the slot to /dev/null, the pace of decoding itself, for any consumer.',
+  '- ceilings: a process cannot run on more than one core, and all of them together on no more than the machine has, so',
+  '  CPU seconds / cores is the least wall time the work measured could take here, however well it overlapped. The copy: the',
+  "  machine's CPU seconds over the cores, and the same without the walbridge process's own (the servers' work alone); its",
+  "  ratio is native's time over that least time. The drain: the backlog's changes over (the consumer's CPU seconds / cores),",
+  "  then the same without the daemon's, each as a share of the walsender's own pace: at the CPU cost measured, no drain",
+  '  here can pass its ceiling, however it is scheduled.',
   '- big txn: one INSERT … SELECT generate_series of N rows; seconds from its commit on the source until applied on the target.',
   '- peak RSS: highest VmRSS of the walbridge process, sampled every 200 ms, per scenario.',
   "- retained WAL: pg_current_wal_lsn() - restart_lsn of walbridge's slot, sampled every 500 ms while it copies a big table under",

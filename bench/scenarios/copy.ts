@@ -4,7 +4,7 @@
  * (--baseline), into one of its own.
  */
 import { outcome, type BenchContext, type CopyResults, type Figures, type Outcome, type PeerCopy, type WalbridgeCopy } from '../context.js';
-import { machineCpuSeconds } from '../cpu.js';
+import { cpuSeconds, machineCpuSeconds } from '../cpu.js';
 import { createTargetDb, rowCounts } from '../dataset.js';
 import { createNativePublication, ensurePgcopydb, nativeCommands, nativeCopy, nativeDisable, pgcopydb, pgcopydbCommand, pgDumpCommand, pgDumpPsql } from '../peers.js';
 import { fmt } from '../report.js';
@@ -99,6 +99,8 @@ async function timeWalbridgeCopy(ctx: BenchContext, fig: WalbridgeCopy, rec: Out
     const cpu0 = machineCpuSeconds();
     wbCopy = await walbridgeCopy(ctx, run.env, run.db, run.label, { script: run.script });
     fig.machineCpuSeconds = machineCpuSeconds() - cpu0;
+    const pid = wbCopy.w.daemon.child.pid;
+    fig.daemonCpuSeconds = (pid === undefined ? null : cpuSeconds(pid)) ?? undefined;
     fig.seconds = wbCopy.seconds;
     fig.backfillSeconds = wbCopy.backfillSeconds ?? undefined;
     fig.tables = wbCopy.tables;
