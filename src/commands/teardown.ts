@@ -69,19 +69,21 @@ export async function teardownCommand(env: NodeJS.ProcessEnv, opts: TeardownOpti
     if (opts.target) {
       target = await connect(config.targetUrl, { side: 'target', applicationName: 'walbridge teardown' });
       const tw = describeEndpoint(config.targetUrl);
-      // The reverse direction's slot and publication, if cutover prepared them.
-      const reverseSlot = await findSlot(target, `${config.slotName}_reverse`);
+      // The reverse direction's slot and publication, if cutover prepared them, named as it names
+      // them (reverseConfig: a long name is cut so that the suffix still fits in 63 characters).
+      const reverse = reverseConfig(config);
+      const reverseSlot = await findSlot(target, reverse.slotName);
       if (reverseSlot && !reverseSlot.active) {
-        await target.query(DROP_SLOT, [`${config.slotName}_reverse`]);
-        say(`target ${tw}: dropped replication slot "${config.slotName}_reverse"`);
+        await target.query(DROP_SLOT, [reverse.slotName]);
+        say(`target ${tw}: dropped replication slot "${reverse.slotName}"`);
       }
-      if (await findPublication(target, `${config.publicationName}_reverse`)) {
-        await target.query(dropPublication(`${config.publicationName}_reverse`));
-        say(`target ${tw}: dropped publication "${config.publicationName}_reverse"`);
+      if (await findPublication(target, reverse.publicationName)) {
+        await target.query(dropPublication(reverse.publicationName));
+        say(`target ${tw}: dropped publication "${reverse.publicationName}"`);
       }
-      await sayRemovedTriggers(target, `target ${tw}`, reverseConfig(config).slotName, say);
+      await sayRemovedTriggers(target, `target ${tw}`, reverse.slotName, say);
       // A rollback (cutover --reverse) left its fence on the new database.
-      await sayOrLiftFence(target, `target ${tw}`, `${config.slotName}_reverse`, opts.liftFence === true, say);
+      await sayOrLiftFence(target, `target ${tw}`, reverse.slotName, opts.liftFence === true, say);
       const state = stateSql(config.stateSchema);
       const { rows } = await target.query<{ exists: boolean; deferred: boolean }>(state.STATE_PRESENCE);
       if (rows[0]?.deferred) {

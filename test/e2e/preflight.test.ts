@@ -325,6 +325,21 @@ describe('teardown, and preflight on a recorded migration', () => {
     assert.equal(n, '5000', "teardown leaves the target's tables and rows alone");
   });
 
+  test("teardown --target removes the way back's slot and publication under the names cutover gives them, a long migration name cut to fit", async () => {
+    // 60 characters: "<name>_reverse" would pass PostgreSQL's 63, so cutover cuts the name to 55 first.
+    const name = `walbridge_${'long_migration_name_'.repeat(3)}`.slice(0, 60);
+    const reverse = `${name.slice(0, 55)}_reverse`;
+    await target.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [reverse]);
+    await target.query(`CREATE PUBLICATION ${reverse} FOR TABLE public.users`);
+    const env = { SOURCE_DATABASE_URL: source.url(), TARGET_DATABASE_URL: target.url(), WALBRIDGE_SLOT: name, WALBRIDGE_PUBLICATION: name };
+    const r = await runCli(['teardown', '--target'], env);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.stdout, new RegExp(`dropped replication slot "${reverse}"`));
+    assert.match(r.stdout, new RegExp(`dropped publication "${reverse}"`));
+    const left = await sourceObjects(target);
+    assert.ok(!left.slots.includes(reverse) && !left.publications.includes(reverse), `nothing of the way back is left on the target: ${JSON.stringify(left)}`);
+  });
+
   test('teardown --force disconnects a running daemon and removes its slot', async () => {
     await target.query('TRUNCATE public.users, public.orders');
     const env = { SOURCE_DATABASE_URL: source.url(), TARGET_DATABASE_URL: target.url(), WALBRIDGE_EXIT_ON_ERROR: '1' };
