@@ -7,7 +7,7 @@
  */
 import { metricValue } from '../helpers/observe.js';
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { after, afterEach, before, test } from 'node:test';
 import { startCluster, type Cluster } from '../harness/cluster.js';
 import { assertSameContent } from '../harness/compare.js';
 import { APP_TABLES, addMessages, createAppSchema, seedAppData, startWriteLoad, type WriteLoad } from '../harness/fixture.js';
@@ -40,8 +40,15 @@ before(async () => {
 
 after(async () => {
   for (const d of daemons) d.kill('SIGKILL');
-  await load?.stop().catch(() => {});
   await Promise.all([source?.destroy(), target?.destroy()]);
+});
+
+// A test that fails while its write load runs must not leave it writing into the next test's
+// comparison: one failure would otherwise show as several.
+afterEach(async () => {
+  const running = load;
+  load = null;
+  await running?.stop().catch(() => {});
 });
 
 const env = () => ({ SOURCE_DATABASE_URL: source.url(), TARGET_DATABASE_URL: target.url(), WALBRIDGE_SCHEMAS: 'public,auth', WALBRIDGE_COPY_JOBS: '2' });
