@@ -126,7 +126,7 @@ export interface DrainResults {
   walbridge: WalbridgeDrain;
   native: { seconds?: number; confirmedSeconds?: number; changesPerSec?: number; txPerSec?: number; cpu?: Record<string, number>; check?: string; error?: string };
   /** pg_recvlogical reading the same backlog to /dev/null: the walsender's own pace. */
-  decodeOnly?: { seconds?: number; changesPerSec?: number; error?: string };
+  decodeOnly?: { seconds?: number; changesPerSec?: number; /** Every read's seconds; the fastest is the figure. */ runs?: number[]; error?: string };
 }
 
 export interface LiveResults {

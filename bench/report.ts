@@ -112,7 +112,7 @@ function drainRows(d: DrainResults, bd: WalbridgeDrain | undefined, base: string
   if (bd?.cpu) rows.push({ scenario: `${base} drain${what}: CPU seconds, every process`, walbridge: cell(bd.cpu), vsBaseline: ratio(total(bd.cpu), total(d.walbridge.cpu)) });
   if (d.decodeOnly) {
     rows.push({
-      scenario: "  the source's walsender alone (pg_recvlogical to /dev/null; changes/s)",
+      scenario: `  the source's walsender alone (pg_recvlogical to /dev/null; changes/s${d.decodeOnly.runs && d.decodeOnly.runs.length > 1 ? `, the fastest of ${d.decodeOnly.runs.length} reads` : ''})`,
       walbridge: d.decodeOnly.error ? 'failed' : `${fmt.n(d.decodeOnly.changesPerSec)}${d.native.changesPerSec && d.decodeOnly.changesPerSec ? ` = ${fmt.x(d.decodeOnly.changesPerSec / d.native.changesPerSec)} native` : ''}`,
     });
     rows.push({
@@ -598,7 +598,8 @@ const MEANINGS = [
   '- copy CPU seconds: the busy time of every core of the machine (/proc/stat) while each copy ran: both servers, the tool, all.',
   '- drain CPU seconds: user + system time of every process of each consumer during its drain (walbridge: the daemon, its',
   "  walsender, its target sessions; native: its walsender and apply worker), from /proc. The walsender alone: pg_recvlogical",
-  '  reading the same backlog from a copy of the slot to /dev/null, the pace of decoding itself, for any consumer.',
+  '  reading the same backlog from a copy of the slot to /dev/null, the pace of decoding itself, for any consumer: three',
+  '  reads, each from its own copy of the slot, and the fastest counts (a slow read is the machine, not the walsender).',
   '- ceilings: a process cannot run on more than one core, and all of them together on no more than the machine has, so',
   '  CPU seconds / cores is the least wall time the work measured could take here, however well it overlapped. The copy: the',
   "  machine's CPU seconds over the cores, and the same without the walbridge process's own (the servers' work alone); its",

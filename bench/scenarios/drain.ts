@@ -59,8 +59,8 @@ async function measureWorkload(
   say(`${tag}: writing a backlog of ${fmt.n(opts.backlog)} transactions of bench/${workload}.pgbench (-c ${opts.clients}), no consumer running …`);
   const backlog = await writeBacklog(ctx, workload);
   await quiesce(ctx, databases);
-  // Its twin for the decode-only reference below, at the same position before the backlog.
-  await source.query(`SELECT pg_copy_logical_replication_slot('walbridge', 'bench_decode')`, [], 'app');
+  // Twins for the decode-only reference below, at the same position before the backlog.
+  for (const slot of DECODE_SLOTS) await source.query(`SELECT pg_copy_logical_replication_slot('walbridge', $1)`, [slot], 'app');
   const { marker: _m, command, ...b } = backlog;
   const drain: DrainResults = { workload, backlog: b, walbridge: {}, native: {} };
   const rec = outcome({});
@@ -111,16 +111,18 @@ async function measureWorkload(
     }
   }
 
-  say(`${tag}: the walsender alone (pg_recvlogical to /dev/null, same backlog, a copy of the slot) …`);
+  say(`${tag}: the walsender alone (pg_recvlogical to /dev/null, same backlog, ${DECODE_SLOTS.length} copies of the slot: the fastest read counts) …`);
   try {
-    const seconds = await decodeOnly(source, 'bench_decode', backlog.marker.lsn);
-    drain.decodeOnly = { seconds, changesPerSec: b.changes / seconds };
-    say(`  decode only ${fmt.s(seconds)} (${fmt.n(drain.decodeOnly.changesPerSec)} changes/s)`);
+    const runs: number[] = [];
+    for (const slot of DECODE_SLOTS) runs.push(await decodeOnly(source, slot, backlog.marker.lsn));
+    const seconds = Math.min(...runs);
+    drain.decodeOnly = { seconds, changesPerSec: b.changes / seconds, runs };
+    say(`  decode only ${fmt.s(seconds)} (${fmt.n(drain.decodeOnly.changesPerSec)} changes/s; reads took ${runs.map((r) => fmt.s(r)).join(', ')})`);
   } catch (err) {
     drain.decodeOnly = { error: (err as Error).message };
     say(`  decode only failed: ${drain.decodeOnly.error}`);
   } finally {
-    await source.query(`SELECT pg_drop_replication_slot('bench_decode')`, [], 'app').catch(() => undefined);
+    for (const slot of DECODE_SLOTS) await source.query(`SELECT pg_drop_replication_slot($1)`, [slot], 'app').catch(() => undefined);
   }
   return { drain, outcome: rec, ...(baselineDrain ? { baseline: baselineDrain } : {}) };
 }
@@ -155,6 +157,13 @@ async function quiesce(ctx: BenchContext, databases: string[]): Promise<void> {
   await ctx.source.query('VACUUM (ANALYZE)', [], 'app');
   for (const db of databases) await ctx.target.query('VACUUM (ANALYZE)', [], db);
 }
+
+/**
+ * The walsender's pace is the bar the drains are held to: read three times (each from its own
+ * copy of the slot), the fastest, since on a shared machine a slow read says more about the
+ * machine than about the walsender (single reads of the same backlog varied by a third).
+ */
+const DECODE_SLOTS = ['bench_decode_1', 'bench_decode_2', 'bench_decode_3'];
 
 /**
  * The source's own limit: how fast its walsender decodes the backlog for a consumer that does
