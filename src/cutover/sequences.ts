@@ -1,5 +1,6 @@
 /**
- * Sequences are not replicated. At cutover each sequence behind a migrated column is set on
+ * Sequences are not replicated. At cutover each sequence behind a migrated column (and each one
+ * of a migrated schema that no column owns: see SEQUENCES_OF_TABLES) is set on
  * the target from the source's live value (read after the app stopped writing), plus an
  * optional margin, so the first insert on the target does not collide. A target sequence
  * that is already further along is left alone.
@@ -12,8 +13,9 @@ import { SEQUENCES_OF_TABLES } from '../sql/source.js';
 
 export interface SequenceSync {
   sequence: string;
-  table: string;
-  column: string;
+  /** The migrated column it is behind; null for a sequence of a migrated schema that no column owns. */
+  table: string | null;
+  column: string | null;
   /** The value the source would hand out next. */
   sourceNext: string;
   targetNextBefore: string | null;
@@ -50,7 +52,7 @@ async function readRange(c: pg.ClientBase, seq: TableName): Promise<SeqRange | n
 const next = (s: SeqState, inc: bigint) => (s.called ? s.last + inc : s.last);
 
 export async function syncSequences(source: pg.ClientBase, target: pg.ClientBase, tables: TableName[], margin: bigint): Promise<SequenceSync[]> {
-  const { rows } = await source.query<{ schema: string; name: string; table: string; column: string; increment: string }>(SEQUENCES_OF_TABLES, [
+  const { rows } = await source.query<{ schema: string; name: string; table: string | null; column: string | null; increment: string }>(SEQUENCES_OF_TABLES, [
     tables.map((t) => t.schema),
     tables.map((t) => t.name),
   ]);

@@ -90,7 +90,13 @@ SELECT e.extname AS extension, e.extnamespace::regnamespace::text AS schema,
   JOIN pg_extension e ON e.oid = d.refobjid
  GROUP BY e.extname, e.extnamespace ORDER BY 1`;
 
-/** Sequences behind the selected tables' columns: owned by them (serial, identity) or named in their defaults. */
+/**
+ * The sequences cutover moves: those behind the selected tables' columns, owned by them (serial,
+ * identity) or named in their defaults; and every sequence of the selected tables' schemas that
+ * no column owns, with no table or column: an invoice or order number the app's code or a
+ * trigger draws with nextval() is as much the app's as a serial, and would collide after cutover
+ * if left behind. (A sequence owned by a table that is not migrated is that table's, left alone.)
+ */
 export const SEQUENCES_OF_TABLES = `
 WITH cols AS (
   SELECT n.nspname || '.' || c.relname AS tbl, c.oid AS relid, a.attnum, a.attname
@@ -107,9 +113,17 @@ seqs AS (
   SELECT cols.tbl, cols.attname, d.refobjid
     FROM cols JOIN pg_attrdef ad ON ad.adrelid = cols.relid AND ad.adnum = cols.attnum
               JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass
+),
+free AS (
+  SELECT NULL::text AS tbl, NULL::name AS attname, s.oid AS seq
+    FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace
+   WHERE s.relkind = 'S' AND n.nspname = ANY($1::text[])
+     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.deptype IN ('a', 'i'))
+     AND s.oid NOT IN (SELECT seq FROM seqs)
 )
-SELECT sn.nspname AS schema, s.relname AS name, seqs.tbl AS "table", seqs.attname AS "column", p.seqincrement::text AS increment
-  FROM seqs JOIN pg_class s ON s.oid = seqs.seq AND s.relkind = 'S'
+SELECT sn.nspname AS schema, s.relname AS name, x.tbl AS "table", x.attname AS "column", p.seqincrement::text AS increment
+  FROM (SELECT * FROM seqs UNION ALL SELECT * FROM free) AS x
+  JOIN pg_class s ON s.oid = x.seq AND s.relkind = 'S'
   JOIN pg_namespace sn ON sn.oid = s.relnamespace
   JOIN pg_sequence p ON p.seqrelid = s.oid
  ORDER BY 1, 2`;

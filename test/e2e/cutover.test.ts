@@ -28,6 +28,9 @@ before(async () => {
   ({ source, target, destroy } = await startWitnessPair());
   // The table forgotten workers write to, owned on the source by a role that is not a superuser.
   await source.query(`CREATE ROLE app_owner LOGIN PASSWORD '${OWNER.password}'; ALTER TABLE public.worker_log OWNER TO app_owner`);
+  // A sequence no column owns, drawn by the app's own code (an invoice number): cutover moves it too.
+  await target.query('CREATE SEQUENCE public.invoice_number_seq');
+  await source.query(`CREATE SEQUENCE public.invoice_number_seq; SELECT setval('public.invoice_number_seq', 41999)`);
 });
 
 after(async () => {
@@ -123,6 +126,7 @@ test('cutover while every writer goes on writing: nothing committed is lost, lat
   const r = await runCli(['cutover', '--timeout', '120', '--sequence-margin', '100'], env());
   assert.equal(r.code, 0, r.out);
   assert.match(r.stdout, /2\/7 checking the content while the app writes…\n\s+17 table\(s\) equal/);
+  assert.match(r.stdout, /public\.invoice_number_seq\s+next value 1 → 42100 \(source's next: 42000\)/, 'a sequence no column owns is moved too');
   assert.match(r.stdout, /3\/7 fencing the source/);
   assert.match(r.stdout, /6\/7 checking the rows changed since the last check…\n\s+\d+ row\(s\) changed since, equal/);
   const paused = Number(/writes to the migrated tables were refused for (\d+\.\d) s/.exec(r.stdout)?.[1]);
