@@ -77,7 +77,11 @@ SELECT n.nspname || '.' || c.relname AS table, pg_get_userbyid(c.relowner) AS ow
  WHERE NOT pg_has_role(current_user, c.relowner, 'USAGE')
  ORDER BY 1`;
 
-/** Extensions that provide the types of the selected tables' columns (pgvector's vector...). */
+/**
+ * Extensions that provide the types of the selected tables' columns (pgvector's vector...): the
+ * column's type itself, its element type (an array), and behind a domain its base type and that
+ * type's element (a domain over citext, an array of such domains).
+ */
 export const EXTENSIONS_USED = `
 SELECT e.extname AS extension, e.extnamespace::regnamespace::text AS schema,
        array_agg(DISTINCT n.nspname || '.' || c.relname || '.' || a.attname) AS columns
@@ -86,7 +90,9 @@ SELECT e.extname AS extension, e.extnamespace::regnamespace::text AS schema,
   JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = sel.name
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
   JOIN pg_type t ON t.oid = a.atttypid
-  JOIN pg_depend d ON d.classid = 'pg_type'::regclass AND d.objid IN (t.oid, t.typelem) AND d.deptype = 'e'
+  LEFT JOIN pg_type elem ON elem.oid = t.typelem
+  LEFT JOIN pg_type base ON base.oid = coalesce(nullif(t.typbasetype, 0), elem.typbasetype)
+  JOIN pg_depend d ON d.classid = 'pg_type'::regclass AND d.objid IN (t.oid, t.typelem, base.oid, base.typelem) AND d.deptype = 'e'
   JOIN pg_extension e ON e.oid = d.refobjid
  GROUP BY e.extname, e.extnamespace ORDER BY 1`;
 

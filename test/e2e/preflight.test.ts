@@ -285,6 +285,21 @@ describe('preflight', () => {
     }
   });
 
+  test("extensions: an extension's type behind a domain, or behind an array of domains", async () => {
+    await source.query(`CREATE EXTENSION citext; CREATE DOMAIN public.label AS citext;
+      CREATE TABLE public.labels (id int PRIMARY KEY, name public.label, aliases public.label[])`);
+    await target.query(`CREATE TABLE public.labels (id int PRIMARY KEY, name text, aliases text[])`);
+    try {
+      const c = (await preflight()).check('extensions');
+      assertFails(c, /citext \(/, /CREATE EXTENSION citext WITH SCHEMA public;/);
+      assert.match(c.message, /public\.labels\.name/);
+      assert.match(c.message, /public\.labels\.aliases/);
+    } finally {
+      await source.query('DROP TABLE public.labels; DROP DOMAIN public.label; DROP EXTENSION citext');
+      await target.query('DROP TABLE public.labels');
+    }
+  });
+
   test('target-empty: rows on the target before the first copy', async () => {
     await target.query(`INSERT INTO public.users VALUES (1, 'a@b.c', 'early')`);
     try {
