@@ -104,7 +104,7 @@ function drainRows(d: DrainResults, bd: WalbridgeDrain | undefined, base: string
   });
   rows.push({ scenario: `backlog drain${what} (s)`, walbridge: fmt.s(d.walbridge.seconds), native: fmt.s(d.native.seconds), ratio: ratio(d.native.seconds, d.walbridge.seconds) });
   if (bd) rows.push({ scenario: `${base} backlog drain${what} (s)`, walbridge: fmt.s(bd.seconds), vsBaseline: ratio(bd.seconds, d.walbridge.seconds) });
-  const total = (c: Record<string, number> | undefined) => (c ? Object.values(c).reduce((a, x) => a + x, 0) : undefined);
+  const total = (c: Record<string, number> | undefined) => (c ? cpuTotal(c) : undefined);
   const cell = (c: Record<string, number> | undefined) => (c ? `${fmt.s(total(c))} (${Object.entries(c).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')})` : '');
   if (d.walbridge.cpu || d.native.cpu) {
     rows.push({ scenario: '  drain: CPU seconds, every process of each', walbridge: cell(d.walbridge.cpu), native: cell(d.native.cpu), ratio: ratio(total(d.native.cpu), total(d.walbridge.cpu)) });
@@ -140,14 +140,13 @@ function drainCeilingRows(d: DrainResults, cores: number): Row[] {
     const pace = d.backlog.changes / (cpuSeconds / cores);
     return `${fmt.n(pace)} = ${((100 * pace) / walsenderPace).toFixed(0)}%`;
   };
-  const sum = (c: Record<string, number>) => Object.values(c).reduce((a, x) => a + x, 0);
   return [
     {
       scenario: `  the ceiling these CPU seconds allow on ${cores} cores (changes/s = share of the walsender's pace)`,
-      walbridge: ceiling(sum(cpu)),
-      native: d.native.cpu ? ceiling(sum(d.native.cpu)) : '',
+      walbridge: ceiling(cpuTotal(cpu)),
+      native: d.native.cpu ? ceiling(cpuTotal(d.native.cpu)) : '',
     },
-    { scenario: "    the same, were walbridge's own process free (its walsender and target sessions only)", walbridge: ceiling(sum(cpu) - (cpu.daemon ?? 0)) },
+    { scenario: "    the same, were walbridge's own process free (its walsender and target sessions only)", walbridge: ceiling(cpuTotal(cpu) - (cpu.daemon ?? 0)) },
   ];
 }
 
@@ -405,6 +404,8 @@ function convertNotes(c: ConvertResults): string[] {
 }
 
 const sum = (xs: number[]) => xs.reduce((a, x) => a + x, 0);
+/** CPU seconds of every process of a consumer, together. */
+const cpuTotal = (byProcess: Record<string, number>) => sum(Object.values(byProcess));
 const perK = (x: number, tx: number) => (1000 * x) / tx;
 const each = (xs: number[], f: (x: number) => string) => xs.map(f).join(' / ');
 
