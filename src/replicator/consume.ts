@@ -54,6 +54,12 @@ export interface StreamSink<M extends PgoutputBytes> {
   /** The source has sent everything before `lsn`. */
   noteIdlePosition(lsn: Lsn): void;
   readonly flushDue: boolean;
+  /**
+   * A flush without waiting would send nothing now: the target is still busy with the last
+   * batch and the next one may grow meanwhile. Asked after each message, so that a draining
+   * backlog does not make a promise or two per message for nothing.
+   */
+  readonly gathering: boolean;
   /** Nothing received is waiting to be made durable. */
   readonly idle: boolean;
   /** The position durable on the target now (a batch in flight may have moved it since the last flush()). */
@@ -138,7 +144,8 @@ export async function consumeChanges<M extends PgoutputBytes>(feed: ChangeFeed<M
       }
       const handled = sink.handle(m);
       if (handled) await handled;
-      if (sink.flushDue) await commit(false);
+      if (sink.flushDue && !sink.gathering) await commit(false);
+      else if (unconfirmed()) feed.confirm(sink.durableLsn);
       if (++sinceYield >= YIELD_EVERY) {
         // Messages already buffered are handled as resolved promises, which never let the
         // event loop run: without this the batch in flight would not reach the target's

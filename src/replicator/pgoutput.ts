@@ -16,67 +16,91 @@ export type TupleValue = string | null | typeof UNCHANGED_TOAST;
 const NULL_LEN = -1;
 const UNCHANGED_LEN = -2;
 
+/** 64k ints (256 kB): the positions of about 2,000 rows of 16 columns. */
+const SLAB_INTS = 64 * 1024;
+
+/**
+ * Where the row images of the stream keep their column positions: slices of a shared
+ * Int32Array, handed out in order. One small array per row was the largest share of what the
+ * daemon allocated while draining (a sixth of its heap allocations, npm run bench -- --profile),
+ * and rows live until their batch commits, long enough to be promoted and collected by full
+ * mark-compacts. A slab holds the positions of a few thousand rows; it is freed once none of
+ * them is referenced.
+ */
+class PositionSlab {
+  /** The slab being handed out (read it after take(): a full one is replaced). */
+  slab = new Int32Array(SLAB_INTS);
+  private used = 0;
+
+  /** Room for `n` ints in `slab`: where they start. */
+  take(n: number): number {
+    if (this.used + n > this.slab.length) {
+      this.slab = new Int32Array(Math.max(SLAB_INTS, n));
+      this.used = 0;
+    }
+    const base = this.used;
+    this.used += n;
+    return base;
+  }
+}
+
+const positions = new PositionSlab();
+
 /**
  * A row image as pgoutput sent it: where each column's value sits in the message. Values are
  * not decoded or copied on the way: apply hands the same bytes to the target (as elements of
  * binary text[] parameters, read there by the target's input functions), so no value passes
- * through a JavaScript string, Number or Date, and nothing needs escaping. One small index per
- * row instead of a string per value is also what keeps decoding cheap at tens of thousands of
- * changes a second.
+ * through a JavaScript string, Number or Date, and nothing needs escaping. Positions instead of
+ * a string per value is also what keeps decoding cheap at tens of thousands of changes a second.
  */
 export class Tuple {
-  /**
-   * Per column i: start (2i) and length (2i+1) in `buf`; length -1 NULL, -2 unchanged TOAST.
-   * A plain array of small integers: a typed array this size would live outside V8's heap,
-   * and allocating and collecting one per row costs more than the whole decode.
-   */
-  private readonly at: number[];
-
   constructor(
     readonly buf: Buffer,
-    at: number[],
+    /**
+     * Per column i: start (base + 2i) and length (base + 2i + 1) in `buf`; length -1 NULL,
+     * -2 unchanged TOAST. A slice of a shared slab (PositionSlab).
+     */
+    private readonly at: Int32Array,
+    private readonly base: number,
+    /** Number of columns. */
+    readonly length: number,
     /** Bytes the row image takes in the message (`buf` may hold much more: a whole socket read). */
     readonly size: number = buf.length,
-  ) {
-    this.at = at;
-  }
+  ) {}
 
   /** A tuple from values given as text (tests, and rows built outside the stream). */
   static of(values: readonly TupleValue[]): Tuple {
     const parts = values.map((v) => (typeof v === 'string' ? Buffer.from(v, 'utf8') : null));
-    const at = new Array<number>(values.length * 2).fill(0);
+    const base = positions.take(values.length * 2);
+    const slab = positions.slab;
     let pos = 0;
     values.forEach((v, i) => {
       const b = parts[i];
-      at[2 * i] = pos;
-      at[2 * i + 1] = b ? b.length : v === null ? NULL_LEN : UNCHANGED_LEN;
+      slab[base + 2 * i] = pos;
+      slab[base + 2 * i + 1] = b ? b.length : v === null ? NULL_LEN : UNCHANGED_LEN;
       if (b) pos += b.length;
     });
-    return new Tuple(Buffer.concat(parts.flatMap((b) => (b === null ? [] : [b]))), at);
-  }
-
-  get length(): number {
-    return this.at.length >> 1;
+    return new Tuple(Buffer.concat(parts.flatMap((b) => (b === null ? [] : [b]))), slab, base, values.length);
   }
 
   isNull(i: number): boolean {
-    return this.at[2 * i + 1] === NULL_LEN;
+    return this.at[this.base + 2 * i + 1] === NULL_LEN;
   }
 
   isUnchanged(i: number): boolean {
-    return this.at[2 * i + 1] === UNCHANGED_LEN;
+    return this.at[this.base + 2 * i + 1] === UNCHANGED_LEN;
   }
 
   /** Bytes of column i's value (0 for NULL or unchanged). */
   byteLength(i: number): number {
-    const n = this.at[2 * i + 1] as number;
+    const n = this.at[this.base + 2 * i + 1] as number;
     return n > 0 ? n : 0;
   }
 
   /** Copy column i's bytes into `target` at `pos`; returns the position after them. */
   copyValue(i: number, target: Buffer, pos: number): number {
     const n = this.byteLength(i);
-    const start = this.at[2 * i] as number;
+    const start = this.at[this.base + 2 * i] as number;
     if (n > 32) {
       this.buf.copy(target, pos, start, start + n);
     } else {
@@ -90,7 +114,7 @@ export class Tuple {
   /** Column i's value as bytes (a view, not a copy), or null. */
   bytes(i: number): Buffer | null {
     if (this.isNull(i)) return null;
-    const start = this.at[2 * i] as number;
+    const start = this.at[this.base + 2 * i] as number;
     return this.buf.subarray(start, start + this.byteLength(i));
   }
 
@@ -98,7 +122,7 @@ export class Tuple {
   text(i: number): TupleValue {
     if (this.isNull(i)) return null;
     if (this.isUnchanged(i)) return UNCHANGED_TOAST;
-    const start = this.at[2 * i] as number;
+    const start = this.at[this.base + 2 * i] as number;
     return this.buf.toString('utf8', start, start + this.byteLength(i));
   }
 
@@ -109,35 +133,60 @@ export class Tuple {
 
   /** Column i holds the same value (or the same NULL / unchanged marker) as column j of `other`. */
   sameValue(i: number, other: Tuple, j: number): boolean {
-    const n = this.at[2 * i + 1] as number;
-    if (n !== other.at[2 * j + 1]) return false;
+    const n = this.at[this.base + 2 * i + 1] as number;
+    if (n !== other.at[other.base + 2 * j + 1]) return false;
     if (n <= 0) return true;
-    const a = this.at[2 * i] as number;
-    const b = other.at[2 * j] as number;
+    const a = this.at[this.base + 2 * i] as number;
+    const b = other.at[other.base + 2 * j] as number;
     return this.buf.compare(other.buf, b, b + n, a, a + n) === 0;
   }
 
   /**
-   * A string naming these columns' values: equal strings, equal values. Null when one of them
-   * is an unchanged TOAST value (the row cannot be named). Values never contain a NUL byte
-   * (PostgreSQL text cannot), which keeps the joined form unambiguous; a single non-NULL value
-   * is its own name (as latin1: one character per byte, the cheapest string to make).
+   * A name for these columns' values: equal names, equal values. Null when one of them is an
+   * unchanged TOAST value (the row cannot be named). A single value written as a plain whole
+   * number (digits, no leading zero: how an integer key prints) is named by that number: no
+   * string to make, and the cheapest kind of Map key; any other text cannot be confused with it.
+   * Otherwise a string: values never contain a NUL byte (PostgreSQL text cannot), which keeps
+   * the joined form unambiguous; a single non-NULL value is its own name (as latin1: one
+   * character per byte, the cheapest string to make).
    */
-  keyOf(idx: readonly number[]): string | null {
+  keyOf(idx: readonly number[]): RowKey | null {
     if (idx.length === 1) {
       const i = idx[0] as number;
-      const n = this.at[2 * i + 1] as number;
-      if (n >= 0) return this.buf.toString('latin1', this.at[2 * i] as number, (this.at[2 * i] as number) + n);
+      const n = this.at[this.base + 2 * i + 1] as number;
+      if (n >= 0) {
+        const start = this.at[this.base + 2 * i] as number;
+        return wholeNumber(this.buf, start, start + n) ?? this.buf.toString('latin1', start, start + n);
+      }
     }
     let out = '';
     for (const i of idx) {
-      const n = this.at[2 * i + 1] as number;
+      const n = this.at[this.base + 2 * i + 1] as number;
       if (n === UNCHANGED_LEN) return null;
       if (n === NULL_LEN) out += '\0n';
-      else out += '\0t' + this.buf.toString('latin1', this.at[2 * i] as number, (this.at[2 * i] as number) + n);
+      else out += '\0t' + this.buf.toString('latin1', this.at[this.base + 2 * i] as number, (this.at[this.base + 2 * i] as number) + n);
     }
     return out;
   }
+}
+
+/** What names a row among the changes of a batch (Tuple.keyOf). */
+export type RowKey = string | number;
+
+/** Fifteen digits at most: every such number is exact in a double. */
+const MAX_KEY_DIGITS = 15;
+
+/** The number that bytes [start, end) write as plain digits without a leading zero, else null. */
+function wholeNumber(buf: Buffer, start: number, end: number): number | null {
+  const len = end - start;
+  if (len === 0 || len > MAX_KEY_DIGITS || (buf[start] === 0x30 && len > 1)) return null;
+  let v = 0;
+  for (let p = start; p < end; p++) {
+    const d = (buf[p] as number) - 0x30;
+    if (d < 0 || d > 9) return null;
+    v = v * 10 + d;
+  }
+  return v;
 }
 
 export interface RelationColumn {
@@ -229,13 +278,23 @@ export type PgoutputMessage =
 
 export type ChangeMessage = InsertMessage | UpdateMessage | DeleteMessage | TruncateMessage;
 
+/**
+ * Reads one message at a time. There is one, set to each message in turn (decoding is
+ * synchronous): an object per message was garbage at tens of thousands of messages a second.
+ */
 class Reader {
   pos = 0;
-  constructor(
-    private readonly buf: Buffer,
-    /** The message ends here (it may sit inside a larger buffer). */
-    private readonly end: number = buf.length,
-  ) {}
+  private buf: Buffer = Buffer.alloc(0);
+  /** The message ends here (it may sit inside a larger buffer). */
+  private end = 0;
+
+  /** Read [from, end) of `buf` from now on. */
+  reset(buf: Buffer, from: number, end: number): this {
+    this.buf = buf;
+    this.pos = from;
+    this.end = end;
+    return this;
+  }
 
   get buffer(): Buffer {
     return this.buf;
@@ -301,23 +360,25 @@ class Reader {
 function readTuple(r: Reader): Tuple {
   const from = r.pos;
   const n = r.i16();
-  const at = new Array<number>(n * 2);
+  const base = positions.take(n * 2);
+  const slab = positions.slab;
   for (let i = 0; i < n; i++) {
     const kind = r.u8();
+    const at = base + 2 * i;
     switch (kind) {
       case 0x6e: // 'n' null
-        at[2 * i] = 0;
-        at[2 * i + 1] = NULL_LEN;
+        slab[at] = 0;
+        slab[at + 1] = NULL_LEN;
         break;
       case 0x75: // 'u' unchanged TOAST: the target keeps its value
-        at[2 * i] = 0;
-        at[2 * i + 1] = UNCHANGED_LEN;
+        slab[at] = 0;
+        slab[at + 1] = UNCHANGED_LEN;
         break;
       case 0x74: {
         // 't' text: its bytes stay where they are
         const len = r.i32();
-        at[2 * i] = r.pos;
-        at[2 * i + 1] = len;
+        slab[at] = r.pos;
+        slab[at + 1] = len;
         r.skip(len);
         break;
       }
@@ -327,15 +388,16 @@ function readTuple(r: Reader): Tuple {
         throw new Error(`pgoutput: unknown tuple data kind 0x${kind.toString(16)}`);
     }
   }
-  return new Tuple(r.buffer, at, r.pos - from);
+  return new Tuple(r.buffer, slab, base, n, r.pos - from);
 }
 
 const IDENTITIES = new Set(['d', 'n', 'f', 'i']);
 
 /** Decode the message in `buf` from `offset` to `end` (values stay in `buf`, see Tuple). */
+const reader = new Reader();
+
 export function decodePgoutput(buf: Buffer, offset = 0, end = buf.length): PgoutputMessage {
-  const r = new Reader(buf, end);
-  r.pos = offset;
+  const r = reader.reset(buf, offset, end);
   const tag = r.u8();
   switch (tag) {
     case 0x42: // 'B'

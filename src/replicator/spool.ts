@@ -68,6 +68,9 @@ export class SpoolWriter implements StreamSink<XLogData> {
     return !this.inTxn && this.lines.length === 0 && this.completeLsn <= this.durable;
   }
 
+  /** The spool's writes are awaited one at a time: there is never one to gather behind. */
+  readonly gathering = false;
+
   get flushDue(): boolean {
     if (this.lines.length === 0) return !this.inTxn && this.completeLsn > this.durable;
     return this.bufferedBytes >= this.maxBytes || Date.now() - this.firstBufferedAt >= this.maxDelayMs;

@@ -220,6 +220,12 @@ describe('tuple values', () => {
     for (const v of m.newTuple.values()) assert.equal(typeof v, 'string');
   });
 
+  test('rows decoded long ago keep their values while many more are decoded (a batch holds thousands)', () => {
+    const rows = Array.from({ length: 50_000 }, (_, i): Col[] => [String(i), i % 3 === 0 ? null : `v${i}`, i % 5 === 0 ? UNCHANGED_TOAST : `w${i}`]);
+    const tuples = rows.map((r) => expectTag(decodePgoutput(msg.insert(1, r)), 'insert').newTuple);
+    tuples.forEach((t, i) => assert.deepEqual(t.values(), rows[i]));
+  });
+
   test('lengths are in bytes: multi-byte UTF-8 does not shift the next column', () => {
     const values = ['🦄', 'Ü', '日本語', 'e\u0301', '🏳️‍🌈 flag', 'after'];
     const m = expectTag(decodePgoutput(msg.insert(1, values)), 'insert');
@@ -257,6 +263,15 @@ describe('tuple values', () => {
     assert.notEqual(k(['n', 'x'], [0, 1]), k([null, 'x'], [0, 1]));
     assert.equal(k(['Ü🦄', null], [0, 1]), k(['Ü🦄', null], [0, 1]));
     assert.notEqual(k(['Ü'], [0]), k(['Ã\u009c'], [0]));
+    // Keys that print as whole numbers: distinct texts stay distinct, up to and past what a double holds exactly.
+    assert.equal(k(['42', 'x'], [0]), k(['42', 'y'], [0]));
+    assert.notEqual(k(['42'], [0]), k(['042'], [0]));
+    assert.notEqual(k(['0'], [0]), k(['-0'], [0]));
+    assert.notEqual(k(['0'], [0]), k([''], [0]));
+    assert.notEqual(k(['999999999999999'], [0]), k(['999999999999998'], [0]));
+    assert.notEqual(k(['9007199254740993'], [0]), k(['9007199254740992'], [0]));
+    assert.notEqual(k(['12345678901234567890'], [0]), k(['12345678901234567891'], [0]));
+    assert.equal(k(['9007199254740993'], [0]), k(['9007199254740993'], [0]));
     assert.equal(k([UNCHANGED_TOAST, 'x'], [0, 1]), null, 'an unchanged TOAST value cannot name a row');
     assert.ok(Tuple.of(['1', null]).sameValue(0, Tuple.of(['1', 'x']), 0));
     assert.ok(!Tuple.of(['1', null]).sameValue(1, Tuple.of(['1', '']), 1));

@@ -134,6 +134,19 @@ export class Applier {
     return this.batch.changeCount + this.held.count >= this.opts.batchChanges || Date.now() - this.batchStartedAt >= this.opts.batchMs;
   }
 
+  /**
+   * flush(false) would send nothing now: the target is still busy with the batch in flight and
+   * what waits is not large yet, so the stream goes on being read and the next batch holds more.
+   */
+  get gathering(): boolean {
+    return (
+      this.target.busy &&
+      this.fenceMarker === null &&
+      this.batch.changeCount < 4 * this.opts.batchChanges &&
+      this.batch.bufferedBytes < this.maxBufferBytes / 2
+    );
+  }
+
   /** Nothing is received but not yet committed (nor a start of recording changed rows to say). */
   get idle(): boolean {
     return this.current === null && this.position.lsn <= this.durable.lsn && !this.recordingAsked();
@@ -203,9 +216,7 @@ export class Applier {
       if (this.recordingAsked()) this.decideRecording(this.sent);
       if (!this.target.isOpen && !this.recordingStartUnsent) return this.durable;
     }
-    if (!wait && this.target.busy && this.fenceMarker === null && this.batch.changeCount < 4 * this.opts.batchChanges && this.batch.bufferedBytes < this.maxBufferBytes / 2) {
-      return this.durable;
-    }
+    if (!wait && this.gathering) return this.durable;
     const at = { ...this.position };
     const txns = this.txnsInBatch;
     const counts = this.batch.takeCounts();

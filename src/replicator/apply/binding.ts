@@ -33,12 +33,20 @@ export interface Binding {
   columns: ColumnRef[];
   /** Indexes (into relation columns) that identify a row; empty: match on all old values. */
   keyIdx: number[];
+  /** keyIdx as a signature (the columns a DELETE by key sends). */
+  keySignature: string;
   /** Every relation column written (all but those declared `drop`), and that list as a signature (a row with every value sent). */
   allIdx: number[];
   allSignature: string;
   hasIdentityAlways: boolean;
   /** Relation columns that are GENERATED ALWAYS AS IDENTITY on the target. */
   identityAlwaysIdx: Set<number>;
+  /**
+   * The columns an UPDATE sets and their signature, by which of `allIdx` it left out (bit k:
+   * allIdx[k] was an unchanged TOAST value). An app updating a row beside its TOASTed document
+   * sends the same gap every time: worked out once, not per change.
+   */
+  setShapes: Map<number, SetShape>;
   /** Relation columns that lead a btree index on the target (to find rows of a keyless table). */
   indexedIdx: number[];
   /** UPDATEs that keep the key may be folded into the row's queued change (queue.ts foldTarget). */
@@ -49,6 +57,12 @@ export interface Binding {
    * recorded as a whole.
    */
   verifyKeyIdx: number[] | null;
+}
+
+/** The columns an UPDATE sets, and that list as a signature (rows of one signature share a statement). */
+export interface SetShape {
+  cols: number[];
+  signature: string;
 }
 
 /** The DDL that adds a column the source has and the target lacks (see catalog/added-column.ts). */
@@ -113,10 +127,12 @@ export async function bindRelation(msg: RelationMessage, table: TableRuntime, de
     display,
     columns,
     keyIdx,
+    keySignature: keyIdx.join(','),
     allIdx,
     allSignature: allIdx.join(','),
     hasIdentityAlways: identityAlwaysIdx.size > 0,
     identityAlwaysIdx,
+    setShapes: new Map(),
     indexedIdx: msg.columns.flatMap((c, i) => (table.plan.indexedColumns.includes(c.name) ? [i] : [])),
     foldUpdates: keyIdx.length > 0 && !table.plan.hasSecondaryUnique,
     verifyKeyIdx: sameColumns(keyIdx.map((i) => msg.columns[i]?.name), table.plan.source.primaryKey) ? keyIdx : null,

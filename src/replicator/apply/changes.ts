@@ -10,8 +10,8 @@ import type { Logger } from '../../log.js';
 import { formatLsn, type Lsn } from '../../lsn.js';
 import type { BatchStatement } from '../../pg/batch.js';
 import { displayTable, sameTable, type TableName } from '../../pg/ident.js';
-import type { DeleteMessage, Tuple, UpdateMessage } from '../pgoutput.js';
-import type { Binding, TableRuntime } from './binding.js';
+import type { DeleteMessage, RowKey, Tuple, UpdateMessage } from '../pgoutput.js';
+import type { Binding, SetShape, TableRuntime } from './binding.js';
 import { TableQueue, type QueuedRow } from './queue.js';
 import * as sql from './statements.js';
 import type { ColumnRef } from './statements.js';
@@ -61,8 +61,10 @@ export class ChangeBatch {
   private counts = new Map<string, Record<ChangeOp, number>>();
   /** The rows changed since the last take, while cutover asks for them (null: not recording). */
   private changed: ChangedRows | null = null;
-  /** The commit LSN of the source transaction the changes come from (BeginMessage.finalLsn), as text. */
-  private transactionLsn = '0/0';
+  /** The commit LSN of the source transaction the changes come from (BeginMessage.finalLsn). */
+  private transactionLsn: Lsn = 0n;
+  /** The same as text, made when a changed row is first recorded in the transaction (not for every transaction). */
+  private transactionLsnText: string | null = null;
 
   constructor(private readonly log: Logger) {}
 
@@ -77,7 +79,8 @@ export class ChangeBatch {
 
   /** The changes that follow come from the source transaction that commits at `finalLsn`. */
   beginTransaction(finalLsn: Lsn): void {
-    this.transactionLsn = formatLsn(finalLsn);
+    this.transactionLsn = finalLsn;
+    this.transactionLsnText = null;
   }
 
   /** The rows changed since the last call (empty when there are none, null when not recording). */
@@ -162,14 +165,15 @@ export class ChangeBatch {
       setCols = b.allIdx;
       signature = b.allSignature;
     } else {
-      setCols = this.setColumns(b, old, next);
-      if (setCols.length === 0) return;
-      signature = setCols.join(',');
+      const shape = this.setShape(b, old, next);
+      if (shape.cols.length === 0) return;
+      setCols = shape.cols;
+      signature = shape.signature;
     }
-    const keyText = keyTuple.keyOf(b.keyIdx) as string;
+    const key = keyTuple.keyOf(b.keyIdx) as RowKey;
     const sameKey = old === null || b.keyIdx.every((i) => old.sameValue(i, next, i));
-    if (sameKey && b.foldUpdates && this.fold(b, keyText, signature, next)) return;
-    const keys = sameKey ? [keyText] : [keyText, next.keyOf(b.keyIdx) as string];
+    if (sameKey && b.foldUpdates && this.fold(b, key, signature, next)) return;
+    const keys = sameKey ? [key] : [key, next.keyOf(b.keyIdx) as RowKey];
     this.enqueue(b, 'update', signature, setCols, next, keyTuple, keys);
   }
 
@@ -190,7 +194,7 @@ export class ChangeBatch {
     if (b.keyIdx.some((i) => old.isUnchanged(i) || old.isNull(i))) {
       throw new WalbridgeError('apply', `DELETE on ${b.display} arrived without its key values`);
     }
-    this.enqueue(b, 'delete', b.keyIdx.join(','), b.keyIdx, old, old, [old.keyOf(b.keyIdx) as string]);
+    this.enqueue(b, 'delete', b.keySignature, b.keyIdx, old, old, [old.keyOf(b.keyIdx) as RowKey]);
   }
 
   /** Everything queued before runs before it, everything after runs after it. */
@@ -241,7 +245,8 @@ export class ChangeBatch {
     c.schemas.push(table.schema);
     c.tables.push(table.name);
     c.keys.push(key);
-    c.lsns.push(this.transactionLsn);
+    this.transactionLsnText ??= formatLsn(this.transactionLsn);
+    c.lsns.push(this.transactionLsnText);
   }
 
   private count(b: Binding, op: ChangeOp): void {
@@ -277,7 +282,7 @@ export class ChangeBatch {
     return q;
   }
 
-  private enqueue(b: Binding, op: 'insert' | 'update' | 'delete', signature: string, cols: number[], tuple: Tuple, keyTuple: Tuple, keys: string[]): void {
+  private enqueue(b: Binding, op: 'insert' | 'update' | 'delete', signature: string, cols: number[], tuple: Tuple, keyTuple: Tuple, keys: RowKey[]): void {
     this.queue(b).add(op, signature, cols, { seq: this.seq++, tuple, keyTuple, keys, group: -1 });
     this.bytes += tuple.size + (keyTuple === tuple ? 0 : keyTuple.size) + 64;
   }
@@ -286,7 +291,7 @@ export class ChangeBatch {
    * An UPDATE that keeps its row's key replaces the values of the row's queued INSERT (when it
    * sends every column) or of its queued UPDATE of the same columns: one row written once.
    */
-  private fold(b: Binding, key: string, signature: string, next: Tuple): boolean {
+  private fold(b: Binding, key: RowKey, signature: string, next: Tuple): boolean {
     const target = this.queue(b).foldTarget(key, signature);
     if (target === null) return false;
     if (target.op === 'insert' && (signature !== b.allSignature || b.hasIdentityAlways)) return false;
@@ -295,7 +300,7 @@ export class ChangeBatch {
     return true;
   }
 
-  private addOneRow(b: Binding, statement: BatchStatement, keys?: string[]): void {
+  private addOneRow(b: Binding, statement: BatchStatement, keys?: RowKey[]): void {
     this.queue(b).addStatement(statement, keys);
     for (const p of statement.params) this.bytes += 4 + (p === null ? 0 : typeof p === 'string' ? p.length : p.byteLength);
   }
@@ -311,6 +316,31 @@ export class ChangeBatch {
         'an UPDATE changed a GENERATED ALWAYS identity value on the source; the target keeps the old value (verify will show the row)',
       );
     }
+  }
+
+  /**
+   * setColumns() and its signature, from the binding's cache where the row's gaps (unchanged
+   * TOAST values) say it all: not where a GENERATED ALWAYS identity is set, which is warned
+   * about per row, nor past 30 columns, which a bit mask cannot name.
+   */
+  private setShape(b: Binding, old: Tuple | null, next: Tuple): SetShape {
+    const all = b.allIdx;
+    if (b.hasIdentityAlways || all.length > 30) {
+      const cols = this.setColumns(b, old, next);
+      return { cols, signature: cols.join(',') };
+    }
+    let gaps = 0;
+    for (let k = 0; k < all.length; k++) {
+      const i = all[k] as number;
+      if (i >= next.length || next.isUnchanged(i)) gaps |= 1 << k;
+    }
+    let shape = b.setShapes.get(gaps);
+    if (shape === undefined) {
+      const cols = this.setColumns(b, old, next);
+      shape = { cols, signature: cols.join(',') };
+      b.setShapes.set(gaps, shape);
+    }
+    return shape;
   }
 
   /**
@@ -362,7 +392,7 @@ export class ChangeBatch {
  * whole value (identical rows are interchangeable). Null when a value is an unchanged
  * TOAST marker and the row cannot be named.
  */
-function rowKey(b: Binding, tuple: Tuple): string | null {
+function rowKey(b: Binding, tuple: Tuple): RowKey | null {
   return tuple.keyOf(b.keyIdx.length > 0 ? b.keyIdx : b.allIdx);
 }
 

@@ -15,14 +15,15 @@
  * exactly the source's sequence.
  */
 import type { BatchStatement } from '../../pg/batch.js';
+import type { RowKey } from '../pgoutput.js';
 
 export type Op = 'insert' | 'update' | 'delete';
 
 export interface QueuedRow {
   /** Arrival order across the whole batch. */
   seq: number;
-  /** The rows (key texts) this change touches: old and new key of an UPDATE. */
-  keys: string[];
+  /** The rows (their keys, Tuple.keyOf) this change touches: old and new key of an UPDATE. */
+  keys: RowKey[];
   /** Set by the queue: the group this change joined. */
   group?: number;
 }
@@ -37,7 +38,7 @@ export interface Group<R extends QueuedRow = QueuedRow> {
   /** For op 'row': one statement that changes exactly one row, found by its values. */
   statement?: BatchStatement;
   /** For op 'update': the keys it changes (a row can be changed once per statement). */
-  keys: Set<string>;
+  keys: Set<RowKey>;
 }
 
 export class TableQueue<R extends QueuedRow = QueuedRow> {
@@ -46,7 +47,7 @@ export class TableQueue<R extends QueuedRow = QueuedRow> {
    * Per row key, the last change that touched it: the queued row, or the group index of a
    * one-row statement. (No wrapper object per change: a batch holds thousands of them.)
    */
-  private readonly latestOf = new Map<string, R | number>();
+  private readonly latestOf = new Map<RowKey, R | number>();
   /** The latest group index of each shape: per operation, by the columns it writes. */
   private readonly latestOfShape: Record<Op, Map<string, number>> = { insert: new Map(), update: new Map(), delete: new Map() };
   /** Index of the last statement that finds rows by value: nothing may move before it. */
@@ -85,13 +86,13 @@ export class TableQueue<R extends QueuedRow = QueuedRow> {
   }
 
   /** The group of the last change to row `key`, or -1. */
-  private latestGroup(key: string): number {
+  private latestGroup(key: RowKey): number {
     const latest = this.latestOf.get(key);
     return latest === undefined ? -1 : typeof latest === 'number' ? latest : (latest.group as number);
   }
 
   /** No change to these rows was queued in group `index` or later. */
-  private untouchedSince(keys: string[], index: number): boolean {
+  private untouchedSince(keys: RowKey[], index: number): boolean {
     for (const k of keys) if (this.latestGroup(k) >= index) return false;
     return true;
   }
@@ -108,7 +109,7 @@ export class TableQueue<R extends QueuedRow = QueuedRow> {
    * tables whose key is their only unique or exclusion constraint: moving a row's final values
    * to its earlier change can then collide with no other row.
    */
-  foldTarget(key: string, signature: string): { op: 'insert' | 'update'; row: R } | null {
+  foldTarget(key: RowKey, signature: string): { op: 'insert' | 'update'; row: R } | null {
     const latest = this.latestOf.get(key);
     if (latest === undefined || typeof latest === 'number') return null;
     const group = this.groups[latest.group as number] as Group<R>;
@@ -122,7 +123,7 @@ export class TableQueue<R extends QueuedRow = QueuedRow> {
    * and new values), only changes to those values keep their order around it; without, it is
    * a barrier nothing moves before.
    */
-  addStatement(statement: BatchStatement, keys?: string[]): void {
+  addStatement(statement: BatchStatement, keys?: RowKey[]): void {
     const group: Group<R> = { op: 'row', signature: '', cols: [], rows: [], statement, keys: new Set() };
     this.groups.push(group);
     const index = this.groups.length - 1;

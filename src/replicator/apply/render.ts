@@ -10,7 +10,7 @@ import { textArray, textArrayOf } from './params.js';
 import { renderStrict, type Group } from './queue.js';
 import * as sql from './statements.js';
 import type { ColumnRef } from './statements.js';
-import type { Tuple } from '../pgoutput.js';
+import type { RowKey, Tuple } from '../pgoutput.js';
 
 export interface RenderedStatement {
   statement: BatchStatement;
@@ -77,9 +77,9 @@ function renderGroup(b: Binding, g: Group<Change>): RenderedStatement[] {
       const scanned = probeCol === undefined ? g.rows : g.rows.filter((r) => r.tuple.isNull(probeCol));
       const byValues = (rows: Change[], probe: number | null): RenderedStatement => {
         // Identical rows are one entry, deleted as many times as the source deleted them.
-        const distinct = new Map<string, { row: Change; n: number }>();
+        const distinct = new Map<RowKey, { row: Change; n: number }>();
         for (const r of rows) {
-          const k = r.keys[0] as string;
+          const k = r.keys[0] as RowKey;
           const d = distinct.get(k);
           if (d) d.n++;
           else distinct.set(k, { row: r, n: 1 });

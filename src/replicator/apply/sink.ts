@@ -34,6 +34,10 @@ export class ApplySink implements StreamSink<PgoutputBytes> {
     return this.applier.batchDue;
   }
 
+  get gathering(): boolean {
+    return this.applier.gathering;
+  }
+
   get idle(): boolean {
     return this.applier.idle;
   }
