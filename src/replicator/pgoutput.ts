@@ -22,10 +22,10 @@ const SLAB_INTS = 64 * 1024;
 /**
  * Where the row images of the stream keep their column positions: slices of a shared
  * Int32Array, handed out in order. One small array per row was the largest share of what the
- * daemon allocated while draining (a sixth of its heap allocations, npm run bench -- --profile),
- * and rows live until their batch commits, long enough to be promoted and collected by full
- * mark-compacts. A slab holds the positions of a few thousand rows; it is freed once none of
- * them is referenced.
+ * daemon allocated while draining (a sixth of its heap allocations in a sampled allocation
+ * profile of the bench's app drain), and rows live until their batch commits, long enough to be
+ * collected only by full mark-compacts. A slab holds the positions of a few thousand rows; it is
+ * freed once none of them is referenced.
  */
 class PositionSlab {
   /** The slab being handed out (read it after take(): a full one is replaced). */
