@@ -22,5 +22,5 @@ EXPOSE 8080
 # well past what the daemon keeps (a 1M-row transaction: 330 MB resident without it, under
 # 256 MB with it). The growing factor: under a 192 MB limit V8 collects the whole heap each time
 # it grows by a third, about five times a second while draining a backlog (half the daemon's CPU
-# there); letting it double first halves the collections' cost (README, "Measured").
+# there); letting it double first halves the collections' cost (README, "Performance").
 CMD ["node", "--max-old-space-size=192", "--heap-growing-percent=100", "dist/daemon.js"]
