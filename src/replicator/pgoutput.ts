@@ -83,24 +83,34 @@ export class Tuple {
     return new Tuple(Buffer.concat(parts.flatMap((b) => (b === null ? [] : [b]))), slab, base, values.length);
   }
 
+  /** Where column i's value starts in `buf`. */
+  private startOf(i: number): number {
+    return this.at[this.base + 2 * i] as number;
+  }
+
+  /** Column i's length in bytes; NULL_LEN or UNCHANGED_LEN for a value not there. */
+  private lengthAt(i: number): number {
+    return this.at[this.base + 2 * i + 1] as number;
+  }
+
   isNull(i: number): boolean {
-    return this.at[this.base + 2 * i + 1] === NULL_LEN;
+    return this.lengthAt(i) === NULL_LEN;
   }
 
   isUnchanged(i: number): boolean {
-    return this.at[this.base + 2 * i + 1] === UNCHANGED_LEN;
+    return this.lengthAt(i) === UNCHANGED_LEN;
   }
 
   /** Bytes of column i's value (0 for NULL or unchanged). */
   byteLength(i: number): number {
-    const n = this.at[this.base + 2 * i + 1] as number;
+    const n = this.lengthAt(i);
     return n > 0 ? n : 0;
   }
 
   /** Copy column i's bytes into `target` at `pos`; returns the position after them. */
   copyValue(i: number, target: Buffer, pos: number): number {
     const n = this.byteLength(i);
-    const start = this.at[this.base + 2 * i] as number;
+    const start = this.startOf(i);
     if (n > 32) {
       this.buf.copy(target, pos, start, start + n);
     } else {
@@ -114,7 +124,7 @@ export class Tuple {
   /** Column i's value as bytes (a view, not a copy), or null. */
   bytes(i: number): Buffer | null {
     if (this.isNull(i)) return null;
-    const start = this.at[this.base + 2 * i] as number;
+    const start = this.startOf(i);
     return this.buf.subarray(start, start + this.byteLength(i));
   }
 
@@ -122,7 +132,7 @@ export class Tuple {
   text(i: number): TupleValue {
     if (this.isNull(i)) return null;
     if (this.isUnchanged(i)) return UNCHANGED_TOAST;
-    const start = this.at[this.base + 2 * i] as number;
+    const start = this.startOf(i);
     return this.buf.toString('utf8', start, start + this.byteLength(i));
   }
 
@@ -133,11 +143,11 @@ export class Tuple {
 
   /** Column i holds the same value (or the same NULL / unchanged marker) as column j of `other`. */
   sameValue(i: number, other: Tuple, j: number): boolean {
-    const n = this.at[this.base + 2 * i + 1] as number;
-    if (n !== other.at[other.base + 2 * j + 1]) return false;
+    const n = this.lengthAt(i);
+    if (n !== other.lengthAt(j)) return false;
     if (n <= 0) return true;
-    const a = this.at[this.base + 2 * i] as number;
-    const b = other.at[other.base + 2 * j] as number;
+    const a = this.startOf(i);
+    const b = other.startOf(j);
     return this.buf.compare(other.buf, b, b + n, a, a + n) === 0;
   }
 
@@ -153,18 +163,21 @@ export class Tuple {
   keyOf(idx: readonly number[]): RowKey | null {
     if (idx.length === 1) {
       const i = idx[0] as number;
-      const n = this.at[this.base + 2 * i + 1] as number;
+      const n = this.lengthAt(i);
       if (n >= 0) {
-        const start = this.at[this.base + 2 * i] as number;
+        const start = this.startOf(i);
         return wholeNumber(this.buf, start, start + n) ?? this.buf.toString('latin1', start, start + n);
       }
     }
     let out = '';
     for (const i of idx) {
-      const n = this.at[this.base + 2 * i + 1] as number;
+      const n = this.lengthAt(i);
       if (n === UNCHANGED_LEN) return null;
       if (n === NULL_LEN) out += '\0n';
-      else out += '\0t' + this.buf.toString('latin1', this.at[this.base + 2 * i] as number, (this.at[this.base + 2 * i] as number) + n);
+      else {
+        const start = this.startOf(i);
+        out += '\0t' + this.buf.toString('latin1', start, start + n);
+      }
     }
     return out;
   }
