@@ -2,6 +2,7 @@
  * Reading walbridge's recorded state on the target, as an operator would with psql.
  */
 import type { Cluster } from '../harness/cluster.js';
+import type { WriteLoad, WriteLoadStats } from '../harness/fixture.js';
 import { waitFor } from '../harness/lsn.js';
 import { errorsOf, type DaemonProcess } from './daemon.js';
 
@@ -71,6 +72,24 @@ export async function waitForCatchUp(source: Cluster, target: Cluster, timeoutMs
     },
     { what: `target to apply up to source LSN ${lsn}`, timeoutMs, intervalMs: 100 },
   );
+}
+
+/**
+ * Stop the app's write load; if any of its transactions failed, fail with its errors and the
+ * source server's (a deadlock's DETAIL names both sides): walbridge's work on the source must
+ * never make the app's writes fail.
+ */
+export async function stopLoadCleanly(load: WriteLoad, source: Cluster): Promise<WriteLoadStats> {
+  const stats = await load.stop();
+  if (stats.errors > 0) {
+    const serverLog = (await source.logTail(2000))
+      .split('\n')
+      .filter((l) => /ERROR|DETAIL|HINT|STATEMENT|CONTEXT/.test(l))
+      .slice(-40)
+      .join('\n');
+    throw new Error(`${stats.errors} of the app's transactions on the source failed: ${load.recentErrors.join(' | ')}\n--- the source's server log ---\n${serverLog}`);
+  }
+  return stats;
 }
 
 export async function sourceObjects(source: Cluster): Promise<{ slots: string[]; publications: string[] }> {
