@@ -116,7 +116,9 @@ program
 Makes, for the selected tables (WALBRIDGE_SCHEMAS, WALBRIDGE_TABLES, WALBRIDGE_EXCLUDE_TABLES): schemas,
 extensions (in the same schema as on the source), enums, domains and composite types, sequences, tables
 with their columns, defaults, identity and generated columns, partitions, constraints, indexes, foreign
-keys among them, the app's functions and triggers they use, row-level security and policies, comments.
+keys among them, the app's functions and triggers they use, row-level security and policies, the views
+of the selected schemas that read those tables (each after the views it reads), comments. Materialized
+views, and views that need what is not made, are listed as left out with what they lack.
 All in one transaction; what the target has already is left as it is (run it twice: nothing changes),
 and a table that exists but differs stops it, never altered.
 

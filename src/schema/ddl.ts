@@ -4,7 +4,7 @@
  * search_path (schema-qualified), every name from the catalogs passes through quoteIdent.
  */
 import { quoteIdent, quoteLiteral } from '../pg/ident.js';
-import type { ColumnDef, ConstraintDef, FunctionDef, PolicyDef, SequenceDef, TableDef, TypeDef } from './read.js';
+import type { ColumnDef, ConstraintDef, FunctionDef, PolicyDef, SequenceDef, TableDef, TypeDef, ViewDef } from './read.js';
 
 export const qname = (schema: string, name: string): string => `${quoteIdent(schema)}.${quoteIdent(name)}`;
 
@@ -112,3 +112,12 @@ export function createPolicy(t: TableDef, p: PolicyDef): string {
 
 /** `COMMENT ON <what> IS '<text>';` — `what` already quoted, e.g. `TABLE "public"."t"`. */
 export const comment = (what: string, text: string): string => `COMMENT ON ${what} IS ${quoteLiteral(text)};`;
+
+/**
+ * A view as pg_get_viewdef() prints its query (names schema-qualified, ending with ';'), with its
+ * options as stored (`security_invoker=true`, `check_option=local`: all are reloptions of a view).
+ */
+export function createView(v: ViewDef): string {
+  const options = v.options.length > 0 ? ` WITH (${v.options.join(', ')})` : '';
+  return `CREATE VIEW ${qname(v.schema, v.name)}${options} AS\n${v.query.trim().replace(/;$/, '')};`;
+}

@@ -16,7 +16,7 @@ import { quoteIdent } from '../pg/ident.js';
 import * as ddl from './ddl.js';
 import { API_ROLES, isApiRole, isAppSchema, isAuthHelper, isReservedRole, isWalbridgeSchema, authHelpersCalledIn } from './platform.js';
 import type { ColumnConversion } from '../convert/conversions.js';
-import type { ColumnDef, ConstraintDef, FunctionDef, PolicyDef, Reference, SequenceDef, SourceSchema, TableDef, TypeDef } from './read.js';
+import type { ColumnDef, ConstraintDef, FunctionDef, PolicyDef, Reference, SequenceDef, SourceSchema, TableDef, TypeDef, ViewDef, ViewReference } from './read.js';
 import { functionKey, type TargetFacts } from './target.js';
 
 export type PolicyChoice = 'keep' | 'drop';
@@ -70,6 +70,7 @@ const ORDER = [
   'index',
   'foreign-key',
   'replica-identity',
+  'view',
   'trigger',
   'rls',
   'policy',
@@ -115,6 +116,7 @@ class Planner {
     this.planTables();
     this.planSequences();
     for (const t of this.src.tables) if (this.created.has(t.oid)) this.planTableObjects(t);
+    this.planViews();
     this.planPlatformTriggers();
     return { steps: ORDER.flatMap((k) => this.buckets.get(k) ?? []), present: this.present, leftOut: this.leftOut, problems: this.problems };
   }
@@ -564,6 +566,149 @@ class Planner {
     if (api.length > 0) for (const r of API_ROLES) this.ensureRole(r);
     this.step('policy', name, ddl.createPolicy(t, p));
     if (p.comment !== null) this.step('comment', name, ddl.comment(`POLICY ${quoteIdent(p.name)} ON ${ddl.qname(t.schema, t.name)}`, p.comment));
+  }
+
+  // --- views ---------------------------------------------------------------------------------
+
+  /**
+   * The views of the selected schemas that read the selected tables, directly or through other
+   * views, each after the views it reads. A view is made only when everything it reads and calls
+   * is on the target or made by this run; otherwise it is listed as left out with what it lacks.
+   * A view never adds a problem: it never keeps the tables from being made.
+   */
+  private planViews(): void {
+    const views = new Map(this.src.views.map((v) => [v.oid, v]));
+    const refs = new Map<number, ViewReference[]>();
+    for (const r of this.src.viewReferences) refs.set(r.view, [...(refs.get(r.view) ?? []), r]);
+    // Which views the selection needs: those reading a selected table, then those reading them.
+    const wanted = new Set<number>();
+    for (let grew = true; grew; ) {
+      grew = false;
+      for (const v of views.values()) {
+        if (wanted.has(v.oid) || !(refs.get(v.oid) ?? []).some((r) => r.refClass === 'pg_class' && (this.tables.has(r.refOid) || wanted.has(r.refOid)))) continue;
+        wanted.add(v.oid);
+        grew = true;
+      }
+    }
+    const outcome = new Map<number, boolean>();
+    const visit = (v: ViewDef): boolean => {
+      const known = outcome.get(v.oid);
+      if (known !== undefined) return known;
+      outcome.set(v.oid, false);
+      const ok = this.planView(v, refs.get(v.oid) ?? [], (oid) => {
+        const dep = views.get(oid);
+        return dep === undefined ? undefined : visit(dep);
+      });
+      outcome.set(v.oid, ok);
+      return ok;
+    };
+    for (const v of views.values()) if (wanted.has(v.oid)) visit(v);
+  }
+
+  /**
+   * One view, once the views it reads are planned (`viewReady`: undefined for a relation that is
+   * not a view of the selected schemas). Returns whether it is on the target after the run.
+   */
+  private planView(v: ViewDef, refs: ViewReference[], viewReady: (oid: number) => boolean | undefined): boolean {
+    const name = display(v.schema, v.name);
+    if (v.kind === 'm') {
+      this.leftOut.push({
+        kind: 'materialized-view',
+        name,
+        reason: 'a materialized view holds rows computed from the tables when it is refreshed; walbridge copies tables only',
+        choice: `after the copy, create it on the target from its definition (SELECT pg_get_viewdef('${name}'::regclass) on the source), with its indexes, and refresh it; or refresh it there as the app does`,
+      });
+      return false;
+    }
+    const existing = this.target.relations.get(name);
+    if (existing) {
+      if (existing.kind === 'v') {
+        this.present.push({ kind: 'view', name });
+        return true;
+      }
+      this.leftOut.push({ kind: 'view', name, reason: `a relation of that name (relkind ${existing.kind}) exists on the target`, choice: 'drop or rename it on the target, then run walbridge schema again' });
+      return false;
+    }
+    const platform: string[] = [];
+    const lacks: string[] = [];
+    const helpers: FunctionDef[] = [];
+    for (const r of refs) {
+      const need = this.viewNeed(r, viewReady);
+      if (need.platform) platform.push(need.platform);
+      if (need.lacks) lacks.push(need.lacks);
+      if (need.helper) helpers.push(need.helper);
+    }
+    if (platform.length > 0) {
+      this.leftOut.push({
+        kind: 'view',
+        name,
+        reason: `${[...new Set(platform)].join(', ')}: Supabase's platform, which stays on Supabase`,
+        choice: 'create a view of your own on the target that does without it, or do that work in the app',
+      });
+      return false;
+    }
+    if (lacks.length > 0) {
+      this.leftOut.push({
+        kind: 'view',
+        name,
+        reason: `needs ${[...new Set(lacks)].join('; ')}`,
+        choice: 'create what it needs on the target first (walbridge schema leaves what exists as it is) and run walbridge schema again, or create the view there yourself',
+      });
+      return false;
+    }
+    for (const h of helpers) this.ensureHelper(h);
+    const q = ddl.qname(v.schema, v.name);
+    this.step('view', name, ddl.createView(v));
+    if (v.comment !== null) this.step('comment', name, ddl.comment(`VIEW ${q}`, v.comment));
+    for (const c of v.columnComments) this.step('comment', `${name}.${c.name}`, ddl.comment(`COLUMN ${q}.${quoteIdent(c.name)}`, c.comment));
+    return true;
+  }
+
+  /**
+   * What one thing a view reads or calls asks of this run: nothing (it is there, or made now);
+   * `platform`, what of Supabase's platform it is; `lacks`, what is missing on the target; or
+   * `helper`, auth.uid() & co. to make (policies kept).
+   */
+  private viewNeed(r: ViewReference, viewReady: (oid: number) => boolean | undefined): { platform?: string; lacks?: string; helper?: FunctionDef } {
+    const schema = r.refSchema ?? '';
+    if (r.refExtension !== null) {
+      return this.target.extensions.has(r.refExtension) || this.plannedStep('extension', r.refExtension) ? {} : { lacks: `extension ${r.refExtension} (for ${r.refName}), which the tables do not need` };
+    }
+    if (r.refClass === 'pg_class') {
+      const ready = viewReady(r.refOid);
+      if (ready !== undefined) return ready ? {} : { lacks: `${r.refKind === 'm' ? 'materialized view' : 'view'} ${r.refName}, left out` };
+      const table = this.tables.get(r.refOid);
+      if (table) {
+        const converted = r.refColumn !== null && this.conversionOf(table, r.refColumn) !== undefined;
+        return converted ? { lacks: `column ${tableDisplay(table)}.${r.refColumn ?? ''} as it is on the source (WALBRIDGE_CONVERT carries it as another type)` } : {};
+      }
+      if (!this.isApp(schema)) return { platform: `reads ${r.refName}` };
+      if (r.refKind === 'S') {
+        const seq = `${schema}.${r.refRelname ?? ''}`;
+        return this.target.relations.has(seq) || this.plannedStep('sequence', seq) ? {} : { lacks: `sequence ${r.refName}, which no selected table uses` };
+      }
+      return { lacks: `${r.refName}, which is not among the selected ${r.refKind === 'v' || r.refKind === 'm' ? 'schemas' : 'tables'}` };
+    }
+    if (r.refClass === 'pg_proc') {
+      const helper = this.src.authHelpers.find((h) => h.oid === r.refOid);
+      if (helper && this.opts.policies === 'keep') return { helper };
+      if (!this.isApp(schema)) return { platform: `calls ${r.refName}${helper ? ' (--policies drop makes no auth function)' : ''}` };
+      return this.functionReady(functionKey(schema, r.refFunction ?? '', r.refArgs ?? '')) ? {} : { lacks: `function ${r.refName}, which walbridge schema makes only when a table needs it` };
+    }
+    if (!this.isApp(schema)) return { platform: `uses ${r.refName}` };
+    if (r.refClass === 'pg_type') {
+      // An array type comes with its element type.
+      return this.target.types.has(r.refName) || this.plannedStep('type', r.refName.replace(/\[\]$/, '')) ? {} : { lacks: `type ${r.refName}, which no selected table uses` };
+    }
+    return { lacks: `${r.refClass.replace(/^pg_/, '')} ${r.refName}, of a kind walbridge schema does not make` };
+  }
+
+  private plannedStep(kind: Kind, name: string): boolean {
+    return (this.buckets.get(kind) ?? []).some((s) => s.name === name);
+  }
+
+  private functionReady(key: string): boolean {
+    return this.target.functions.has(key) || this.planned.has(`function:${key}`);
   }
 
   /** Triggers on the platform's own tables (GoTrue's auth.users): the app's side of them is listed. */

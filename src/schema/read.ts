@@ -19,6 +19,8 @@ import {
   SCHEMA_TABLES,
   SCHEMA_TRIGGERS,
   SCHEMA_TYPES,
+  SCHEMA_VIEWS,
+  VIEW_REFERENCES,
 } from '../sql/schema.js';
 import { withTransaction } from '../pg/transaction.js';
 import { AUTH_HELPERS, isAppSchema } from './platform.js';
@@ -163,6 +165,40 @@ export interface FunctionDef {
   comment: string | null;
 }
 
+export interface ViewDef {
+  oid: number;
+  schema: string;
+  name: string;
+  /** v a view, m a materialized view. */
+  kind: 'v' | 'm';
+  /** pg_get_viewdef(): the SELECT, every name schema-qualified, ending with ';'. */
+  query: string;
+  /** reloptions as stored: `security_invoker=true`, `check_option=local`. */
+  options: string[];
+  comment: string | null;
+  /** One per commented column. */
+  columnComments: Array<{ name: string; comment: string }>;
+}
+
+/** Something a view reads or calls (not built in). */
+export interface ViewReference {
+  view: number;
+  refClass: string;
+  refOid: number;
+  refSchema: string | null;
+  /** pg_identify_object()'s identity: `public.teams`, `public.f(integer)`. */
+  refName: string;
+  refExtension: string | null;
+  /** For a relation: its relkind and its name (unquoted). */
+  refKind: string | null;
+  refRelname: string | null;
+  /** For a relation's column: its name. */
+  refColumn: string | null;
+  /** For a function: its name and identity arguments. */
+  refFunction: string | null;
+  refArgs: string | null;
+}
+
 /** An object (catalog and oid) referring to another that is not built in. */
 export interface Reference {
   class: string;
@@ -193,6 +229,9 @@ export interface SourceSchema {
   extensions: Map<string, { schema: string; version: string }>;
   /** GoTrue's auth.uid() and friends as the source defines them (platform.ts), found or not. */
   authHelpers: FunctionDef[];
+  /** The views and materialized views of the selected schemas, and what each reads and calls. */
+  views: ViewDef[];
+  viewReferences: ViewReference[];
 }
 
 /** Run fn in one read-only snapshot with every name printed schema-qualified. */
@@ -253,7 +292,9 @@ export async function readSourceSchema(client: pg.ClientBase, rootOids: number[]
     const followed = await followReferences(client, roots, tables.flatMap((t) => t.columns.map((c) => c.typeOid)), isApp);
     const helperOids = (await rowsOf<{ oid: number }>(client, AUTH_HELPER_OIDS, [AUTH_HELPERS])).map((r) => r.oid);
     const authHelpers = await readFunctions(client, helperOids);
-    return { tables, constraints, indexes, triggers, platformTriggers, policies, sequences, ...followed, authHelpers };
+    const views = await rowsOf<ViewDef>(client, SCHEMA_VIEWS, [schemas]);
+    const viewReferences = views.length === 0 ? [] : await rowsOf<ViewReference>(client, VIEW_REFERENCES, [views.map((v) => v.oid)]);
+    return { tables, constraints, indexes, triggers, platformTriggers, policies, sequences, ...followed, authHelpers, views, viewReferences };
   });
 }
 

@@ -198,6 +198,45 @@ SELECT p.oid::int8::float8 AS oid, n.nspname AS schema, p.proname AS name, p.pro
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
  WHERE p.oid = ANY($1::oid[])`;
 
+/**
+ * Views and materialized views of the given schemas, not an extension's, with their query as
+ * pg_get_viewdef() prints it (schema-qualified under READ_SCHEMA_SESSION) and their options
+ * (security_invoker, security_barrier, check_option). $1: schemas.
+ */
+export const SCHEMA_VIEWS = `
+SELECT c.oid::int8::float8 AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind,
+       pg_get_viewdef(c.oid) AS query, COALESCE(c.reloptions, '{}')::text[] AS options,
+       obj_description(c.oid, 'pg_class') AS comment,
+       COALESCE((SELECT json_agg(json_build_object('name', a.attname, 'comment', d.description) ORDER BY a.attnum)
+                   FROM pg_attribute a JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = a.attnum
+                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]'::json) AS "columnComments"
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('v', 'm') AND n.nspname = ANY($1::text[])
+   AND ${extensionOf(`'pg_class'::regclass`, 'c.oid')} IS NULL
+ ORDER BY n.nspname, c.relname`;
+
+/**
+ * What the given views read and call, from their rewrite rule's dependencies: relations (a
+ * column's number and name when one is named), functions (name and arguments, to find them on
+ * the target), types, operators..., each with its schema and extension; built-in objects left
+ * out. $1: view oids.
+ */
+export const VIEW_REFERENCES = `
+SELECT w.ev_class::int8::float8 AS view, d.refclassid::regclass::text AS "refClass", d.refobjid::int8::float8 AS "refOid",
+       r.schema AS "refSchema", r.identity AS "refName", x.extname AS "refExtension",
+       (SELECT c.relkind::text FROM pg_class c WHERE d.refclassid = 'pg_class'::regclass AND c.oid = d.refobjid) AS "refKind",
+       (SELECT c.relname FROM pg_class c WHERE d.refclassid = 'pg_class'::regclass AND c.oid = d.refobjid) AS "refRelname",
+       (SELECT a.attname FROM pg_attribute a WHERE d.refclassid = 'pg_class'::regclass AND a.attrelid = d.refobjid AND a.attnum = d.refobjsubid AND d.refobjsubid > 0) AS "refColumn",
+       (SELECT p.proname FROM pg_proc p WHERE d.refclassid = 'pg_proc'::regclass AND p.oid = d.refobjid) AS "refFunction",
+       CASE WHEN d.refclassid = 'pg_proc'::regclass THEN pg_get_function_identity_arguments(d.refobjid) END AS "refArgs"
+  FROM pg_rewrite w
+  JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid AND d.deptype = 'n'
+  CROSS JOIN LATERAL pg_identify_object(d.refclassid, d.refobjid, 0) AS r
+  CROSS JOIN LATERAL (SELECT ${extensionOf('d.refclassid', 'd.refobjid')} AS extname) AS x
+ WHERE w.ev_class = ANY($1::oid[]) AND d.refobjid <> w.ev_class
+   AND (x.extname IS NOT NULL OR (r.schema IS DISTINCT FROM 'pg_catalog' AND r.schema IS DISTINCT FROM 'information_schema'))
+ ORDER BY 1, 2, 3, d.refobjsubid`;
+
 /** GoTrue's claim readers (src/schema/platform.ts), which app functions may call in their bodies. */
 export const AUTH_HELPER_OIDS = `
 SELECT p.oid::int8::float8 AS oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace

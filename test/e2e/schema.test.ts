@@ -28,6 +28,8 @@ import {
   SUPABASE_PLATFORM_DEPENDENT,
   SUPABASE_PLATFORM_ROLES,
   SUPABASE_USERS,
+  SUPABASE_VIEWS,
+  SUPABASE_VIEWS_LEFT_OUT,
 } from '../harness/supabase.js';
 import { runCli, startDaemon, type CliResult, type DaemonProcess } from '../helpers/daemon.js';
 import { waitForCatchUp, waitForPhase } from '../helpers/state.js';
@@ -165,6 +167,29 @@ function assertSameTables(actual: TableDescription[], expected: TableDescription
 const describeApp = (c: Cluster, db = 'app') => c.withClient((k) => describeTables(k, SUPABASE_APP_TABLES), db);
 const describePublicTypes = (c: Cluster, db = 'app') => c.withClient((k) => describeTypes(k, ['public']), db);
 
+interface ViewDescription {
+  name: string;
+  kind: string;
+  options: string[] | null;
+  comment: string | null;
+  columns: string[];
+}
+/**
+ * The views of public (`schema.name`): columns with their types, options, comments. Not the query
+ * as pg_get_viewdef() prints it: 16 and later print the same query without naming the table in
+ * front of each column. What the views show is compared once the rows are there (after cutover).
+ */
+const describeViews = (c: Cluster): Promise<ViewDescription[]> =>
+  c.query<ViewDescription>(
+    `SELECT 'public.' || c.relname AS name, c.relkind::text AS kind, c.reloptions::text[] AS options,
+            obj_description(c.oid, 'pg_class') AS comment,
+            ARRAY(SELECT a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ': ' || coalesce(col_description(c.oid, a.attnum), '-')
+                    FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 ORDER BY a.attnum) AS columns
+       FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('v', 'm') ORDER BY 1`,
+  );
+/** What a view shows, as sorted JSON rows. */
+const viewRows = async (c: Cluster, view: string) => (await c.query<{ r: string }>(`SELECT to_jsonb(v)::text AS r FROM ${view} v`)).map((x) => x.r).sort();
+
 /**
  * Everything a run could have written to a database, as lists of names: compared before and
  * after a run that must write nothing. Roles are the cluster's.
@@ -245,6 +270,13 @@ test('--dry-run prints the statements it would run and writes nothing', { timeou
     const creates = rep.steps.filter((s) => createTableRe(t).test(s.sql));
     assert.equal(creates.length, 1, `one step creates ${t}: ${JSON.stringify(creates)}`);
   }
+  // The views, after every table, each after the views it reads.
+  const viewSteps = rep.steps.map((s, i) => ({ ...s, i })).filter((s) => s.kind === 'view');
+  assert.deepEqual(viewSteps.map((s) => s.name).sort(), [...SUPABASE_VIEWS].sort(), JSON.stringify(viewSteps));
+  const lastTable = Math.max(...rep.steps.map((s, i) => (s.kind === 'table' || s.kind === 'partition' || s.kind === 'constraint' ? i : -1)));
+  for (const v of viewSteps) assert.ok(v.i > lastTable, `view ${v.name} after the tables and their keys`);
+  const stepOf = (name: string) => viewSteps.find((s) => s.name === name)?.i ?? -1;
+  assert.ok(stepOf('public.team_directory') < stepOf('public.pinned_by_team'), 'public.pinned_by_team after the view it reads');
 
   // The text prints the same statements, in the order they run, each ending with ';'.
   let at = 0;
@@ -278,6 +310,16 @@ test('a real run: the tables as on the source, minus what depends on Supabase; n
   const tables = await describeApp(target);
   assertSameTables(tables, withoutLeftOut(sourceTables, dry.leftOut), 'the target as the source, minus what is left out');
   assert.deepEqual(await describePublicTypes(target), await describePublicTypes(source), 'the enum, the domain (its CHECK on citext), the composite type and its comment');
+  // The views as on the source (query, security_invoker, comments); the one over auth.users and
+  // the materialized view are listed as left out, with their reasons.
+  assert.deepEqual(await describeViews(target), (await describeViews(source)).filter((v) => SUPABASE_VIEWS.includes(v.name)), 'the views as on the source');
+  assert.ok((await describeViews(source)).some((v) => v.options?.includes('security_invoker=true') && v.comment !== null), 'the fixture has an option and a comment to compare');
+  const viewOut = dry.leftOut.find((l) => l.name === SUPABASE_VIEWS_LEFT_OUT.authUsers);
+  assert.equal(viewOut?.kind, 'view', JSON.stringify(dry.leftOut));
+  assert.match(viewOut?.reason ?? '', /auth\.users/);
+  const matOut = dry.leftOut.find((l) => l.name === SUPABASE_VIEWS_LEFT_OUT.materialized);
+  assert.equal(matOut?.kind, 'materialized-view', JSON.stringify(dry.leftOut));
+  assert.match(matOut?.choice ?? '', /refresh/);
 
   // Left out on the app's tables: exactly the foreign key to auth.users and the webhook, each
   // with its reason; and the trigger on auth.users (the table is the platform's).
@@ -369,7 +411,7 @@ test('a second run has nothing to do and changes nothing', { timeout: 60_000 }, 
   assert.equal(rep.ok, true, r.stdout);
   assert.deepEqual(rep.steps, []);
   assert.deepEqual(rep.problems, []);
-  for (const t of APP_AND_PARTITIONS) assert.ok(rep.present.some((p) => p.name === t), `${t} reported present: ${JSON.stringify(rep.present)}`);
+  for (const t of [...APP_AND_PARTITIONS, ...SUPABASE_VIEWS]) assert.ok(rep.present.some((p) => p.name === t), `${t} reported present: ${JSON.stringify(rep.present)}`);
   assertSameTables(await describeApp(target), targetTables, 'the target as after the first run');
   assert.deepEqual(await fingerprint(target), targetAfterRun);
 });
@@ -396,6 +438,13 @@ test('--policies drop: no policy that needs the API roles or auth, no role, no a
   assertSameTables(tables, withoutLeftOut(sourceTables, rep.leftOut), 'everything else as on the source');
   assert.deepEqual(await spare.query(`SELECT rolname FROM pg_roles WHERE rolname = ANY($1)`, [[...SUPABASE_API_ROLES, ...SUPABASE_PLATFORM_ROLES]]), [], 'no role created');
   assert.deepEqual(await spare.query(`SELECT nspname FROM pg_namespace WHERE nspname = ANY($1)`, [['auth', ...PLATFORM_SCHEMAS]]), [], 'no auth schema');
+  // The view calling auth.uid() is left out too; the others are made.
+  const myNotes = rep.leftOut.find((l) => l.name === 'public.my_notes');
+  assert.match(myNotes?.reason ?? '', /auth\.uid\(\)/, JSON.stringify(rep.leftOut));
+  assert.deepEqual(
+    (await describeViews(spare)).map((v) => v.name),
+    SUPABASE_VIEWS.filter((v) => v !== 'public.my_notes').sort(),
+  );
 });
 
 test('a table on the target with a column of another type: exit 1, the problem names both, nothing is written', { timeout: 60_000 }, async () => {
@@ -497,6 +546,9 @@ test('walbridge migrates into the schema it created and cuts over', { timeout: 2
   assert.equal(cut.code, 0, cut.out);
   assert.equal((await d.exited).code, 0, d.output.slice(-20).join('\n'));
   await assertSameContent(source.url(), target.url(), SUPABASE_APP_TABLES);
+  // The views show the same rows on both sides (my_notes depends on who asks: the next test).
+  for (const view of ['public.team_directory', 'public.pinned_by_team']) assert.deepEqual(await viewRows(target, view), await viewRows(source, view), view);
+  assert.ok((await viewRows(target, 'public.pinned_by_team')).length > 0, 'pinned_by_team shows rows');
   cutOver = true;
 });
 
@@ -511,6 +563,7 @@ test('on the new database, a query under RLS as PostgREST makes it sees only the
     // Grants are not carried over (on Supabase the platform's default privileges gave them):
     // serving the API from the new database, the user grants what PostgREST's roles need.
     await c.query('GRANT SELECT, INSERT ON public.notes TO authenticated');
+    await c.query('GRANT SELECT ON public.my_notes TO authenticated');
     await c.query('BEGIN');
     try {
       // What PostgREST does for a request with alice's JWT.
@@ -519,6 +572,9 @@ test('on the new database, a query under RLS as PostgREST makes it sees only the
       const { rows } = await c.query<{ user_id: string }>('SELECT user_id::text FROM public.notes');
       assert.equal(rows.length, counts.mine, 'exactly alice\'s notes, as many as on the source');
       assert.ok(rows.every((r) => r.user_id === alice));
+      // The view over her notes (auth.uid() in its WHERE) shows the same ones.
+      const mine = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM public.my_notes');
+      assert.equal(mine.rows[0]?.n, counts.mine, 'public.my_notes shows alice\'s notes');
       // Her insert takes user_id from DEFAULT auth.uid(); one for bob is refused by the policy.
       const ins = await c.query<{ user_id: string }>(`INSERT INTO public.notes (title) VALUES ('through the API') RETURNING user_id::text`);
       assert.equal(ins.rows[0]?.user_id, alice);

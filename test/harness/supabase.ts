@@ -55,6 +55,8 @@
  * | RLS + policies TO authenticated using auth.uid()              | profiles (FOR ALL, USING + WITH CHECK), notes (SELECT, INSERT), invoices (SELECT), events (SELECT, FORCE) |
  * | policy TO public USING (true); policy using auth.jwt()        | products                                                    |
  * | comments on a table, a column, a type                         | profiles, invoices.number, money_amount                    |
+ * | views (SUPABASE_VIEWS): security_invoker, commented (and a column), a view over a view, one calling auth.uid() | team_directory, pinned_by_team, my_notes |
+ * | a view over auth.users; a materialized view (both left out)   | profile_emails, invoice_totals                              |
  *
  * Seed: three auth users with known ids (SUPABASE_USERS; their profiles made by
  * on_auth_user_created, as on sign-up), notes owned by each (alice 3, bob 2, carol 1), teams,
@@ -68,6 +70,12 @@ export const SUPABASE_MIG = { user: 'mig', password: 'mig-pw-supabase-3' } as co
 
 /** The app's tables (schema.table, unquoted), parents before children; the partitioned root, not its partitions. */
 export const SUPABASE_APP_TABLES: string[] = ['public.profiles', 'public.teams', 'public.products', 'public.notes', 'public.invoices', 'public.events'];
+
+/** The app's views that walbridge schema makes, each after the views it reads. */
+export const SUPABASE_VIEWS: string[] = ['public.team_directory', 'public.pinned_by_team', 'public.my_notes'];
+
+/** The views it leaves out: over auth.users (the platform's), and a materialized view. */
+export const SUPABASE_VIEWS_LEFT_OUT = { authUsers: 'public.profile_emails', materialized: 'public.invoice_totals' } as const;
 
 /** The partitions of public.events. */
 export const SUPABASE_PARTITIONS: string[] = ['public.events_2025', 'public.events_2026', 'public.events_default'];
@@ -395,6 +403,25 @@ CREATE INDEX events_user_id_idx ON public.events (user_id);
 ALTER TABLE public.events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.events FORCE ROW LEVEL SECURITY;
 CREATE POLICY "Users read their own events" ON public.events FOR SELECT TO authenticated USING (auth.uid() = user_id);
+
+-- Views, as an app serves them through PostgREST: one over two tables (security_invoker,
+-- commented, a commented column), one over it, one calling auth.uid(), one reading auth.users
+-- (the platform's), and a materialized view.
+CREATE VIEW public.team_directory WITH (security_invoker = true) AS
+  SELECT t.slug, t.name, p.username AS owner, p.plan
+    FROM public.teams t JOIN public.profiles p ON p.id = t.owner_id;
+COMMENT ON VIEW public.team_directory IS 'Teams and their owners, for the directory page';
+COMMENT ON COLUMN public.team_directory.owner IS 'The owner''s username';
+CREATE VIEW public.pinned_by_team AS
+  SELECT d.slug, d.owner, n.title
+    FROM public.team_directory d JOIN public.teams t ON t.slug = d.slug JOIN public.notes n ON n.team_id = t.id
+   WHERE n.pinned;
+CREATE VIEW public.my_notes WITH (security_invoker = true) AS
+  SELECT id, title, pinned, created_at FROM public.notes WHERE user_id = auth.uid();
+CREATE VIEW public.profile_emails AS
+  SELECT p.id, p.username, u.email FROM public.profiles p JOIN auth.users u ON u.id = p.id;
+CREATE MATERIALIZED VIEW public.invoice_totals AS
+  SELECT user_id, count(*) AS invoices, sum(gross) AS gross FROM public.invoices GROUP BY user_id;
 
 -- Supabase's documented way to make a profile on sign-up.
 CREATE FUNCTION public.handle_new_user() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$

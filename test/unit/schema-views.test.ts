@@ -1,0 +1,189 @@
+/**
+ * `walbridge schema`'s plan for views (src/schema/plan.ts), from catalogs as read.ts reads them:
+ * which views are made, in which order, and what is listed as left out with what it lacks. The
+ * e2e test (schema.test.ts) runs the same on a Supabase-shaped source; here, the cases it has no
+ * room for, each on its own small catalog.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parseConversions } from '../../src/convert/conversions.js';
+import { planSchema, type PlanOptions, type SchemaPlan } from '../../src/schema/plan.js';
+import type { FunctionDef, SourceSchema, TableDef, ViewDef, ViewReference } from '../../src/schema/read.js';
+import type { TargetFacts } from '../../src/schema/target.js';
+
+const NOTES = 100;
+const USERS_OF_AUTH = 200;
+const OTHER = 300;
+
+function table(oid: number, name: string): TableDef {
+  return {
+    oid,
+    schema: 'public',
+    name,
+    kind: 'r',
+    parent: null,
+    unlogged: false,
+    partitionKey: null,
+    partitionBound: null,
+    rls: false,
+    forceRls: false,
+    replicaIdentity: 'd',
+    replicaIndex: null,
+    comment: null,
+    columns: [
+      { num: 1, name: 'id', type: 'bigint', typeOid: 20, notNull: true, identity: '', generated: '', local: true, defaultOid: null, defaultExpr: null, collation: null, comment: null },
+      { num: 2, name: 'body', type: 'text', typeOid: 25, notNull: false, identity: '', generated: '', local: true, defaultOid: null, defaultExpr: null, collation: null, comment: null },
+    ],
+  };
+}
+
+function view(oid: number, name: string, more: Partial<ViewDef> = {}): ViewDef {
+  return { oid, schema: 'public', name, kind: 'v', query: ` SELECT 1 AS x FROM public.${name};`, options: [], comment: null, columnComments: [], ...more };
+}
+
+/** `view` reads relation `oid` (a table or a view), optionally one of its columns. */
+function reads(viewOid: number, oid: number, name: string, more: Partial<ViewReference> = {}): ViewReference {
+  const [schema = 'public', relname = name] = name.split('.');
+  return { view: viewOid, refClass: 'pg_class', refOid: oid, refSchema: schema, refName: name, refExtension: null, refKind: 'r', refRelname: relname, refColumn: null, refFunction: null, refArgs: null, ...more };
+}
+
+function calls(viewOid: number, oid: number, schema: string, fn: string): ViewReference {
+  return { view: viewOid, refClass: 'pg_proc', refOid: oid, refSchema: schema, refName: `${schema}.${fn}()`, refExtension: null, refKind: null, refRelname: null, refColumn: null, refFunction: fn, refArgs: '' };
+}
+
+const UID: FunctionDef = { oid: 900, schema: 'auth', name: 'uid', kind: 'f', args: '', def: 'CREATE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql AS $$ SELECT 1 $$\n', language: 'sql', extension: null, comment: null };
+
+function source(views: ViewDef[], viewReferences: ViewReference[], tables = [table(NOTES, 'notes')]): SourceSchema {
+  return {
+    tables,
+    constraints: [],
+    indexes: [],
+    triggers: [],
+    platformTriggers: [],
+    policies: [],
+    sequences: [],
+    types: new Map(),
+    functions: new Map(),
+    references: [],
+    extensions: new Map(),
+    authHelpers: [UID],
+    views,
+    viewReferences,
+  };
+}
+
+function target(more: Partial<TargetFacts> = {}): TargetFacts {
+  return {
+    schemas: new Set(['public']),
+    roles: new Set(),
+    extensions: new Map(),
+    available: new Set(),
+    types: new Set(),
+    functions: new Set(),
+    relations: new Map(),
+    columns: new Map(),
+    ...more,
+  };
+}
+
+const plan = (src: SourceSchema, tgt = target(), opts: Partial<PlanOptions> = {}): SchemaPlan => planSchema(src, tgt, { schemas: ['public'], policies: 'keep', ...opts });
+const viewSteps = (p: SchemaPlan) => p.steps.filter((s) => s.kind === 'view').map((s) => s.name);
+const leftOut = (p: SchemaPlan, name: string) => p.leftOut.find((l) => l.name === name);
+
+test('a view over a selected table is made after the table, with its options and comments', () => {
+  const v = view(10, 'recent', { options: ['security_invoker=true'], comment: "it's recent", columnComments: [{ name: 'x', comment: 'the x' }] });
+  const p = plan(source([v], [reads(10, NOTES, 'public.notes', { refColumn: 'body' })]));
+  assert.deepEqual(p.problems, []);
+  assert.deepEqual(viewSteps(p), ['public.recent']);
+  const kinds = p.steps.map((s) => s.kind);
+  assert.ok(kinds.indexOf('table') < kinds.indexOf('view'), kinds.join(' '));
+  const sql = p.steps.find((s) => s.kind === 'view')?.sql ?? '';
+  assert.equal(sql, 'CREATE VIEW "public"."recent" WITH (security_invoker=true) AS\nSELECT 1 AS x FROM public.recent;');
+  assert.ok(p.steps.some((s) => s.sql === `COMMENT ON VIEW "public"."recent" IS 'it''s recent';`));
+  assert.ok(p.steps.some((s) => s.sql === `COMMENT ON COLUMN "public"."recent"."x" IS 'the x';`));
+});
+
+test('a view over another view comes after it, whatever their order in the catalog', () => {
+  const top = view(10, 'top');
+  const base = view(20, 'base');
+  const p = plan(source([top, base], [reads(10, 20, 'public.base', { refKind: 'v' }), reads(20, NOTES, 'public.notes')]));
+  assert.deepEqual(viewSteps(p), ['public.base', 'public.top']);
+});
+
+test('views that read no selected table are not the selection’s business: neither made nor listed', () => {
+  const p = plan(source([view(10, 'elsewhere')], [reads(10, OTHER, 'public.other')]));
+  assert.deepEqual(viewSteps(p), []);
+  assert.equal(leftOut(p, 'public.elsewhere'), undefined);
+});
+
+test('a view that also reads a table not selected is left out, naming it; the tables are made all the same', () => {
+  const p = plan(source([view(10, 'joined')], [reads(10, NOTES, 'public.notes'), reads(10, OTHER, 'public.other')]));
+  assert.deepEqual(p.problems, []);
+  assert.ok(p.steps.some((s) => s.kind === 'table'));
+  assert.match(leftOut(p, 'public.joined')?.reason ?? '', /public\.other, which is not among the selected tables/);
+  assert.deepEqual(viewSteps(p), []);
+});
+
+test('a view over auth.users is left out as the platform’s; one over it is left out in turn', () => {
+  const p = plan(
+    source(
+      [view(10, 'emails'), view(20, 'on_emails')],
+      [reads(10, NOTES, 'public.notes'), reads(10, USERS_OF_AUTH, 'auth.users'), reads(20, 10, 'public.emails', { refKind: 'v' })],
+    ),
+  );
+  assert.match(leftOut(p, 'public.emails')?.reason ?? '', /reads auth\.users: Supabase's platform/);
+  assert.match(leftOut(p, 'public.on_emails')?.reason ?? '', /view public\.emails, left out/);
+  assert.deepEqual(viewSteps(p), []);
+});
+
+test('auth.uid() in a view: kept with the function under --policies keep, left out under drop', () => {
+  const src = source([view(10, 'mine')], [reads(10, NOTES, 'public.notes'), calls(10, UID.oid, 'auth', 'uid')]);
+  const kept = plan(src);
+  assert.deepEqual(viewSteps(kept), ['public.mine']);
+  assert.ok(kept.steps.some((s) => s.kind === 'function' && s.name === 'auth.uid()'), JSON.stringify(kept.steps.map((s) => s.name)));
+  const dropped = plan(src, target(), { policies: 'drop' });
+  assert.match(leftOut(dropped, 'public.mine')?.reason ?? '', /calls auth\.uid\(\) \(--policies drop makes no auth function\)/);
+  assert.ok(!dropped.steps.some((s) => s.kind === 'function'));
+});
+
+test('an app function no table needs: the view is left out, unless the target has the function', () => {
+  const src = source([view(10, 'scored')], [reads(10, NOTES, 'public.notes'), calls(10, 500, 'public', 'score')]);
+  assert.match(leftOut(plan(src), 'public.scored')?.reason ?? '', /function public\.score\(\), which walbridge schema makes only when a table needs it/);
+  assert.deepEqual(viewSteps(plan(src, target({ functions: new Set(['public.score()']) }))), ['public.scored']);
+});
+
+test('a view reading a column that WALBRIDGE_CONVERT carries as another type is left out', () => {
+  const src = source([view(10, 'bodies')], [reads(10, NOTES, 'public.notes', { refColumn: 'body' })]);
+  const p = plan(src, target(), { conversions: parseConversions('public.notes.body=drop') });
+  assert.match(leftOut(p, 'public.bodies')?.reason ?? '', /column public\.notes\.body as it is on the source/);
+});
+
+test('an extension the tables do not need: the view is left out, unless the target has it', () => {
+  const src = source([view(10, 'similar')], [reads(10, NOTES, 'public.notes'), { ...calls(10, 600, 'extensions', 'similarity'), refExtension: 'pg_trgm' }]);
+  assert.match(leftOut(plan(src), 'public.similar')?.reason ?? '', /extension pg_trgm/);
+  assert.deepEqual(viewSteps(plan(src, target({ extensions: new Map([['pg_trgm', 'extensions']]) }))), ['public.similar']);
+});
+
+test('a materialized view is listed with the way to make it; a view that exists on the target is left as it is', () => {
+  const p = plan(
+    source([view(10, 'totals', { kind: 'm' }), view(20, 'kept')], [reads(10, NOTES, 'public.notes'), reads(20, NOTES, 'public.notes')]),
+    target({ relations: new Map([['public.kept', { oid: 1, kind: 'v' }]]) }),
+  );
+  const m = leftOut(p, 'public.totals');
+  assert.equal(m?.kind, 'materialized-view');
+  assert.match(m?.choice ?? '', /pg_get_viewdef\('public\.totals'::regclass\).*refresh it/);
+  assert.deepEqual(viewSteps(p), []);
+  assert.ok(p.present.some((x) => x.kind === 'view' && x.name === 'public.kept'));
+});
+
+test('a type the tables bring is there for the view, its array type too; another type is named as lacking', () => {
+  const mood = { oid: 700, schema: 'public', name: 'mood', qualified: 'public.mood', kind: 'e', category: 'E', elem: 0, rel: 0, relKind: null, base: null, baseOid: 0, notNull: false, defaultExpr: null, collation: null, labels: ['ok'], checks: [], checkOids: [], extension: null, comment: null, attributes: [] };
+  const notes = table(NOTES, 'notes');
+  notes.columns.push({ ...(notes.columns[1] as TableDef['columns'][number]), num: 3, name: 'mood', type: 'public.mood', typeOid: 700 });
+  const typed = (viewOid: number, name: string): ViewReference => ({ ...calls(viewOid, 0, 'public', 'x'), refClass: 'pg_type', refName: name, refFunction: null, refArgs: null });
+  const src = source([view(10, 'moods'), view(20, 'colours')], [reads(10, NOTES, 'public.notes'), typed(10, 'public.mood[]'), reads(20, NOTES, 'public.notes'), typed(20, 'public.colour')], [notes]);
+  src.types.set(700, mood);
+  const p = plan(src);
+  assert.deepEqual(viewSteps(p), ['public.moods']);
+  assert.match(leftOut(p, 'public.colours')?.reason ?? '', /type public\.colour, which no selected table uses/);
+});
