@@ -658,6 +658,8 @@ class Planner {
     }
     for (const h of helpers) this.ensureHelper(h);
     const q = ddl.qname(v.schema, v.name);
+    // A schema of views only (PostgREST's `api`, say) has no table to bring it.
+    this.ensureSchema(v.schema);
     this.step('view', name, ddl.createView(v));
     if (v.comment !== null) this.step('comment', name, ddl.comment(`VIEW ${q}`, v.comment));
     for (const c of v.columnComments) this.step('comment', `${name}.${c.name}`, ddl.comment(`COLUMN ${q}.${quoteIdent(c.name)}`, c.comment));

@@ -447,6 +447,25 @@ test('--policies drop: no policy that needs the API roles or auth, no role, no a
   );
 });
 
+test('a schema of views only, selected with the tables\' schema: its schema and views are made, and nothing in it is copied', { timeout: 60_000 }, async () => {
+  await spare.query('CREATE DATABASE with_api', [], 'postgres');
+  const r = await runCli(['schema', '--json'], env(spare.url('with_api'), { WALBRIDGE_SCHEMAS: 'public,api' }));
+  assert.equal(r.code, 0, r.out);
+  const rep = reportOf(r);
+  const steps = rep.steps.map((s) => `${s.kind} ${s.name}`);
+  assert.ok(steps.includes('schema api') && steps.indexOf('schema api') < steps.indexOf('view api.products'), steps.join(', '));
+  assert.deepEqual(
+    (await spare.query<{ name: string }>(`SELECT relname AS name FROM pg_class WHERE relnamespace = 'api'::regnamespace ORDER BY 1`, [], 'with_api')).map((x) => x.name),
+    ['products'],
+  );
+  // The selection is the tables of public; api adds none (preflight and the daemon copy tables only).
+  const p = await runCli(['preflight', '--json', '--sample-seconds', '1'], env(spare.url('with_api'), { WALBRIDGE_SCHEMAS: 'public,api' }));
+  const report = JSON.parse(p.stdout) as { tables: { table: string }[]; checks: { id: string; status: string; message: string }[] };
+  assert.deepEqual(report.tables.map((t) => t.table).sort(), [...SUPABASE_APP_TABLES].sort(), p.out);
+  const schemaCheck = report.checks.find((c) => c.id === 'target-schema');
+  assert.equal(schemaCheck?.status, 'pass', JSON.stringify(schemaCheck));
+});
+
 test('a table on the target with a column of another type: exit 1, the problem names both, nothing is written', { timeout: 60_000 }, async () => {
   await spare.query('CREATE DATABASE differs', [], 'postgres');
   // public.products as the app has it, but sku an integer.

@@ -57,6 +57,7 @@
  * | comments on a table, a column, a type                         | profiles, invoices.number, money_amount                    |
  * | views (SUPABASE_VIEWS): security_invoker, commented (and a column), a view over a view, one calling auth.uid() | team_directory, pinned_by_team, my_notes |
  * | a view over auth.users; a materialized view (both left out)   | profile_emails, invoice_totals                              |
+ * | a schema of views only, over public's tables                  | api.products (made when WALBRIDGE_SCHEMAS names api)        |
  *
  * Seed: three auth users with known ids (SUPABASE_USERS; their profiles made by
  * on_auth_user_created, as on sign-up), notes owned by each (alice 3, bob 2, carol 1), teams,
@@ -422,6 +423,9 @@ CREATE VIEW public.profile_emails AS
   SELECT p.id, p.username, u.email FROM public.profiles p JOIN auth.users u ON u.id = p.id;
 CREATE MATERIALIZED VIEW public.invoice_totals AS
   SELECT user_id, count(*) AS invoices, sum(gross) AS gross FROM public.invoices GROUP BY user_id;
+-- A schema of views only, as PostgREST serves one (db-schemas = api): made when selected.
+CREATE SCHEMA api;
+CREATE VIEW api.products AS SELECT sku, name, price_cents FROM public.products WHERE active;
 
 -- Supabase's documented way to make a profile on sign-up.
 CREATE FUNCTION public.handle_new_user() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$

@@ -187,3 +187,10 @@ test('a type the tables bring is there for the view, its array type too; another
   assert.deepEqual(viewSteps(p), ['public.moods']);
   assert.match(leftOut(p, 'public.colours')?.reason ?? '', /type public\.colour, which no selected table uses/);
 });
+
+test('a view in a schema of views only (PostgREST’s api) is made with its schema', () => {
+  const p = plan(source([{ ...view(10, 'notes'), schema: 'api' }], [reads(10, NOTES, 'public.notes')]), target(), { schemas: ['public', 'api'] });
+  assert.deepEqual(viewSteps(p), ['api.notes']);
+  const kinds = p.steps.map((s) => `${s.kind} ${s.name}`);
+  assert.ok(kinds.indexOf('schema api') >= 0 && kinds.indexOf('schema api') < kinds.indexOf('view api.notes'), kinds.join(', '));
+});
