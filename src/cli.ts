@@ -118,7 +118,8 @@ extensions (in the same schema as on the source), enums, domains and composite t
 with their columns, defaults, identity and generated columns, partitions, constraints, indexes, foreign
 keys among them, the app's functions and triggers they use, row-level security and policies, the views
 of the selected schemas that read those tables (each after the views it reads), comments. Materialized
-views, and views that need what is not made, are listed as left out with what they lack.
+views are made empty, with their indexes: cutover fills them. Views that need what is not made are
+listed as left out with what they lack.
 All in one transaction; what the target has already is left as it is (run it twice: nothing changes),
 and a table that exists but differs stops it, never altered.
 
@@ -271,9 +272,10 @@ program
   .addHelpText(
     'after',
     '\nThe app keeps writing to the source until the fence. Steps: record the rows walbridge changes; check every\n' +
-      'table while the app writes, then the rows changed meanwhile; fence the source (from then on every write to a\n' +
-      'migrated table fails there, whoever writes, with a message naming the move); wait until the target has applied\n' +
-      "everything committed before the fence; move the sequences; check the rows changed since; record the cutover\n" +
+      "table while the app writes, then the rows changed meanwhile; fill the target's materialized views from the\n" +
+      'copied rows; fence the source (from then on every write to a migrated table fails there, whoever writes, with a\n' +
+      'message naming the move); wait until the target has applied everything committed before the fence; move the\n' +
+      'sequences; check the rows changed since; record the cutover\n' +
       "(a running daemon stops by itself); remove walbridge's slot and publication from the source (the fence stays).\n" +
       'Writes are refused for well under a second here, whatever the size (the output says where the pause went).\n' +
       'Then point the app at the target. Interrupted after the fence, run it again to finish, or --cancel to lift it.',

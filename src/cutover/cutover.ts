@@ -5,7 +5,7 @@
  *
  *   1. the daemon starts recording the rows it changes;
  *   2. the content is checked while the app writes: every table, then the rows changed meanwhile
- *      (cutover/check.ts);
+ *      (cutover/check.ts); the target's materialized views are filled (cutover/materialized.ts);
  *   3. the fence: from here on no write to a migrated table commits on the source (cutover/fence.ts);
  *   4. the target applies everything committed before the fence: the fence's marker arrives;
  *   5. sequences move from their live values;
@@ -41,6 +41,7 @@ import { Verifier, verifyTables, type VerifyReport } from '../verify/verify.js';
 import { changedRowsSince, checkChangedRows, checkWhileLive, differencesError } from './check.js';
 import { readFences, type Fence, type FenceDirection } from '../state/fences.js';
 import { installFence, liftFence, raiseFence, type FenceSpec, type RaisedFence } from './fence.js';
+import { refreshMaterializedViews } from './materialized.js';
 import { syncSequences, type SequenceSync } from './sequences.js';
 
 export interface CutoverOptions {
@@ -496,6 +497,11 @@ async function cutoverWithFence(source: pg.Client, target: pg.Client, members: M
     await m.verifier.prepare(m.tables);
     await catchUpBeforeFence(source, target, m.sql, opts);
   }
+  // Materialized views filled from the copied rows, outside the pause. Not on the way back: the
+  // old database's were never emptied.
+  if (!opts.rollingBack && members.some((m) => m.standing === null)) {
+    await refreshMaterializedViews(target, [...new Set(members.flatMap((m) => m.config.schemas))], opts.say);
+  }
 
   // 3: every fence raised (a member fenced by an interrupted cutover raises its fence again).
   const fenced: Fenced[] = [];
@@ -618,6 +624,7 @@ async function cutoverWithoutFence(source: pg.Client, target: pg.Client, config:
     const caughtUp = await waitForQuiet(source, target, sql, opts);
     const lsn = formatLsn(caughtUp.appliedLsn ?? 0n);
     say(`    caught up at ${lsn}`);
+    if (!opts.rollingBack) await refreshMaterializedViews(target, config.schemas, say);
 
     say("2/6 moving sequences past the source's values…");
     const sequences = await syncSequences(source, target, tables, opts.sequenceMargin);

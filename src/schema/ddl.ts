@@ -116,8 +116,11 @@ export const comment = (what: string, text: string): string => `COMMENT ON ${wha
 /**
  * A view as pg_get_viewdef() prints its query (names schema-qualified, ending with ';'), with its
  * options as stored (`security_invoker=true`, `check_option=local`: all are reloptions of a view).
+ * A materialized view is made empty (WITH NO DATA): its rows are computed on the target when
+ * cutover refreshes it, from the rows copied there.
  */
 export function createView(v: ViewDef): string {
   const options = v.options.length > 0 ? ` WITH (${v.options.join(', ')})` : '';
-  return `CREATE VIEW ${qname(v.schema, v.name)}${options} AS\n${v.query.trim().replace(/;$/, '')};`;
+  const query = v.query.trim().replace(/;$/, '');
+  return v.kind === 'm' ? `CREATE MATERIALIZED VIEW ${qname(v.schema, v.name)}${options} AS\n${query}\nWITH NO DATA;` : `CREATE VIEW ${qname(v.schema, v.name)}${options} AS\n${query};`;
 }

@@ -126,7 +126,12 @@ class Planner {
   }
 
   private step(kind: Kind, name: string, sql: string): void {
-    this.buckets.get(kind)?.push({ kind, name, sql });
+    this.stepIn(kind, kind, name, sql);
+  }
+
+  /** A statement shown as `kind`, run with the statements of `bucket`. */
+  private stepIn(bucket: Kind, kind: string, name: string, sql: string): void {
+    this.buckets.get(bucket)?.push({ kind, name, sql });
   }
 
   private ensureSchema(schema: string): void {
@@ -574,7 +579,8 @@ class Planner {
    * The views of the selected schemas that read the selected tables, directly or through other
    * views, each after the views it reads. A view is made only when everything it reads and calls
    * is on the target or made by this run; otherwise it is listed as left out with what it lacks.
-   * A view never adds a problem: it never keeps the tables from being made.
+   * A view never adds a problem: it never keeps the tables from being made. Materialized views
+   * likewise, made empty, with their indexes: cutover fills them (cutover/materialized.ts).
    */
   private planViews(): void {
     const views = new Map(this.src.views.map((v) => [v.oid, v]));
@@ -611,22 +617,14 @@ class Planner {
    */
   private planView(v: ViewDef, refs: ViewReference[], viewReady: (oid: number) => boolean | undefined): boolean {
     const name = display(v.schema, v.name);
-    if (v.kind === 'm') {
-      this.leftOut.push({
-        kind: 'materialized-view',
-        name,
-        reason: 'a materialized view holds rows computed from the tables when it is refreshed; walbridge copies tables only',
-        choice: `after the copy, create it on the target from its definition (SELECT pg_get_viewdef('${name}'::regclass) on the source), with its indexes, and refresh it; or refresh it there as the app does`,
-      });
-      return false;
-    }
+    const kind = v.kind === 'm' ? 'materialized-view' : 'view';
     const existing = this.target.relations.get(name);
     if (existing) {
-      if (existing.kind === 'v') {
-        this.present.push({ kind: 'view', name });
+      if (existing.kind === v.kind) {
+        this.present.push({ kind, name });
         return true;
       }
-      this.leftOut.push({ kind: 'view', name, reason: `a relation of that name (relkind ${existing.kind}) exists on the target`, choice: 'drop or rename it on the target, then run walbridge schema again' });
+      this.leftOut.push({ kind, name, reason: `a relation of that name (relkind ${existing.kind}) exists on the target`, choice: 'drop or rename it on the target, then run walbridge schema again' });
       return false;
     }
     const platform: string[] = [];
@@ -640,7 +638,7 @@ class Planner {
     }
     if (platform.length > 0) {
       this.leftOut.push({
-        kind: 'view',
+        kind,
         name,
         reason: `${[...new Set(platform)].join(', ')}: Supabase's platform, which stays on Supabase`,
         choice: 'create a view of your own on the target that does without it, or do that work in the app',
@@ -649,7 +647,7 @@ class Planner {
     }
     if (lacks.length > 0) {
       this.leftOut.push({
-        kind: 'view',
+        kind,
         name,
         reason: `needs ${[...new Set(lacks)].join('; ')}`,
         choice: 'create what it needs on the target first (walbridge schema leaves what exists as it is) and run walbridge schema again, or create the view there yourself',
@@ -660,8 +658,11 @@ class Planner {
     const q = ddl.qname(v.schema, v.name);
     // A schema of views only (PostgREST's `api`, say) has no table to bring it.
     this.ensureSchema(v.schema);
-    this.step('view', name, ddl.createView(v));
-    if (v.comment !== null) this.step('comment', name, ddl.comment(`VIEW ${q}`, v.comment));
+    // Views and materialized views run together, each after those it reads.
+    this.stepIn('view', kind, name, ddl.createView(v));
+    // A materialized view's indexes right after it (REFRESH ... CONCURRENTLY needs its unique one).
+    for (const i of this.src.viewIndexes.filter((x) => x.rel === v.oid)) this.stepIn('view', 'index', `${name}.${i.name}`, ddl.createIndex(i.def));
+    if (v.comment !== null) this.step('comment', name, ddl.comment(`${v.kind === 'm' ? 'MATERIALIZED VIEW' : 'VIEW'} ${q}`, v.comment));
     for (const c of v.columnComments) this.step('comment', `${name}.${c.name}`, ddl.comment(`COLUMN ${q}.${quoteIdent(c.name)}`, c.comment));
     return true;
   }
@@ -706,7 +707,7 @@ class Planner {
   }
 
   private plannedStep(kind: Kind, name: string): boolean {
-    return (this.buckets.get(kind) ?? []).some((s) => s.name === name);
+    return (this.buckets.get(kind) ?? []).some((s) => s.kind === kind && s.name === name);
   }
 
   private functionReady(key: string): boolean {

@@ -229,9 +229,10 @@ export interface SourceSchema {
   extensions: Map<string, { schema: string; version: string }>;
   /** GoTrue's auth.uid() and friends as the source defines them (platform.ts), found or not. */
   authHelpers: FunctionDef[];
-  /** The views and materialized views of the selected schemas, and what each reads and calls. */
+  /** The views and materialized views of the selected schemas, what each reads and calls, the materialized views' indexes. */
   views: ViewDef[];
   viewReferences: ViewReference[];
+  viewIndexes: IndexDef[];
 }
 
 /** Run fn in one read-only snapshot with every name printed schema-qualified. */
@@ -294,7 +295,9 @@ export async function readSourceSchema(client: pg.ClientBase, rootOids: number[]
     const authHelpers = await readFunctions(client, helperOids);
     const views = await rowsOf<ViewDef>(client, SCHEMA_VIEWS, [schemas]);
     const viewReferences = views.length === 0 ? [] : await rowsOf<ViewReference>(client, VIEW_REFERENCES, [views.map((v) => v.oid)]);
-    return { tables, constraints, indexes, triggers, platformTriggers, policies, sequences, ...followed, authHelpers, views, viewReferences };
+    const materialized = views.filter((v) => v.kind === 'm').map((v) => v.oid);
+    const viewIndexes = materialized.length === 0 ? [] : await rowsOf<IndexDef>(client, SCHEMA_INDEXES, [materialized]);
+    return { tables, constraints, indexes, triggers, platformTriggers, policies, sequences, ...followed, authHelpers, views, viewReferences, viewIndexes };
   });
 }
 

@@ -28,8 +28,9 @@ import {
   SUPABASE_PLATFORM_DEPENDENT,
   SUPABASE_PLATFORM_ROLES,
   SUPABASE_USERS,
+  SUPABASE_MATVIEW,
+  SUPABASE_VIEW_LEFT_OUT,
   SUPABASE_VIEWS,
-  SUPABASE_VIEWS_LEFT_OUT,
 } from '../harness/supabase.js';
 import { runCli, startDaemon, type CliResult, type DaemonProcess } from '../helpers/daemon.js';
 import { waitForCatchUp, waitForPhase } from '../helpers/state.js';
@@ -277,6 +278,11 @@ test('--dry-run prints the statements it would run and writes nothing', { timeou
   for (const v of viewSteps) assert.ok(v.i > lastTable, `view ${v.name} after the tables and their keys`);
   const stepOf = (name: string) => viewSteps.find((s) => s.name === name)?.i ?? -1;
   assert.ok(stepOf('public.team_directory') < stepOf('public.pinned_by_team'), 'public.pinned_by_team after the view it reads');
+  // The materialized view, empty, then its unique index.
+  const matview = rep.steps.findIndex((s) => s.kind === 'materialized-view' && s.name === SUPABASE_MATVIEW);
+  assert.ok(matview > lastTable, JSON.stringify(rep.steps.map((s) => `${s.kind} ${s.name}`)));
+  assert.match(rep.steps[matview]?.sql ?? '', /WITH NO DATA;$/);
+  assert.equal(rep.steps[matview + 1]?.name, `${SUPABASE_MATVIEW}.invoice_totals_user_id_key`);
 
   // The text prints the same statements, in the order they run, each ending with ';'.
   let at = 0;
@@ -312,14 +318,17 @@ test('a real run: the tables as on the source, minus what depends on Supabase; n
   assert.deepEqual(await describePublicTypes(target), await describePublicTypes(source), 'the enum, the domain (its CHECK on citext), the composite type and its comment');
   // The views as on the source (query, security_invoker, comments); the one over auth.users and
   // the materialized view are listed as left out, with their reasons.
-  assert.deepEqual(await describeViews(target), (await describeViews(source)).filter((v) => SUPABASE_VIEWS.includes(v.name)), 'the views as on the source');
+  const made = [...SUPABASE_VIEWS, SUPABASE_MATVIEW];
+  assert.deepEqual(await describeViews(target), (await describeViews(source)).filter((v) => made.includes(v.name)), 'the views as on the source');
   assert.ok((await describeViews(source)).some((v) => v.options?.includes('security_invoker=true') && v.comment !== null), 'the fixture has an option and a comment to compare');
-  const viewOut = dry.leftOut.find((l) => l.name === SUPABASE_VIEWS_LEFT_OUT.authUsers);
+  const matviewState = `SELECT c.relispopulated AS populated, pg_get_indexdef(i.indexrelid) AS index
+                         FROM pg_class c JOIN pg_index i ON i.indrelid = c.oid WHERE c.oid = '${SUPABASE_MATVIEW}'::regclass`;
+  const [built] = await target.query<{ populated: boolean; index: string }>(matviewState);
+  const [onSource] = await source.query<{ populated: boolean; index: string }>(matviewState);
+  assert.deepEqual(built, { populated: false, index: onSource?.index }, 'the materialized view made empty, with its unique index');
+  const viewOut = dry.leftOut.find((l) => l.name === SUPABASE_VIEW_LEFT_OUT);
   assert.equal(viewOut?.kind, 'view', JSON.stringify(dry.leftOut));
   assert.match(viewOut?.reason ?? '', /auth\.users/);
-  const matOut = dry.leftOut.find((l) => l.name === SUPABASE_VIEWS_LEFT_OUT.materialized);
-  assert.equal(matOut?.kind, 'materialized-view', JSON.stringify(dry.leftOut));
-  assert.match(matOut?.choice ?? '', /refresh/);
 
   // Left out on the app's tables: exactly the foreign key to auth.users and the webhook, each
   // with its reason; and the trigger on auth.users (the table is the platform's).
@@ -411,7 +420,7 @@ test('a second run has nothing to do and changes nothing', { timeout: 60_000 }, 
   assert.equal(rep.ok, true, r.stdout);
   assert.deepEqual(rep.steps, []);
   assert.deepEqual(rep.problems, []);
-  for (const t of [...APP_AND_PARTITIONS, ...SUPABASE_VIEWS]) assert.ok(rep.present.some((p) => p.name === t), `${t} reported present: ${JSON.stringify(rep.present)}`);
+  for (const t of [...APP_AND_PARTITIONS, ...SUPABASE_VIEWS, SUPABASE_MATVIEW]) assert.ok(rep.present.some((p) => p.name === t), `${t} reported present: ${JSON.stringify(rep.present)}`);
   assertSameTables(await describeApp(target), targetTables, 'the target as after the first run');
   assert.deepEqual(await fingerprint(target), targetAfterRun);
 });
@@ -443,7 +452,7 @@ test('--policies drop: no policy that needs the API roles or auth, no role, no a
   assert.match(myNotes?.reason ?? '', /auth\.uid\(\)/, JSON.stringify(rep.leftOut));
   assert.deepEqual(
     (await describeViews(spare)).map((v) => v.name),
-    SUPABASE_VIEWS.filter((v) => v !== 'public.my_notes').sort(),
+    [...SUPABASE_VIEWS.filter((v) => v !== 'public.my_notes'), SUPABASE_MATVIEW].sort(),
   );
 });
 
@@ -563,11 +572,18 @@ test('walbridge migrates into the schema it created and cuts over', { timeout: 2
   assert.equal(v.code, 0, v.out);
   const cut = await runCli(['cutover', '--timeout', '60'], migrateEnv);
   assert.equal(cut.code, 0, cut.out);
+  assert.match(cut.out, /filling 1 materialized view\(s\) on the target/);
   assert.equal((await d.exited).code, 0, d.output.slice(-20).join('\n'));
   await assertSameContent(source.url(), target.url(), SUPABASE_APP_TABLES);
   // The views show the same rows on both sides (my_notes depends on who asks: the next test).
   for (const view of ['public.team_directory', 'public.pinned_by_team']) assert.deepEqual(await viewRows(target, view), await viewRows(source, view), view);
   assert.ok((await viewRows(target, 'public.pinned_by_team')).length > 0, 'pinned_by_team shows rows');
+  // The materialized view, filled by cutover: what its query gives on the source now (the
+  // source's own was last refreshed before the app's invoices, dave's included).
+  const totals = `SELECT to_jsonb(t)::text AS r FROM (SELECT user_id, count(*) AS invoices, sum(gross) AS gross FROM public.invoices GROUP BY user_id) t`;
+  const expected = (await source.query<{ r: string }>(totals)).map((x) => x.r).sort();
+  assert.ok(expected.some((r) => r.includes(dave.id)), 'dave\'s invoice, written while streaming, is counted');
+  assert.deepEqual(await viewRows(target, SUPABASE_MATVIEW), expected, `${SUPABASE_MATVIEW} filled at cutover`);
   cutOver = true;
 });
 

@@ -56,7 +56,8 @@
  * | policy TO public USING (true); policy using auth.jwt()        | products                                                    |
  * | comments on a table, a column, a type                         | profiles, invoices.number, money_amount                    |
  * | views (SUPABASE_VIEWS): security_invoker, commented (and a column), a view over a view, one calling auth.uid() | team_directory, pinned_by_team, my_notes |
- * | a view over auth.users; a materialized view (both left out)   | profile_emails, invoice_totals                              |
+ * | a view over auth.users (left out)                             | profile_emails                                              |
+ * | materialized view with a unique index and a comment (made empty, filled by cutover) | invoice_totals                        |
  * | a schema of views only, over public's tables                  | api.products (made when WALBRIDGE_SCHEMAS names api)        |
  *
  * Seed: three auth users with known ids (SUPABASE_USERS; their profiles made by
@@ -75,8 +76,11 @@ export const SUPABASE_APP_TABLES: string[] = ['public.profiles', 'public.teams',
 /** The app's views that walbridge schema makes, each after the views it reads. */
 export const SUPABASE_VIEWS: string[] = ['public.team_directory', 'public.pinned_by_team', 'public.my_notes'];
 
-/** The views it leaves out: over auth.users (the platform's), and a materialized view. */
-export const SUPABASE_VIEWS_LEFT_OUT = { authUsers: 'public.profile_emails', materialized: 'public.invoice_totals' } as const;
+/** Its materialized view: made empty, filled by cutover. */
+export const SUPABASE_MATVIEW = 'public.invoice_totals';
+
+/** The view it leaves out: over auth.users, the platform's. */
+export const SUPABASE_VIEW_LEFT_OUT = 'public.profile_emails';
 
 /** The partitions of public.events. */
 export const SUPABASE_PARTITIONS: string[] = ['public.events_2025', 'public.events_2026', 'public.events_default'];
@@ -407,7 +411,7 @@ CREATE POLICY "Users read their own events" ON public.events FOR SELECT TO authe
 
 -- Views, as an app serves them through PostgREST: one over two tables (security_invoker,
 -- commented, a commented column), one over it, one calling auth.uid(), one reading auth.users
--- (the platform's), and a materialized view.
+-- (the platform's), and a materialized view with a unique index (for REFRESH ... CONCURRENTLY).
 CREATE VIEW public.team_directory WITH (security_invoker = true) AS
   SELECT t.slug, t.name, p.username AS owner, p.plan
     FROM public.teams t JOIN public.profiles p ON p.id = t.owner_id;
@@ -423,6 +427,8 @@ CREATE VIEW public.profile_emails AS
   SELECT p.id, p.username, u.email FROM public.profiles p JOIN auth.users u ON u.id = p.id;
 CREATE MATERIALIZED VIEW public.invoice_totals AS
   SELECT user_id, count(*) AS invoices, sum(gross) AS gross FROM public.invoices GROUP BY user_id;
+CREATE UNIQUE INDEX invoice_totals_user_id_key ON public.invoice_totals (user_id);
+COMMENT ON MATERIALIZED VIEW public.invoice_totals IS 'Refreshed by the app every night';
 -- A schema of views only, as PostgREST serves one (db-schemas = api): made when selected.
 CREATE SCHEMA api;
 CREATE VIEW api.products AS SELECT sku, name, price_cents FROM public.products WHERE active;

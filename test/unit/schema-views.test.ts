@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseConversions } from '../../src/convert/conversions.js';
+import { refreshOrder } from '../../src/cutover/materialized.js';
 import { planSchema, type PlanOptions, type SchemaPlan } from '../../src/schema/plan.js';
 import type { FunctionDef, SourceSchema, TableDef, ViewDef, ViewReference } from '../../src/schema/read.js';
 import type { TargetFacts } from '../../src/schema/target.js';
@@ -69,6 +70,7 @@ function source(views: ViewDef[], viewReferences: ViewReference[], tables = [tab
     authHelpers: [UID],
     views,
     viewReferences,
+    viewIndexes: [],
   };
 }
 
@@ -164,16 +166,28 @@ test('an extension the tables do not need: the view is left out, unless the targ
   assert.deepEqual(viewSteps(plan(src, target({ extensions: new Map([['pg_trgm', 'extensions']]) }))), ['public.similar']);
 });
 
-test('a materialized view is listed with the way to make it; a view that exists on the target is left as it is', () => {
-  const p = plan(
-    source([view(10, 'totals', { kind: 'm' }), view(20, 'kept')], [reads(10, NOTES, 'public.notes'), reads(20, NOTES, 'public.notes')]),
-    target({ relations: new Map([['public.kept', { oid: 1, kind: 'v' }]]) }),
+test('a materialized view is made empty, its indexes right after it, a view over it after them', () => {
+  const src = source(
+    [view(10, 'over_totals'), view(20, 'totals', { kind: 'm', comment: 'sums' })],
+    [reads(10, 20, 'public.totals', { refKind: 'm' }), reads(20, NOTES, 'public.notes')],
   );
-  const m = leftOut(p, 'public.totals');
-  assert.equal(m?.kind, 'materialized-view');
-  assert.match(m?.choice ?? '', /pg_get_viewdef\('public\.totals'::regclass\).*refresh it/);
+  src.viewIndexes.push({ oid: 30, rel: 20, name: 'totals_id_key', def: 'CREATE UNIQUE INDEX totals_id_key ON public.totals USING btree (x)', comment: null });
+  const p = plan(src);
+  const order = p.steps.filter((s) => s.name.startsWith('public.totals') || s.name === 'public.over_totals').map((s) => `${s.kind} ${s.name}`);
+  assert.deepEqual(order, ['materialized-view public.totals', 'index public.totals.totals_id_key', 'view public.over_totals', 'comment public.totals']);
+  assert.equal(p.steps[p.steps.findIndex((s) => s.kind === 'materialized-view')]?.sql, 'CREATE MATERIALIZED VIEW "public"."totals" AS\nSELECT 1 AS x FROM public.totals\nWITH NO DATA;');
+  assert.ok(p.steps.some((s) => s.sql === `COMMENT ON MATERIALIZED VIEW "public"."totals" IS 'sums';`));
+});
+
+test('a view or materialized view that exists on the target is left as it is; a table of its name is named', () => {
+  const p = plan(
+    source([view(10, 'kept'), view(20, 'kept_m', { kind: 'm' }), view(30, 'clash')], [reads(10, NOTES, 'public.notes'), reads(20, NOTES, 'public.notes'), reads(30, NOTES, 'public.notes')]),
+    target({ relations: new Map([['public.kept', { oid: 1, kind: 'v' }], ['public.kept_m', { oid: 2, kind: 'm' }], ['public.clash', { oid: 3, kind: 'r' }]]) }),
+  );
   assert.deepEqual(viewSteps(p), []);
   assert.ok(p.present.some((x) => x.kind === 'view' && x.name === 'public.kept'));
+  assert.ok(p.present.some((x) => x.kind === 'materialized-view' && x.name === 'public.kept_m'));
+  assert.match(leftOut(p, 'public.clash')?.reason ?? '', /relkind r/);
 });
 
 test('a type the tables bring is there for the view, its array type too; another type is named as lacking', () => {
@@ -193,4 +207,17 @@ test('a view in a schema of views only (PostgREST’s api) is made with its sche
   assert.deepEqual(viewSteps(p), ['api.notes']);
   const kinds = p.steps.map((s) => `${s.kind} ${s.name}`);
   assert.ok(kinds.indexOf('schema api') >= 0 && kinds.indexOf('schema api') < kinds.indexOf('view api.notes'), kinds.join(', '));
+});
+
+test('cutover refreshes each materialized view after those it reads', () => {
+  const views = [
+    { oid: 1, name: 'top', reads: [2, 3] },
+    { oid: 2, name: 'middle', reads: [3] },
+    { oid: 3, name: 'bottom', reads: [] },
+    { oid: 4, name: 'alone', reads: [99] },
+  ];
+  assert.deepEqual(
+    refreshOrder(views).map((v) => v.name),
+    ['bottom', 'middle', 'top', 'alone'],
+  );
 });

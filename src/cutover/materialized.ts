@@ -1,0 +1,58 @@
+/**
+ * Materialized views at cutover. walbridge copies tables; a materialized view holds rows computed
+ * from them, and `walbridge schema` makes it empty on the target (WITH NO DATA), where a query
+ * on it fails until it is filled. So cutover refreshes every materialized view of the migrated
+ * schemas on the target, each after those it reads, just before the fence: the app finds them
+ * as fresh as the rows copied a moment before it switches, and the refresh takes no part of the
+ * write pause. CONCURRENTLY where the view holds rows already and has a unique index (its
+ * readers are not blocked), plainly otherwise.
+ */
+import type pg from 'pg';
+import { describeError, WalbridgeError } from '../errors.js';
+import { refreshMaterializedView, TARGET_MATERIALIZED_VIEWS } from '../sql/materialized.js';
+
+interface MaterializedView {
+  oid: number;
+  name: string;
+  populated: boolean;
+  uniqueIndex: boolean;
+  reads: number[];
+}
+
+/** The materialized views, each after every one it reads. */
+export function refreshOrder<T extends { oid: number; reads: number[] }>(views: T[]): T[] {
+  const byOid = new Map(views.map((v) => [v.oid, v]));
+  const out: T[] = [];
+  const seen = new Set<number>();
+  const visit = (v: T) => {
+    if (seen.has(v.oid)) return;
+    seen.add(v.oid);
+    for (const oid of v.reads) {
+      const dep = byOid.get(oid);
+      if (dep) visit(dep);
+    }
+    out.push(v);
+  };
+  for (const v of views) visit(v);
+  return out;
+}
+
+/** Refresh them all on the target; returns their names. A failure names the view and the fix. */
+export async function refreshMaterializedViews(target: pg.ClientBase, schemas: string[], say: (line: string) => void): Promise<string[]> {
+  const views = (await target.query<MaterializedView>(TARGET_MATERIALIZED_VIEWS, [schemas])).rows;
+  if (views.length === 0) return [];
+  say(`    filling ${views.length} materialized view(s) on the target from the copied rows…`);
+  const started = Date.now();
+  for (const v of refreshOrder(views)) {
+    try {
+      await target.query(refreshMaterializedView(v.name, v.populated && v.uniqueIndex));
+    } catch (err) {
+      throw new WalbridgeError('apply', `could not refresh materialized view ${v.name} on the target: ${describeError(err).message}`, {
+        cause: err,
+        hint: `Nothing is switched: the source takes writes as before. Fix it on the target (REFRESH MATERIALIZED VIEW ${v.name}; shows the error), or drop it there if the app does not need it, then run cutover again.`,
+      });
+    }
+  }
+  say(`    filled in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return views.map((v) => v.name);
+}
