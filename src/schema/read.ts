@@ -2,7 +2,9 @@
  * Reads, from the source's catalogs, everything the selected tables need to exist elsewhere:
  * the tables and their partitions, columns, constraints, indexes, triggers, policies and
  * sequences, then what those refer to (types, functions, extensions), following references
- * until nothing new turns up. One REPEATABLE READ transaction, so it is one consistent picture.
+ * until nothing new turns up; and the views of the selected schemas with what each reads and
+ * calls (plan.ts decides which the tables bring). One REPEATABLE READ transaction, so it is one
+ * consistent picture.
  */
 import type pg from 'pg';
 import {
