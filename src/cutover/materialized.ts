@@ -37,7 +37,11 @@ export function refreshOrder<T extends { oid: number; reads: number[] }>(views: 
   return out;
 }
 
-/** Refresh them all on the target; returns their names. A failure names the view and the fix. */
+/**
+ * Refresh them all on the target; returns their names. One that stays empty would fail the
+ * app's queries after the switch, so its failure stops the cutover (before the fence), naming
+ * the view and the fix; one that holds rows already keeps them, with a warning.
+ */
 export async function refreshMaterializedViews(target: pg.ClientBase, schemas: string[], say: (line: string) => void): Promise<string[]> {
   const views = (await target.query<MaterializedView>(TARGET_MATERIALIZED_VIEWS, [schemas])).rows;
   if (views.length === 0) return [];
@@ -47,9 +51,16 @@ export async function refreshMaterializedViews(target: pg.ClientBase, schemas: s
     try {
       await target.query(refreshMaterializedView(v.name, v.populated && v.uniqueIndex));
     } catch (err) {
-      throw new WalbridgeError('apply', `could not refresh materialized view ${v.name} on the target: ${describeError(err).message}`, {
+      const why = describeError(err).message;
+      if (v.populated) {
+        say(`    warning: ${v.name} was not refreshed (${why}); it keeps the rows it had`);
+        continue;
+      }
+      throw new WalbridgeError('apply', `could not fill materialized view ${v.name} on the target: ${why}`, {
         cause: err,
-        hint: `Nothing is switched: the source takes writes as before. Fix it on the target (REFRESH MATERIALIZED VIEW ${v.name}; shows the error), or drop it there if the app does not need it, then run cutover again.`,
+        hint:
+          `Nothing is switched: the source takes writes as before. Fix it on the target (REFRESH MATERIALIZED VIEW ${v.name}; shows the error), or drop it there if the app does not need it, then run cutover again. ` +
+          'On PostgreSQL 17 and later a refresh runs with search_path = pg_catalog, pg_temp: a function it calls that names tables without their schema needs ALTER FUNCTION … SET search_path = public.',
       });
     }
   }

@@ -16,7 +16,7 @@ import { quoteIdent } from '../pg/ident.js';
 import * as ddl from './ddl.js';
 import { API_ROLES, isApiRole, isAppSchema, isAuthHelper, isReservedRole, isWalbridgeSchema, authHelpersCalledIn } from './platform.js';
 import type { ColumnConversion } from '../convert/conversions.js';
-import type { ColumnDef, ConstraintDef, FunctionDef, PolicyDef, Reference, SequenceDef, SourceSchema, TableDef, TypeDef, ViewDef, ViewReference } from './read.js';
+import type { ColumnDef, ConstraintDef, FunctionDef, IndexDef, PolicyDef, Reference, SequenceDef, SourceSchema, TableDef, TypeDef, ViewDef, ViewReference } from './read.js';
 import { functionKey, type TargetFacts } from './target.js';
 
 export type PolicyChoice = 'keep' | 'drop';
@@ -661,7 +661,15 @@ class Planner {
     // Views and materialized views run together, each after those it reads.
     this.stepIn('view', kind, name, ddl.createView(v));
     // A materialized view's indexes right after it (REFRESH ... CONCURRENTLY needs its unique one).
-    for (const i of this.src.viewIndexes.filter((x) => x.rel === v.oid)) this.stepIn('view', 'index', `${name}.${i.name}`, ddl.createIndex(i.def));
+    for (const i of this.src.viewIndexes.filter((x) => x.rel === v.oid)) this.planViewIndex(name, i);
+    for (const tr of this.src.viewTriggers.filter((x) => x.rel === v.oid)) {
+      this.leftOut.push({
+        kind: 'trigger',
+        name: `${name}.${tr.name}`,
+        reason: 'a trigger on a view (INSTEAD OF, to write through it), which walbridge schema does not make',
+        choice: `create it on the target once the view is there: ${tr.def};`,
+      });
+    }
     if (v.comment !== null) this.step('comment', name, ddl.comment(`${v.kind === 'm' ? 'MATERIALIZED VIEW' : 'VIEW'} ${q}`, v.comment));
     for (const c of v.columnComments) this.step('comment', `${name}.${c.name}`, ddl.comment(`COLUMN ${q}.${quoteIdent(c.name)}`, c.comment));
     return true;
@@ -675,7 +683,8 @@ class Planner {
   private viewNeed(r: ViewReference, viewReady: (oid: number) => boolean | undefined): { platform?: string; lacks?: string; helper?: FunctionDef } {
     const schema = r.refSchema ?? '';
     if (r.refExtension !== null) {
-      return this.target.extensions.has(r.refExtension) || this.plannedStep('extension', r.refExtension) ? {} : { lacks: `extension ${r.refExtension} (for ${r.refName}), which the tables do not need` };
+      const lacks = this.extensionLacks(r.refExtension, schema, r.refName);
+      return lacks === null ? {} : { lacks };
     }
     if (r.refClass === 'pg_class') {
       const ready = viewReady(r.refOid);
@@ -686,10 +695,11 @@ class Planner {
         return converted ? { lacks: `column ${tableDisplay(table)}.${r.refColumn ?? ''} as it is on the source (WALBRIDGE_CONVERT carries it as another type)` } : {};
       }
       if (!this.isApp(schema)) return { platform: `reads ${r.refName}` };
-      if (r.refKind === 'S') {
-        const seq = `${schema}.${r.refRelname ?? ''}`;
-        return this.target.relations.has(seq) || this.plannedStep('sequence', seq) ? {} : { lacks: `sequence ${r.refName}, which no selected table uses` };
-      }
+      // A composite type's relation (a column of that type), a sequence the tables bring, or
+      // anything the target has already.
+      if (r.refKind === 'c' && (this.target.types.has(r.refName) || this.plannedStep('type', r.refName))) return {};
+      if (r.refKind === 'S' && this.src.sequences.some((x) => x.oid === r.refOid)) return {};
+      if (this.target.relations.has(`${schema}.${r.refRelname ?? ''}`)) return {};
       return { lacks: `${r.refName}, which is not among the selected ${r.refKind === 'v' || r.refKind === 'm' ? 'schemas' : 'tables'}` };
     }
     if (r.refClass === 'pg_proc') {
@@ -698,12 +708,49 @@ class Planner {
       if (!this.isApp(schema)) return { platform: `calls ${r.refName}${helper ? ' (--policies drop makes no auth function)' : ''}` };
       return this.functionReady(functionKey(schema, r.refFunction ?? '', r.refArgs ?? '')) ? {} : { lacks: `function ${r.refName}, which walbridge schema makes only when a table needs it` };
     }
+    // A selected table's row type, or its primary key (a GROUP BY on it): they come with the table.
+    if (r.refClass === 'pg_type' && r.refTypeRelation !== null && this.tables.has(r.refTypeRelation)) return {};
+    if (r.refClass === 'pg_constraint' && r.refConstraintRelation !== null && this.tables.has(r.refConstraintRelation)) return {};
     if (!this.isApp(schema)) return { platform: `uses ${r.refName}` };
     if (r.refClass === 'pg_type') {
       // An array type comes with its element type.
       return this.target.types.has(r.refName) || this.plannedStep('type', r.refName.replace(/\[\]$/, '')) ? {} : { lacks: `type ${r.refName}, which no selected table uses` };
     }
     return { lacks: `${r.refClass.replace(/^pg_/, '')} ${r.refName}, of a kind walbridge schema does not make` };
+  }
+
+  /**
+   * Whether an object of extension `ext` that lives in `schema` on the source is there on the
+   * target after the run: the statements name it with that schema, so the extension must be in
+   * the same one (an extension's objects put in pg_catalog are found from anywhere).
+   */
+  private extensionLacks(ext: string, schema: string, object: string): string | null {
+    if (this.plannedStep('extension', ext)) return null;
+    const there = this.target.extensions.get(ext);
+    if (there === undefined) return `extension ${ext} (for ${object}), which the tables do not need`;
+    if (there !== schema && schema !== 'pg_catalog') return `extension ${ext} in schema ${schema}, as on the source (the target has it in ${there})`;
+    return null;
+  }
+
+  /** A materialized view's index, unless what it refers to (an operator class, a function) is missing. */
+  private planViewIndex(view: string, i: IndexDef): void {
+    const lacks: string[] = [];
+    for (const r of this.src.viewIndexReferences.filter((x) => x.objid === i.oid)) {
+      const schema = r.refSchema ?? '';
+      if (r.refExtension !== null) {
+        const lack = this.extensionLacks(r.refExtension, schema, r.refName);
+        if (lack !== null) lacks.push(lack);
+      } else {
+        const f = r.refClass === 'pg_proc' ? this.src.functions.get(r.refOid) : undefined;
+        if (!f || !this.functionReady(functionKey(f.schema, f.name, f.args))) lacks.push(r.refName);
+      }
+    }
+    const name = `${view}.${i.name}`;
+    if (lacks.length > 0) {
+      this.leftOut.push({ kind: 'index', name, reason: `needs ${[...new Set(lacks)].join('; ')}`, choice: 'create the index on the target yourself once what it needs is there' });
+      return;
+    }
+    this.stepIn('view', 'index', name, ddl.createIndex(i.def));
   }
 
   private plannedStep(kind: Kind, name: string): boolean {

@@ -199,6 +199,10 @@ export interface ViewReference {
   /** For a function: its name and identity arguments. */
   refFunction: string | null;
   refArgs: string | null;
+  /** For a row type: its table (or standalone composite type's relation). */
+  refTypeRelation: number | null;
+  /** For a constraint (a primary key a GROUP BY relies on): its table. */
+  refConstraintRelation: number | null;
 }
 
 /** An object (catalog and oid) referring to another that is not built in. */
@@ -231,10 +235,14 @@ export interface SourceSchema {
   extensions: Map<string, { schema: string; version: string }>;
   /** GoTrue's auth.uid() and friends as the source defines them (platform.ts), found or not. */
   authHelpers: FunctionDef[];
-  /** The views and materialized views of the selected schemas, what each reads and calls, the materialized views' indexes. */
+  /** The views and materialized views of the selected schemas, what each reads and calls. */
   views: ViewDef[];
   viewReferences: ViewReference[];
+  /** The materialized views' indexes, and what they refer to (an operator class, a function). */
   viewIndexes: IndexDef[];
+  viewIndexReferences: Reference[];
+  /** Triggers on the views (INSTEAD OF): listed, not made. */
+  viewTriggers: TriggerDef[];
 }
 
 /** Run fn in one read-only snapshot with every name printed schema-qualified. */
@@ -299,7 +307,9 @@ export async function readSourceSchema(client: pg.ClientBase, rootOids: number[]
     const viewReferences = views.length === 0 ? [] : await rowsOf<ViewReference>(client, VIEW_REFERENCES, [views.map((v) => v.oid)]);
     const materialized = views.filter((v) => v.kind === 'm').map((v) => v.oid);
     const viewIndexes = materialized.length === 0 ? [] : await rowsOf<IndexDef>(client, SCHEMA_INDEXES, [materialized]);
-    return { tables, constraints, indexes, triggers, platformTriggers, policies, sequences, ...followed, authHelpers, views, viewReferences, viewIndexes };
+    const viewIndexReferences = viewIndexes.length === 0 ? [] : await readReferences(client, viewIndexes.map((i): [string, number] => ['pg_class', i.oid]));
+    const viewTriggers = views.length === 0 ? [] : await rowsOf<TriggerDef>(client, SCHEMA_TRIGGERS, [views.map((v) => v.oid), []]);
+    return { tables, constraints, indexes, triggers, platformTriggers, policies, sequences, ...followed, authHelpers, views, viewReferences, viewIndexes, viewIndexReferences, viewTriggers };
   });
 }
 

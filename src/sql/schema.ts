@@ -217,8 +217,9 @@ SELECT c.oid::int8::float8 AS oid, n.nspname AS schema, c.relname AS name, c.rel
 
 /**
  * What the given views read and call, from their rewrite rule's dependencies: relations (a
- * column's number and name when one is named), functions (name and arguments, to find them on
- * the target), types, operators..., each with its schema and extension; built-in objects left
+ * column's name when one is named), functions (name and arguments, to find them on the target),
+ * types (the table or composite type behind a row type), constraints (a primary key a GROUP BY
+ * leans on: its table), operators..., each with its schema and extension; built-in objects left
  * out. $1: view oids.
  */
 export const VIEW_REFERENCES = `
@@ -228,6 +229,8 @@ SELECT w.ev_class::int8::float8 AS view, d.refclassid::regclass::text AS "refCla
        (SELECT c.relname FROM pg_class c WHERE d.refclassid = 'pg_class'::regclass AND c.oid = d.refobjid) AS "refRelname",
        (SELECT a.attname FROM pg_attribute a WHERE d.refclassid = 'pg_class'::regclass AND a.attrelid = d.refobjid AND a.attnum = d.refobjsubid AND d.refobjsubid > 0) AS "refColumn",
        (SELECT p.proname FROM pg_proc p WHERE d.refclassid = 'pg_proc'::regclass AND p.oid = d.refobjid) AS "refFunction",
+       (SELECT t.typrelid::int8::float8 FROM pg_type t WHERE d.refclassid = 'pg_type'::regclass AND t.oid = d.refobjid AND t.typrelid <> 0) AS "refTypeRelation",
+       (SELECT co.conrelid::int8::float8 FROM pg_constraint co WHERE d.refclassid = 'pg_constraint'::regclass AND co.oid = d.refobjid) AS "refConstraintRelation",
        CASE WHEN d.refclassid = 'pg_proc'::regclass THEN pg_get_function_identity_arguments(d.refobjid) END AS "refArgs"
   FROM pg_rewrite w
   JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid AND d.deptype = 'n'
