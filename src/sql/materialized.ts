@@ -1,8 +1,9 @@
 /**
  * The target's materialized views, for cutover to fill (cutover/materialized.ts). $1: schemas.
- * Each with whether it holds rows yet, whether it has a unique index REFRESH ... CONCURRENTLY
- * can use (valid, immediate, btree, on plain columns, no WHERE), and the materialized views it reads, directly or through
- * plain views, so that each is refreshed after them.
+ * Each with whether it holds rows yet, whether it has a unique index that REFRESH ...
+ * CONCURRENTLY can use (valid, immediate, btree, on plain columns, no WHERE), and the
+ * materialized views it reads, directly or through plain views, so that each is refreshed after
+ * them.
  */
 export const TARGET_MATERIALIZED_VIEWS = `
 WITH RECURSIVE matviews AS (
