@@ -53,8 +53,8 @@ afterEach(async () => {
 
 const env = () => ({ SOURCE_DATABASE_URL: source.url(), TARGET_DATABASE_URL: target.url(), WALBRIDGE_SCHEMAS: 'public,auth', WALBRIDGE_COPY_JOBS: '2' });
 
-async function launch(): Promise<DaemonProcess> {
-  const d = await startDaemon(env());
+async function launch(extra: Record<string, string> = {}): Promise<DaemonProcess> {
+  const d = await startDaemon({ ...env(), ...extra });
   daemons.push(d);
   return d;
 }
@@ -77,7 +77,11 @@ async function cli(args: string[]): Promise<{ code: number | null; out: string }
 }
 
 test('progress is visible while copying: status page, /status.json, walbridge status, /readyz', { timeout: 120_000 }, async () => {
-  const d = await launch();
+  // The copy must last while the page, then the CLI (a process per look, and the progress the
+  // daemon records every 2 s), are read: capped so that public.messages takes about 20 s over
+  // its two jobs, however fast the machine is at the moment.
+  const [{ mb } = { mb: 0 }] = await source.query<{ mb: number }>(`SELECT pg_relation_size('public.messages') / 1e6 AS mb`);
+  const d = await launch({ WALBRIDGE_COPY_MAX_MBPS: Math.max(0.5, mb / 2 / 20).toFixed(1) });
   let copying: { table: string; rowsCopied: number } | undefined;
   await waitFor(
     async () => {

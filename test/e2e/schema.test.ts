@@ -696,6 +696,12 @@ test('a source of PostgreSQL 18 (NOT NULL recorded as constraints, virtual gener
   assertSameTables(tgt ?? [], withoutLeftOut(src ?? [], rep.leftOut), 'source 18 → target 18');
   const [srcTypes, tgtTypes] = await Promise.all([describePublicTypes(pair.source), describePublicTypes(pair.target)]);
   assert.deepEqual(tgtTypes, srcTypes);
+  // The views too; on the same major, their queries print the same text on both sides.
+  const made = [...SUPABASE_VIEWS, SUPABASE_MATVIEW];
+  assert.deepEqual(await describeViews(pair.target), (await describeViews(pair.source)).filter((v) => made.includes(v.name)));
+  const queries = async (c: Cluster) =>
+    (await c.query<{ name: string; query: string }>(`SELECT 'public.' || relname AS name, pg_get_viewdef(oid) AS query FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('v', 'm') ORDER BY 1`)).filter((v) => made.includes(v.name));
+  assert.deepEqual(await queries(pair.target), await queries(pair.source));
   await pair.target.query(`INSERT INTO public.shapes (id, w, h) VALUES (1, 3, 4)`);
   assert.deepEqual(await pair.target.query(`SELECT area FROM public.shapes`), [{ area: 12 }], 'the virtual column computes on the target');
 });
