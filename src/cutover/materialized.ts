@@ -9,6 +9,7 @@
  */
 import type pg from 'pg';
 import { describeError, WalbridgeError } from '../errors.js';
+import { dependenciesFirst } from '../schema/order.js';
 import { refreshMaterializedView, TARGET_MATERIALIZED_VIEWS } from '../sql/materialized.js';
 
 interface MaterializedView {
@@ -22,29 +23,17 @@ interface MaterializedView {
 /** The materialized views, each after every one it reads. */
 export function refreshOrder<T extends { oid: number; reads: number[] }>(views: T[]): T[] {
   const byOid = new Map(views.map((v) => [v.oid, v]));
-  const out: T[] = [];
-  const seen = new Set<number>();
-  const visit = (v: T) => {
-    if (seen.has(v.oid)) return;
-    seen.add(v.oid);
-    for (const oid of v.reads) {
-      const dep = byOid.get(oid);
-      if (dep) visit(dep);
-    }
-    out.push(v);
-  };
-  for (const v of views) visit(v);
-  return out;
+  return dependenciesFirst(views, (v) => v.reads.flatMap((oid) => byOid.get(oid) ?? []));
 }
 
 /**
- * Refresh them all on the target; returns their names. One that stays empty would fail the
- * app's queries after the switch, so its failure stops the cutover (before the fence), naming
- * the view and the fix; one that holds rows already keeps them, with a warning.
+ * Refresh them all on the target. One that stays empty would fail the app's queries after the
+ * switch, so its failure stops the cutover (before the fence), naming the view and the fix; one
+ * that holds rows already keeps them, with a warning.
  */
-export async function refreshMaterializedViews(target: pg.ClientBase, schemas: string[], say: (line: string) => void): Promise<string[]> {
+export async function refreshMaterializedViews(target: pg.ClientBase, schemas: string[], say: (line: string) => void): Promise<void> {
   const views = (await target.query<MaterializedView>(TARGET_MATERIALIZED_VIEWS, [schemas])).rows;
-  if (views.length === 0) return [];
+  if (views.length === 0) return;
   say(`    filling ${views.length} materialized view(s) on the target from the copied rows…`);
   const started = Date.now();
   for (const v of refreshOrder(views)) {
@@ -65,5 +54,4 @@ export async function refreshMaterializedViews(target: pg.ClientBase, schemas: s
     }
   }
   say(`    filled in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  return views.map((v) => v.name);
 }

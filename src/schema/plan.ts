@@ -14,6 +14,7 @@
  */
 import { quoteIdent } from '../pg/ident.js';
 import * as ddl from './ddl.js';
+import { dependenciesFirst } from './order.js';
 import { API_ROLES, isApiRole, isAppSchema, isAuthHelper, isReservedRole, isWalbridgeSchema, authHelpersCalledIn } from './platform.js';
 import type { ColumnConversion } from '../convert/conversions.js';
 import type { ColumnDef, ConstraintDef, FunctionDef, IndexDef, PolicyDef, Reference, SequenceDef, SourceSchema, TableDef, TypeDef, ViewDef, ViewReference } from './read.js';
@@ -596,24 +597,18 @@ class Planner {
         grew = true;
       }
     }
+    // Each after the views it reads (made for it even if they read no selected table).
+    const readViews = (v: ViewDef) => (refs.get(v.oid) ?? []).flatMap((r) => (r.refClass === 'pg_class' ? (views.get(r.refOid) ?? []) : []));
     const outcome = new Map<number, boolean>();
-    const visit = (v: ViewDef): boolean => {
-      const known = outcome.get(v.oid);
-      if (known !== undefined) return known;
-      outcome.set(v.oid, false);
-      const ok = this.planView(v, refs.get(v.oid) ?? [], (oid) => {
-        const dep = views.get(oid);
-        return dep === undefined ? undefined : visit(dep);
-      });
-      outcome.set(v.oid, ok);
-      return ok;
-    };
-    for (const v of views.values()) if (wanted.has(v.oid)) visit(v);
+    for (const v of dependenciesFirst([...views.values()].filter((x) => wanted.has(x.oid)), readViews)) {
+      outcome.set(v.oid, this.planView(v, refs.get(v.oid) ?? [], (oid) => (views.has(oid) ? (outcome.get(oid) ?? false) : undefined)));
+    }
   }
 
   /**
-   * One view, once the views it reads are planned (`viewReady`: undefined for a relation that is
-   * not a view of the selected schemas). Returns whether it is on the target after the run.
+   * One view, once the views it reads are planned (`viewReady`: whether one is on the target
+   * after the run; undefined for a relation that is not a view of the selected schemas).
+   * Returns whether this one is.
    */
   private planView(v: ViewDef, refs: ViewReference[], viewReady: (oid: number) => boolean | undefined): boolean {
     const name = display(v.schema, v.name);

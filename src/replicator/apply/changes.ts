@@ -325,21 +325,19 @@ export class ChangeBatch {
    */
   private setShape(b: Binding, old: Tuple | null, next: Tuple): SetShape {
     const all = b.allIdx;
-    if (b.hasIdentityAlways || all.length > 30) {
-      const cols = this.setColumns(b, old, next);
-      return { cols, signature: cols.join(',') };
-    }
+    const cacheable = !b.hasIdentityAlways && all.length <= 30;
     let gaps = 0;
-    for (let k = 0; k < all.length; k++) {
-      const i = all[k] as number;
-      if (i >= next.length || next.isUnchanged(i)) gaps |= 1 << k;
+    if (cacheable) {
+      for (let k = 0; k < all.length; k++) {
+        const i = all[k] as number;
+        if (i >= next.length || next.isUnchanged(i)) gaps |= 1 << k;
+      }
+      const cached = b.setShapes.get(gaps);
+      if (cached !== undefined) return cached;
     }
-    let shape = b.setShapes.get(gaps);
-    if (shape === undefined) {
-      const cols = this.setColumns(b, old, next);
-      shape = { cols, signature: cols.join(',') };
-      b.setShapes.set(gaps, shape);
-    }
+    const cols = this.setColumns(b, old, next);
+    const shape = { cols, signature: cols.join(',') };
+    if (cacheable) b.setShapes.set(gaps, shape);
     return shape;
   }
 
