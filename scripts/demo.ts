@@ -108,6 +108,7 @@ async function main(): Promise<void> {
   say(process.stdin.isTTY ? 'Press c to cut over, q to stop.\n' : '');
 
   let streamingSince: number | null = null;
+  const startedAt = Date.now();
   let lastTick = Date.now();
   let lastTxns = 0;
   while (ending === null) {
@@ -130,7 +131,13 @@ async function main(): Promise<void> {
         say(`  ${t.table.padEnd(34)} ${bar(rows, total)} ${rows} rows${t.state === 'copied' ? '' : ' …'}`);
       }
     } else if (p.phase === 'streaming' || p.phase === 'catchup') {
-      streamingSince ??= Date.now();
+      if (streamingSince === null) {
+        // A small copy can end between two ticks: say what it did even when no tick saw it running.
+        streamingSince = Date.now();
+        const tables = await tableRows(target);
+        const rows = tables.reduce((n, t) => n + Number(t.rows_copied), 0);
+        say(`copy done: ${tables.filter((t) => t.state === 'copied').length}/${tables.length} tables, ${rows} rows, ${((streamingSince - startedAt) / 1000).toFixed(1)} s after start`);
+      }
       const [lag] = await source.query<{ bytes: string }>(`SELECT (pg_current_wal_lsn() - $1::pg_lsn)::int8::text AS bytes`, [p.applied_lsn]);
       const now = Date.now();
       const txns = load.stats.transactions;

@@ -34,7 +34,8 @@ test('the demo migrates, cuts over on request, and prints the summary', { timeou
   const out = d.output();
   assert.equal(code, 0, out.slice(-3000));
   assert.match(out, /Status page: http:\/\/localhost:\d+\//);
-  assert.match(out, /copying \(\d+\/16 tables done\)/);
+  // At scale 1 the copy may end before the first progress tick; the Ctrl-C test below sees it running.
+  assert.match(out, /copy done: 16\/16 tables, [1-9]\d* rows/);
   assert.match(out, /streaming: applied up to/);
   assert.match(out, /\$ walbridge cutover/);
   assert.match(out, /16 table\(s\) equal/);

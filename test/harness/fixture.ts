@@ -1127,9 +1127,11 @@ class AppTransactions {
       );
       counts.inserts += ins.rowCount ?? 0;
     }
+    // Two writers deleting the same oldest rows in different orders deadlocked (seen in CI): lock
+    // them first, in one order, skipping the ones another writer is already deleting.
     const del = await this.c.query(
       `DELETE FROM public.webhook_dedupe WHERE ctid IN
-         (SELECT ctid FROM public.webhook_dedupe ORDER BY received_at LIMIT $1)`,
+         (SELECT ctid FROM public.webhook_dedupe ORDER BY received_at LIMIT $1 FOR UPDATE SKIP LOCKED)`,
       [this.rng.int(1, 3)],
     );
     counts.deletes += del.rowCount ?? 0;
