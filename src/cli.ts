@@ -110,6 +110,7 @@ program
       .choices(['keep', 'drop'])
       .default('keep'),
   )
+  .option('--reverse', 'after cutover: make on the old database the tables the app created on the new one, so the way back can carry them')
   .addHelpText(
     'after',
     `
@@ -135,8 +136,8 @@ foreign keys to auth.users, triggers on auth tables, Database Webhooks, defaults
 Exit status: 0 done or nothing to do, 1 a problem (nothing written), 2 bad configuration or connection.`,
   )
   .addOption(convertOption())
-  .action(async (opts: { dryRun?: boolean; json?: boolean; policies: 'keep' | 'drop'; convert?: string }) => {
-    process.exit(await schemaCommand(envWith(opts), { dryRun: opts.dryRun === true, json: opts.json === true, policies: opts.policies }));
+  .action(async (opts: { dryRun?: boolean; json?: boolean; policies: 'keep' | 'drop'; reverse?: boolean; convert?: string }) => {
+    process.exit(await schemaCommand(envWith(opts), { dryRun: opts.dryRun === true, json: opts.json === true, policies: opts.policies, reverse: opts.reverse === true }));
   });
 
 program
@@ -163,10 +164,13 @@ program
 
 const collect = (v: string, prev: string[]) => [...prev, ...list(v)];
 
+const reverseTablesOption = () => new Option('--reverse', "after cutover: the way back's tables (walbridge run --reverse) instead of the migration's");
+
 const tables = program
   .command('tables')
   .description("list the migration's tables and where each stands; add or remove tables while it streams")
   .option('--json', 'print the list as JSON (tables, new tables on the source, the DDL they need)')
+  .addOption(reverseTablesOption())
   .addHelpText(
     'after',
     `
@@ -182,11 +186,18 @@ The daemon carries each request out while the other tables keep streaming: an ad
 published, copied under a snapshot of its own, and its changes made meanwhile applied after; a
 restart (even kill -9) resumes where it stopped. Starting the daemon with another WALBRIDGE_TABLES
 asks for the same changes. WALBRIDGE_FOLLOW_NEW_TABLES=true adds new tables by itself once they exist
-on the target.`,
+on the target.
+
+After cutover, with --reverse, the same for the way back (walbridge run --reverse): tables the app
+created on the new database are listed, and "walbridge schema --reverse" then
+"walbridge tables add --reverse <table>" carry them back, so a rollback leaves no rows behind.`,
   )
-  .action(async (opts: { json?: boolean }) => {
-    process.exit(await tablesListCommand(process.env, { json: opts.json === true }));
+  .action(async (opts: { json?: boolean; reverse?: boolean }) => {
+    process.exit(await tablesListCommand(process.env, { json: opts.json === true, reverse: opts.reverse === true }));
   });
+
+/** `tables add|remove`'s options: `tables` itself takes --reverse too, and commander gives it to the parent wherever it stands. */
+const changeOptions = (cmd: Command) => cmd.optsWithGlobals<{ wait?: boolean; reverse?: boolean; convert?: string }>();
 
 const waitOption = () => new Option('--wait', 'follow the request until it is carried out (Ctrl-C stops following, not the request)');
 
@@ -195,10 +206,12 @@ tables
   .description('add tables to the running migration: published, copied under a fresh snapshot, then streamed')
   .argument('<glob...>', 'schema.table names, * allowed')
   .addOption(waitOption())
+  .addOption(reverseTablesOption())
   .addOption(convertOption())
   .addHelpText('after', '\nChecked first (nothing is written otherwise): the table exists on the target with matching columns and is\nempty there, and has a primary key or replica identity on the source. Exit status: 0 asked (or done with\n--wait), 1 a problem, 2 bad configuration or connection.')
-  .action(async (globs: string[], opts: { wait?: boolean; convert?: string }) => {
-    process.exit(await tablesChangeCommand(envWith(opts), 'add', globs, { wait: opts.wait === true }));
+  .action(async (globs: string[], _opts: unknown, cmd: Command) => {
+    const opts = changeOptions(cmd);
+    process.exit(await tablesChangeCommand(envWith(opts), 'add', globs, { wait: opts.wait === true, reverse: opts.reverse === true }));
   });
 
 tables
@@ -206,8 +219,10 @@ tables
   .description('stop migrating tables: no longer applied nor published; their rows stay on the target')
   .argument('<glob...>', 'schema.table names, * allowed')
   .addOption(waitOption())
-  .action(async (globs: string[], opts: { wait?: boolean }) => {
-    process.exit(await tablesChangeCommand(process.env, 'remove', globs, { wait: opts.wait === true }));
+  .addOption(reverseTablesOption())
+  .action(async (globs: string[], _opts: unknown, cmd: Command) => {
+    const opts = changeOptions(cmd);
+    process.exit(await tablesChangeCommand(process.env, 'remove', globs, { wait: opts.wait === true, reverse: opts.reverse === true }));
   });
 
 program
@@ -215,10 +230,11 @@ program
   .description('copy tables again while the others stream: the target table is emptied and copied under a fresh snapshot')
   .argument('<table...>', 'schema.table names of migrated tables, * allowed')
   .addOption(waitOption())
+  .addOption(reverseTablesOption())
   .addOption(convertOption())
   .addHelpText('after', '\nFor a table verify found different, or one rewritten on the source (ALTER ... TYPE). Its changes made during\nthe copy are held and applied after it; the other tables are not touched.')
-  .action(async (names: string[], opts: { wait?: boolean; convert?: string }) => {
-    process.exit(await tablesChangeCommand(envWith(opts), 'resync', names, { wait: opts.wait === true }));
+  .action(async (names: string[], opts: { wait?: boolean; reverse?: boolean; convert?: string }) => {
+    process.exit(await tablesChangeCommand(envWith(opts), 'resync', names, { wait: opts.wait === true, reverse: opts.reverse === true }));
   });
 
 program
@@ -271,7 +287,9 @@ program
   .option('--json', 'print the result as JSON')
   .addHelpText(
     'after',
-    '\nThe app keeps writing to the source until the fence. Steps: record the rows walbridge changes; check every\n' +
+    '\nFirst, a table of WALBRIDGE_SCHEMAS on the source that the migration does not carry (created since it began,\n' +
+      'not excluded) stops it with nothing installed: carry it (walbridge schema, walbridge tables add) or exclude it.\n' +
+      'The app keeps writing to the source until the fence. Steps: record the rows walbridge changes; check every\n' +
       "table while the app writes, then the rows changed meanwhile; fill the target's materialized views from the\n" +
       'copied rows; fence the source (from then on every write to a migrated table fails there, whoever writes, with a\n' +
       'message naming the move); wait until the target has applied everything committed before the fence; move the\n' +

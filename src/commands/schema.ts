@@ -14,6 +14,8 @@ export interface SchemaOptions {
   dryRun: boolean;
   json: boolean;
   policies: PolicyChoice;
+  /** After cutover: make on the old database what the way back needs (the new database is the source). */
+  reverse: boolean;
 }
 
 /** What `--json` prints. */
@@ -23,7 +25,7 @@ export interface SchemaReport extends SchemaPlan {
 }
 
 export async function schemaCommand(env: NodeJS.ProcessEnv, opts: SchemaOptions): Promise<number> {
-  const config = loadCommandConfig(env, { reverse: false });
+  const config = loadCommandConfig(env, { reverse: opts.reverse });
   if (!config) return 2;
   const out = (s: string) => process.stdout.write(`${s}\n`);
   const clients: pg.Client[] = [];

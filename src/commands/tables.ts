@@ -6,7 +6,6 @@
  * (tables/changer.ts), and --wait follows it to the end.
  */
 import type pg from 'pg';
-import { listSourceTables } from '../catalog/tables.js';
 import { tablePattern } from '../catalog/select.js';
 import type { Config } from '../config.js';
 import { describeError, WalbridgeError } from '../errors.js';
@@ -17,8 +16,8 @@ import { planTargetSchema } from '../schema/make.js';
 import { stateSql, type StateSql } from '../sql/state.js';
 import { loadPipeline, loadTables, type TableRequest, type TableState } from '../state/store.js';
 import { checkAdditions, describeTableState, isMigrated, isSelected, isStreaming, requestAdd, requestChange, resolveGlobs } from '../tables/requests.js';
+import { commandFor, unknownTables } from '../tables/selection.js';
 import { loadCommandConfig } from './config.js';
-import { tablesOfOtherGroups } from '../tables/groups.js';
 import { abortableDelay } from '../pipeline/run.js';
 
 type Action = 'add' | 'remove' | 'resync';
@@ -31,8 +30,9 @@ interface Sessions {
   state: StateSql;
 }
 
-async function withSessions(env: NodeJS.ProcessEnv, fn: (s: Sessions) => Promise<number>): Promise<number> {
-  const config = loadCommandConfig(env);
+/** `reverse`: the way back's table set (--reverse), never WALBRIDGE_REVERSE's (commands/config.ts). */
+async function withSessions(env: NodeJS.ProcessEnv, reverse: boolean, fn: (s: Sessions) => Promise<number>): Promise<number> {
+  const config = loadCommandConfig(env, { reverse });
   if (!config) return 2;
   let source: pg.Client | null = null;
   let target: pg.Client | null = null;
@@ -87,8 +87,8 @@ function matchRecorded(recorded: TableState[], globs: string[], keep: (t: TableS
   return [...out.values()];
 }
 
-export async function tablesChangeCommand(env: NodeJS.ProcessEnv, action: Action, globs: string[], opts: { wait: boolean }): Promise<number> {
-  return withSessions(env, async ({ config, source, target, state }) => {
+export async function tablesChangeCommand(env: NodeJS.ProcessEnv, action: Action, globs: string[], opts: { wait: boolean; reverse: boolean }): Promise<number> {
+  return withSessions(env, opts.reverse, async ({ config, source, target, state }) => {
     await assertChangeable(target, state);
     const recorded = await loadTables(target, state);
     let names: string[];
@@ -158,8 +158,8 @@ interface Listed {
   copyLsn: string | null;
 }
 
-export async function tablesListCommand(env: NodeJS.ProcessEnv, opts: { json: boolean }): Promise<number> {
-  return withSessions(env, async ({ config, source, target, state }) => {
+export async function tablesListCommand(env: NodeJS.ProcessEnv, opts: { json: boolean; reverse: boolean }): Promise<number> {
+  return withSessions(env, opts.reverse, async ({ config, source, target, state }) => {
     const recorded = await loadTables(target, state);
     const tables: Listed[] = recorded.map((t) => ({
       table: `${t.schema}.${t.name}`,
@@ -171,9 +171,7 @@ export async function tablesListCommand(env: NodeJS.ProcessEnv, opts: { json: bo
       copyLsn: t.copyLsn === null ? null : formatLsn(t.copyLsn),
     }));
     // Tables of a selected schema that the migration does not know: created since it started?
-    const known = new Set([...tables.map((t) => t.table), ...(await tablesOfOtherGroups(target, config.stateSchema)).keys()]);
-    const excluded = config.excludeTables.map(tablePattern);
-    const fresh = (await listSourceTables(source, config.schemas)).filter((t) => !known.has(displayTable(t)) && !excluded.some((x) => x(t)));
+    const fresh = await unknownTables(source, target, config, recorded);
     const newTables: { table: string; onTarget: boolean }[] = [];
     /** What "walbridge schema" would run on the target for the new tables (what they need included). */
     let ddl: string[] = [];
@@ -195,12 +193,14 @@ export async function tablesListCommand(env: NodeJS.ProcessEnv, opts: { json: bo
       const rows = t.state === 'removed' ? '' : `${t.rowsCopied} rows copied${t.copyLsn ? ` at ${t.copyLsn}` : ''}`;
       process.stdout.write(`${t.table.padEnd(width)}  ${t.stage.padEnd(18)}  ${rows}${t.held > 0 ? `, ${t.held} change(s) held` : ''}\n`);
     }
+    const there = config.reverse ? 'the old database' : 'the target';
+    const add = commandFor(config, 'tables add');
     for (const n of newTables) {
-      process.stdout.write(`\nnew on the source, not migrated: ${n.table}\n`);
+      process.stdout.write(config.reverse ? `\nnew on the new database, not carried back: ${n.table}\n` : `\nnew on the source, not migrated: ${n.table}\n`);
       process.stdout.write(
         n.onTarget
-          ? `  it exists on the target: walbridge tables add ${n.table}\n`
-          : `  create it on the target first (the statements below; "walbridge schema" runs them when WALBRIDGE_TABLES selects it), then: walbridge tables add ${n.table}\n`,
+          ? `  it exists on ${there}: ${add} ${n.table}\n`
+          : `  create it on ${there} first (the statements below; "${commandFor(config, 'schema')}" runs them when WALBRIDGE_TABLES selects it), then: ${add} ${n.table}\n`,
       );
     }
     if (ddl.length > 0) process.stdout.write(`\n${ddl.join('\n')}\n`);

@@ -23,7 +23,7 @@
  */
 import type pg from 'pg';
 import type { SourceTable } from '../catalog/tables.js';
-import { migrationTables } from '../tables/selection.js';
+import { assertNoneLeftBehind, migrationTables } from '../tables/selection.js';
 import { groupOf, otherStates } from '../tables/groups.js';
 import { describeTableState } from '../tables/requests.js';
 import { groupOfStateSchema, reverseConfig, type Config } from '../config.js';
@@ -289,6 +289,9 @@ export async function runCutover(config: Config, opts: CutoverOptions): Promise<
         hint: 'Cut every group over together: walbridge cutover --all-groups (with the variables of any group).',
       });
     }
+    // Before anything is installed: tables the cutover would leave behind stop it. Not once an
+    // interrupted cutover's fence stands: that one is finished or cancelled first.
+    if (!standing) await assertNoneLeftBehind(source, target, config);
     const { tables } = await streamingTables(source, target, config);
     if (!opts.fence) {
       if (opts.allGroups && groups.length > 0) throw new WalbridgeError('config', 'table groups are cut over with the fence only', { hint: 'Run walbridge cutover --all-groups without --no-fence.' });

@@ -39,9 +39,9 @@ import type { DescribeAddedColumn } from '../replicator/apply/binding.js';
 import { addPublicationTable, dropPublicationTable, PUBLICATION_TABLES } from '../sql/source.js';
 import { stateSql, type StateSql } from '../sql/state.js';
 import { loadPipeline, loadTables, type TableState } from '../state/store.js';
-import { tablesOfOtherGroups } from './groups.js';
 import { applyHeldChanges } from './held.js';
 import { checkAdditions, isMigrated, requestAdd } from './requests.js';
+import { commandFor, unknownTables } from './selection.js';
 import { HeldMessages } from '../replicator/apply/held.js';
 
 export interface ChangerContext {
@@ -143,8 +143,7 @@ export class TableSetChanger {
     const rows = await loadTables(this.target, this.state, countHeld);
     this.publishGauges(rows, countHeld);
     if (this.polls === 0) await this.unpublishRemoved(rows);
-    // The way back carries what the migration carried: tables created since are not its business.
-    if (this.polls % NEW_TABLES_EVERY === 0 && !this.ctx.config.reverse) await this.noticeNewTables(rows);
+    if (this.polls % NEW_TABLES_EVERY === 0) await this.noticeNewTables(rows);
     if (this.polls % PARTITIONS_EVERY === PARTITIONS_EVERY - 1) {
       const roots = [...this.ctx.plans.values()].filter((p) => p.source.kind === 'p' && rows.some((r) => isMigrated(r) && r.schema === p.schema && r.name === p.name));
       if (roots.length > 0) await this.withSource((source) => this.coverPartitions(source, roots));
@@ -315,23 +314,25 @@ export class TableSetChanger {
 
   /**
    * Tables of a selected schema on the source that the migration does not know (not excluded):
-   * reported once each; with WALBRIDGE_FOLLOW_NEW_TABLES, added once the target has them.
+   * reported once each; with WALBRIDGE_FOLLOW_NEW_TABLES, added once the target has them. On the
+   * way back, tables the app created on the new database since the cutover: a rollback would
+   * leave them behind (cutover --reverse refuses), so they are named the same way.
    */
   private async noticeNewTables(rows: TableState[]): Promise<void> {
     const { config } = this.ctx;
     const source = this.source as pg.Client;
-    const known = new Set([...rows.map((r) => `${r.schema}.${r.name}`), ...(await tablesOfOtherGroups(this.target as pg.Client, config.stateSchema)).keys()]);
-    const excluded = config.excludeTables.map(tablePattern);
     const included = config.includeTables?.map(tablePattern) ?? null;
-    const fresh = (await listSourceTables(source, config.schemas)).filter((t) => !known.has(displayTable(t)) && !excluded.some((x) => x(t)));
+    const fresh = await unknownTables(source, this.target as pg.Client, config, rows);
+    const [missing, add] = [commandFor(config, 'schema'), commandFor(config, 'tables add')];
+    const onTarget = config.reverse ? 'the old database' : 'the target';
     const reasons = new Map<string, string>();
     for (const t of fresh) {
       const name = displayTable(t);
       let reason: string;
       if (!config.followNewTables) {
-        reason = `not migrated: create it on the target (walbridge schema) and run "walbridge tables add ${name}", or set WALBRIDGE_FOLLOW_NEW_TABLES=true`;
+        reason = `${config.reverse ? 'not carried back' : 'not migrated'}: create it on ${onTarget} (${missing}) and run "${add} ${name}", or set WALBRIDGE_FOLLOW_NEW_TABLES=true`;
       } else if (included && !included.some((x) => x(t))) {
-        reason = `not followed: WALBRIDGE_TABLES does not match it; run "walbridge tables add ${name}" to migrate it`;
+        reason = `not followed: WALBRIDGE_TABLES does not match it; run "${add} ${name}" to migrate it`;
       } else {
         try {
           await checkAdditions(source, this.target as pg.Client, config, [t], rows);
@@ -343,7 +344,7 @@ export class TableSetChanger {
         }
       }
       reasons.set(name, reason);
-      if (this.reported.get(name) !== reason) this.log.warn({ table: name }, `new table on the source ${reason}`);
+      if (this.reported.get(name) !== reason) this.log.warn({ table: name }, `new table on ${config.reverse ? 'the new database' : 'the source'} ${reason}`);
     }
     this.reported.clear();
     for (const [k, v] of reasons) this.reported.set(k, v);

@@ -6,6 +6,7 @@
  * and removes.
  */
 import type pg from 'pg';
+import { tablePattern } from '../catalog/select.js';
 import { listSourceTables, resolveSelection, type SourceTable } from '../catalog/tables.js';
 import type { Config } from '../config.js';
 import { WalbridgeError } from '../errors.js';
@@ -13,6 +14,7 @@ import type { Logger } from '../log.js';
 import { displayTable, type TableName } from '../pg/ident.js';
 import { stateSql, type StateSql } from '../sql/state.js';
 import { loadPipeline, loadTables, type PipelineState, type RecordedSelection, type TableState } from '../state/store.js';
+import { otherStates, tablesOfOtherGroups } from './groups.js';
 import { isSelected, isStreaming, requestAdd, requestChange } from './requests.js';
 
 const selectionOf = (c: Config): RecordedSelection => ({ schemas: c.schemas, includeTables: c.includeTables, excludeTables: c.excludeTables });
@@ -110,3 +112,47 @@ export async function migrationTables(source: pg.ClientBase, target: pg.ClientBa
   const notStreaming = recorded.filter((t) => !isStreaming(t) && (t.state !== 'removed' || t.request !== null));
   return { tables: await resolveNamed(source, recorded.filter(isStreaming)), notStreaming };
 }
+
+/**
+ * Tables of the selected schemas on the source that the migration does not know (`recorded`:
+ * its tables, removed ones included), that no other group here carries and that
+ * WALBRIDGE_EXCLUDE_TABLES does not leave out: created since the migration began. On the way
+ * back, the tables the migration itself recorded on the new database were there before the
+ * cutover: only those created since count.
+ */
+export async function unknownTables(source: pg.ClientBase, target: pg.ClientBase, config: Config, recorded: TableName[]): Promise<SourceTable[]> {
+  const known = new Set([...recorded.map(displayTable), ...(await tablesOfOtherGroups(target, config.stateSchema)).keys()]);
+  if (config.reverse) {
+    for (const schema of await otherStates(source, '')) for (const t of await loadTables(source, stateSql(schema), false)) known.add(displayTable(t));
+  }
+  const excluded = config.excludeTables.map(tablePattern);
+  return (await listSourceTables(source, config.schemas)).filter((t) => !known.has(displayTable(t)) && !excluded.some((x) => x(t)));
+}
+
+/**
+ * Before a cutover (either way): tables a cutover would leave behind, their rows and the app's
+ * later writes to them, stop it. WALBRIDGE_TABLES leaves the tables it does not name out on
+ * purpose, as WALBRIDGE_EXCLUDE_TABLES does.
+ */
+export async function assertNoneLeftBehind(source: pg.ClientBase, target: pg.ClientBase, config: Config): Promise<void> {
+  const included = config.includeTables?.map(tablePattern) ?? null;
+  const left = (await unknownTables(source, target, config, await loadTables(target, stateSql(config.stateSchema), false))).filter(
+    (t) => included === null || included.some((x) => x(t)),
+  );
+  if (left.length === 0) return;
+  const names = left.map(displayTable);
+  const back = config.reverse;
+  throw new WalbridgeError(
+    'state',
+    `${names.length} table(s) of WALBRIDGE_SCHEMAS on the ${back ? 'new' : 'old'} database ${back ? 'are not carried back' : 'are not migrated'}: ${names.join(', ')}. ` +
+      `${back ? 'Created there after the cutover' : 'Created after the migration began'}, ${back ? 'a rollback' : 'a cutover'} now would leave their rows, and the app's later writes to them, behind`,
+    {
+      hint:
+        `Carry them: ${commandFor(config, 'schema')} (makes them on the ${back ? 'old' : 'new'} database), then ${commandFor(config, 'tables add')} ${names.join(' ')} --wait, then run ${commandFor(config, 'cutover')} again. ` +
+        `Or leave them behind on purpose: add them to WALBRIDGE_EXCLUDE_TABLES.`,
+    },
+  );
+}
+
+/** A walbridge command as a user of this direction types it. */
+export const commandFor = (config: Config, command: string): string => `walbridge ${command}${config.reverse ? ' --reverse' : ''}`;

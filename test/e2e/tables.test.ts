@@ -15,6 +15,7 @@ import { waitFor } from '../harness/lsn.js';
 import { metricValue } from '../helpers/observe.js';
 import { errorsOf, runCli, startDaemon, type DaemonProcess } from '../helpers/daemon.js';
 import { stopLoadCleanly, waitForCatchUp, waitForPhase } from '../helpers/state.js';
+import { readFences } from '../../src/state/fences.js';
 
 let source: Cluster;
 let target: Cluster;
@@ -191,6 +192,13 @@ test('a table created on the source is reported with its DDL, and followed once 
     const s = JSON.parse((await (await fetch(`http://127.0.0.1:${d.port}/status.json`)).text())) as { newTables: { table: string; reason: string }[] };
     return s.newTables.some((t) => t.table === 'public.coupons' && /waiting to be followed/.test(t.reason));
   }, { what: 'the status to report the new table', timeoutMs: 30_000, intervalMs: 500 });
+  // A cutover now would leave its rows behind: refused, before anything is installed on the source.
+  const refused = await cli(['cutover']);
+  assert.equal(refused.code, 1, refused.out);
+  assert.match(refused.out, /table\(s\) of WALBRIDGE_SCHEMAS on the old database are not migrated: public\.coupons\. Created after the migration began, a cutover now would leave their rows/);
+  assert.match(refused.out, /Carry them: walbridge schema .*then walbridge tables add public\.coupons --wait.*Or leave them behind on purpose: add them to WALBRIDGE_EXCLUDE_TABLES/);
+  assert.deepEqual(await source.withClient((c) => readFences(c)), [], 'no fence on the source');
+  assert.deepEqual(await target.query('SELECT cutover_requested_at FROM walbridge.pipeline'), [{ cutover_requested_at: null }], 'no cutover recorded as under way');
   // walbridge schema makes it on the target (the selection matches it); the daemon follows it.
   const made = await cli(['schema']);
   assert.equal(made.code, 0, made.out);
