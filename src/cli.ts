@@ -115,7 +115,7 @@ program
     'after',
     `
 Makes, for the selected tables (WALBRIDGE_SCHEMAS, WALBRIDGE_TABLES, WALBRIDGE_EXCLUDE_TABLES): schemas,
-extensions (in the same schema as on the source), enums, domains and composite types, sequences, tables
+extensions (in the same schema as on the source), collations, enums, domains and composite types, sequences, tables
 with their columns, defaults, identity and generated columns, partitions, constraints, indexes, foreign
 keys among them, the app's functions and triggers they use, row-level security and policies, the views
 of the selected schemas that read those tables (each after the views it reads), comments. Materialized

@@ -4,7 +4,7 @@
  * search_path (schema-qualified), every name from the catalogs passes through quoteIdent.
  */
 import { quoteIdent, quoteLiteral } from '../pg/ident.js';
-import type { ColumnDef, ConstraintDef, FunctionDef, PolicyDef, SequenceDef, TableDef, TypeDef, ViewDef } from './read.js';
+import type { CollationDef, ColumnDef, ConstraintDef, FunctionDef, PolicyDef, SequenceDef, TableDef, TypeDef, ViewDef } from './read.js';
 
 export const qname = (schema: string, name: string): string => `${quoteIdent(schema)}.${quoteIdent(name)}`;
 
@@ -21,6 +21,18 @@ export const createSchema = (schema: string): string => `CREATE SCHEMA ${quoteId
 export const createRole = (role: string): string => `CREATE ROLE ${quoteIdent(role)} NOLOGIN;`;
 
 export const createExtension = (name: string, schema: string): string => `CREATE EXTENSION IF NOT EXISTS ${quoteIdent(name)} WITH SCHEMA ${quoteIdent(schema)} CASCADE;`;
+
+/** A collation as the source defines it: ICU's or builtin's locale, or libc's two categories. */
+export function createCollation(c: CollationDef): string {
+  const options =
+    c.provider === 'i'
+      ? ['provider = icu', `locale = ${quoteLiteral(c.locale ?? '')}`, ...(c.rules ? [`rules = ${quoteLiteral(c.rules)}`] : [])]
+      : c.provider === 'b'
+        ? ['provider = builtin', `locale = ${quoteLiteral(c.locale ?? '')}`]
+        : ['provider = libc', `lc_collate = ${quoteLiteral(c.lcCollate ?? '')}`, `lc_ctype = ${quoteLiteral(c.lcCtype ?? '')}`];
+  if (!c.deterministic) options.push('deterministic = false');
+  return `CREATE COLLATION ${qname(c.schema, c.name)} (${options.join(', ')});`;
+}
 
 export function createType(t: TypeDef): string {
   const name = qname(t.schema, t.name);

@@ -61,6 +61,7 @@ const ORDER = [
   'role',
   'schema',
   'extension',
+  'collation',
   'type',
   'function',
   'sequence',
@@ -112,6 +113,7 @@ class Planner {
 
   plan(): SchemaPlan {
     this.planExtensions();
+    this.planCollations();
     this.planTypes();
     this.planFunctions();
     this.planTables();
@@ -318,6 +320,39 @@ class Planner {
       if (p) return p;
     }
     return null;
+  }
+
+  /** The app's collations the tables and their types use (a case-insensitive ICU one, say). */
+  private planCollations(): void {
+    for (const c of this.src.collations) {
+      if (this.target.collations.has(c.qualified)) {
+        this.present.push({ kind: 'collation', name: c.qualified });
+        continue;
+      }
+      if (!this.isApp(c.schema)) {
+        this.problems.push({
+          message: `collation ${c.qualified} is used by the selected tables and lives in schema ${c.schema}, part of Supabase's platform`,
+          fix: `Create ${c.qualified} on the target first (walbridge schema then leaves it as it is), or exclude the tables that use it.`,
+        });
+        continue;
+      }
+      if (!this.target.collationProviders.has(c.provider)) {
+        const provider = c.provider === 'i' ? 'ICU' : c.provider === 'b' ? "PostgreSQL's builtin provider (17 and later)" : `provider ${c.provider}`;
+        this.problems.push({
+          message: `collation ${c.qualified} uses ${provider}, which the target's server lacks`,
+          fix: `Run the target on a PostgreSQL built with it (the official images have ICU), or create ${c.qualified} there yourself with another provider.`,
+        });
+        continue;
+      }
+      this.ensureSchema(c.schema);
+      this.step('collation', c.qualified, ddl.createCollation(c));
+      if (c.comment !== null) this.step('comment', c.qualified, ddl.comment(`COLLATION ${ddl.qname(c.schema, c.name)}`, c.comment));
+    }
+  }
+
+  /** Whether a collation is on the target after the run. */
+  private collationReady(qualified: string): boolean {
+    return this.target.collations.has(qualified) || this.plannedStep('collation', qualified);
   }
 
   /** The app's enums, domains and composite types, each after the types it is made of. */
@@ -707,6 +742,7 @@ class Planner {
     if (r.refClass === 'pg_type' && r.refTypeRelation !== null && this.tables.has(r.refTypeRelation)) return {};
     if (r.refClass === 'pg_constraint' && r.refConstraintRelation !== null && this.tables.has(r.refConstraintRelation)) return {};
     if (!this.isApp(schema)) return { platform: `uses ${r.refName}` };
+    if (r.refClass === 'pg_collation') return this.collationReady(r.refName) ? {} : { lacks: `collation ${r.refName}, which no selected table uses` };
     if (r.refClass === 'pg_type') {
       // An array type comes with its element type.
       return this.target.types.has(r.refName) || this.plannedStep('type', r.refName.replace(/\[\]$/, '')) ? {} : { lacks: `type ${r.refName}, which no selected table uses` };
@@ -735,6 +771,8 @@ class Planner {
       if (r.refExtension !== null) {
         const lack = this.extensionLacks(r.refExtension, schema, r.refName);
         if (lack !== null) lacks.push(lack);
+      } else if (r.refClass === 'pg_collation') {
+        if (!this.collationReady(r.refName)) lacks.push(`collation ${r.refName}`);
       } else {
         const f = r.refClass === 'pg_proc' ? this.src.functions.get(r.refOid) : undefined;
         if (!f || !this.functionReady(functionKey(f.schema, f.name, f.args))) lacks.push(r.refName);

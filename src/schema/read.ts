@@ -10,6 +10,7 @@ import type pg from 'pg';
 import {
   AUTH_HELPER_OIDS,
   READ_SCHEMA_SESSION,
+  SCHEMA_COLLATIONS,
   SCHEMA_COLUMNS,
   SCHEMA_CONSTRAINTS,
   SCHEMA_EXTENSIONS,
@@ -155,6 +156,25 @@ export interface TypeDef {
   attributes: ColumnDef[];
 }
 
+export interface CollationDef {
+  /** Quoted `schema.name`, as columns and domains print it. */
+  qualified: string;
+  schema: string;
+  name: string;
+  /** c libc, i ICU, b builtin (17 and later). */
+  provider: string;
+  deterministic: boolean;
+  /** libc's locale categories. */
+  lcCollate: string | null;
+  lcCtype: string | null;
+  /** ICU's or builtin's locale. */
+  locale: string | null;
+  /** ICU tailoring rules (16 and later). */
+  rules: string | null;
+  extension: string | null;
+  comment: string | null;
+}
+
 export interface FunctionDef {
   oid: number;
   schema: string;
@@ -229,6 +249,8 @@ export interface SourceSchema {
   policies: PolicyDef[];
   sequences: SequenceDef[];
   types: Map<number, TypeDef>;
+  /** The app's collations the tables' columns, indexes and types use (not an extension's). */
+  collations: CollationDef[];
   functions: Map<number, FunctionDef>;
   references: Reference[];
   /** Every extension something refers to: where it lives on the source. */
@@ -301,6 +323,7 @@ export async function readSourceSchema(client: pg.ClientBase, rootOids: number[]
       ...policies.map((p): [string, number] => ['pg_policy', p.oid]),
     ];
     const followed = await followReferences(client, roots, tables.flatMap((t) => t.columns.map((c) => c.typeOid)), isApp);
+    const collations = await readCollations(client, tables, followed);
     const helperOids = (await rowsOf<{ oid: number }>(client, AUTH_HELPER_OIDS, [AUTH_HELPERS])).map((r) => r.oid);
     const authHelpers = await readFunctions(client, helperOids);
     const views = await rowsOf<ViewDef>(client, SCHEMA_VIEWS, [schemas]);
@@ -309,7 +332,7 @@ export async function readSourceSchema(client: pg.ClientBase, rootOids: number[]
     const viewIndexes = materialized.length === 0 ? [] : await rowsOf<IndexDef>(client, SCHEMA_INDEXES, [materialized]);
     const viewIndexReferences = viewIndexes.length === 0 ? [] : await readReferences(client, viewIndexes.map((i): [string, number] => ['pg_class', i.oid]));
     const viewTriggers = views.length === 0 ? [] : await rowsOf<TriggerDef>(client, SCHEMA_TRIGGERS, [views.map((v) => v.oid), []]);
-    return { tables, constraints, indexes, triggers, platformTriggers, policies, sequences, ...followed, authHelpers, views, viewReferences, viewIndexes, viewIndexReferences, viewTriggers };
+    return { tables, constraints, indexes, triggers, platformTriggers, policies, sequences, ...followed, collations, authHelpers, views, viewReferences, viewIndexes, viewIndexReferences, viewTriggers };
   });
 }
 
@@ -362,6 +385,21 @@ async function followReferences(
     (await rowsOf<{ name: string; schema: string; version: string }>(client, SCHEMA_EXTENSIONS, [[...extensionNames]])).map((r) => [r.name, { schema: r.schema, version: r.version }]),
   );
   return { types, functions, references, extensions };
+}
+
+/**
+ * The collations that columns (of the tables and of composite types) and domains name, and the
+ * ones indexes and constraints depend on: by name, as each prints it.
+ */
+async function readCollations(client: pg.ClientBase, tables: TableDef[], followed: Pick<SourceSchema, 'types' | 'references'>): Promise<CollationDef[]> {
+  const types = [...followed.types.values()];
+  const named = [
+    ...tables.flatMap((t) => t.columns.map((c) => c.collation)),
+    ...types.flatMap((t) => [t.collation, ...t.attributes.map((a) => a.collation)]),
+    ...followed.references.filter((r) => r.refClass === 'pg_collation').map((r) => r.refName),
+  ].filter((n): n is string => n !== null);
+  if (named.length === 0) return [];
+  return (await rowsOf<CollationDef>(client, SCHEMA_COLLATIONS, [[...new Set(named)]])).filter((c) => c.extension === null);
 }
 
 async function readReferences(client: pg.ClientBase, roots: Array<[string, number]>): Promise<Reference[]> {

@@ -5,6 +5,8 @@
 import type pg from 'pg';
 import {
   TARGET_AVAILABLE_EXTENSIONS,
+  TARGET_COLLATION_PROVIDERS,
+  TARGET_COLLATIONS,
   TARGET_EXTENSIONS,
   TARGET_FUNCTIONS,
   TARGET_RELATIONS,
@@ -24,6 +26,10 @@ export interface TargetFacts {
   types: Set<string>;
   /** `schema.name(identity arguments)`. */
   functions: Set<string>;
+  /** Collations outside the system schemas, quoted `schema.name`. */
+  collations: Set<string>;
+  /** The collation providers it has: c libc, i ICU, b builtin (17 and later). */
+  collationProviders: Set<string>;
   /** `schema.name` → kind. */
   relations: Map<string, { oid: number; kind: string }>;
   /** Columns of the relations named in `tables` that exist. */
@@ -42,6 +48,8 @@ export async function readTargetFacts(client: pg.ClientBase, tables: string[]): 
     const extensions = new Map((await client.query<{ name: string; schema: string }>(TARGET_EXTENSIONS)).rows.map((r) => [r.name, r.schema]));
     const types = new Set((await client.query<{ qualified: string }>(TARGET_TYPES)).rows.map((r) => r.qualified));
     const functions = new Set((await client.query<{ schema: string; name: string; args: string }>(TARGET_FUNCTIONS)).rows.map((r) => functionKey(r.schema, r.name, r.args)));
+    const collations = await names(TARGET_COLLATIONS);
+    const collationProviders = await names(TARGET_COLLATION_PROVIDERS);
     const relations = new Map(
       (await client.query<{ oid: number; schema: string; name: string; kind: string }>(TARGET_RELATIONS)).rows.map((r) => [`${r.schema}.${r.name}`, { oid: r.oid, kind: r.kind }]),
     );
@@ -52,6 +60,6 @@ export async function readTargetFacts(client: pg.ClientBase, tables: string[]): 
       const rel = relations.get(t);
       if (rel) columns.set(t, byOid.get(rel.oid) ?? []);
     }
-    return { schemas, roles, extensions, available, types, functions, relations, columns };
+    return { schemas, roles, extensions, available, types, functions, collations, collationProviders, relations, columns };
   });
 }

@@ -187,6 +187,25 @@ SELECT t.oid::int8::float8 AS oid, n.nspname AS schema, t.typname AS name, forma
   LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
  WHERE t.oid = ANY($1::oid[])`;
 
+/**
+ * Collations by qualified name (as a column or a domain prints it, as pg_identify_object names
+ * it): what CREATE COLLATION needs. The locale is colliculocale up to 16 and colllocale from 17,
+ * rules exist from 16: read through to_jsonb, whichever the source has.
+ */
+export const SCHEMA_COLLATIONS = `
+SELECT quote_ident(n.nspname) || '.' || quote_ident(c.collname) AS qualified, n.nspname AS schema, c.collname AS name,
+       c.collprovider AS provider, c.collisdeterministic AS deterministic,
+       j->>'collcollate' AS "lcCollate", j->>'collctype' AS "lcCtype",
+       COALESCE(j->>'colllocale', j->>'colliculocale') AS locale, j->>'collicurules' AS rules,
+       ${extensionOf(`'pg_collation'::regclass`, 'c.oid')} AS extension,
+       obj_description(c.oid, 'pg_collation') AS comment
+  FROM pg_collation c
+  JOIN pg_namespace n ON n.oid = c.collnamespace
+  CROSS JOIN LATERAL to_jsonb(c) AS j
+ WHERE c.oid IN (SELECT to_regcollation(x) FROM unnest($1::text[]) AS x)
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+ ORDER BY 1`;
+
 /** Functions by oid, with their CREATE statement (none for an aggregate or a window function). */
 export const SCHEMA_FUNCTIONS = `
 SELECT p.oid::int8::float8 AS oid, n.nspname AS schema, p.proname AS name, p.prokind AS kind,
@@ -263,6 +282,11 @@ export const TARGET_AVAILABLE_EXTENSIONS = `SELECT name FROM pg_available_extens
 export const TARGET_TYPES = `
 SELECT format_type(t.oid, NULL) AS qualified FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'`;
+export const TARGET_COLLATIONS = `
+SELECT quote_ident(n.nspname) || '.' || quote_ident(c.collname) AS name FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')`;
+/** Which collation providers the target's server was built with (i: ICU; b: builtin, from 17). */
+export const TARGET_COLLATION_PROVIDERS = `SELECT DISTINCT collprovider AS name FROM pg_collation`;
 export const TARGET_FUNCTIONS = `
 SELECT n.nspname AS schema, p.proname AS name, pg_get_function_identity_arguments(p.oid) AS args
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace

@@ -170,6 +170,13 @@ function assertSameTables(actual: TableDescription[], expected: TableDescription
 
 const describeApp = (c: Cluster, db = 'app') => c.withClient((k) => describeTables(k, SUPABASE_APP_TABLES), db);
 const describePublicTypes = (c: Cluster, db = 'app') => c.withClient((k) => describeTypes(k, ['public']), db);
+/** The app's collations as a user compares them: provider, locale (colliculocale up to 16, colllocale from 17), determinism, comment. */
+const describeCollations = (c: Cluster) =>
+  c.query(
+    `SELECT collname, collprovider, collisdeterministic, COALESCE(to_jsonb(co)->>'colllocale', to_jsonb(co)->>'colliculocale') AS locale,
+            obj_description(co.oid, 'pg_collation') AS comment
+       FROM pg_collation co WHERE collnamespace = 'public'::regnamespace ORDER BY 1`,
+  );
 
 interface ViewDescription {
   name: string;
@@ -319,6 +326,10 @@ test('a real run: the tables as on the source, minus what depends on Supabase; n
   const tables = await describeApp(target);
   assertSameTables(tables, withoutLeftOut(sourceTables, dry.leftOut), 'the target as the source, minus what is left out');
   assert.deepEqual(await describePublicTypes(target), await describePublicTypes(source), 'the enum, the domain (its CHECK on citext), the composite type and its comment');
+  const collations = await describeCollations(source);
+  assert.equal(collations.length, 1, 'the fixture has its own collation');
+  assert.deepEqual(await describeCollations(target), collations, 'the case-insensitive collation as on the source, with its comment');
+  assert.deepEqual(await target.query(`SELECT 'Alice''s team' = 'ALICE''S TEAM' COLLATE public.case_insensitive AS same`), [{ same: true }], 'it ignores case on the target too');
   // The views and the materialized view as on the source (columns, security_invoker, comments),
   // the materialized view empty with its unique index; the view over auth.users listed as left
   // out, with its reason.

@@ -45,6 +45,7 @@
  * | default calling auth.uid()                                    | notes.user_id                                               |
  * | a dropped column (attnums differ from a fresh table's)        | notes (legacy_color)                                        |
  * | non-default collation                                         | products.sku COLLATE "C"                                    |
+ * | the app's own collation (ICU, nondeterministic, commented), on a column and in an index | public.case_insensitive: teams.name, products_name_ci_idx |
  * | partitioned table: RANGE on a date, 2 partitions + DEFAULT, PK with the key, index on the parent, FK, forced RLS | events, events_2025, events_2026, events_default |
  * | FKs among public tables, CASCADE and SET NULL                 | teams→profiles, notes→profiles/teams, invoices→profiles, events→profiles |
  * | CHECK constraints                                             | profiles.website, products.price_cents, notes.title, invoices.net |
@@ -306,6 +307,9 @@ RESET ROLE;
 
 // The user's migrations, run as mig (whose search_path includes extensions, as on Supabase).
 const APP_SCHEMA = `
+-- Names compared ignoring case, as apps make for names and e-mail addresses.
+CREATE COLLATION public.case_insensitive (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+COMMENT ON COLLATION public.case_insensitive IS 'Compares ignoring case';
 CREATE TYPE public.plan AS ENUM ('free', 'pro', 'team');
 CREATE DOMAIN public.handle AS extensions.citext CHECK (VALUE ~ '^[a-z0-9_]{3,24}$');
 CREATE TYPE public.money_amount AS (amount numeric(12,2), currency char(3));
@@ -338,7 +342,7 @@ CREATE POLICY "Users manage their own profile" ON public.profiles FOR ALL TO aut
 CREATE TABLE public.teams (
   id uuid DEFAULT extensions.uuid_generate_v4() PRIMARY KEY,
   slug public.handle NOT NULL UNIQUE,
-  name text NOT NULL,
+  name text COLLATE public.case_insensitive NOT NULL,
   owner_id uuid NOT NULL REFERENCES public.profiles (id) ON DELETE CASCADE,
   api_key text NOT NULL DEFAULT encode(extensions.gen_random_bytes(8), 'hex'),
   created_at timestamptz NOT NULL DEFAULT now()
@@ -353,6 +357,7 @@ CREATE TABLE public.products (
   active boolean NOT NULL DEFAULT true,
   created_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX products_name_ci_idx ON public.products (name COLLATE public.case_insensitive);
 ALTER TABLE public.products ENABLE ROW LEVEL SECURITY;
 CREATE POLICY "Products are viewable by everyone" ON public.products FOR SELECT USING (true);
 CREATE POLICY "Admins add products" ON public.products FOR INSERT TO authenticated

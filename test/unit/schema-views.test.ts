@@ -10,33 +10,11 @@ import { parseConversions } from '../../src/convert/conversions.js';
 import { refreshOrder } from '../../src/cutover/materialized.js';
 import { planSchema, type PlanOptions, type SchemaPlan } from '../../src/schema/plan.js';
 import type { FunctionDef, SourceSchema, TableDef, ViewDef, ViewReference } from '../../src/schema/read.js';
-import type { TargetFacts } from '../../src/schema/target.js';
+import { sourceSchema, table, targetFacts } from '../helpers/schema-catalog.js';
 
 const NOTES = 100;
 const USERS_OF_AUTH = 200;
 const OTHER = 300;
-
-function table(oid: number, name: string): TableDef {
-  return {
-    oid,
-    schema: 'public',
-    name,
-    kind: 'r',
-    parent: null,
-    unlogged: false,
-    partitionKey: null,
-    partitionBound: null,
-    rls: false,
-    forceRls: false,
-    replicaIdentity: 'd',
-    replicaIndex: null,
-    comment: null,
-    columns: [
-      { num: 1, name: 'id', type: 'bigint', typeOid: 20, notNull: true, identity: '', generated: '', local: true, defaultOid: null, defaultExpr: null, collation: null, comment: null },
-      { num: 2, name: 'body', type: 'text', typeOid: 25, notNull: false, identity: '', generated: '', local: true, defaultOid: null, defaultExpr: null, collation: null, comment: null },
-    ],
-  };
-}
 
 function view(oid: number, name: string, more: Partial<ViewDef> = {}): ViewDef {
   return { oid, schema: 'public', name, kind: 'v', query: ` SELECT 1 AS x FROM public.${name};`, options: [], comment: null, columnComments: [], ...more };
@@ -57,40 +35,10 @@ function calls(viewOid: number, oid: number, schema: string, fn: string): ViewRe
 const UID: FunctionDef = { oid: 900, schema: 'auth', name: 'uid', kind: 'f', args: '', def: 'CREATE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql AS $$ SELECT 1 $$\n', language: 'sql', extension: null, comment: null };
 
 function source(views: ViewDef[], viewReferences: ViewReference[], tables = [table(NOTES, 'notes')]): SourceSchema {
-  return {
-    tables,
-    constraints: [],
-    indexes: [],
-    triggers: [],
-    platformTriggers: [],
-    policies: [],
-    sequences: [],
-    types: new Map(),
-    functions: new Map(),
-    references: [],
-    extensions: new Map(),
-    authHelpers: [UID],
-    views,
-    viewReferences,
-    viewIndexes: [],
-    viewIndexReferences: [],
-    viewTriggers: [],
-  };
+  return sourceSchema({ tables, authHelpers: [UID], views, viewReferences });
 }
 
-function target(more: Partial<TargetFacts> = {}): TargetFacts {
-  return {
-    schemas: new Set(['public']),
-    roles: new Set(),
-    extensions: new Map(),
-    available: new Set(),
-    types: new Set(),
-    functions: new Set(),
-    relations: new Map(),
-    columns: new Map(),
-    ...more,
-  };
-}
+const target = targetFacts;
 
 const plan = (src: SourceSchema, tgt = target(), opts: Partial<PlanOptions> = {}): SchemaPlan => planSchema(src, tgt, { schemas: ['public'], policies: 'keep', ...opts });
 const viewSteps = (p: SchemaPlan) => p.steps.filter((s) => s.kind === 'view').map((s) => s.name);
