@@ -116,6 +116,14 @@ export function describeError(err: unknown): { kind: ErrorKind; message: string;
   if (err instanceof WalbridgeError) return { kind: err.kind, message: redactSecrets(err.message), hint: err.hint };
   const e = coerceError(err);
   const pg = err as PgLikeError;
+  if (pg.code === '23514' && /^no partition of relation /.test(e.message)) {
+    // A partition the source gained, not made on the target yet: every start makes those.
+    return {
+      kind: 'schema',
+      message: `the target has no partition of table ${/"(.*)"/.exec(e.message)?.[1] ?? '?'} for a row the source stored in one: the source has a partition the target lacks`,
+      hint: 'walbridge makes the partitions the source gains on the target (within seconds while streaming, and at every start): it retries by itself. If this stays, run walbridge schema (it makes missing partitions) and read its problems.',
+    };
+  }
   // Not pg's `detail`: it can quote a data row ("Failing row contains ..."), and this message
   // reaches the status page. The log line keeps it (see log.ts).
   return { kind: 'internal', message: e.message, hint: pg.hint ? redactSecrets(pg.hint) : undefined };

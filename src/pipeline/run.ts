@@ -15,6 +15,7 @@ import { assertPreflight, runPreflight } from '../preflight/checks.js';
 import { checkStateVersion, migrateState } from '../state/migrate.js';
 import { loadPipeline, type PipelineState } from '../state/store.js';
 import { initialize, initializeReverse, type ExportedSnapshot } from './init.js';
+import { makeMissingPartitions } from '../schema/partitions.js';
 import { installPartitionTruncates } from './partition-truncates.js';
 import { backfillPhase, catchupPhase, streamingPhase, type PhaseContext } from './phases.js';
 import type { LiveStatus } from '../health/live-status.js';
@@ -135,6 +136,9 @@ export async function runPipeline(ctx: RunContext): Promise<void> {
       const setupLog = log.child({ component: 'setup' });
       const relay = await installPartitionTruncates(catalog, config.slotName, plans.map((p) => p.source), (why) => setupLog.info(`retrying: ${why}`));
       if (relay.added.length > 0) setupLog.info({ partitions: relay.added }, `walbridge's TRUNCATE trigger put on ${relay.added.length} partition(s): a TRUNCATE of one of them alone reaches the target`);
+      // Before any row is copied or applied: the target must be able to place every row.
+      const made = await makeMissingPartitions(catalog, control, config, plans.map((p) => p.source));
+      if (made.length > 0) setupLog.info({ partitions: made }, `made ${made.length} partition(s) the source has and the target lacked`);
     }
 
     if (reverse && state === null) {

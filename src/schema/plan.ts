@@ -424,14 +424,13 @@ class Planner {
     for (const t of this.src.tables) {
       const name = tableDisplay(t);
       const parent = t.parent === null ? undefined : this.tables.get(t.parent);
-      if (parent && !this.created.has(parent.oid)) {
-        // The parent exists on the target: its partitions are compared with it, never added to it.
-        if (this.target.relations.has(name)) this.present.push({ kind: 'partition', name });
-        else {
-          this.problems.push({ message: `partition ${name} of ${tableDisplay(parent)} is missing on the target, where ${tableDisplay(parent)} exists`, fix: `Create it there: CREATE TABLE ${ddl.qname(t.schema, t.name)} PARTITION OF ${ddl.qname(parent.schema, parent.name)} ${t.partitionBound ?? ''};` });
-        }
+      if (parent && !this.created.has(parent.oid) && this.target.relations.has(name)) {
+        this.present.push({ kind: 'partition', name });
         continue;
       }
+      // A partition the source gained since its parent was made on the target (a monthly job,
+      // pg_partman's premade ones) falls through: it is made under the existing parent, which
+      // gives it the parent's columns, constraints and indexes.
       const existing = this.target.relations.get(name);
       if (existing) {
         this.compareExisting(t, existing.kind);

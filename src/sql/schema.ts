@@ -295,3 +295,40 @@ export const TARGET_RELATIONS = `
 SELECT c.oid::int8::float8 AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p', 'S', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema')`;
+
+// ---------------------------------------------------------------------------------------------
+// Partitions the source gained while walbridge runs (schema/partitions.ts).
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * On the source: the partitions, at every level, of the partitioned tables $1 (oids), by name
+ * (as walbridge schema names its steps) and quoted, each with its parent (quoted) and the
+ * constraint its bound puts on a row (pg_get_partition_constraintdef, names
+ * qualified under the empty search_path). Parents before their partitions.
+ */
+export const SOURCE_PARTITIONS = `
+SELECT n.nspname || '.' || c.relname AS name,
+       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS quoted,
+       quote_ident(pn.nspname) || '.' || quote_ident(pc.relname) AS parent,
+       pg_get_partition_constraintdef(c.oid) AS "rowConstraint"
+  FROM unnest($1::oid[]) AS r(oid)
+  CROSS JOIN LATERAL pg_partition_tree(r.oid) AS t
+  JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_class pc ON pc.oid = t.parentrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+ WHERE t.level > 0
+ ORDER BY t.level, 1`;
+
+/** Of the quoted names $1, those the database lacks. */
+export const MISSING_RELATIONS = `SELECT x AS name FROM unnest($1::text[]) AS x WHERE to_regclass(x) IS NULL`;
+
+/** On the target: the DEFAULT partition of $1 (a quoted name), if it has one. */
+export const DEFAULT_PARTITION = `
+SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
+  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE i.inhparent = to_regclass($1) AND c.relpartbound IS NOT NULL AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'`;
+
+/** On the target: the columns of $1 (a quoted name) an INSERT may name (not generated). */
+export const INSERTABLE_COLUMNS = `
+SELECT quote_ident(attname) AS name FROM pg_attribute
+ WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+ ORDER BY attnum`;

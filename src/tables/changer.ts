@@ -20,7 +20,7 @@
  * WALBRIDGE_FOLLOW_NEW_TABLES adds them once they exist on the target.
  */
 import type pg from 'pg';
-import { compareWithTarget, listSourceTables, type TablePlan } from '../catalog/tables.js';
+import { compareWithTarget, listSourceTables, type SourceTable, type TablePlan } from '../catalog/tables.js';
 import { tablePattern } from '../catalog/select.js';
 import type { Config } from '../config.js';
 import { describeError, isTransient, WalbridgeError } from '../errors.js';
@@ -43,6 +43,7 @@ import { applyHeldChanges } from './held.js';
 import { checkAdditions, isMigrated, requestAdd } from './requests.js';
 import { commandFor, unknownTables } from './selection.js';
 import { HeldMessages } from '../replicator/apply/held.js';
+import { makeMissingPartitions, missingPartitions } from '../schema/partitions.js';
 
 export interface ChangerContext {
   config: Config;
@@ -61,6 +62,8 @@ export interface ChangerContext {
 
 /** How often the source is searched for tables created since (every this many polls). */
 const NEW_TABLES_EVERY = 5;
+/** The boundary job that makes the partitions the source gained (one at a time). */
+const NEW_PARTITIONS = 'partitions created on the source';
 /** How often partitions attached since get walbridge's TRUNCATE trigger (every this many polls). */
 const PARTITIONS_EVERY = 30;
 
@@ -144,10 +147,12 @@ export class TableSetChanger {
     this.publishGauges(rows, countHeld);
     if (this.polls === 0) await this.unpublishRemoved(rows);
     if (this.polls % NEW_TABLES_EVERY === 0) await this.noticeNewTables(rows);
+    const roots = () => [...this.ctx.plans.values()].filter((p) => p.source.kind === 'p' && rows.some((r) => isMigrated(r) && r.schema === p.schema && r.name === p.name));
     if (this.polls % PARTITIONS_EVERY === PARTITIONS_EVERY - 1) {
-      const roots = [...this.ctx.plans.values()].filter((p) => p.source.kind === 'p' && rows.some((r) => isMigrated(r) && r.schema === p.schema && r.name === p.name));
-      if (roots.length > 0) await this.withSource((source) => this.coverPartitions(source, roots));
+      const partitioned = roots();
+      if (partitioned.length > 0) await this.withSource((source) => this.coverPartitions(source, partitioned));
     }
+    if (this.polls % NEW_TABLES_EVERY === 0 && !this.busy.has(NEW_PARTITIONS)) await this.noticeNewPartitions(roots().map((p) => p.source));
     this.polls++;
     // A cutover checks a fixed set of tables: changes to the set wait until it is over.
     if (!pipeline || pipeline.cutoverRequestedAt !== null) return;
@@ -169,6 +174,26 @@ export class TableSetChanger {
       }
     }
     if (toCopy.length > 0 && !this.copying) await this.startCopy(toCopy);
+  }
+
+  /**
+   * Partitions the source gained (schema/partitions.ts): made on the target between two source
+   * transactions, before a row of theirs is applied if the app creates them ahead of use.
+   */
+  private async noticeNewPartitions(roots: SourceTable[]): Promise<void> {
+    if (roots.length === 0) return;
+    const missing = await missingPartitions(this.source as pg.Client, this.target as pg.Client, roots);
+    if (missing.length === 0) return;
+    this.queue(NEW_PARTITIONS, async () => {
+      // A session of its own: the poll may be using the changer's meanwhile.
+      const source = await connect(this.ctx.config.sourceUrl, { side: 'source', applicationName: 'walbridge tables' });
+      try {
+        const made = await makeMissingPartitions(source, this.ctx.control, this.ctx.config, roots);
+        if (made.length > 0) this.log.info({ partitions: made }, `partition(s) created on the source made on the target: ${made.join(', ')}`);
+      } finally {
+        await source.end().catch(() => {});
+      }
+    });
   }
 
   private queue(table: string, run: () => Promise<void>): void {

@@ -4,7 +4,9 @@
  * send it through the partition root; walbridge's trigger on each partition reports it. The app
  * truncates a leaf, a partition partitioned again, one of its leaves, a partition together with
  * another table, and the root, while the copy runs (the changes go through the spool) and while
- * streaming; the other partitions keep their rows, and both sides end equal row for row.
+ * streaming; the other partitions keep their rows, and both sides end equal row for row. Then
+ * the source gains partitions: one made ahead of its rows (made on the target while streaming),
+ * one whose rows had gone to the DEFAULT partition (made at the next start, the rows moved).
  * Teardown leaves no trigger behind; preflight says which partitions a role cannot cover.
  */
 import assert from 'node:assert/strict';
@@ -23,6 +25,8 @@ let daemon: DaemonProcess | null = null;
 const TABLES = ['public.events', 'public.notes', 'public.bulk'];
 /** Every partition of public.events, at every level. */
 const PARTITIONS = ['public.events_2025', 'public.events_2026', 'public.events_2026_h1', 'public.events_2026_h2', 'public.events_default'];
+/** The partitions the source gains in the first test. */
+const GAINED = ['public.events_2027', 'public.events_2029'];
 
 before(async () => {
   ({ source, target, destroy } = await startPair({ sourceMajor: 15, targetMajor: 17 }));
@@ -127,16 +131,45 @@ test('a TRUNCATE of one partition, of a sub-partitioned one, of a leaf below it,
   assert.deepEqual(counts, { events_2025: 40, events_2026_h1: 40, events_default: 40 });
   assert.equal(errorsOf(daemon).includes('error:'), false, errorsOf(daemon));
 
+  // 4. Partitions the source gains. One made ahead of its rows, as pg_partman premakes them: the
+  // target has it before a row needs it.
+  await source.query(`CREATE TABLE public.events_2027 PARTITION OF public.events FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')`);
+  await waitFor(async () => (await target.query<{ r: string | null }>(`SELECT to_regclass('public.events_2027')::text AS r`))[0]?.r != null, {
+    what: 'public.events_2027 made on the target',
+    timeoutMs: 30_000,
+    intervalMs: 200,
+  });
+  await source.query(`INSERT INTO public.events SELECT 2000000 + g, '2027-04-04', 'in the new partition' FROM generate_series(1, 25) g`);
+  // One made after its rows went to the DEFAULT partition, on both sides, and moved there as
+  // pg_partman moves them, while walbridge is stopped: at its start it moves the target's too.
+  await source.query(`INSERT INTO public.events SELECT 3000000 + g, '2029-05-05', 'first in the default' FROM generate_series(1, 30) g`);
+  await waitForCatchUp(source, target);
+  assert.equal((await leafCounts(target)).events_default, 70, "the target's DEFAULT partition holds them");
+  assert.equal((await daemon.stop()).code, 0);
+  await source.query(`
+    BEGIN;
+    CREATE TEMP TABLE moving ON COMMIT DROP AS SELECT * FROM public.events_default WHERE at >= '2029-01-01' AND at < '2030-01-01';
+    DELETE FROM public.events_default WHERE at >= '2029-01-01' AND at < '2030-01-01';
+    CREATE TABLE public.events_2029 PARTITION OF public.events FOR VALUES FROM ('2029-01-01') TO ('2030-01-01');
+    INSERT INTO public.events SELECT * FROM moving;
+    COMMIT;`);
+  daemon = await startDaemon(env());
+  await waitForPhase(target, 'streaming', { daemon });
+  counts = await assertSameOnBothSides('after two partitions created on the source');
+  assert.deepEqual(counts, { events_2025: 40, events_2026_h1: 40, events_2027: 25, events_2029: 30, events_default: 40 });
+  assert.ok(daemon.logs().some((l) => /made 1 partition\(s\) the source has and the target lacked/.test(l.msg ?? '')), 'the start says what it made');
+  assert.equal(errorsOf(daemon).includes('error:'), false, errorsOf(daemon));
+
   // The triggers stand on every partition, at every level; teardown removes them and their schema.
   const triggers = async () =>
     (await source.query<{ t: string }>(`SELECT tgrelid::regclass::text AS t FROM pg_trigger WHERE tgname = 'walbridge_truncate_walbridge' ORDER BY 1`)).map((r) => `public.${r.t}`);
-  assert.deepEqual(await triggers(), PARTITIONS);
+  assert.deepEqual(await triggers(), [...PARTITIONS, ...GAINED].sort());
   const { code } = await daemon.stop();
   daemon = null;
   assert.equal(code, 0);
   const down = await runCli(['teardown'], env());
   assert.equal(down.code, 0, down.out);
-  assert.match(down.stdout, /removed walbridge's TRUNCATE trigger from 5 partition\(s\)/);
+  assert.match(down.stdout, /removed walbridge's TRUNCATE trigger from 7 partition\(s\)/);
   assert.deepEqual(await triggers(), []);
   assert.deepEqual(await source.query(`SELECT nspname FROM pg_namespace WHERE nspname = 'walbridge_fence'`), [], 'nothing left of walbridge on the source');
   assert.deepEqual(await sourceObjects(source), { slots: [], publications: [] });
@@ -155,7 +188,7 @@ test('preflight: a role that may not put a trigger on a partition is told which,
   assert.match(check.message, /role mover may not create a trigger on partition\(s\) public\.events_2025 \(owner postgres\), .*public\.events_default \(owner postgres\): a TRUNCATE of one of them alone would not reach the target/);
   assert.match(check.fix ?? '', /GRANT TRIGGER ON public\.events_2025, .* TO mover/);
 
-  await source.query(`GRANT TRIGGER ON ${PARTITIONS.filter((p) => p !== 'public.events_2026_h2').join(', ')} TO mover`);
+  await source.query(`GRANT TRIGGER ON ${[...PARTITIONS, ...GAINED].filter((p) => p !== 'public.events_2026_h2').join(', ')} TO mover`);
   check = await partitions();
   assert.equal(check.status, 'warn');
   assert.match(check.message, /^role mover may not create a trigger on partition\(s\) public\.events_2026_h2 \(owner postgres\):/);
