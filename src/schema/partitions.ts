@@ -55,10 +55,10 @@ export async function makeMissingPartitions(source: pg.ClientBase, target: pg.Cl
     for (const sql of APPLY_PREAMBLE) await target.query(sql);
     // Rows of the new partitions' ranges that a DEFAULT partition took on the target, set aside.
     const moved: { parent: string; table: string }[] = [];
-    for (const p of missing) {
+    for (const [i, p] of missing.entries()) {
       const [fallback] = (await target.query<{ name: string }>(DEFAULT_PARTITION, [p.parent])).rows;
       if (!fallback) continue;
-      const table = `walbridge_moved_${moved.length}`;
+      const table = `walbridge_moved_${i}`;
       const taken = await target.query(`CREATE TEMP TABLE ${table} ON COMMIT DROP AS SELECT * FROM ${fallback.name} WHERE ${p.rowConstraint}`);
       if ((taken.rowCount ?? 0) === 0) continue;
       await target.query(`DELETE FROM ${fallback.name} WHERE ${p.rowConstraint}`);

@@ -6,7 +6,8 @@
  * another table, and the root, while the copy runs (the changes go through the spool) and while
  * streaming; the other partitions keep their rows, and both sides end equal row for row. Then
  * the source gains partitions: one made ahead of its rows (made on the target while streaming),
- * one whose rows had gone to the DEFAULT partition (made at the next start, the rows moved).
+ * one whose rows had gone to the DEFAULT partition and an empty one (made at the next start, the
+ * rows moved).
  * Teardown leaves no trigger behind; preflight says which partitions a role cannot cover.
  */
 import assert from 'node:assert/strict';
@@ -26,7 +27,7 @@ const TABLES = ['public.events', 'public.notes', 'public.bulk'];
 /** Every partition of public.events, at every level. */
 const PARTITIONS = ['public.events_2025', 'public.events_2026', 'public.events_2026_h1', 'public.events_2026_h2', 'public.events_default'];
 /** The partitions the source gains in the first test. */
-const GAINED = ['public.events_2027', 'public.events_2029'];
+const GAINED = ['public.events_2027', 'public.events_2028', 'public.events_2029'];
 
 before(async () => {
   ({ source, target, destroy } = await startPair({ sourceMajor: 15, targetMajor: 17 }));
@@ -152,12 +153,14 @@ test('a TRUNCATE of one partition, of a sub-partitioned one, of a leaf below it,
     DELETE FROM public.events_default WHERE at >= '2029-01-01' AND at < '2030-01-01';
     CREATE TABLE public.events_2029 PARTITION OF public.events FOR VALUES FROM ('2029-01-01') TO ('2030-01-01');
     INSERT INTO public.events SELECT * FROM moving;
-    COMMIT;`);
+    COMMIT;
+    CREATE TABLE public.events_2028 PARTITION OF public.events FOR VALUES FROM ('2028-01-01') TO ('2029-01-01');`);
   daemon = await startDaemon(env());
   await waitForPhase(target, 'streaming', { daemon });
   counts = await assertSameOnBothSides('after two partitions created on the source');
   assert.deepEqual(counts, { events_2025: 40, events_2026_h1: 40, events_2027: 25, events_2029: 30, events_default: 40 });
-  assert.ok(daemon.logs().some((l) => /made 1 partition\(s\) the source has and the target lacked/.test(l.msg ?? '')), 'the start says what it made');
+  assert.ok(daemon.logs().some((l) => /made 2 partition\(s\) the source has and the target lacked/.test(l.msg ?? '')), 'the start says what it made');
+  assert.deepEqual(await target.query(`SELECT count(*)::int AS n FROM public.events_2028`), [{ n: 0 }], 'the empty one made too');
   assert.equal(errorsOf(daemon).includes('error:'), false, errorsOf(daemon));
 
   // The triggers stand on every partition, at every level; teardown removes them and their schema.
@@ -169,7 +172,7 @@ test('a TRUNCATE of one partition, of a sub-partitioned one, of a leaf below it,
   assert.equal(code, 0);
   const down = await runCli(['teardown'], env());
   assert.equal(down.code, 0, down.out);
-  assert.match(down.stdout, /removed walbridge's TRUNCATE trigger from 7 partition\(s\)/);
+  assert.match(down.stdout, /removed walbridge's TRUNCATE trigger from 8 partition\(s\)/);
   assert.deepEqual(await triggers(), []);
   assert.deepEqual(await source.query(`SELECT nspname FROM pg_namespace WHERE nspname = 'walbridge_fence'`), [], 'nothing left of walbridge on the source');
   assert.deepEqual(await sourceObjects(source), { slots: [], publications: [] });
