@@ -47,7 +47,7 @@ export async function schemaCommand(env: NodeJS.ProcessEnv, opts: SchemaOptions)
       const report: SchemaReport = { ok, applied: apply, ...plan };
       out(JSON.stringify(report, null, 2));
     } else {
-      out(formatSchemaReport(plan, { dryRun: opts.dryRun, applied: apply }));
+      out(formatSchemaReport(plan, { dryRun: opts.dryRun, applied: apply, reverse: opts.reverse }));
     }
     return ok ? 0 : 1;
   } catch (err) {
@@ -66,7 +66,7 @@ const indent = (s: string, by: string) => s.split('\n').map((l) => by + l).join(
  * Text for people. A dry run prints the script itself, with everything else as SQL comments, so
  * its output can be read, kept or run with psql as it is.
  */
-export function formatSchemaReport(plan: SchemaPlan, opts: { dryRun: boolean; applied: boolean }): string {
+export function formatSchemaReport(plan: SchemaPlan, opts: { dryRun: boolean; applied: boolean; reverse?: boolean }): string {
   const lines: string[] = [];
   const note = opts.dryRun ? (s: string) => indent(s, '-- ') : (s: string) => s;
   if (plan.problems.length > 0) {
@@ -97,8 +97,10 @@ export function formatSchemaReport(plan: SchemaPlan, opts: { dryRun: boolean; ap
       : plan.steps.length === 0
         ? 'result: nothing to do, the target has everything the selected tables need'
         : opts.dryRun
-          ? `result: ${plan.steps.length} statement(s) would run; run walbridge schema without --dry-run to apply them`
-          : `result: ${plan.steps.length} statement(s) applied in one transaction; next: walbridge preflight, then start walbridge`;
+          ? `result: ${plan.steps.length} statement(s) would run; run walbridge schema${opts.reverse ? ' --reverse' : ''} without --dry-run to apply them`
+          : opts.reverse
+            ? `result: ${plan.steps.length} statement(s) applied on the old database in one transaction; next: walbridge tables add --reverse <table> --wait for each table it made`
+            : `result: ${plan.steps.length} statement(s) applied in one transaction; next: walbridge preflight, then start walbridge`;
   lines.push(note(result));
   return lines.join('\n');
 }

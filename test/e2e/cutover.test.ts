@@ -242,6 +242,7 @@ test('the way back: writes on the new database reach the old one through its fen
   const made = await runCli(['schema', '--reverse'], env());
   assert.equal(made.code, 0, made.out);
   assert.deepEqual(await source.query('SELECT count(*)::int AS n FROM public.feature_votes'), [{ n: 0 }], 'made on the old database, empty');
+  assert.match(made.stdout, /applied on the old database in one transaction; next: walbridge tables add --reverse <table> --wait/);
   const added = await runCli(['tables', 'add', '--reverse', '--wait', 'public.feature_votes'], env());
   assert.equal(added.code, 0, added.out);
   // Written after the copy: streamed back like the rest.
