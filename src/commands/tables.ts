@@ -16,7 +16,7 @@ import { planTargetSchema } from '../schema/make.js';
 import { stateSql, type StateSql } from '../sql/state.js';
 import { loadPipeline, loadTables, type TableRequest, type TableState } from '../state/store.js';
 import { checkAdditions, describeTableState, isMigrated, isSelected, isStreaming, requestAdd, requestChange, resolveGlobs } from '../tables/requests.js';
-import { commandFor, unknownTables } from '../tables/selection.js';
+import { commandFor, targetName, unknownTables } from '../tables/selection.js';
 import { loadCommandConfig } from './config.js';
 import { abortableDelay } from '../pipeline/run.js';
 
@@ -193,7 +193,7 @@ export async function tablesListCommand(env: NodeJS.ProcessEnv, opts: { json: bo
       const rows = t.state === 'removed' ? '' : `${t.rowsCopied} rows copied${t.copyLsn ? ` at ${t.copyLsn}` : ''}`;
       process.stdout.write(`${t.table.padEnd(width)}  ${t.stage.padEnd(18)}  ${rows}${t.held > 0 ? `, ${t.held} change(s) held` : ''}\n`);
     }
-    const there = config.reverse ? 'the old database' : 'the target';
+    const there = targetName(config);
     const add = commandFor(config, 'tables add');
     for (const n of newTables) {
       process.stdout.write(config.reverse ? `\nnew on the new database, not carried back: ${n.table}\n` : `\nnew on the source, not migrated: ${n.table}\n`);

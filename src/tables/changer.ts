@@ -41,7 +41,7 @@ import { stateSql, type StateSql } from '../sql/state.js';
 import { loadPipeline, loadTables, type TableState } from '../state/store.js';
 import { applyHeldChanges } from './held.js';
 import { checkAdditions, isMigrated, requestAdd } from './requests.js';
-import { commandFor, unknownTables } from './selection.js';
+import { commandFor, targetName, unknownTables } from './selection.js';
 import { HeldMessages } from '../replicator/apply/held.js';
 import { makeMissingPartitions, missingPartitions } from '../schema/partitions.js';
 
@@ -348,14 +348,13 @@ export class TableSetChanger {
     const source = this.source as pg.Client;
     const included = config.includeTables?.map(tablePattern) ?? null;
     const fresh = await unknownTables(source, this.target as pg.Client, config, rows);
-    const [missing, add] = [commandFor(config, 'schema'), commandFor(config, 'tables add')];
-    const onTarget = config.reverse ? 'the old database' : 'the target';
+    const add = commandFor(config, 'tables add');
     const reasons = new Map<string, string>();
     for (const t of fresh) {
       const name = displayTable(t);
       let reason: string;
       if (!config.followNewTables) {
-        reason = `${config.reverse ? 'not carried back' : 'not migrated'}: create it on ${onTarget} (${missing}) and run "${add} ${name}", or set WALBRIDGE_FOLLOW_NEW_TABLES=true`;
+        reason = `${config.reverse ? 'not carried back' : 'not migrated'}: create it on ${targetName(config)} (${commandFor(config, 'schema')}) and run "${add} ${name}", or set WALBRIDGE_FOLLOW_NEW_TABLES=true`;
       } else if (included && !included.some((x) => x(t))) {
         reason = `not followed: WALBRIDGE_TABLES does not match it; run "${add} ${name}" to migrate it`;
       } else {

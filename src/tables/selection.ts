@@ -154,5 +154,8 @@ export async function assertNoneLeftBehind(source: pg.ClientBase, target: pg.Cli
   );
 }
 
+/** Where this direction's tables go, as its user names it. */
+export const targetName = (config: Config): string => (config.reverse ? 'the old database' : 'the target');
+
 /** A walbridge command as a user of this direction types it. */
 export const commandFor = (config: Config, command: string): string => `walbridge ${command}${config.reverse ? ' --reverse' : ''}`;
